@@ -1,0 +1,62 @@
+# zeta-swarm: one entry point for install, test, the swarm, data, image and infra.
+# Every target works on a fresh clone; `make install` is the only thing that installs.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+
+PHASE ?= 2
+TEAM ?= minibatch
+BACKEND ?= local
+PROFILE ?= default
+TRIALS ?=
+PARALLEL ?=
+RUN_DIR ?=
+DATA_DIR ?= data/odlyzko
+
+SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) --profile $(PROFILE) \
+	$(if $(TRIALS),--max-trials $(TRIALS)) $(if $(PARALLEL),--parallel $(PARALLEL)) \
+	$(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+.PHONY: install test lint swarm status data bench image infra-outputs compare clean
+
+install: $(VENV)/.installed $(TOOLS)/.installed
+
+# torch first, as the local CPU wheel: any other spec pulls several GB of CUDA packages.
+$(VENV)/.installed: trainer/pyproject.toml orchestrator/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e 'trainer[data,metis,dev]' -e 'orchestrator[vertex,report,dev]'
+	touch $@
+
+# checkov pins its own dependency tree, so it lives in a venv of its own.
+$(TOOLS)/.installed: constraints-checkov.txt
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install -q --upgrade pip
+	$(TOOLS)/checkov/bin/pip install -q -c constraints-checkov.txt checkov
+	touch $@
+
+lint: install
+	$(BIN)/ruff check trainer orchestrator tests bench
+
+test: install lint
+	$(BIN)/pytest -q
+
+data: install
+	@test -f $(DATA_DIR)/manifest.json || $(BIN)/trainer zeros odlyzko --out $(DATA_DIR)
+
+swarm: install data
+	$(BIN)/orchestrator swarm $(SWARM_FLAGS)
+
+status: install
+	$(BIN)/orchestrator status $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+bench: install
+	$(BIN)/python bench/zeros.py
+	$(BIN)/python bench/train.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) runs

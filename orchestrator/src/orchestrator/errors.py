@@ -1,0 +1,27 @@
+"""Errors named for what the caller should do next. The CLI translates each into one line and an exit code."""
+
+
+class OrchestratorError(Exception):
+    """Base class. exit_code is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(OrchestratorError):
+    """A config file, flag or infra setting is wrong: fix it and run again. Nothing was launched. Exit 2."""
+
+    exit_code = 2
+
+
+class BudgetExceeded(OrchestratorError):
+    """Starting another trial would pass the phase's GPU-hour cap: raise the cap or stop here."""
+
+    exit_code = 3
+
+
+class RetryableCloudError(OrchestratorError):
+    """A transient cloud error (429, RESOURCE_EXHAUSTED, 503): back off and call again."""
+
+
+class PermanentJobError(OrchestratorError):
+    """A job can never succeed as specified (bad image, bad args, permission): do not retry it."""

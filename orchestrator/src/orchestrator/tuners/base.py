@@ -1,0 +1,104 @@
+"""The Tuner contract. Every backend (Optuna on SQLite, fixed designs, Vertex AI Vizier) passes
+`tests/orchestrator/tuner_contract.py`.
+
+A tuner owns the study: which trials exist, their parameters, and their outcome. It knows
+nothing about jobs or processes; the controller joins tuner trials to runner jobs by trial id.
+
+Contract:
+* `suggest(count)` creates up to `count` new ACTIVE trials and returns them. Their parameters
+  are distinct from each other and from every trial still ACTIVE (Bayesian backends must account
+  for running trials: constant liar / Vizier's own bookkeeping). It may return fewer (a fixed
+  design that is used up returns []).
+* A trial is created in the study's storage *before* `suggest` returns, so a controller that
+  crashes right after suggesting finds the trial ACTIVE on restart and launches it then.
+* `complete`, `infeasible`, `fail` and `stop` move an ACTIVE trial to its final state exactly once;
+  calling one again on a trial already in that same final state is a no-op (crash-safe replays),
+  on a trial in a different final state it raises ValueError.
+* `trials()` returns every trial of the study (all pages), ordered by id.
+* `report(trial_id, step, value)` records an intermediate objective (early stopping, curves).
+* Reopening a tuner on the same study (same run dir / display name) sees the same trials.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+class TunerState(str, enum.Enum):
+    ACTIVE = "ACTIVE"  # suggested and not finished: the controller must have (or start) a job for it
+    COMPLETED = "COMPLETED"  # objective measured
+    INFEASIBLE = "INFEASIBLE"  # valid result, no objective (diverged)
+    FAILED = "FAILED"  # gave up after retries (infrastructure or trainer failure)
+    STOPPED = "STOPPED"  # stopped early (early-stopping rule or `orchestrator stop`)
+
+    @property
+    def finished(self) -> bool:
+        return self is not TunerState.ACTIVE
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    name: str
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class IntParam:
+    name: str
+    low: int
+    high: int
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class CategoricalParam:
+    """Choices are strings; the swarm config maps them to trainer overrides (e.g. "2,3,5" -> primes)."""
+
+    name: str
+    choices: tuple[str, ...]
+
+
+Param = FloatParam | IntParam | CategoricalParam
+SearchSpace = Sequence[Param]
+
+
+@dataclass
+class TunerTrial:
+    id: str  # stable, unique within the study; digits only (Optuna number, Vizier uid)
+    params: dict[str, float | int | str]
+    state: TunerState
+    value: float | None = None  # the objective (extrapolation_error) when COMPLETED or STOPPED
+    metrics: dict[str, float] = field(default_factory=dict)  # other final metrics (stderr, baselines, skill)
+    reason: str | None = None  # why INFEASIBLE / FAILED / STOPPED
+
+
+class Tuner(abc.ABC):
+    """One study. `objective` is minimised."""
+
+    objective: str = "extrapolation_error"
+
+    @abc.abstractmethod
+    def suggest(self, count: int) -> list[TunerTrial]: ...
+
+    @abc.abstractmethod
+    def complete(self, trial_id: str, value: float, metrics: dict[str, float]) -> None: ...
+
+    @abc.abstractmethod
+    def infeasible(self, trial_id: str, reason: str) -> None: ...
+
+    @abc.abstractmethod
+    def fail(self, trial_id: str, reason: str) -> None: ...
+
+    @abc.abstractmethod
+    def stop(self, trial_id: str, reason: str, value: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def report(self, trial_id: str, step: int, value: float) -> None: ...
+
+    @abc.abstractmethod
+    def trials(self) -> list[TunerTrial]: ...
