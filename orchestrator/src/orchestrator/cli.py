@@ -1,0 +1,39 @@
+"""The `orchestrator` command: a thin click layer over the engine.
+
+Subcommands live in `orchestrator.commands.*`; they import optuna, cloud SDKs and matplotlib
+inside the command functions, so `orchestrator --help` starts fast. Every OrchestratorError
+becomes one line on stderr and its exit code. Options can also come from the environment with
+the prefix ZETA_SWARM_ (e.g. ZETA_SWARM_RUN_DIR).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from orchestrator.errors import OrchestratorError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OrchestratorError as e:
+            click.echo(f"orchestrator: error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"auto_envvar_prefix": "ZETA_SWARM"})
+@click.version_option(package_name="zeta-swarm-orchestrator")
+def main() -> None:
+    """Guided hyperparameter swarms for the zeta-zeros GNN (Optuna locally, Vizier on Vertex AI)."""
+
+
+def _register() -> None:
+    from orchestrator.commands import register
+
+    register(main)
+
+
+_register()
