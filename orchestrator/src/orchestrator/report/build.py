@@ -1,0 +1,83 @@
+"""Build a report directory: read the run files, compute, draw, render, and publish atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+from orchestrator.report import analysis, plots
+from orchestrator.report.html import PLOT_CAPTIONS, Page, render_html, render_markdown
+from orchestrator.report.load import load
+
+
+def _draw(loaded, tmp: Path, progress: Callable[[str], None]) -> list[str]:
+    chosen = analysis.picks(loaded)
+    drawers = {
+        "arms.png": lambda p: any(plots.arms(e, p) for e in loaded.experiments[:1]),
+        "leaderboard.png": lambda p: plots.leaderboard(loaded.runs, p),
+        "history.png": lambda p: plots.history(loaded.runs, p),
+        "gue_weights.png": lambda p: plots.gue_weights(loaded.runs, p),
+        "spacings.png": lambda p: plots.spacings(chosen, p),
+        "block_variance.png": lambda p: plots.block_variance(chosen, p),
+        "curves.png": lambda p: plots.curves(chosen, p),
+    }
+    assert drawers.keys() == PLOT_CAPTIONS.keys()
+    written = []
+    for name, draw in drawers.items():
+        progress(f"drawing {name}")
+        if draw(tmp / name):
+            written.append(name)
+    return written
+
+
+def build_report(paths: list[str], out: str | Path, progress: Callable[[str], None] = lambda _: None) -> Path:
+    """Write OUT/index.html, OUT/summary.md and the PNG plots beside them.
+
+    The pages are built in a temporary directory next to OUT and renamed into place, so OUT is
+    either the previous report or the complete new one, never half-written.
+
+    Args:
+        paths: run or experiment directories (local paths or gs:// URLs).
+        out: local output directory; replaced if it exists.
+        progress: called with a short line before each step (default: silent).
+
+    Raises:
+        ConfigError: bad input (missing directory, malformed file) or an output path that is a file.
+    """
+    out = Path(out)
+    if str(out).startswith("gs://"):
+        raise ConfigError(f"--out {out}: the report is written locally; copy it to gs:// afterwards")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    loaded = load(paths)  # before any output, so bad input prints its one error line alone
+    progress(f"read {len(loaded.runs)} run(s), {sum(len(r.trials) for r in loaded.runs)} trial(s)")
+    page_data = dict(
+        loaded=loaded,
+        headline=analysis.headline(loaded),
+        experiments=[analysis.experiment_summary(e) for e in loaded.experiments],
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        page = Page(plots=_draw(loaded, tmp, progress), **page_data)
+        (tmp / "summary.md").write_text(render_markdown(page), encoding="utf-8")
+        (tmp / "index.html").write_text(render_html(page), encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a report is for reading
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress(f"wrote {out / 'index.html'}")
+    return out

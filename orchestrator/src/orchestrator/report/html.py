@@ -1,0 +1,238 @@
+"""Render the report's two pages, index.html and summary.md, from `report.analysis` results.
+Every number is formatted by `analysis.fmt`, so the two pages print the same figures."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+
+from orchestrator.report.analysis import (
+    BEATS_RULE,
+    ExperimentSummary,
+    Headline,
+    fmt,
+    fmt_pm,
+    params_text,
+    state_counts,
+)
+from orchestrator.report.load import Loaded, Run, Trial
+
+LEADERBOARD_COLUMNS = (
+    "rank",
+    "trial",
+    "extrapolation_error ± stderr",
+    "baseline_index",
+    "baseline_ar",
+    "baseline_explicit",
+    "skill",
+    "beats baselines",
+    "params",
+)
+PLOT_CAPTIONS = {
+    "arms.png": "Arms of the experiment: objective per seed and mean, against the baselines.",
+    "leaderboard.png": "Best trials of each run: objective ± stderr against the baselines.",
+    "history.png": "Optimisation history: objective in trial order and the best so far.",
+    "gue_weights.png": "gue_nll_weight x gue_mmd_weight (log axes), coloured by objective.",
+    "spacings.png": "Predicted unfolded spacings against the data and the Wigner surmise.",
+    "block_variance.png": "Block-sum variance across scales L, predicted against the data.",
+    "curves.png": "Loss curves and objective per epoch of the best trials.",
+}
+
+
+@dataclass
+class Page:
+    """Everything the renderers need."""
+
+    loaded: Loaded
+    headline: Headline
+    experiments: list[ExperimentSummary]
+    plots: list[str]  # PNG file names written beside the pages, in PLOT_CAPTIONS order
+    generated: str  # UTC timestamp
+    top: int = 20  # leaderboard rows per run
+
+
+def leaderboard_rows(run: Run, top: int) -> list[list[str]]:
+    """Cells of a run's leaderboard, best first, as both pages print them."""
+    rows = []
+    for rank, t in enumerate(run.completed[:top], start=1):
+        rows.append(
+            [
+                str(rank),
+                t.id,
+                fmt_pm(t.value, t.metric("extrapolation_stderr")),
+                fmt(t.metric("baseline_index")),
+                fmt(t.metric("baseline_ar")),
+                fmt(t.metric("baseline_explicit")),
+                fmt(t.metric("skill")),
+                "yes" if t.beats_baselines() else "no",
+                params_text(t.params),
+            ]
+        )
+    return rows
+
+
+def _unfinished(run: Run) -> list[Trial]:
+    return [t for t in run.trials if t.state in ("INFEASIBLE", "FAILED", "STOPPED")]
+
+
+def _arm_rows(summary: ExperimentSummary) -> list[list[str]]:
+    rows = []
+    for a in summary.arms:
+        obj, gap = a.objective, a.gap
+        rows.append(
+            [
+                a.run.arm or a.run.label,
+                a.run.role or "",
+                f"{obj.n}/{len(a.run.trials)}" if obj else f"0/{len(a.run.trials)}",
+                fmt_pm(obj.mean, obj.stderr) if obj else "—",
+                f"[{fmt(obj.lo)}, {fmt(obj.hi)}]" if obj and not math.isnan(obj.lo) else "—",
+                fmt(a.baselines.get("baseline_index")),
+                fmt(a.baselines.get("baseline_ar")),
+                fmt(a.baselines.get("baseline_explicit")),
+                fmt_pm(gap.mean, gap.stderr) if gap else "—",
+                {None: "too few seeds", True: "yes", False: "no"}[a.beats],
+            ]
+        )
+    return rows
+
+
+ARM_COLUMNS = (
+    "arm",
+    "role",
+    "seeds done",
+    "mean error ± stderr",
+    "CI of mean",
+    "baseline_index",
+    "baseline_ar",
+    "baseline_explicit",
+    "gap to best baseline",
+    "beats baselines",
+)
+
+
+def _effect_text(summary: ExperimentSummary) -> str | None:
+    eff = summary.minibatch_effect
+    if eff is None:
+        return None
+    return (
+        f"Team 2 (mini-batch) minus Team 1 with rg_penalty: {eff.diff:+.4g} "
+        f"(Welch {eff.level:.0%} CI [{eff.lo:+.4g}, {eff.hi:+.4g}])."
+    )
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _md_table(columns, rows) -> list[str]:
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def render_markdown(page: Page) -> str:
+    """summary.md: the answer, the experiment, the leaderboards, the list of plots."""
+    lines = ["# zeta-swarm report", "", f"Generated {page.generated} from:", ""]
+    lines += [f"- `{r.path}` ({r.label}; {state_counts(r)})" for r in page.loaded.runs]
+    lines += ["", "## Answer", "", page.headline.text, ""]
+    for summary in page.experiments:
+        lines += [
+            f"## Experiment `{summary.experiment.path}`",
+            "",
+            f"**Verdict.** {summary.verdict_text}",
+            "",
+        ]
+        lines += [f"**Baselines.** {summary.baselines_text}", ""]
+        if (text := _effect_text(summary)) is not None:
+            lines += [text, ""]
+        lines += _md_table(ARM_COLUMNS, _arm_rows(summary)) + [""]
+        lines += [f"- {n}" for n in summary.notes] + ([""] if summary.notes else [])
+    lines += ["## Leaderboards", "", f"A trial beats the baselines when {BEATS_RULE}.", ""]
+    for run in sorted(page.loaded.runs, key=lambda r: (str(r.phase), r.team, r.arm or "")):
+        lines += [f"### {run.label}", "", f"`{run.path}`: {state_counts(run)}", ""]
+        rows = leaderboard_rows(run, page.top)
+        lines += _md_table(LEADERBOARD_COLUMNS, rows) if rows else ["No completed trial."]
+        lines += [""]
+        for t in _unfinished(run):
+            lines += [f"- trial {t.id} {t.state}: {t.reason or 'no reason recorded'}"]
+        for t in run.completed:
+            if t.missing:
+                lines += [f"- trial {t.id}: missing {', '.join(t.missing)}"]
+        lines += [""]
+    if page.plots:
+        lines += ["## Plots", ""] + [f"- [{p}]({p}): {PLOT_CAPTIONS[p]}" for p in page.plots] + [""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- html
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+td:last-child, th:last-child { text-align: left; }
+.answer { font-size: 1.15em; background: #fff6e0; border-left: 4px solid #e0a000; padding: 0.6em 1em; }
+.verdict { font-size: 1.1em; background: #eef4ff; border-left: 4px solid #3060c0; padding: 0.6em 1em; }
+figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #eee; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+"""
+
+
+def _h(s: object) -> str:
+    return html.escape(str(s))
+
+
+def _html_table(columns, rows) -> str:
+    head = "".join(f"<th>{_h(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(page: Page) -> str:
+    """index.html: the same content as summary.md, with the plots inline."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>zeta-swarm report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>zeta-swarm report</h1>",
+        f"<p>Generated {_h(page.generated)} from:</p><ul>",
+    ]
+    parts += [
+        f"<li><code>{_h(r.path)}</code> ({_h(r.label)}; {_h(state_counts(r))})</li>" for r in page.loaded.runs
+    ]
+    parts += ["</ul>", "<h2>Answer</h2>", f"<p class='answer'>{_h(page.headline.text)}</p>"]
+    for summary in page.experiments:
+        parts += [
+            f"<h2>Experiment <code>{_h(summary.experiment.path)}</code></h2>",
+            f"<p class='verdict'><b>Verdict.</b> {_h(summary.verdict_text)}</p>",
+            f"<p><b>Baselines.</b> {_h(summary.baselines_text)}</p>",
+        ]
+        if (text := _effect_text(summary)) is not None:
+            parts.append(f"<p>{_h(text)}</p>")
+        parts.append(_html_table(ARM_COLUMNS, _arm_rows(summary)))
+        if summary.notes:
+            parts.append("<ul>" + "".join(f"<li>{_h(n)}</li>" for n in summary.notes) + "</ul>")
+        if "arms.png" in page.plots:
+            parts.append(
+                f"<figure><img src='arms.png' alt='arms'><figcaption>{_h(PLOT_CAPTIONS['arms.png'])}</figcaption></figure>"
+            )
+    parts += ["<h2>Leaderboards</h2>", f"<p>A trial beats the baselines when {_h(BEATS_RULE)}.</p>"]
+    for run in sorted(page.loaded.runs, key=lambda r: (str(r.phase), r.team, r.arm or "")):
+        parts += [f"<h3>{_h(run.label)}</h3>", f"<p><code>{_h(run.path)}</code>: {_h(state_counts(run))}</p>"]
+        rows = leaderboard_rows(run, page.top)
+        parts.append(_html_table(LEADERBOARD_COLUMNS, rows) if rows else "<p>No completed trial.</p>")
+        notes = [f"trial {t.id} {t.state}: {t.reason or 'no reason recorded'}" for t in _unfinished(run)]
+        notes += [f"trial {t.id}: missing {', '.join(t.missing)}" for t in run.completed if t.missing]
+        if notes:
+            parts.append("<ul>" + "".join(f"<li>{_h(n)}</li>" for n in notes) + "</ul>")
+    figures = [p for p in page.plots if p != "arms.png" or not page.experiments]
+    if figures:
+        parts.append("<h2>Plots</h2>")
+        for p in figures:
+            parts.append(
+                f"<figure><img src='{_h(p)}' alt='{_h(p)}'><figcaption>{_h(PLOT_CAPTIONS[p])}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,332 @@
+"""Read run directories (docs/contracts.md) into plain records for the report.
+
+A path given to the report is either a run directory (it holds `trials.json`) or an experiment
+directory written by `orchestrator compare` (it holds `experiment.json`, naming one run
+directory per arm). Only files are read: JSON, JSON lines and YAML, local or gs://.
+
+Where a trial's files live: on the local backend the contract fixes `RUN_DIR/trials/<id>/`, which
+stays right when a run directory is copied or moved; on Vertex `output_dir` in `trials.json` is a
+gs:// URL and is used as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import ConfigError
+
+EXPERIMENT_FILE = "experiment.json"
+BASELINES = ("baseline_index", "baseline_ar", "baseline_explicit")
+
+
+@dataclass
+class Trial:
+    """One trial: its state in the study and what its output directory holds."""
+
+    id: str
+    state: str  # PENDING, RUNNING, COMPLETED, INFEASIBLE, FAILED, STOPPED
+    params: dict[str, Any]
+    output_dir: str
+    reason: str | None = None
+    final: dict[str, Any] | None = None  # final.json
+    curve: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl rows
+    predictions: dict[str, Any] | None = None  # predictions.json
+    config: dict[str, Any] | None = None  # config.yaml
+    missing: list[str] = field(default_factory=list)  # files a COMPLETED trial should have and lacks
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "COMPLETED" and self.final is not None
+
+    def metric(self, name: str) -> float:
+        """A number from final.json (nan when absent)."""
+        value = (self.final or {}).get(name)
+        return float(value) if isinstance(value, int | float) else math.nan
+
+    @property
+    def value(self) -> float:
+        return self.metric("extrapolation_error")
+
+    @property
+    def best_baseline(self) -> float:
+        values = [self.metric(b) for b in BASELINES]
+        values = [v for v in values if not math.isnan(v)]
+        return min(values) if values else math.nan
+
+    def beats_baselines(self) -> bool:
+        """True when the objective plus two standard errors is below the smallest baseline on the same windows."""
+        stderr = self.metric("extrapolation_stderr")
+        stderr = 0.0 if math.isnan(stderr) else stderr
+        return self.completed and self.value + 2.0 * stderr < self.best_baseline
+
+
+@dataclass
+class Run:
+    """One study's run directory."""
+
+    path: str
+    study: str
+    phase: Any
+    team: str
+    backend: str
+    objective: str
+    updated: Any
+    trials: list[Trial]
+    swarm: dict[str, Any] = field(default_factory=dict)
+    arm: str | None = None  # set when the run is an arm of an experiment
+    role: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm} ({self.team})" if self.arm else f"phase {self.phase} · {self.team}"
+
+    @property
+    def completed(self) -> list[Trial]:
+        return sorted((t for t in self.trials if t.completed), key=lambda t: t.value)
+
+
+@dataclass
+class Experiment:
+    """A designed comparison (`orchestrator compare`): arms, each one run directory."""
+
+    path: str
+    design: dict[str, Any]  # experiment.json
+    arms: list[Run]
+
+    def arm_with_role(self, role: str) -> Run | None:
+        return next((r for r in self.arms if r.role == role), None)
+
+
+@dataclass
+class Loaded:
+    runs: list[Run]
+    experiments: list[Experiment]
+
+
+def _join(base: str, *parts: str) -> str:
+    if base.startswith("gs://"):
+        return "/".join([base.rstrip("/"), *parts])
+    return str(Path(base, *parts))
+
+
+def _read_text(url: str) -> str | None:
+    """The file's text, or None when it does not exist."""
+    if url.startswith("gs://"):
+        # TODO(core storage): route through the orchestrator's filesystem layer once it lands.
+        raise ConfigError(
+            f"{url}: reading gs:// run directories needs orchestrator.storage, not available yet"
+        )
+    path = Path(url)
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{url}: cannot read: {e}") from e
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: line {e.lineno}: malformed JSON: {e.msg}") from e
+
+
+def _read_json(url: str, required: bool = False) -> Any:
+    text = _read_text(url)
+    if text is None:
+        if required:
+            raise ConfigError(f"{url}: missing")
+        return None
+    return _parse_json(text, url)
+
+
+def _read_object(url: str, required: bool = False) -> dict[str, Any] | None:
+    data = _read_json(url, required)
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{url}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _read_jsonl(url: str) -> list[dict[str, Any]] | None:
+    text = _read_text(url)
+    if text is None:
+        return None
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{url}: line {lineno}: malformed JSON: {e.msg}") from e
+        if not isinstance(row, dict):
+            raise ConfigError(f"{url}: line {lineno}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _read_yaml(url: str) -> dict[str, Any] | None:
+    text = _read_text(url)
+    if text is None:
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{url}: {line}malformed YAML") from e
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{url}: expected a YAML mapping")
+    return data or {}
+
+
+def _require(obj: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in obj:
+        raise ConfigError(f"{where}: missing key '{key}'")
+    if not isinstance(obj[key], types):
+        raise ConfigError(f"{where}: key '{key}' has the wrong type ({type(obj[key]).__name__})")
+    return obj[key]
+
+
+def _load_trial(run_dir: str, raw: Any, index: int, where: str) -> Trial:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: trials[{index}] is not an object")
+    here = f"{where}: trials[{index}]"
+    trial_id = str(_require(raw, "id", (str, int), here))
+    state = _require(raw, "state", str, here)
+    output_dir = raw.get("output_dir") or ""
+    out = output_dir if str(output_dir).startswith("gs://") else _join(run_dir, "trials", trial_id)
+    trial = Trial(
+        id=trial_id,
+        state=state,
+        params=dict(raw.get("params") or {}),
+        output_dir=out,
+        reason=raw.get("reason"),
+    )
+    if state not in ("COMPLETED", "INFEASIBLE"):
+        return trial
+    final_url = _join(out, "final.json")
+    trial.final = _read_object(final_url, required=state == "COMPLETED")
+    if state == "COMPLETED":
+        value = (trial.final or {}).get("extrapolation_error")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise ConfigError(
+                f"{final_url}: key 'extrapolation_error' must be a finite number, got {value!r}"
+            )
+    trial.curve = _read_jsonl(_join(out, "metrics.jsonl")) or []
+    trial.predictions = _read_object(_join(out, "predictions.json"))
+    trial.config = _read_yaml(_join(out, "config.yaml"))
+    if state == "COMPLETED":
+        trial.missing = [
+            name
+            for name, got in (
+                ("metrics.jsonl", trial.curve),
+                ("predictions.json", trial.predictions),
+                ("config.yaml", trial.config),
+            )
+            if not got
+        ]
+    return trial
+
+
+def load_run(run_dir: str, arm: str | None = None, role: str | None = None) -> Run:
+    """Read one run directory.
+
+    Args:
+        run_dir: local path or gs:// URL of a directory holding `trials.json`.
+        arm: the arm's name when the run belongs to an experiment.
+        role: the arm's role in the experiment (`rg`, `no_rg`, `minibatch`).
+    """
+    where = _join(run_dir, "trials.json")
+    snap = _read_object(where, required=True)
+    assert snap is not None
+    raw_trials = _require(snap, "trials", list, where)
+    trials = [_load_trial(run_dir, raw, i, where) for i, raw in enumerate(raw_trials)]
+    return Run(
+        path=run_dir,
+        study=str(snap.get("study", "")),
+        phase=snap.get("phase", "?"),
+        team=str(snap.get("team", "?")),
+        backend=str(snap.get("backend", "?")),
+        objective=str(snap.get("objective", "extrapolation_error")),
+        updated=snap.get("updated"),
+        trials=trials,
+        swarm=_read_yaml(_join(run_dir, "swarm.yaml")) or {},
+        arm=arm,
+        role=role,
+    )
+
+
+def load_experiment(exp_dir: str, design: dict[str, Any]) -> Experiment:
+    """Read an experiment directory whose experiment.json is `design`.
+
+    Args:
+        exp_dir: local path or gs:// URL of the experiment directory.
+        design: the parsed experiment.json (`arms`: list of {name, role, run_dir relative to exp_dir}).
+    """
+    where = _join(exp_dir, EXPERIMENT_FILE)
+    arms = _require(design, "arms", list, where)
+    runs = []
+    for i, arm in enumerate(arms):
+        if not isinstance(arm, dict):
+            raise ConfigError(f"{where}: arms[{i}] is not an object")
+        name = _require(arm, "name", str, f"{where}: arms[{i}]")
+        sub = _require(arm, "run_dir", str, f"{where}: arms[{i}]")
+        run_dir = sub if sub.startswith("gs://") else _join(exp_dir, sub)
+        if _read_text(_join(run_dir, "trials.json")) is None:
+            # An arm that has not started yet still belongs on the page, with no trials.
+            runs.append(
+                Run(
+                    path=run_dir,
+                    study="",
+                    phase=design.get("phase", "compare"),
+                    team=str(arm.get("team", "?")),
+                    backend=str(design.get("backend", "?")),
+                    objective="extrapolation_error",
+                    updated=None,
+                    trials=[],
+                    arm=name,
+                    role=arm.get("role"),
+                )
+            )
+            continue
+        runs.append(load_run(run_dir, arm=name, role=arm.get("role")))
+    return Experiment(exp_dir, design, runs)
+
+
+def load(paths: list[str]) -> Loaded:
+    """Read every run or experiment directory named.
+
+    Args:
+        paths: local paths or gs:// URLs; each holds trials.json (a run) or experiment.json (an experiment).
+
+    Raises:
+        ConfigError: a directory is missing, holds neither file, or a file in it is malformed.
+    """
+    if not paths:
+        raise ConfigError("report: give at least one --run-dir")
+    runs: list[Run] = []
+    experiments: list[Experiment] = []
+    for path in paths:
+        path = path.rstrip("/") if path.startswith("gs://") else path
+        if not path.startswith("gs://") and not Path(path).is_dir():
+            raise ConfigError(f"{path}: run directory not found")
+        design = _read_object(_join(path, EXPERIMENT_FILE))
+        if design is not None:
+            exp = load_experiment(path, design)
+            experiments.append(exp)
+            runs.extend(exp.arms)
+        elif _read_text(_join(path, "trials.json")) is not None:
+            runs.append(load_run(path))
+        else:
+            raise ConfigError(
+                f"{path}: neither trials.json nor {EXPERIMENT_FILE} found; is this a run directory?"
+            )
+    return Loaded(runs, experiments)
