@@ -82,7 +82,9 @@ def load_stack(directory: Path) -> Stack:
 def tool_env() -> dict[str, str]:
     """Environment for terraform/checkov: no stale CLI config, no telemetry, no prompts."""
     env = dict(os.environ)
-    env.pop("TF_CLI_CONFIG_FILE", None)  # points at a missing file on some machines: noisy warnings
+    config = env.get("TF_CLI_CONFIG_FILE")
+    if config and not os.path.exists(config):  # a dangling setting only adds warnings to every run
+        del env["TF_CLI_CONFIG_FILE"]
     env.update(
         {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "BC_SKIP_MAPPING": "TRUE"}
     )
