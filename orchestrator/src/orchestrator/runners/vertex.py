@@ -1,0 +1,305 @@
+"""Runner `vertex`: one Vertex AI CustomJob per trial attempt, found again by its labels.
+
+Each attempt is a CustomJob whose single worker runs `trainer <trainer_args>` in the trainer image
+pinned to a digest, on the team's machine, as the trainer service account, with
+`base_output_dir` = the trial's output dir (so AIP_TENSORBOARD_LOG_DIR and the checkpoint land next
+to metrics.jsonl and final.json, and a retry resumes there). Labels study/trial/attempt/phase/team
+are the only state: `launch` lists by them before it creates, so a controller killed between create
+and its next step never starts a second job for the same attempt.
+
+Cost of `jobs()` per pass: the first call lists every job of the study (all pages); later calls list
+only unfinished ones (`state!=` the final states) plus one `get_custom_job` per job that finished
+since the previous pass. Finished jobs never change on Vertex, so they are kept from earlier passes
+and the calls per pass do not grow with the number of finished trials.
+
+google-cloud-aiplatform is imported inside the methods: `orchestrator` starts without it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from orchestrator.errors import ConfigError, PermanentJobError
+from orchestrator.runners.base import Job, JobSpec, JobState, Runner
+from orchestrator.vertex_settings import (
+    CloudCalls,
+    MachineSpec,
+    VertexSettings,
+    quiet_sdk_logs,
+    resolve_image_digest,
+)
+
+_FINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
+_STATE_MAP = {
+    "JOB_STATE_UNSPECIFIED": JobState.QUEUED,
+    "JOB_STATE_QUEUED": JobState.QUEUED,
+    "JOB_STATE_PENDING": JobState.QUEUED,
+    "JOB_STATE_PAUSED": JobState.QUEUED,
+    "JOB_STATE_RUNNING": JobState.RUNNING,
+    "JOB_STATE_UPDATING": JobState.RUNNING,
+    "JOB_STATE_SUCCEEDED": JobState.SUCCEEDED,
+    "JOB_STATE_FAILED": JobState.FAILED,
+    "JOB_STATE_EXPIRED": JobState.FAILED,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": JobState.FAILED,
+    # Still tearing down and possibly writing its output dir: not finished, so nothing is retried into it yet.
+    "JOB_STATE_CANCELLING": JobState.RUNNING,
+    "JOB_STATE_CANCELLED": JobState.CANCELLED,
+}
+_LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]")
+
+
+def label_value(value: object) -> str:
+    """A Vertex label value: lowercase letters, digits, '_' and '-', at most 63 characters."""
+    return _LABEL_UNSAFE.sub("-", str(value).lower())[:63]
+
+
+def map_state(state: Any) -> JobState:
+    """v1 JobState enum -> JobState. By name: on Python 3.11 str() of an IntEnum is its number."""
+    return _STATE_MAP[state.name]
+
+
+class VertexRunner(Runner):
+    """CustomJobs on Vertex AI for one study.
+
+    Args:
+        settings: VertexSettings (project, region, buckets, image, machines, service account).
+        study: the study's label value (also the display-name prefix of its jobs).
+        credentials: google.auth credentials; None = application default credentials.
+        calls: CloudCalls (retry policy, injected sleeper); default CloudCalls(settings.retry).
+        image_uri: a pinned image (…@sha256:…); None = resolve the tag on the first launch.
+    """
+
+    def __init__(
+        self,
+        settings: VertexSettings,
+        study: str,
+        *,
+        credentials: Any = None,
+        calls: CloudCalls | None = None,
+        image_uri: str | None = None,
+    ):
+        if label_value(study) != study:
+            raise ConfigError(
+                f"study name {study!r} is not a valid Vertex label (lowercase, digits, '-', '_')"
+            )
+        self.settings = settings
+        self.study = study
+        self.credentials = credentials
+        self.calls = calls or CloudCalls(settings.retry)
+        self._image_uri = image_uri
+        self._live: dict[str, Job] = {}  # resource name -> unfinished job
+        self._done: dict[str, Job] = {}  # resource name -> job in a final state (never changes again)
+        self._synced = False
+        quiet_sdk_logs()
+
+    # ------------------------------------------------------------------ building requests
+
+    def image_uri(self) -> str:
+        """The trainer image pinned to a digest, resolved once per runner (= per controller start)."""
+        if self._image_uri is None:
+            self._image_uri = resolve_image_digest(self.settings, self.calls, self.credentials)
+        return self._image_uri
+
+    def labels(self, spec: JobSpec) -> dict[str, str]:
+        base = {
+            "study": spec.study,
+            "trial": spec.trial_id,
+            "attempt": spec.attempt,
+            "phase": spec.phase,
+            "team": spec.team,
+        }
+        return {k: label_value(v) for k, v in {**spec.labels, **base}.items()}
+
+    def machine(self, team: str) -> MachineSpec:
+        if team not in self.settings.machines:
+            raise ConfigError(
+                f"vertex backend: no machine for team {team!r}; known: {sorted(self.settings.machines)}"
+            )
+        return self.settings.machines[team]
+
+    def _sdk_job(self, spec: JobSpec, image_uri: str):
+        """The SDK CustomJob for one attempt (built locally; nothing is sent)."""
+        from google.cloud import aiplatform
+
+        if spec.study != self.study:
+            raise PermanentJobError(
+                f"job spec for study {spec.study!r} given to the runner of {self.study!r}"
+            )
+        if not spec.output_dir.startswith("gs://"):
+            raise PermanentJobError(
+                f"trial {spec.trial_id}: output dir {spec.output_dir!r} is not a gs:// URL"
+            )
+        pool = {
+            "machine_spec": self.machine(spec.team).to_dict(),
+            "replica_count": 1,
+            "container_spec": {
+                "image_uri": image_uri,
+                "command": ["trainer"],
+                "args": list(spec.trainer_args),
+            },
+            "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": self.settings.boot_disk_gb},
+        }
+        return aiplatform.CustomJob(
+            display_name=f"{spec.study}-t{spec.trial_id}-a{spec.attempt}",
+            worker_pool_specs=[pool],
+            base_output_dir=spec.output_dir,
+            labels=self.labels(spec),
+            staging_bucket=self.settings.staging_bucket,
+            project=self.settings.project,
+            location=self.settings.region,
+            credentials=self.credentials,
+        )
+
+    def _submit_kwargs(self) -> dict[str, Any]:
+        from google.cloud import aiplatform_v1
+
+        s = self.settings
+        return {
+            "service_account": s.trainer_service_account,
+            "timeout": s.timeout_s,
+            # Vertex restarts a worker after host maintenance; the trainer resumes from checkpoint.pt.
+            "restart_job_on_worker_restart": True,
+            "scheduling_strategy": aiplatform_v1.Scheduling.Strategy.SPOT if s.spot else None,
+            "max_wait_duration": s.max_wait_s,
+            "create_request_timeout": 60.0,
+        }
+
+    def job_request(self, spec: JobSpec, image_uri: str | None = None):
+        """The aiplatform_v1.CustomJob that `launch(spec)` sends, without sending it (for --dry-run).
+
+        Args:
+            spec: the attempt.
+            image_uri: the image to show; None = the pinned digest (an Artifact Registry call).
+        """
+        job = self._sdk_job(spec, image_uri or self.image_uri())
+        # What CustomJob.submit() adds to the request; a test checks both stay equal.
+        kw = self._submit_kwargs()
+        proto = job._gca_resource  # the public property refuses an unsent job
+        proto.job_spec.service_account = kw["service_account"]
+        scheduling: dict[str, Any] = {
+            "timeout": {"seconds": kw["timeout"]},
+            "restart_job_on_worker_restart": kw["restart_job_on_worker_restart"],
+        }
+        if kw["scheduling_strategy"] is not None:
+            scheduling["strategy"] = kw["scheduling_strategy"]
+        if kw["max_wait_duration"] is not None:
+            scheduling["max_wait_duration"] = {"seconds": kw["max_wait_duration"]}
+        proto.job_spec.scheduling = scheduling
+        return proto
+
+    # ------------------------------------------------------------------ Runner
+
+    def _list(self, flt: str) -> list:
+        from google.cloud import aiplatform
+
+        return [
+            j.gca_resource
+            for j in aiplatform.CustomJob.list(
+                filter=flt,
+                project=self.settings.project,
+                location=self.settings.region,
+                credentials=self.credentials,
+            )
+        ]
+
+    def _remember(self, proto) -> Job:
+        job = self.to_job(proto)
+        if proto.state.name in _FINAL:
+            self._live.pop(job.job_id, None)
+            self._done[job.job_id] = job
+        else:
+            self._live[job.job_id] = job
+        return job
+
+    def launch(self, spec: JobSpec) -> Job:
+        from google.api_core import exceptions
+
+        image = self.image_uri()
+        key = f'labels.study="{spec.study}" AND labels.trial="{label_value(spec.trial_id)}" AND labels.attempt="{spec.attempt}"'
+
+        def find_or_create():
+            found = self._list(key)
+            if found:  # created before (maybe by a controller that died right after): never twice
+                return min(found, key=lambda p: p.create_time)
+            job = self._sdk_job(spec, image)
+            job.submit(**self._submit_kwargs())
+            return job.gca_resource
+
+        try:
+            proto = self.calls.run(f"launch trial {spec.trial_id} attempt {spec.attempt}", find_or_create)
+        except exceptions.GoogleAPICallError as e:
+            raise PermanentJobError(
+                f"trial {spec.trial_id} attempt {spec.attempt}: Vertex AI refused the job: {e}"
+            ) from e
+        return self._remember(proto)
+
+    def jobs(self) -> list[Job]:
+        study = f'labels.study="{self.study}"'
+        if not self._synced:
+            for proto in self.calls.run("list jobs", lambda: self._list(study)):
+                self._remember(proto)
+            self._synced = True
+        else:
+            unfinished = " AND ".join([study, *(f'state!="{s}"' for s in _FINAL)])
+            seen = set()
+            for proto in self.calls.run("list unfinished jobs", lambda: self._list(unfinished)):
+                seen.add(self._remember(proto).job_id)
+            for name in [n for n in self._live if n not in seen]:  # finished since the last pass
+                self._remember(self.calls.run(f"get {name}", lambda n=name: self._get(n)))
+        return sorted(
+            [*self._done.values(), *self._live.values()],
+            key=lambda j: (int(j.trial_id) if j.trial_id.isdigit() else 0, j.trial_id, j.attempt, j.created),
+        )
+
+    def _get(self, name: str):
+        from google.cloud import aiplatform
+
+        return aiplatform.CustomJob.get(
+            name, project=self.settings.project, location=self.settings.region, credentials=self.credentials
+        ).gca_resource
+
+    def cancel(self, job_id: str) -> None:
+        from google.api_core import exceptions
+        from google.cloud import aiplatform, aiplatform_v1
+
+        if job_id in self._done:
+            return
+        job = aiplatform.CustomJob._construct_sdk_resource_from_gapic(  # no get: cancel needs only the name
+            aiplatform_v1.CustomJob(name=job_id), credentials=self.credentials
+        )
+        try:
+            self.calls.run(f"cancel {job_id}", job.cancel)
+        except exceptions.FailedPrecondition:
+            pass  # already finished or cancelling: the contract makes this a no-op
+        except exceptions.GoogleAPICallError as e:
+            raise PermanentJobError(f"cancel {job_id}: {e}") from e
+
+    # ------------------------------------------------------------------ mapping
+
+    def to_job(self, proto) -> Job:
+        """aiplatform_v1.CustomJob -> Job (machine and console link filled in for `orchestrator status`)."""
+        pools = proto.job_spec.worker_pool_specs
+        machine = ""
+        if pools:
+            m = pools[0].machine_spec
+            count = m.accelerator_count
+            machine = MachineSpec(m.machine_type, m.accelerator_type.name if count else "", count).describe()
+        link = self.settings.console_url(proto.name)
+        detail = f"{proto.error.message} ({link})" if proto.error.message else link
+
+        def ts(field: str) -> float | None:
+            return getattr(proto, field).timestamp() if field in proto else None
+
+        return Job(
+            job_id=proto.name,
+            trial_id=proto.labels.get("trial", ""),
+            attempt=int(proto.labels.get("attempt", "0")),
+            state=map_state(proto.state),
+            created=ts("create_time") or 0.0,
+            started=ts("start_time"),
+            ended=ts("end_time"),
+            machine=machine,
+            detail=detail,
+            output_dir=proto.job_spec.base_output_directory.output_uri_prefix,
+        )

@@ -1,0 +1,329 @@
+"""Everything the Vertex AI backends need to know besides the study: where (project, region, buckets),
+what runs (machine per team, trainer image pinned to a digest), as whom (trainer service account),
+and how to treat a cloud call that fails for a moment (backoff with jitter).
+
+Infrastructure names come from the Terraform outputs (`orchestrator.infra_outputs`); the knobs that
+are ours to choose (machines, timeout, Spot, experiment, retry policy) come from
+`configs/backends/vertex.yaml`. Cloud SDKs are imported inside the functions that call them, so
+importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from orchestrator.errors import ConfigError, RetryableCloudError
+
+T = TypeVar("T")
+
+_IMAGE_REPOSITORY_RE = re.compile(
+    r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[a-z0-9-]+)/(?P<repo>[a-z0-9._-]+)$"
+)
+_TEAMS = ("fullbatch", "minibatch")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """One worker: a Compute Engine machine type and its GPUs (v1 `MachineSpec` names)."""
+
+    machine_type: str
+    accelerator_type: str = ""
+    accelerator_count: int = 0
+
+    def describe(self) -> str:
+        if not self.accelerator_count:
+            return self.machine_type
+        return f"{self.machine_type} + {self.accelerator_count} x {self.accelerator_type}"
+
+    def to_dict(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"machine_type": self.machine_type}
+        if self.accelerator_count:
+            spec |= {"accelerator_type": self.accelerator_type, "accelerator_count": self.accelerator_count}
+        return spec
+
+
+# Team 1 trains the whole graph at once and needs the 80 GB card; Team 2's Cluster-GCN batches fit an L4.
+TEAM_MACHINES = {
+    "fullbatch": MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1),
+    "minibatch": MachineSpec("g2-standard-8", "NVIDIA_L4", 1),
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter for quota and rate errors (429, RESOURCE_EXHAUSTED, 503).
+
+    Args:
+        attempts: calls in all before giving up with RetryableCloudError (default 6).
+        base_s: first backoff ceiling in seconds (default 2); it doubles per attempt.
+        cap_s: largest backoff ceiling in seconds (default 60).
+    """
+
+    attempts: int = 6
+    base_s: float = 2.0
+    cap_s: float = 60.0
+
+
+def quiet_sdk_logs() -> None:
+    """Silence the aiplatform SDK's INFO chatter ("Creating CustomJob", console links) on stdout:
+    the controller writes its own events, and `--json` output must stay pure JSON."""
+    import google.cloud.aiplatform  # noqa: F401 - its module loggers exist once imported
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("google.cloud.aiplatform"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    from google.api_core import exceptions
+
+    return (
+        exceptions.TooManyRequests,
+        exceptions.ResourceExhausted,
+        exceptions.ServiceUnavailable,
+        exceptions.DeadlineExceeded,
+        exceptions.InternalServerError,
+        exceptions.Aborted,
+    )
+
+
+@dataclass
+class CloudCalls:
+    """Runs cloud calls under a RetryPolicy. The sleeper and the random source are injected so tests
+    replay backoff exactly and instantly.
+
+    Args:
+        policy: the RetryPolicy (default RetryPolicy()).
+        sleeper: called with the backoff in seconds (default time.sleep).
+        rng: source of jitter (default a fresh random.Random()).
+    """
+
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleeper: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    backoffs: int = 0  # how many times a call was retried, for status and benchmarks
+
+    def run(self, what: str, fn: Callable[[], T]) -> T:
+        """Call fn(); on a transient error sleep a jittered backoff and call it again.
+
+        Args:
+            what: names the call in the error message, e.g. "create CustomJob for trial 7".
+            fn: the call; it must be safe to repeat (look up before create).
+        Raises:
+            RetryableCloudError: still failing after policy.attempts calls; the caller tries again
+                on its next pass.
+        """
+        retryable = _retryable()
+        for attempt in range(self.policy.attempts):
+            try:
+                return fn()
+            except retryable as e:
+                if attempt + 1 == self.policy.attempts:
+                    raise RetryableCloudError(f"{what}: {e} (after {attempt + 1} attempts)") from e
+                self.backoffs += 1
+                self.sleeper(self.rng.uniform(0, min(self.policy.cap_s, self.policy.base_s * 2**attempt)))
+        raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class VertexSettings:
+    """Where and how trials run on Vertex AI.
+
+    Args:
+        project: Google Cloud project id.
+        region: Vertex AI region, e.g. "us-central1".
+        staging_bucket: gs:// URL the SDK stages into (CustomJob requires one).
+        runs_bucket: gs:// URL; trial output dirs are <runs_bucket>/<study>/trials/<id>.
+        image_repository: Artifact Registry Docker repository, LOCATION-docker.pkg.dev/PROJECT/REPO.
+        trainer_service_account: e-mail of the identity the trainer runs as.
+        image_package: image name inside the repository (default "trainer").
+        image_tag: tag resolved to a digest once per controller start (default "latest").
+        machines: team -> MachineSpec (default TEAM_MACHINES).
+        timeout_s: a job is killed after this many seconds (default 86400).
+        spot: run on Spot VMs (cheaper, preemptible; a preempted job is retried) (default False).
+        max_wait_s: give up on provisioning after this many seconds; None = service default (24 h).
+        boot_disk_gb: boot disk size in GB (default 100).
+        experiment: Vertex AI Experiments name; None = no experiment tracking.
+        retry: RetryPolicy for transient cloud errors.
+    """
+
+    project: str
+    region: str
+    staging_bucket: str
+    runs_bucket: str
+    image_repository: str
+    trainer_service_account: str
+    image_package: str = "trainer"
+    image_tag: str = "latest"
+    machines: dict[str, MachineSpec] = field(default_factory=lambda: dict(TEAM_MACHINES))
+    timeout_s: int = 86_400
+    spot: bool = False
+    max_wait_s: int | None = None
+    boot_disk_gb: int = 100
+    experiment: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "project",
+            "region",
+            "staging_bucket",
+            "runs_bucket",
+            "image_repository",
+            "trainer_service_account",
+        ):
+            if not getattr(self, name):
+                raise ConfigError(f"vertex backend: setting {name!r} is missing (terraform output or flag)")
+        for name in ("staging_bucket", "runs_bucket"):
+            object.__setattr__(self, name, gs_url(getattr(self, name)))
+        if not _IMAGE_REPOSITORY_RE.match(self.image_repository):
+            raise ConfigError(
+                f"vertex backend: image_repository {self.image_repository!r} is not LOCATION-docker.pkg.dev/PROJECT/REPO"
+            )
+
+    @property
+    def image_tag_uri(self) -> str:
+        return f"{self.image_repository}/{self.image_package}:{self.image_tag}"
+
+    def trial_dir(self, study: str, trial_id: str) -> str:
+        return f"{self.runs_bucket}/{study}/trials/{trial_id}"
+
+    def console_url(self, job_name: str) -> str:
+        job_id = job_name.rsplit("/", 1)[-1]
+        return (
+            f"https://console.cloud.google.com/vertex-ai/locations/{self.region}/training/{job_id}"
+            f"?project={self.project}"
+        )
+
+
+def gs_url(bucket: str) -> str:
+    """'b', 'gs://b' or 'gs://b/' -> 'gs://b' (Terraform outputs give bare bucket names)."""
+    return "gs://" + bucket.removeprefix("gs://").rstrip("/")
+
+
+def _machine(where: str, raw: Any) -> MachineSpec:
+    if not isinstance(raw, dict) or set(raw) - {"machine_type", "accelerator_type", "accelerator_count"}:
+        raise ConfigError(f"{where}: expected machine_type, accelerator_type, accelerator_count")
+    if not isinstance(raw.get("machine_type"), str):
+        raise ConfigError(f"{where}.machine_type: a machine type string is required")
+    count = raw.get("accelerator_count", 0)
+    if not isinstance(count, int) or count < 0:
+        raise ConfigError(f"{where}.accelerator_count: {count!r} is not a non-negative integer")
+    return MachineSpec(raw["machine_type"], str(raw.get("accelerator_type", "")), count)
+
+
+_KNOBS: dict[str, type | tuple[type, ...]] = {
+    "image_package": str,
+    "image_tag": str,
+    "timeout_s": int,
+    "spot": bool,
+    "max_wait_s": (int, type(None)),
+    "boot_disk_gb": int,
+    "experiment": (str, type(None)),
+}
+
+
+def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> VertexSettings:
+    """Build VertexSettings from the backend YAML and the Terraform outputs.
+
+    Args:
+        path: configs/backends/vertex.yaml (keys: machines, image_package, image_tag, timeout_s,
+            spot, max_wait_s, boot_disk_gb, experiment, retry); unknown keys are errors.
+        infra: an InfraSettings (project_id, region, staging_bucket, runs_bucket, image_repository,
+            trainer_service_account).
+        overrides: settings given on the command line; None values are ignored.
+    Raises:
+        ConfigError: the file is unreadable, a key is unknown or has the wrong type, or a setting
+            is missing; the message names the file and the key.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    unknown = set(raw) - set(_KNOBS) - {"machines", "retry"}
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted([*_KNOBS, 'machines', 'retry'])}"
+        )
+    knobs: dict[str, Any] = {}
+    for key, typ in _KNOBS.items():
+        if key in raw:
+            if not isinstance(raw[key], typ) or (typ is int and isinstance(raw[key], bool)):
+                raise ConfigError(f"{path}: key {key!r} has the wrong type ({raw[key]!r})")
+            knobs[key] = raw[key]
+    machines = dict(TEAM_MACHINES)
+    for team, spec in (raw.get("machines") or {}).items():
+        if team not in _TEAMS:
+            raise ConfigError(f"{path}: machines.{team}: unknown team; expected one of {list(_TEAMS)}")
+        machines[team] = _machine(f"{path}: machines.{team}", spec)
+    retry_raw = raw.get("retry") or {}
+    if not isinstance(retry_raw, dict) or set(retry_raw) - {"attempts", "base_s", "cap_s"}:
+        raise ConfigError(f"{path}: retry: expected attempts, base_s, cap_s")
+    retry = RetryPolicy(**retry_raw)
+    settings = VertexSettings(
+        project=infra.project_id,
+        region=infra.region,
+        staging_bucket=infra.staging_bucket,
+        runs_bucket=infra.runs_bucket,
+        image_repository=infra.image_repository,
+        trainer_service_account=infra.trainer_service_account,
+        machines=machines,
+        retry=retry,
+        **knobs,
+    )
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def resolve_image_digest(settings: VertexSettings, calls: CloudCalls, credentials: Any = None) -> str:
+    """Pin the trainer image: <image_repository>/<package>:<tag> -> <image_repository>/<package>@sha256:...
+
+    One get_tag and one get_docker_image call on Artifact Registry, so every trial of a controller
+    run uses the same immutable image even if the tag moves meanwhile.
+
+    Args:
+        settings: VertexSettings (image_repository, image_package, image_tag).
+        calls: CloudCalls for transient errors.
+        credentials: google.auth credentials; None = application default credentials.
+    Raises:
+        ConfigError: the tag or the image does not exist (build and push the image first).
+    """
+    from google.api_core import exceptions
+    from google.cloud import artifactregistry_v1
+
+    m = _IMAGE_REPOSITORY_RE.match(settings.image_repository)
+    assert m is not None  # checked in VertexSettings
+    base = f"projects/{m['project']}/locations/{m['location']}/repositories/{m['repo']}"
+    package = urllib.parse.quote(settings.image_package, safe="")  # nested image names are %2F-encoded
+    client = artifactregistry_v1.ArtifactRegistryClient(credentials=credentials)
+    try:
+        tag = calls.run(
+            f"look up {settings.image_tag_uri}",
+            lambda: client.get_tag(name=f"{base}/packages/{package}/tags/{settings.image_tag}"),
+        )
+        digest = tag.version.rsplit("/versions/", 1)[-1]
+        image = calls.run(
+            f"look up {settings.image_package}@{digest}",
+            lambda: client.get_docker_image(name=f"{base}/dockerImages/{package}@{digest}"),
+        )
+    except exceptions.NotFound as e:
+        raise ConfigError(
+            f"trainer image {settings.image_tag_uri} not found in Artifact Registry (make image): {e}"
+        ) from e
+    if "@sha256:" not in image.uri:
+        raise ConfigError(
+            f"Artifact Registry returned {image.uri!r} for {settings.image_tag_uri}, not a digest"
+        )
+    return image.uri
