@@ -140,7 +140,9 @@ def test_experiment_verdict_and_arms_from_the_files(experiment_dir, experiment_r
     ci = sps.ttest_ind(rg, no_rg, equal_var=False).confidence_interval(0.95)
     verdict = re.search(r"\*\*Verdict\.\*\* (.*)", md).group(1)
     assert verdict.startswith("Scenario B: rg_penalty matters; it lowers the extrapolation error")
-    got = re.search(r"by ([-+][\d.e-]+) \(Welch 95% CI \[([-+][\d.e-]+), ([-+][\d.e-]+)\]", verdict)
+    got = re.search(
+        r"with minus without = ([-+][\d.e-]+) \(Welch 95% CI \[([-+][\d.e-]+), ([-+][\d.e-]+)\]", verdict
+    )
     assert float(got.group(1)) == pytest.approx(rg.mean() - no_rg.mean(), rel=5e-4)
     assert (float(got.group(2)), float(got.group(3))) == pytest.approx((ci.low, ci.high), rel=5e-4)
     arms = {r["arm"]: r for r in _table(md, "## Experiment")}
@@ -237,3 +239,37 @@ def test_cli_in_a_real_process(losing_run, tmp_path):
     assert fail.stderr.splitlines() == [
         f"orchestrator: error: {bad}/trials.json: line 1: malformed JSON: Expecting ',' delimiter"
     ]
+
+
+def test_experiment_inconclusive_and_unfinished_arms(tmp_path):
+    from run_files import write_experiment
+
+    wide = write_experiment(
+        tmp_path / "wide",
+        {
+            "t1-rg": ("rg", "fullbatch", 0.1, [0.030, 0.070, 0.050]),
+            "t1-no-rg": ("no_rg", "fullbatch", 0.0, [0.060, 0.020, 0.045]),
+        },
+    )
+    md = (_build([wide], tmp_path / "r1") / "summary.md").read_text()
+    assert re.search(r"\*\*Verdict\.\*\* Inconclusive: the difference [-+][\d.]+ \(Welch 95% CI", md)
+    assert "more seeds are needed" in md and "Scenario" not in md
+
+    early = write_experiment(
+        tmp_path / "early",
+        {
+            "t1-rg": ("rg", "fullbatch", 0.1, [0.040, 0.041]),
+            "t1-no-rg": ("no_rg", "fullbatch", 0.0, [0.060]),
+        },
+    )
+    design = json.loads((early / "experiment.json").read_text())
+    design["arms"].append(
+        {"name": "t2-minibatch", "role": "minibatch", "team": "minibatch", "run_dir": "t2-minibatch"}
+    )
+    (early / "experiment.json").write_text(json.dumps(design))
+    md = (_build([early], tmp_path / "r2") / "summary.md").read_text()
+    assert (
+        "No verdict yet: Welch's interval needs at least 2 completed seeds per arm; with rg_penalty has 2, without has 1."
+        in md
+    )
+    assert "t2-minibatch: 0 of 0 seeds completed" in md

@@ -201,7 +201,7 @@ def rg_verdict(
             SCENARIO_B,
             eff,
             margin,
-            f"Scenario B: rg_penalty matters; it {direction} the extrapolation error by {ci}.",
+            f"Scenario B: rg_penalty matters; it {direction} the extrapolation error: with minus without = {ci}.",
         )
     if -margin < eff.lo and eff.hi < margin:
         return Verdict(
