@@ -1,0 +1,240 @@
+"""The local process pool: each job is a `trainer train` subprocess owned by a tiny wrapper.
+
+Layout (one directory per attempt, RUN_DIR/jobs/<study>-t<trial>-a<attempt>/):
+  spec.json   the command, log path and labels (written before the wrapper starts)
+  spawned     pid of the wrapper the launcher started (so a second launch does not start another)
+  lock        flock held by the wrapper and the trainer for the job's whole life
+  started     written by the wrapper under the lock, before it starts the trainer
+  pid         the trainer's pid
+  exit.json   exit code, end time, cancelled flag (written by the wrapper)
+  cancel      time of the first cancel request
+
+`jobs()` derives every state from these files and the lock, so a restarted controller re-adopts
+running processes and never starts one twice. The number of slots is the controller's business:
+`launch` starts at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.atomic_files import write_json_atomic
+from orchestrator.runners.base import Job, JobSpec, JobState, Runner
+
+_WRAPPER = Path(__file__).with_name("local_wrapper.py")
+
+
+def default_trainer_command() -> list[str]:
+    """The `trainer` console script of the running interpreter's environment."""
+    return [str(Path(sys.executable).with_name("trainer"))]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this very process still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+class LocalRunner(Runner):
+    """Runs jobs as local subprocesses that outlive the controller.
+
+    Args:
+        run_dir: the swarm's run directory; job directories go under `run_dir/jobs/`.
+        study: the study label; jobs of other studies in the same directory are ignored.
+        trainer_command: argv prefix placed before `spec.trainer_args` (default: the venv's `trainer`).
+        grace_s: seconds between SIGTERM and SIGKILL on cancel (default 30).
+        env: extra environment variables for the trainer.
+        machine: what `Job.machine` says (default "local-cpu").
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        study: str,
+        trainer_command: list[str] | None = None,
+        grace_s: float = 30.0,
+        env: dict[str, str] | None = None,
+        machine: str = "local-cpu",
+    ) -> None:
+        self.jobs_dir = Path(run_dir) / "jobs"
+        self.study = study
+        self.trainer_command = list(trainer_command or default_trainer_command())
+        self.grace_s = grace_s
+        self.env = dict(env or {})
+        self.machine = machine
+
+    def job_id(self, trial_id: str, attempt: int) -> str:
+        return f"{self.study}-t{trial_id}-a{attempt}"
+
+    # -- launch --------------------------------------------------------------------------------
+    def launch(self, spec: JobSpec) -> Job:
+        job_id = self.job_id(spec.trial_id, spec.attempt)
+        job_dir = self.jobs_dir / job_id
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            job_dir.mkdir()
+        except FileExistsError:
+            pass
+        if not (job_dir / "spec.json").exists():
+            Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(
+                job_dir / "spec.json",
+                {
+                    "study": spec.study,
+                    "trial_id": spec.trial_id,
+                    "attempt": spec.attempt,
+                    "phase": spec.phase,
+                    "team": spec.team,
+                    "argv": self.trainer_command + list(spec.trainer_args),
+                    "output_dir": spec.output_dir,
+                    "log": str(Path(spec.output_dir) / f"attempt-{spec.attempt}.log"),
+                    "labels": dict(spec.labels),
+                    "env": self.env,
+                    "grace_s": self.grace_s,
+                    "created": time.time(),
+                },
+            )
+        if not (job_dir / "started").exists() and not self._wrapper_alive(job_dir):
+            proc = subprocess.Popen(
+                [sys.executable, str(_WRAPPER), str(job_dir)],
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            write_json_atomic(job_dir / "spawned", {"pid": proc.pid})
+        return self._job(job_dir)
+
+    def _wrapper_alive(self, job_dir: Path) -> bool:
+        spawned = _read_json(job_dir / "spawned")
+        return bool(spawned) and _pid_alive(int(spawned["pid"]))
+
+    # -- reading -------------------------------------------------------------------------------
+    @staticmethod
+    def _lock_held(job_dir: Path) -> bool:
+        try:
+            fd = os.open(job_dir / "lock", os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return True
+            raise
+        finally:
+            os.close(fd)  # closing drops our shared probe lock at once
+        return False
+
+    def _job(self, job_dir: Path) -> Job:
+        spec = _read_json(job_dir / "spec.json") or {}
+        name = job_dir.name
+        started = _read_json(job_dir / "started")
+        job = Job(
+            job_id=name,
+            trial_id=str(spec["trial_id"]),
+            attempt=int(spec["attempt"]),
+            state=JobState.QUEUED,
+            created=float(spec.get("created", job_dir.stat().st_mtime)),
+            started=float(started["started"]) if started else None,
+            machine=self.machine,
+            output_dir=spec.get("output_dir", ""),
+        )
+        exit_rec = _read_json(job_dir / "exit.json")
+        if exit_rec is None and started is not None:
+            if self._lock_held(job_dir):
+                job.state = JobState.RUNNING
+                return job
+            exit_rec = _read_json(job_dir / "exit.json")  # it may have finished during the probe
+            if exit_rec is None:
+                job.state = JobState.FAILED
+                job.detail = "lost: the wrapper and the trainer are gone without an exit record"
+                job.ended = job.started
+                return job
+        if exit_rec is None:
+            job.detail = "starting" if self._wrapper_alive(job_dir) else "not started yet"
+            return job
+        code = int(exit_rec["code"])
+        job.ended = float(exit_rec["ended"])
+        if code == 0:
+            job.state = JobState.SUCCEEDED
+        elif exit_rec.get("cancelled") or (job_dir / "cancel").exists():
+            job.state = JobState.CANCELLED
+            job.detail = f"cancelled (exit code {code})"
+        else:
+            job.state = JobState.FAILED
+            job.detail = f"exit code {code}" + (f" (signal {-code})" if code < 0 else "")
+        if job.started is None:
+            job.started = job.ended
+        return job
+
+    def jobs(self) -> list[Job]:
+        if not self.jobs_dir.is_dir():
+            return []
+        # A directory without spec.json is a launch cut short before anything could start; the
+        # controller's next launch of the same key completes it.
+        jobs = [self._job(d) for d in sorted(self.jobs_dir.iterdir()) if (d / "spec.json").exists()]
+        return [j for j in jobs if j.job_id.startswith(f"{self.study}-t")]
+
+    # -- cancel --------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> None:
+        job_dir = self.jobs_dir / job_id
+        if not job_dir.is_dir():
+            raise KeyError(f"no local job {job_id!r} under {self.jobs_dir}")
+        job = self._job(job_dir)
+        if job.state.finished:
+            return
+        cancel_file = job_dir / "cancel"
+        if not cancel_file.exists():
+            write_json_atomic(cancel_file, {"requested": time.time()})
+        first = float((_read_json(cancel_file) or {}).get("requested", time.time()))
+        # The wrapper leads the job's process group: SIGTERM reaches it (it records the cancel and
+        # escalates) and the trainer (it checkpoints). Past the grace period, kill the whole group.
+        sig = signal.SIGKILL if time.time() - first > self.grace_s else signal.SIGTERM
+        pgid = self._process_group(job_dir)
+        if pgid is not None:
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _process_group(self, job_dir: Path) -> int | None:
+        for name in ("started", "spawned"):
+            rec = _read_json(job_dir / name)
+            if rec:
+                pid = int(rec.get("wrapper_pid", rec.get("pid")))
+                try:
+                    return os.getpgid(pid)
+                except ProcessLookupError:
+                    continue
+        pid_rec = _read_json(job_dir / "pid")
+        if pid_rec:
+            try:
+                return os.getpgid(int(pid_rec["pid"]))
+            except ProcessLookupError:
+                return None
+        return None

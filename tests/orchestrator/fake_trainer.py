@@ -1,0 +1,135 @@
+"""A stand-in for `trainer train` for controller and runner tests: a real subprocess, stdlib only,
+that writes config.yaml, metrics.jsonl and final.json per docs/contracts.md and resumes from its
+own checkpoint. The objective is a smooth function of the loss weights with its minimum at
+gue_nll_weight = 10**-1.5, gue_mmd_weight = 1, so a tuner has something to find.
+
+Usage: fake_trainer.py train --config FILE [--set key=value ...] --output-dir DIR
+
+Knobs (environment):
+  FAKE_TRAINER_LOG      append "<job id> <output_dir> <pid>" here on every start (counts spawns)
+  FAKE_EPOCH_S          seconds per epoch (default 0.01)
+  FAKE_FAIL_TRIALS      trial ids (output dir names) whose first FAKE_FAIL_TIMES starts exit 1
+  FAKE_FAIL_TIMES       default 1
+  FAKE_DIVERGE_TRIALS   trial ids that end with status "diverged"
+  FAKE_HANG_TRIALS      trial ids that run until killed
+A `--set fake.behaviour=succeed|fail|hang` overrides the lists for that run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+
+def _parse(argv):
+    sets, out, config = {}, None, None
+    i = 1
+    while i < len(argv):
+        if argv[i] == "--set":
+            key, _, value = argv[i + 1].partition("=")
+            sets[key] = value
+            i += 2
+        elif argv[i] == "--output-dir":
+            out = argv[i + 1]
+            i += 2
+        elif argv[i] == "--config":
+            config = argv[i + 1]
+            i += 2
+        else:
+            i += 1
+    return sets, out, config
+
+
+def _ids(name):
+    return {x for x in os.environ.get(name, "").split(",") if x}
+
+
+def _write(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def objective(nll: float, mmd: float) -> float:
+    return 0.010 + 0.004 * (math.log10(nll) + 1.5) ** 2 + 0.003 * math.log10(mmd) ** 2
+
+
+def main(argv) -> int:
+    if len(argv) < 2 or argv[1] != "train":
+        print("fake_trainer: only `train` is supported", file=sys.stderr)
+        return 2
+    sets, out, _config = _parse(argv)
+    os.makedirs(out, exist_ok=True)
+    trial = os.path.basename(os.path.normpath(out))
+    if os.environ.get("FAKE_TRAINER_LOG"):
+        fd = os.open(os.environ["FAKE_TRAINER_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"{os.environ.get('ZETA_SWARM_JOB', '-')} {out} {os.getpid()}\n".encode())
+        os.close(fd)
+    starts_path = os.path.join(out, "fake_starts")
+    starts = int(open(starts_path).read()) + 1 if os.path.exists(starts_path) else 1
+    _write(starts_path, starts)
+
+    behaviour = sets.get("fake.behaviour")
+    if behaviour is None:
+        if trial in _ids("FAKE_HANG_TRIALS"):
+            behaviour = "hang"
+        elif trial in _ids("FAKE_FAIL_TRIALS") and starts <= int(os.environ.get("FAKE_FAIL_TIMES", "1")):
+            behaviour = "fail"
+        elif trial in _ids("FAKE_DIVERGE_TRIALS"):
+            behaviour = "diverge"
+        else:
+            behaviour = "succeed"
+    ckpt = os.path.join(out, "checkpoint.pt")
+    state = {"epoch": 0}
+    if os.path.exists(ckpt):
+        state = json.load(open(ckpt))
+
+    def on_term(signum, frame):
+        _write(ckpt, state)
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    with open(os.path.join(out, "config.yaml"), "w") as f:
+        for k, v in sorted(sets.items()):
+            f.write(f"{k}: {v}\n")
+    if behaviour == "fail":
+        print("fake_trainer: failing as asked", file=sys.stderr)
+        return 1
+    if behaviour == "hang":
+        while True:
+            time.sleep(0.05)
+    epochs = int(sets.get("train.epochs", 3))
+    nll = float(sets.get("loss.gue_nll_weight", 0.02))
+    mmd = float(sets.get("loss.gue_mmd_weight", 0.05))
+    target = objective(nll, mmd)
+    base = {"baseline_index": 0.111, "baseline_ar": 0.066, "baseline_explicit": 0.014}
+    epoch_s = float(os.environ.get("FAKE_EPOCH_S", "0.01"))
+    row = {}
+    while state["epoch"] < epochs:
+        time.sleep(epoch_s)
+        state["epoch"] += 1
+        e = state["epoch"]
+        value = target * (1.0 + 2.0 / e)
+        row = {"epoch": e, "train/mse": value, "val_loss": value, "extrapolation_error": value,
+               "extrapolation_stderr": 0.1 * target, **base, "skill": 1 - value / 0.014,
+               "ks_wigner": 0.05, "lr": 1e-3, "seconds": epoch_s, "peak_mem_bytes": 1000}
+        with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        _write(ckpt, state)
+    final = {"status": "completed", "extrapolation_error": row.get("extrapolation_error", target),
+             "extrapolation_stderr": 0.1 * target, **base,
+             "skill": 1 - row.get("extrapolation_error", target) / 0.014,
+             "epochs_done": state["epoch"], "seconds": epoch_s * epochs}
+    if behaviour == "diverge":
+        final.update(status="diverged", extrapolation_error=None, reason="loss became nan at epoch 1")
+    _write(os.path.join(out, "final.json"), final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
