@@ -115,16 +115,31 @@ def main(argv) -> int:
         state["epoch"] += 1
         e = state["epoch"]
         value = target * (1.0 + 2.0 / e)
-        row = {"epoch": e, "train/mse": value, "val_loss": value, "extrapolation_error": value,
-               "extrapolation_stderr": 0.1 * target, **base, "skill": 1 - value / 0.014,
-               "ks_wigner": 0.05, "lr": 1e-3, "seconds": epoch_s, "peak_mem_bytes": 1000}
+        row = {
+            "epoch": e,
+            "train/mse": value,
+            "val_loss": value,
+            "extrapolation_error": value,
+            "extrapolation_stderr": 0.1 * target,
+            **base,
+            "skill": 1 - value / 0.014,
+            "ks_wigner": 0.05,
+            "lr": 1e-3,
+            "seconds": epoch_s,
+            "peak_mem_bytes": 1000,
+        }
         with open(os.path.join(out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
         _write(ckpt, state)
-    final = {"status": "completed", "extrapolation_error": row.get("extrapolation_error", target),
-             "extrapolation_stderr": 0.1 * target, **base,
-             "skill": 1 - row.get("extrapolation_error", target) / 0.014,
-             "epochs_done": state["epoch"], "seconds": epoch_s * epochs}
+    final = {
+        "status": "completed",
+        "extrapolation_error": row.get("extrapolation_error", target),
+        "extrapolation_stderr": 0.1 * target,
+        **base,
+        "skill": 1 - row.get("extrapolation_error", target) / 0.014,
+        "epochs_done": state["epoch"],
+        "seconds": epoch_s * epochs,
+    }
     if behaviour == "diverge":
         final.update(status="diverged", extrapolation_error=None, reason="loss became nan at epoch 1")
     _write(os.path.join(out, "final.json"), final)

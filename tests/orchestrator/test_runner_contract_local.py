@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from conftest import FAKE_TRAINER
-from runner_contract import RunnerContract
-
 from orchestrator.runners.base import JobSpec
 from orchestrator.runners.local import LocalRunner
+from runner_contract import RunnerContract
 
 
 class LocalHarness:
@@ -20,16 +19,32 @@ class LocalHarness:
 
     def open_runner(self) -> LocalRunner:
         return LocalRunner(
-            self.run_dir, "contract", trainer_command=FAKE_TRAINER, grace_s=2.0,
+            self.run_dir,
+            "contract",
+            trainer_command=FAKE_TRAINER,
+            grace_s=2.0,
             env={"FAKE_TRAINER_LOG": str(self.log)},
         )
 
     def spec(self, trial_id: str, attempt: int = 1, behaviour: str = "succeed") -> JobSpec:
         out = str(self.run_dir / "trials" / trial_id)
         return JobSpec(
-            study="contract", trial_id=trial_id, attempt=attempt, phase=2, team="minibatch",
-            trainer_args=("train", "--config", "none.yaml", "--set", f"fake.behaviour={behaviour}",
-                          "--set", "train.epochs=2", "--output-dir", out),
+            study="contract",
+            trial_id=trial_id,
+            attempt=attempt,
+            phase=2,
+            team="minibatch",
+            trainer_args=(
+                "train",
+                "--config",
+                "none.yaml",
+                "--set",
+                f"fake.behaviour={behaviour}",
+                "--set",
+                "train.epochs=2",
+                "--output-dir",
+                out,
+            ),
             output_dir=out,
         )
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tuner_contract import ExhaustibleDesignContract, TunerContract
-
 from orchestrator.tuners.designs import latin_hypercube
 from orchestrator.tuners.optuna_study import FixedDesignTuner, OptunaTuner, storage_url
+from tuner_contract import ExhaustibleDesignContract, TunerContract
 
 
 class TestOptunaTuner(TunerContract):

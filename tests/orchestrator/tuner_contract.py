@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from orchestrator.tuners.base import FloatParam, TunerState
 
 DESIGN_MIN = 12
@@ -128,7 +127,6 @@ class TunerContract:
         tuner.complete(t.id, 0.02, {})
         (got,) = [x for x in tuner.trials() if x.id == t.id]
         assert isinstance(got.value, float) and math.isfinite(got.value)
-
 
 
 class ExhaustibleDesignContract:

@@ -81,14 +81,21 @@ def main(job_dir: str) -> int:
 
     grace[0] = float(spec.get("grace_s", 30.0))
     if cancelled.is_set():  # cancelled before it ever ran
-        _write_json(os.path.join(job_dir, "exit.json"), {"code": -15, "ended": time.time(), "cancelled": True})
+        _write_json(
+            os.path.join(job_dir, "exit.json"), {"code": -15, "ended": time.time(), "cancelled": True}
+        )
         return 0
     with open(spec["log"], "ab") as log:
         # The job id lets the trainer (and test doubles) tag logs with the attempt they belong to.
         env = dict(os.environ, **spec.get("env", {}), ZETA_SWARM_JOB=os.path.basename(job_dir))
         proc = subprocess.Popen(
-            spec["argv"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            pass_fds=(lock_fd,), env=env, cwd=spec.get("cwd") or None,
+            spec["argv"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(lock_fd,),
+            env=env,
+            cwd=spec.get("cwd") or None,
         )
         child.append(proc)
         _write_json(os.path.join(job_dir, "pid"), {"pid": proc.pid, "started": time.time()})

@@ -16,7 +16,6 @@ killed in between leaves a RUNNING trial with missing parameters; opening the tu
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 
@@ -30,7 +29,6 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.tuners.base import (
-    CategoricalParam,
     FloatParam,
     IntParam,
     Param,
