@@ -20,7 +20,7 @@ SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) --profile $(P
 	$(if $(TRIALS),--max-trials $(TRIALS)) $(if $(PARALLEL),--parallel $(PARALLEL)) \
 	$(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
-.PHONY: install test lint swarm status data bench image infra-outputs compare clean
+.PHONY: install test lint swarm status data bench image infra-outputs infra-init infra-plan infra-apply compare clean
 
 install: $(VENV)/.installed $(TOOLS)/.installed
 
@@ -60,3 +60,27 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(TOOLS) runs
+
+# --- infra and image (docs/infra.md) ---------------------------------------------------------
+# The platform owner runs these once per project; the swarm then reads INFRA_OUTPUTS.
+INFRA_OUTPUTS ?= infra-outputs.json
+
+infra-init:
+	terraform -chdir=infra init
+
+infra-plan:
+	terraform -chdir=infra plan
+
+infra-apply:
+	terraform -chdir=infra apply
+
+# Checked before it replaces the old file, so a failed or partial read never leaves a bad one.
+infra-outputs: install
+	@terraform -chdir=infra output -json > $(INFRA_OUTPUTS).tmp \
+		&& $(BIN)/python -m orchestrator.infra_outputs $(INFRA_OUTPUTS).tmp \
+		&& mv $(INFRA_OUTPUTS).tmp $(INFRA_OUTPUTS) && echo "wrote $(INFRA_OUTPUTS)" \
+		|| { rm -f $(INFRA_OUTPUTS).tmp; exit 2; }
+
+# Cloud Build via gcloud (or a local Docker engine); prints the pushed IMAGE_REPOSITORY/trainer:GIT_SHA.
+image: install
+	PYTHON=$(BIN)/python containers/build-image.sh $(INFRA_OUTPUTS)

@@ -1,0 +1,264 @@
+"""The trainer image: Dockerfile (hadolint, pins, non-root), build context, Cloud Build config, `make image`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from infra_stack import HADOLINT, REPO
+
+DOCKERFILE = REPO / "containers" / "trainer" / "Dockerfile"
+CLOUDBUILD = REPO / "containers" / "cloudbuild.yaml"
+BUILD_SCRIPT = REPO / "containers" / "build-image.sh"
+FIXTURE = REPO / "tests" / "fixtures" / "infra-outputs.json"
+PYTHON = REPO / ".venv" / "bin" / "python"
+IMAGE = "${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/trainer:${_TAG}"
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs with line continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", path.read_text())
+    pairs = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def test_hadolint_clean():
+    result = subprocess.run(
+        [str(HADOLINT), "--format", "json", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(result.stdout or "[]") == [] and result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_is_a_vertex_pytorch_gpu_training_image_for_python_311():
+    (base_arg,) = [
+        rest for kw, rest in instructions(DOCKERFILE) if kw == "ARG" and rest.startswith("BASE_IMAGE=")
+    ]
+    base = base_arg.split("=", 1)[1]
+    assert re.fullmatch(r"us-docker\.pkg\.dev/vertex-ai/training/pytorch-gpu\.2-\d+\.py311:latest", base), (
+        base
+    )
+    froms = [rest for kw, rest in instructions(DOCKERFILE) if kw == "FROM"]
+    assert froms == ["${BASE_IMAGE}"]
+
+
+def test_runs_trainer_as_non_root():
+    steps = instructions(DOCKERFILE)
+    users = [(i, rest) for i, (kw, rest) in enumerate(steps) if kw == "USER"]
+    assert users, "no USER: the trainer would run as root"
+    last_user_at, user = users[-1]
+    assert user not in {"root", "0", "0:0"}
+    assert not any(kw == "RUN" for kw, _ in steps[last_user_at:]), "installs must happen before dropping root"
+    assert re.search(rf"useradd .*--uid {user}\b", " ".join(rest for kw, rest in steps if kw == "RUN"))
+    assert steps[-1] == ("ENTRYPOINT", '["trainer"]')
+
+
+def test_pins_match_constraints_and_pip_keeps_no_cache():
+    constraints = dict(
+        line.split("==", 1) for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    runs = " ".join(rest for kw, rest in instructions(DOCKERFILE) if kw == "RUN")
+    (pyg,) = re.findall(r'"torch_geometric==([^"]+)"', runs)
+    assert pyg == constraints["torch-geometric"], "the image must run the torch_geometric the tests ran"
+    assert re.search(r'"pyg-lib==[0-9.]+"', runs)
+    assert "data.pyg.org/whl/${TORCH_INDEX}.html" in runs
+    for command in re.findall(r"pip install[^&]*", runs):
+        assert "--no-cache-dir" in command, command
+    assert "grep -v -E '^torch==' constraints.txt" in runs, (
+        "torch comes from the base image, never constraints"
+    )
+
+
+def _docker_excluded(patterns: list[str], path: str) -> bool:
+    """Docker's .dockerignore rule: the last pattern matching the path or one of its parents wins."""
+
+    def regex(pattern: str) -> re.Pattern:
+        out = ""
+        for part in re.split(r"(\*\*/|\*\*|\*|\?)", pattern.rstrip("/")):
+            out += {"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part))
+        return re.compile(out)
+
+    parents = [str(Path(*Path(path).parts[: i + 1])) for i in range(len(Path(path).parts))]
+    excluded = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        if any(regex(raw.lstrip("!")).fullmatch(p) for p in parents):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_sends_only_what_the_image_copies():
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = [rest.split()[0] for kw, rest in instructions(DOCKERFILE) if kw == "COPY"]
+    assert copied == ["constraints.txt", "trainer/", "configs/"]
+    for path in (
+        "constraints.txt",
+        "trainer/pyproject.toml",
+        "trainer/src/trainer/cli.py",
+        "configs/smoke.yaml",
+    ):
+        assert not _docker_excluded(patterns, path), path
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "data/odlyzko/zeros.npy",
+        "runs/phase2-minibatch/study.db",
+        "infra/terraform.tfstate",
+        "infra-outputs.json",
+        "trainer/src/trainer/__pycache__/cli.cpython-311.pyc",
+        "trainer/src/zeta_swarm_trainer.egg-info/PKG-INFO",
+    ):
+        assert _docker_excluded(patterns, path), path
+
+
+def test_cloudbuild_pushes_the_tagged_trainer_image():
+    config = yaml.safe_load(CLOUDBUILD.read_text())
+    (step,) = config["steps"]
+    assert step["name"] == "gcr.io/cloud-builders/docker"
+    assert f"--tag={IMAGE}" in step["args"] and step["args"][-1] == "."
+    dockerfile = next(a.split("=", 1)[1] for a in step["args"] if a.startswith("--file="))
+    assert (REPO / dockerfile) == DOCKERFILE
+    assert config["images"] == [IMAGE]
+    assert config["options"]["logging"] == "CLOUD_LOGGING_ONLY"  # required with a user-managed build account
+    assert "substitutions" not in config, "no defaults: a build without values must fail, not push elsewhere"
+
+
+# --- make image (containers/build-image.sh) in a throwaway git repository ---------------------
+
+
+@pytest.fixture
+def build_repo(tmp_path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "trainer").mkdir(parents=True)
+    (repo / "trainer" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    shutil.copy(FIXTURE, repo / "infra-outputs.json")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "trainer"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    return repo
+
+
+def fake_bin(tmp_path: Path, tools: dict[str, str]) -> str:
+    """A PATH holding git plus the given fake tools (name -> bash body), and nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "git").symlink_to(shutil.which("git"))
+    (bin_dir / "dirname").symlink_to(shutil.which("dirname"))
+    for name, body in tools.items():
+        (bin_dir / name).write_text(f"#!{shutil.which('bash')}\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return str(bin_dir)
+
+
+def run_build(repo: Path, path: str, *args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": path, "PYTHON": str(PYTHON), "HOME": str(repo.parent)}
+    return subprocess.run(
+        [shutil.which("bash"), str(BUILD_SCRIPT), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_make_image_submits_to_cloud_build(tmp_path, build_repo):
+    calls = tmp_path / "gcloud-calls"
+    path = fake_bin(tmp_path, {"gcloud": f'printf "%s\\n" "$@" > {calls}'})
+    result = run_build(build_repo, path)
+    assert result.returncode == 0, result.stderr
+    sha = subprocess.run(
+        ["git", "-C", str(build_repo), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    image = f"us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:{sha}"
+    assert result.stdout.splitlines()[-1] == image
+    args = calls.read_text().splitlines()
+    assert args[:3] == ["builds", "submit", "."]
+    assert set(args[3:]) == {
+        "--project=zeta-swarm-test",
+        "--region=us-central1",
+        "--config=containers/cloudbuild.yaml",
+        f"--substitutions=_REGION=us-central1,_REPOSITORY=zs-images,_TAG={sha}",
+        "--service-account=projects/zeta-swarm-test/serviceAccounts/zs-builder@zeta-swarm-test.iam.gserviceaccount.com",
+        "--gcs-source-staging-dir=gs://zs-zeta-swarm-test-staging/cloudbuild/source",
+    }
+    # The cloudbuild template, filled with these substitutions, is exactly the printed image.
+    filled = IMAGE.replace("${_REGION}", "us-central1").replace("${PROJECT_ID}", "zeta-swarm-test")
+    assert filled.replace("${_REPOSITORY}", "zs-images").replace("${_TAG}", sha) == image
+
+
+def test_make_image_uses_docker_without_gcloud(tmp_path, build_repo):
+    calls = tmp_path / "docker-calls"
+    path = fake_bin(tmp_path, {"docker": f'echo "$*" >> {calls}'})
+    result = run_build(build_repo, path)
+    assert result.returncode == 0, result.stderr
+    image = result.stdout.splitlines()[-1]
+    lines = calls.read_text().splitlines()
+    assert lines[0] == "info"
+    assert lines[1].startswith("build --file containers/trainer/Dockerfile --tag " + image)
+    assert lines[2] == f"push {image}"
+
+
+def test_make_image_without_gcloud_or_docker_says_what_to_install(tmp_path, build_repo):
+    result = run_build(build_repo, fake_bin(tmp_path, {}))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("make image: needs gcloud") and "Docker engine" in result.stderr
+
+
+def test_make_image_refuses_uncommitted_sources(tmp_path, build_repo):
+    (build_repo / "trainer" / "pyproject.toml").write_text("[project]\nname = 'changed'\n")
+    result = run_build(build_repo, fake_bin(tmp_path, {"gcloud": "exit 0"}))
+    assert result.returncode == 2 and "uncommitted changes" in result.stderr
+
+
+def test_make_image_names_a_missing_outputs_file(tmp_path, build_repo):
+    result = run_build(build_repo, fake_bin(tmp_path, {"gcloud": "exit 0"}), "absent.json")
+    assert result.returncode == 2
+    assert (
+        "infra outputs file absent.json cannot be read" in result.stderr
+        and "make infra-outputs" in result.stderr
+    )
+
+
+def test_make_infra_outputs_writes_only_a_complete_file(tmp_path):
+    fixture_text = FIXTURE.read_text()
+    good = fake_bin(tmp_path, {"terraform": f"cat {FIXTURE}"})
+    target = tmp_path / "out" / "infra-outputs.json"
+    target.parent.mkdir()
+
+    def make(path: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PATH=f"{path}:{os.environ['PATH']}")
+        # -o install: never let this test rebuild the shared virtual environment.
+        return subprocess.run(
+            ["make", "-s", "-o", "install", "infra-outputs", f"INFRA_OUTPUTS={target}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert make(good).returncode == 0
+    assert json.loads(target.read_text()) == json.loads(fixture_text)
+    shutil.rmtree(Path(good))
+    broken = fake_bin(tmp_path, {"terraform": 'echo \'{"region": {"value": "us-central1"}}\''})
+    result = make(broken)
+    assert result.returncode == 2 and "missing or empty setting(s) project_id" in result.stderr
+    assert json.loads(target.read_text()) == json.loads(fixture_text), "a failed read must keep the old file"
+    assert not Path(f"{target}.tmp").exists()
