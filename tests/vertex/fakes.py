@@ -73,7 +73,8 @@ class FakeCloud:
         self.clock = clock
         self.calls: collections.Counter[str] = collections.Counter()
         self.log: list[tuple[str, object]] = []  # (method, request proto) in call order
-        self._faults: dict[str, list[BaseException]] = collections.defaultdict(list)
+        self._faults: dict[str, list[tuple[BaseException, bool]]] = collections.defaultdict(list)
+        self._pending: BaseException | None = None
         self._crash_at: int | None = None
         self._crash_after = False
 
@@ -81,8 +82,10 @@ class FakeCloud:
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
-    def fail(self, method: str, exc: BaseException, times: int = 1) -> None:
-        self._faults[method].extend([exc] * times)
+    def fail(self, method: str, exc: BaseException, times: int = 1, *, after: bool = False) -> None:
+        """The next `times` calls of `method` raise exc; after=True: the service applies the call
+        first and the error replaces its response (a timeout whose request went through)."""
+        self._faults[method].extend([(exc, after)] * times)
 
     def crash_at(self, k: int | None, *, after: bool = False) -> None:
         """Raise Crash at the k-th call from now (1-based); after=True applies that call first."""
@@ -99,9 +102,15 @@ class FakeCloud:
             self._crash_at = None
             raise Crash(f"killed before {method}")
         if self._faults[method]:
-            raise self._faults[method].pop(0)
+            exc, after = self._faults[method].pop(0)
+            if not after:
+                raise exc
+            self._pending = exc
 
     def leave(self, method: str) -> None:
+        if self._pending is not None:
+            exc, self._pending = self._pending, None
+            raise exc
         if self._crash_at == self.total_calls and self._crash_after:
             self._crash_at = None
             raise Crash(f"killed after {method} (response lost)")
@@ -116,7 +125,11 @@ def _install(mocker, client_cls: type, fake: object, cloud: FakeCloud, methods: 
         def method(client, request=None, *, retry=None, timeout=None, metadata=(), **fields):
             req = request_type(request) if request is not None else request_type(**fields)
             cloud.enter(name, req)
-            result = impl(req)
+            try:
+                result = impl(req)
+            except Exception:
+                cloud._pending = None  # the service refused the call; nothing was applied
+                raise
             cloud.leave(name)
             return result
 

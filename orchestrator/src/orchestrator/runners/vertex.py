@@ -54,6 +54,11 @@ def label_value(value: object) -> str:
     return _LABEL_UNSAFE.sub("-", str(value).lower())[:63]
 
 
+def api_dict(message: Any) -> dict[str, Any]:
+    """A proto-plus message as the v1 REST API writes it: camelCase names, enums by name."""
+    return type(message).to_dict(message, use_integers_for_enums=False, preserving_proto_field_name=False)
+
+
 def map_state(state: Any) -> JobState:
     """v1 JobState enum -> JobState. By name: on Python 3.11 str() of an IntEnum is its number."""
     return _STATE_MAP[state.name]

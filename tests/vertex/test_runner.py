@@ -1,0 +1,199 @@
+"""The CustomJob runner: the requests it sends (from the recorded Terraform outputs), launch
+idempotency under errors, and what jobs() costs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from google.api_core import exceptions
+from google.cloud import aiplatform_v1
+from orchestrator.errors import PermanentJobError
+from orchestrator.infra_outputs import load_infra_outputs
+from orchestrator.runners.base import JobSpec, JobState
+from orchestrator.runners.vertex import VertexRunner, api_dict, label_value, map_state
+from orchestrator.vertex_settings import load_vertex_settings
+
+from vertex.conftest import DIGEST
+from vertex.fakes import JS, FakeArtifactRegistry, Outcome
+from vertex.test_settings import INFRA_JSON, VERTEX_YAML
+
+STUDY = "phase2-minibatch"
+
+
+@pytest.fixture
+def recorded(mocker, cloud, credentials):
+    """Settings from the recorded terraform outputs, with the trainer image pushed to that registry."""
+    settings = load_vertex_settings(VERTEX_YAML, load_infra_outputs(str(INFRA_JSON), {}))
+    FakeArtifactRegistry(cloud).install(mocker).push(settings.image_repository, "trainer", "latest", DIGEST)
+    return settings
+
+
+def spec(settings, trial="3", attempt=1, team="minibatch", study=STUDY, **kw) -> JobSpec:
+    out = settings.trial_dir(study, trial)
+    args = (
+        "train",
+        "--config",
+        "configs/trainer/minibatch.yaml",
+        "--set",
+        "loss.gue_nll_weight=0.031",
+        "--output-dir",
+        out,
+    )
+    return JobSpec(study, trial, attempt, 2, team, args, out, **kw)
+
+
+@pytest.mark.parametrize(
+    ("team", "machine", "accelerator"),
+    [("fullbatch", "a2-ultragpu-1g", "NVIDIA_A100_80GB"), ("minibatch", "g2-standard-8", "NVIDIA_L4")],
+)
+def test_the_terraform_outputs_flow_into_the_create_request(
+    recorded, job_service, cloud, calls, credentials, team, machine, accelerator
+):
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    s = spec(recorded, team=team, labels={"profile": "Default Profile"})
+    job = runner.launch(s)
+    (req,) = cloud.requests("create_custom_job")
+    assert req.parent == "projects/zeta-swarm-test/locations/us-central1"
+    cj = req.custom_job
+    (pool,) = cj.job_spec.worker_pool_specs
+    assert pool.machine_spec.machine_type == machine
+    assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType[accelerator]
+    assert pool.machine_spec.accelerator_count == 1 and pool.replica_count == 1
+    assert (
+        pool.container_spec.image_uri
+        == f"us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer@{DIGEST}"
+    )
+    assert list(pool.container_spec.command) == ["trainer"]
+    assert list(pool.container_spec.args) == list(s.trainer_args)
+    assert cj.job_spec.service_account == "zs-trainer@zeta-swarm-test.iam.gserviceaccount.com"
+    trial_dir = "gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/3"
+    assert (
+        cj.job_spec.base_output_directory.output_uri_prefix == trial_dir
+    )  # AIP_TENSORBOARD_LOG_DIR lands under it
+    assert pool.container_spec.args[-1] == trial_dir
+    assert dict(cj.labels) == {
+        "study": "phase2-minibatch",
+        "trial": "3",
+        "attempt": "1",
+        "phase": "2",
+        "team": team,
+        "profile": "default-profile",
+    }
+    assert cj.job_spec.scheduling.restart_job_on_worker_restart is True
+    assert cj.job_spec.scheduling.timeout.total_seconds() == 86400
+    assert cj.job_spec.scheduling.strategy == aiplatform_v1.Scheduling.Strategy.STRATEGY_UNSPECIFIED
+    assert job.machine == f"{machine} + 1 x {accelerator}"
+    assert (
+        job.detail
+        == f"https://console.cloud.google.com/vertex-ai/locations/us-central1/training/{job.job_id.rsplit('/', 1)[1]}?project=zeta-swarm-test"
+    )
+
+
+def test_spot_and_max_wait_reach_the_scheduling(recorded, job_service, cloud, calls, credentials):
+    runner = VertexRunner(
+        replace(recorded, spot=True, max_wait_s=3600), STUDY, credentials=credentials, calls=calls
+    )
+    runner.launch(spec(recorded))
+    sched = cloud.requests("create_custom_job")[0].custom_job.job_spec.scheduling
+    assert sched.strategy == aiplatform_v1.Scheduling.Strategy.SPOT
+    assert sched.max_wait_duration.total_seconds() == 3600
+
+
+def test_the_dry_run_request_is_exactly_what_launch_sends_and_parses_back(
+    recorded, job_service, cloud, calls, credentials
+):
+    runner = VertexRunner(replace(recorded, spot=True), STUDY, credentials=credentials, calls=calls)
+    s = spec(recorded)
+    planned = runner.job_request(s)
+    runner.launch(s)
+    assert cloud.requests("create_custom_job")[0].custom_job == planned
+    text = json.dumps(api_dict(planned))
+    assert '"workerPoolSpecs"' in text and '"baseOutputDirectory"' in text  # the v1 JSON names
+    assert aiplatform_v1.CustomJob.from_json(text) == planned
+    assert json.loads(text)["jobSpec"]["scheduling"]["strategy"] == "SPOT"
+
+
+def test_launch_retries_quota_errors_and_never_creates_twice(
+    recorded, job_service, cloud, calls, credentials, clock
+):
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    cloud.fail("create_custom_job", exceptions.TooManyRequests("429 rate"), times=2)
+    # then a create that goes through although its caller sees a 503 (lost response)
+    cloud.fail("create_custom_job", exceptions.ServiceUnavailable("503"), after=True)
+    job = runner.launch(spec(recorded))
+    assert len(job_service.jobs) == 1 and job.job_id in job_service.jobs
+    assert cloud.calls["create_custom_job"] == 3  # the 4th attempt found the job by its labels
+    assert len(clock.slept) == 3
+
+
+def test_a_refused_job_is_a_permanent_error(recorded, job_service, cloud, calls, credentials):
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    cloud.fail("create_custom_job", exceptions.PermissionDenied("caller lacks iam.serviceAccounts.actAs"))
+    with pytest.raises(PermanentJobError, match="trial 3 attempt 1.*actAs"):
+        runner.launch(spec(recorded))
+    with pytest.raises(PermanentJobError, match="not a gs:// URL"):
+        runner.launch(replace(spec(recorded), output_dir="runs/phase2/trials/3"))
+
+
+def test_labels_are_made_label_safe():
+    assert label_value("Phase 2/Team.B") == "phase-2-team-b"
+    assert len(label_value("x" * 100)) == 63
+
+
+def test_every_vertex_state_maps_by_enum_not_by_str():
+    expected = {
+        JS.JOB_STATE_QUEUED: JobState.QUEUED,
+        JS.JOB_STATE_PENDING: JobState.QUEUED,
+        JS.JOB_STATE_RUNNING: JobState.RUNNING,
+        JS.JOB_STATE_SUCCEEDED: JobState.SUCCEEDED,
+        JS.JOB_STATE_FAILED: JobState.FAILED,
+        JS.JOB_STATE_EXPIRED: JobState.FAILED,
+        JS.JOB_STATE_CANCELLING: JobState.RUNNING,
+        JS.JOB_STATE_CANCELLED: JobState.CANCELLED,
+    }
+    for vertex_state, ours in expected.items():
+        assert map_state(vertex_state) is ours
+    assert {map_state(s) for s in JS} <= set(JobState)  # every state the API may return has a mapping
+
+
+def test_jobs_calls_do_not_grow_with_finished_jobs(recorded, job_service, cloud, calls, credentials, clock):
+    job_service.outcome = lambda job: Outcome(run_s=100 if int(job.labels["trial"]) <= 300 else 10**9)
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    for t in range(1, 311):
+        runner.launch(spec(recorded, trial=str(t)))
+    clock.advance(1000)  # 300 finished, 10 running
+    fresh = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    before = cloud.total_calls
+    jobs = fresh.jobs()
+    first_pass = cloud.total_calls - before
+    assert len(jobs) == 310 and first_pass == 4  # all pages once (page size 100)
+    assert sum(j.state is JobState.SUCCEEDED for j in jobs) == 300
+    before = cloud.total_calls
+    jobs = fresh.jobs()
+    assert cloud.total_calls - before == 1  # only the unfinished, one page
+    (req,) = cloud.requests("list_custom_jobs")[-1:]
+    assert 'labels.study="phase2-minibatch"' in req.filter and 'state!="JOB_STATE_SUCCEEDED"' in req.filter
+    fresh.cancel(jobs[-1].job_id)
+    clock.advance(60)
+    before = cloud.total_calls
+    jobs = fresh.jobs()
+    assert cloud.total_calls - before == 2  # the list plus one get for the job that ended
+    assert jobs[-1].state is JobState.CANCELLED and len(jobs) == 310
+
+
+def test_a_failed_job_carries_the_error_and_the_console_link(
+    recorded, job_service, cloud, calls, credentials, clock
+):
+    job_service.outcome = lambda job: Outcome(
+        run_s=50, final=JS.JOB_STATE_FAILED, error="Preempted: the Spot VM was reclaimed"
+    )
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    job = runner.launch(spec(recorded))
+    clock.advance(500)
+    (done,) = runner.jobs()
+    assert done.state is JobState.FAILED and done.job_id == job.job_id
+    assert done.detail.startswith(
+        "Preempted: the Spot VM was reclaimed (https://console.cloud.google.com/vertex-ai/"
+    )

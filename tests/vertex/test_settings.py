@@ -1,0 +1,133 @@
+"""Cloud settings: Terraform outputs + configs/backends/vertex.yaml, image pinning, backoff."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from google.api_core import exceptions
+from orchestrator.errors import ConfigError, RetryableCloudError
+from orchestrator.infra_outputs import load_infra_outputs
+from orchestrator.vertex_settings import (
+    CloudCalls,
+    MachineSpec,
+    RetryPolicy,
+    VertexSettings,
+    load_vertex_settings,
+    resolve_image_digest,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+VERTEX_YAML = ROOT / "configs" / "backends" / "vertex.yaml"
+INFRA_JSON = ROOT / "tests" / "fixtures" / "infra-outputs.json"
+
+
+def test_terraform_outputs_and_backend_yaml_make_the_settings():
+    s = load_vertex_settings(VERTEX_YAML, load_infra_outputs(str(INFRA_JSON), {}))
+    assert (s.project, s.region) == ("zeta-swarm-test", "us-central1")
+    assert s.runs_bucket == "gs://zs-zeta-swarm-test-runs"
+    assert s.staging_bucket == "gs://zs-zeta-swarm-test-staging"
+    assert s.trainer_service_account == "zs-trainer@zeta-swarm-test.iam.gserviceaccount.com"
+    assert s.machines["fullbatch"] == MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1)
+    assert s.machines["minibatch"].describe() == "g2-standard-8 + 1 x NVIDIA_L4"
+    assert s.image_tag_uri == "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:latest"
+    assert s.trial_dir("phase2-minibatch", "17") == "gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/17"
+
+
+def test_flags_override_single_settings():
+    infra = load_infra_outputs(str(INFRA_JSON), {"region": "europe-west4"})
+    s = load_vertex_settings(VERTEX_YAML, infra, spot=True, image_tag="3f2a9c1", experiment=None)
+    assert (s.region, s.spot, s.image_tag, s.experiment) == ("europe-west4", True, "3f2a9c1", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("spot: yes please\n", "spot"),
+        ("timeout_s: 1.5\n", "timeout_s"),
+        ("gpus: 4\n", "gpus"),
+        ("machines:\n  team3: {machine_type: n1-standard-4}\n", "team3"),
+        (
+            "machines:\n  minibatch: {machine_type: g2-standard-8, accelerator_count: -1}\n",
+            "accelerator_count",
+        ),
+        ("retry: {tries: 3}\n", "retry"),
+    ],
+)
+def test_a_bad_backend_yaml_names_the_file_and_key(tmp_path, text, names):
+    bad = tmp_path / "vertex.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_vertex_settings(bad, load_infra_outputs(str(INFRA_JSON), {}))
+    assert str(bad) in str(e.value) and names in str(e.value)
+
+
+def test_a_missing_or_malformed_setting_is_a_config_error(settings):
+    with pytest.raises(ConfigError, match="trainer_service_account"):
+        VertexSettings(**{**settings.__dict__, "trainer_service_account": ""})
+    with pytest.raises(ConfigError, match="image_repository"):
+        VertexSettings(**{**settings.__dict__, "image_repository": "docker.io/library/trainer"})
+
+
+def test_the_image_tag_is_pinned_to_its_digest(settings, registry, calls, credentials, cloud):
+    uri = resolve_image_digest(settings, calls, credentials)
+    assert uri == f"{settings.image_repository}/trainer@sha256:{'ab' * 32}"
+    (tag_req,) = cloud.requests("get_tag")
+    assert tag_req.name == (
+        "projects/zeta-swarm-test/locations/us-central1/repositories/zeta-swarm/packages/trainer/tags/latest"
+    )
+
+
+def test_an_image_that_was_never_pushed_is_a_config_error(settings, registry, calls, credentials):
+    missing = VertexSettings(**{**settings.__dict__, "image_tag": "not-built"})
+    with pytest.raises(ConfigError, match="trainer:not-built.*make image"):
+        resolve_image_digest(missing, calls, credentials)
+
+
+def test_transient_errors_back_off_with_jitter_then_succeed(clock):
+    calls = CloudCalls(
+        RetryPolicy(attempts=6, base_s=2.0, cap_s=10.0), sleeper=clock.sleep, rng=random.Random(3)
+    )
+    errors = [
+        exceptions.TooManyRequests("429"),
+        exceptions.ResourceExhausted("quota"),
+        exceptions.ServiceUnavailable("503"),
+    ]
+
+    def flaky():
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    assert calls.run("flaky", flaky) == "ok"
+    assert len(clock.slept) == 3 and calls.backoffs == 3
+    for attempt, slept in enumerate(clock.slept):
+        assert 0 <= slept <= min(10.0, 2.0 * 2**attempt)
+    assert len(set(clock.slept)) == 3  # jittered, not a fixed ladder
+
+
+def test_a_call_that_keeps_failing_becomes_retryable_cloud_error(clock):
+    calls = CloudCalls(
+        RetryPolicy(attempts=3, base_s=1.0, cap_s=1.0), sleeper=clock.sleep, rng=random.Random(0)
+    )
+
+    def always():
+        raise exceptions.TooManyRequests("quota exceeded for aiplatform.googleapis.com")
+
+    with pytest.raises(RetryableCloudError, match="list jobs.*quota exceeded.*3 attempts"):
+        calls.run("list jobs", always)
+    assert len(clock.slept) == 2
+
+
+def test_a_permanent_error_is_not_retried(clock):
+    calls = CloudCalls(RetryPolicy(), sleeper=clock.sleep)
+    n = []
+
+    def denied():
+        n.append(1)
+        raise exceptions.PermissionDenied("no actAs on the trainer service account")
+
+    with pytest.raises(exceptions.PermissionDenied):
+        calls.run("create", denied)
+    assert len(n) == 1 and clock.slept == []
