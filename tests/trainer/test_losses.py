@@ -1,0 +1,283 @@
+"""trainer.losses against independent computations: a direct triple-loop MMD, quadrature values,
+the surmise's differential entropy, and the per-loss functions themselves for compute_losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from trainer.losses import (
+    LossWeights,
+    compute_losses,
+    gue_mmd,
+    gue_nll,
+    mse,
+    rg_penalty,
+    rg_target,
+)
+from trainer.rmt import default_scales, sample_wigner, wigner_pdf
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _mmd_triple_loop(x, y, sigma):
+    """MMD^2_u of MATH.md §6 written out term by term."""
+
+    def k(a, b):
+        return math.exp(-((a - b) ** 2) / (2 * sigma * sigma))
+
+    m, n = len(x), len(y)
+    sxx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j)
+    syy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j)
+    sxy = sum(k(x[i], y[j]) for i in range(m) for j in range(n))
+    return sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * sxy / (m * n)
+
+
+def test_mse_hand_example():
+    assert float(mse(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([1.0, 1.0, 1.0]))) == pytest.approx(10 / 3)
+    with pytest.raises(ValueError, match="shape"):
+        mse(torch.ones(3), torch.ones(4))
+
+
+def test_mmd_matches_triple_loop():
+    rng = np.random.default_rng(0)
+    x = rng.gamma(3.0, 1 / 3, size=37)
+    y = rng.exponential(size=29)
+    bandwidths = (0.2, 0.3, 0.4)
+    expected = np.mean([_mmd_triple_loop(x, y, s) for s in bandwidths])  # averaged over bandwidths
+    got = gue_mmd(torch.from_numpy(x), torch.from_numpy(y), bandwidths=bandwidths)
+    assert got.dtype == torch.float64
+    assert float(got) == pytest.approx(expected, abs=1e-12)
+
+
+def test_mmd_unbiased_under_the_null():
+    # Wigner vs Wigner: each estimate is noise around 0, and so is their mean (MATH.md §6).
+    # Keeping the diagonal (the biased V-statistic) would add ~(1 - E k(X, X')) (1/m + 1/n)
+    # ~ 4e-3 here, about 9 standard errors of the mean.
+    gen = _gen(5)
+    values = np.array(
+        [
+            float(gue_mmd(sample_wigner(300, gen, torch.float64), sample_wigner(300, gen, torch.float64)))
+            for _ in range(40)
+        ]
+    )
+    sd_of_mean = values.std(ddof=1) / math.sqrt(values.size)
+    assert abs(values.mean()) < 4 * sd_of_mean
+    assert 4 * sd_of_mean < 2e-3
+
+
+def _population_mmd_wigner_vs_exp(sigma: float) -> float:
+    """E k(X,X') + E k(Y,Y') - 2 E k(X,Y) for X ~ Wigner, Y ~ Exp(1) by 2-D quadrature on a grid."""
+    s = np.linspace(0, 10, 2501)
+    w = np.full_like(s, s[1] - s[0])
+    w[0] = w[-1] = w[0] / 2  # trapezoid weights
+    p = wigner_pdf(torch.from_numpy(s)).numpy() * w
+    q = np.exp(-s) * w
+    kern = np.exp(-((s[:, None] - s[None, :]) ** 2) / (2 * sigma**2))
+    return float(p @ kern @ p + q @ kern @ q - 2 * p @ kern @ q)
+
+
+def test_mmd_wigner_vs_exponential_matches_quadrature():
+    population = _population_mmd_wigner_vs_exp(0.3)
+    assert population == pytest.approx(0.1556, abs=5e-4)  # MATH.md §6
+    gen = _gen(7)
+    values = []
+    for _ in range(16):
+        wig = sample_wigner(1000, gen, torch.float64)
+        exp = torch.empty(1000, dtype=torch.float64).exponential_(generator=gen)
+        values.append(float(gue_mmd(wig, exp, bandwidths=(0.3,))))
+    sd_of_mean = np.std(values, ddof=1) / math.sqrt(len(values))
+    assert np.mean(values) == pytest.approx(population, abs=4 * sd_of_mean)
+    assert 4 * sd_of_mean < 0.02  # tight enough to tell sigma = 0.3 from 0.2 (0.134, MATH.md §6)
+
+
+def test_mmd_subsamples_to_max_samples():
+    gen = _gen(11)
+    pred = (sample_wigner(50_000, gen, torch.float64) * 1.3).requires_grad_(True)
+    ref = sample_wigner(30_000, gen, torch.float64)
+    value = gue_mmd(pred, ref, max_samples=500, generator=_gen(1))
+    value.backward()
+    # Only the 500 subsampled predictions received gradient.
+    assert int((pred.grad != 0).sum()) == 500
+    # Same generator seed, same subsample, same value.
+    again = gue_mmd(pred.detach(), ref, max_samples=500, generator=_gen(1))
+    assert float(again) == float(value.detach())
+    # A scaled Wigner sample is far from Wigner: the subsampled estimate still sees it.
+    assert float(value.detach()) > 0.01
+
+
+def test_mmd_rejects_too_few_values():
+    with pytest.raises(ValueError, match="at least 2"):
+        gue_mmd(torch.ones(1), torch.ones(5))
+
+
+def test_nll_of_surmise_samples_is_its_entropy():
+    def integrand(s):
+        p = float(wigner_pdf(torch.tensor(s, dtype=torch.float64)))
+        return -p * math.log(p) if p > 0 else 0.0
+
+    entropy = integrate.quad(integrand, 0, np.inf, epsabs=1e-13)[0]
+    s = sample_wigner(200_000, _gen(2), torch.float64)
+    per_sample = -torch.log(wigner_pdf(s))
+    sd = float(per_sample.std()) / math.sqrt(s.numel())
+    assert float(gue_nll(s)) == pytest.approx(entropy, abs=4 * sd)
+    # A too-narrow prediction (everything at 1) scores worse than the surmise's own samples would.
+    assert float(gue_nll(torch.ones(10))) == pytest.approx(-math.log(32 / math.pi**2) + 4 / math.pi, abs=1e-6)
+
+
+def test_rg_penalty_zero_on_own_target_and_positive_when_shuffled():
+    # s_n = 1 + e_{n+1} - e_n is rigid like the zeros: block sums telescope to L + e_{n+L} - e_n,
+    # so V(L) = 2 Var(e) = 0.18 at every L.
+    gen = _gen(3)
+    noise = torch.randn(20_001, generator=gen, dtype=torch.float64) * 0.3
+    spacings = 1.0 + noise[1:] - noise[:-1]
+    scales = default_scales(spacings.numel())
+    target = rg_target(spacings, scales)
+    assert float(rg_penalty(spacings, target, scales)) == 0.0
+    shuffled = spacings[torch.randperm(spacings.numel(), generator=gen)]
+    # Shuffled: V(L) grows like L * Var(s) instead of saturating at 2 * 0.09.
+    assert float(rg_penalty(shuffled, target, scales)) > 1.0
+
+
+def test_rg_penalty_rejects_mismatched_scales():
+    s = torch.ones(100) + 0.1 * torch.randn(100, generator=_gen(0))
+    with pytest.raises(ValueError, match="3 scales"):
+        rg_penalty(s, torch.zeros(2), [2, 4, 8])
+
+
+# ---- compute_losses -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch():
+    gen = _gen(21)
+    target = sample_wigner(1200, gen, torch.float64)
+    pred = (target + 0.1 * torch.randn(1200, generator=gen, dtype=torch.float64)).abs()
+    reference = sample_wigner(1000, gen, torch.float64)
+    scales = default_scales(500)
+    return pred, target, reference, scales, rg_target(target, scales)
+
+
+ALL_ON = LossWeights(mse=1.0, gue_nll=0.1, gue_mmd=2.0, rg_penalty=0.5)
+
+
+def test_one_segment_equals_the_per_loss_functions(batch):
+    pred, target, reference, scales, rgt = batch
+    total, parts = compute_losses(
+        pred,
+        target,
+        ALL_ON,
+        segments=[(0, pred.numel())],
+        mmd_reference=reference,
+        rg_target=rgt,
+        scales=scales,
+        generator=_gen(9),
+    )
+    expected = {
+        "mse": mse(pred, target),
+        "gue_nll": gue_nll(pred),
+        "gue_mmd": gue_mmd(pred, reference, generator=_gen(9)),
+        "rg_penalty": rg_penalty(pred, rgt, scales),
+    }
+    assert set(parts) == {"mse", "gue_nll", "gue_mmd", "rg_penalty", "total"}
+    for name, value in expected.items():
+        assert float(parts[name]) == float(value), name
+    assert float(total) == pytest.approx(
+        1.0 * float(expected["mse"])
+        + 0.1 * float(expected["gue_nll"])
+        + 2.0 * float(expected["gue_mmd"])
+        + 0.5 * float(expected["rg_penalty"]),
+        abs=1e-14,
+    )
+    assert float(parts["total"]) == float(total)
+
+
+def test_segments_are_weighted_by_length(batch):
+    pred, target, reference, scales, rgt = batch
+    segments = [(0, 500), (600, 1200)]
+    _, parts = compute_losses(
+        pred,
+        target,
+        ALL_ON,
+        segments=segments,
+        mmd_reference=reference,
+        rg_target=rgt,
+        scales=scales,
+        generator=_gen(4),
+    )
+    gen = _gen(4)  # replays the subsampling in the same segment order
+    mmd = [gue_mmd(pred[a:b], reference, generator=gen) for a, b in segments]
+    rg = [rg_penalty(pred[a:b], rgt, scales) for a, b in segments]
+    assert float(parts["gue_mmd"]) == pytest.approx(
+        (500 * float(mmd[0]) + 600 * float(mmd[1])) / 1100, abs=1e-15
+    )
+    assert float(parts["rg_penalty"]) == pytest.approx(
+        (500 * float(rg[0]) + 600 * float(rg[1])) / 1100, abs=1e-15
+    )
+    # Pointwise losses use every node, not only those inside segments.
+    assert float(parts["mse"]) == float(mse(pred, target))
+
+
+def test_default_scales_follow_the_target(batch):
+    pred, target, reference, scales, rgt = batch
+    kwargs = dict(segments=[(0, 1200)], mmd_reference=None, rg_target=rgt)
+    weights = LossWeights(mse=1.0, rg_penalty=1.0)
+    _, implicit = compute_losses(pred, target, weights, **kwargs)
+    _, explicit = compute_losses(pred, target, weights, scales=scales, **kwargs)
+    assert float(implicit["rg_penalty"]) == float(explicit["rg_penalty"])
+
+
+def test_zero_weights_skip_the_expensive_losses(batch):
+    pred, target, *_ = batch
+    total, parts = compute_losses(
+        pred, target, LossWeights(mse=1.0), segments=[(0, pred.numel())], mmd_reference=None
+    )
+    assert float(parts["gue_mmd"]) == 0.0 and float(parts["rg_penalty"]) == 0.0
+    assert float(parts["gue_nll"]) == float(gue_nll(pred))  # cheap, still reported
+    assert float(total) == float(mse(pred, target))
+
+
+def test_missing_inputs_are_value_errors(batch):
+    pred, target, reference, scales, rgt = batch
+    seg = [(0, pred.numel())]
+    with pytest.raises(ValueError, match="rg_target"):
+        compute_losses(pred, target, LossWeights(rg_penalty=1.0), segments=seg, mmd_reference=None)
+    with pytest.raises(ValueError, match="mmd_reference"):
+        compute_losses(pred, target, LossWeights(gue_mmd=1.0), segments=seg, mmd_reference=None)
+    with pytest.raises(ValueError, match=r"segment \(0, 10\)"):
+        compute_losses(
+            pred, target, LossWeights(rg_penalty=1.0), segments=[(0, 10)], mmd_reference=None, rg_target=rgt
+        )
+    with pytest.raises(ValueError, match=r"segment \(5, 5000\)"):
+        compute_losses(pred, target, LossWeights(), segments=[(5, 5000)], mmd_reference=None)
+    with pytest.raises(ValueError, match="segments is empty"):
+        compute_losses(pred, target, LossWeights(), segments=[], mmd_reference=None)
+    with pytest.raises(ValueError, match="gue_nll"):
+        LossWeights(gue_nll=-1.0)
+
+
+def test_gradients_finite_near_zero_spacings(batch):
+    _, target, reference, scales, rgt = batch
+    pred = target.clone()
+    pred[::97] = 0.0  # exact zeros
+    pred[1::97] = 1e-12
+    pred = pred.float().requires_grad_(True)
+    total, parts = compute_losses(
+        pred,
+        target.float(),
+        ALL_ON,
+        segments=[(0, 600), (600, 1200)],
+        mmd_reference=reference.float(),
+        rg_target=rgt,
+        scales=scales,
+        generator=_gen(0),
+    )
+    assert all(torch.isfinite(v) for v in parts.values())
+    total.backward()
+    assert torch.isfinite(pred.grad).all()
+    assert float(parts["gue_nll"].detach()) > 0.5  # the zeros are penalised, not ignored

@@ -1,0 +1,250 @@
+"""The four training losses on predicted unfolded spacings and their weighted total (MATH.md §0,
+§4.1, §4.5, §6).
+
+* ``mse``: accuracy against the true next spacing.
+* ``gue_nll``: negative log-likelihood under the beta = 2 Wigner surmise.
+* ``gue_mmd``: unbiased Gaussian-kernel MMD^2 against a reference sample (GUE draws, or held-out
+  real spacings at the same height), averaged over bandwidths.
+* ``rg_penalty``: mismatch of log block-sum variances across scales L = 2, 4, ..., 2^K with the
+  true spacings' values, the long-range rigidity that the two GUE priors cannot see.
+
+A training step passes the predicted spacings of one mini-batch (or the whole graph) with the
+contiguous runs (segments) it contains; the pointwise losses use every node, the distributional
+and multi-scale ones are computed per segment, so a run boundary never joins unrelated spacings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainer.rmt import block_sum_variance, wigner_logpdf
+
+LOSS_NAMES = ("mse", "gue_nll", "gue_mmd", "rg_penalty")
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between predicted and true spacings (unfolded units squared).
+
+    Args:
+        pred: predicted spacings, any shape.
+        target: true spacings, same shape.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"mse: pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+    return torch.mean((pred - target).square())
+
+
+def gue_nll(pred: torch.Tensor) -> torch.Tensor:
+    """-mean log p_W(pred): negative log-likelihood (nats per spacing) under the Wigner surmise.
+
+    Spacings below 1e-6 count as 1e-6 (see ``trainer.rmt.wigner_logpdf``).
+
+    Args:
+        pred: predicted spacings in unfolded units, any shape.
+    """
+    return -torch.mean(wigner_logpdf(pred))
+
+
+def _subsample(x: torch.Tensor, max_samples: int, generator: torch.Generator | None) -> torch.Tensor:
+    if x.shape[0] <= max_samples:
+        return x
+    # Without replacement: a repeated draw would put a kernel value of exactly 1 into the
+    # "i != i'" sums and bias the unbiased estimator upwards.
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    idx = torch.randperm(x.shape[0], generator=generator, device=gen_device)[:max_samples]
+    return x[idx.to(x.device)]
+
+
+def gue_mmd(
+    pred: torch.Tensor,
+    reference: torch.Tensor,
+    bandwidths: tuple[float, ...] = (0.2, 0.3, 0.4),
+    max_samples: int = 2048,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Unbiased MMD^2 (Gretton et al. 2012, Lemma 6; MATH.md §6) between two 1-D samples with the
+    Gaussian kernel k(a, b) = exp(-(a - b)^2 / (2 sigma^2)), averaged (not summed) over the
+    bandwidths so its scale does not depend on how many are given.
+
+    Each side is first subsampled without replacement to at most ``max_samples`` values, so
+    memory and time are O(max_samples^2) whatever the number of nodes (2e6 in full-batch).
+    The estimate can be slightly negative; its expectation is the population MMD^2.
+
+    Args:
+        pred: predicted spacings, 1-D, at least 2 values; gradients flow through it.
+        reference: reference spacings, 1-D, at least 2 values (GUE samples from
+            ``trainer.rmt.sample_wigner`` or held-out real spacings).
+        bandwidths: kernel widths sigma in unfolded units (default 0.2, 0.3, 0.4: the
+            sensitive range measured in MATH.md §6).
+        max_samples: subsample size per side (default 2048).
+        generator: torch generator for the subsampling (default: the global RNG).
+
+    Returns:
+        Scalar tensor, dtype of ``pred``.
+    """
+    if pred.dim() != 1 or reference.dim() != 1:
+        raise ValueError("gue_mmd: pred and reference must be 1-D")
+    if pred.shape[0] < 2 or reference.shape[0] < 2:
+        raise ValueError(
+            f"gue_mmd: need at least 2 values per side, got {pred.shape[0]} predicted and {reference.shape[0]} reference"
+        )
+    if not bandwidths:
+        raise ValueError("gue_mmd: no bandwidths given")
+    x = _subsample(pred, max_samples, generator)
+    y = _subsample(reference.to(device=pred.device, dtype=pred.dtype), max_samples, generator)
+    m, n = x.shape[0], y.shape[0]
+    dxx = (x[:, None] - x[None, :]).square()
+    dyy = (y[:, None] - y[None, :]).square()
+    dxy = (x[:, None] - y[None, :]).square()
+    total = pred.new_zeros(())
+    for sigma in bandwidths:
+        g = -1.0 / (2.0 * sigma * sigma)
+        # The diagonal of each self-kernel is exactly exp(0) = 1: subtracting m (n) leaves the
+        # sum over i != i' without building a mask.
+        kxx = (torch.exp(g * dxx).sum() - m) / (m * (m - 1))
+        kyy = (torch.exp(g * dyy).sum() - n) / (n * (n - 1))
+        kxy = torch.exp(g * dxy).sum() / (m * n)
+        total = total + kxx + kyy - 2.0 * kxy
+    return total / len(bandwidths)
+
+
+def rg_target(true_spacings: torch.Tensor, scales: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """log V_data(L) for ``rg_penalty``: computed once from the true training spacings.
+
+    Args:
+        true_spacings: 1-D true unfolded spacings (the whole training range).
+        scales: block lengths L, e.g. ``trainer.rmt.default_scales(len(true_spacings))``.
+
+    Returns:
+        Detached tensor of shape (len(scales),), dtype of ``true_spacings``.
+    """
+    return torch.log(block_sum_variance(true_spacings.detach(), scales))
+
+
+def rg_penalty(
+    pred: torch.Tensor, target_log_var: torch.Tensor, scales: list[int] | tuple[int, ...]
+) -> torch.Tensor:
+    """mean over L of (log V_pred(L) - log V_data(L))^2, V = ``block_sum_variance`` (MATH.md §4.5).
+
+    Args:
+        pred: 1-D predicted spacings of one contiguous run, longer than max(scales).
+        target_log_var: ``rg_target(true_spacings, scales)``, shape (len(scales),).
+        scales: the block lengths the target was computed with.
+    """
+    if target_log_var.shape != (len(scales),):
+        raise ValueError(
+            f"rg_penalty: target has shape {tuple(target_log_var.shape)} but {len(scales)} scales were given"
+        )
+    log_v = torch.log(block_sum_variance(pred, scales))
+    return torch.mean((log_v - target_log_var.to(device=log_v.device, dtype=log_v.dtype)).square())
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the four losses in the total (dimensionless; 0 switches a loss off)."""
+
+    mse: float = 1.0
+    gue_nll: float = 0.0
+    gue_mmd: float = 0.0
+    rg_penalty: float = 0.0
+
+    def __post_init__(self):
+        for name in LOSS_NAMES:
+            w = getattr(self, name)
+            if not (w >= 0.0 and w < float("inf")):
+                raise ValueError(f"LossWeights.{name} must be a finite number >= 0, got {w!r}")
+
+
+def _segment_average(
+    pred: torch.Tensor, segments: list[tuple[int, int]], fn
+) -> torch.Tensor:  # fn: (1-D run) -> scalar tensor
+    total_len = sum(stop - start for start, stop in segments)
+    acc = pred.new_zeros(())
+    for start, stop in segments:
+        acc = acc + (stop - start) * fn(pred[start:stop])
+    return acc / total_len
+
+
+def _check_segments(segments: list[tuple[int, int]], n: int) -> None:
+    if not segments:
+        raise ValueError("compute_losses: segments is empty")
+    for start, stop in segments:
+        if not (0 <= start < stop <= n):
+            raise ValueError(
+                f"compute_losses: segment ({start}, {stop}) is not a non-empty range inside [0, {n}]"
+            )
+
+
+def compute_losses(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weights: LossWeights,
+    *,
+    segments: list[tuple[int, int]],
+    mmd_reference: torch.Tensor | None,
+    rg_target: torch.Tensor | None = None,
+    scales: list[int] | tuple[int, ...] | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The weighted total loss of one step and its parts.
+
+    ``mse`` and ``gue_nll`` are means over all nodes and are always computed (they are O(n) and
+    worth logging). ``gue_mmd`` and ``rg_penalty`` are computed on each segment and averaged
+    with weights proportional to segment length, so a single segment covering ``pred`` gives
+    exactly the full-batch value; with weight 0 they are not computed at all and reported as 0.
+    The total sums weight * loss over the losses with weight > 0 only.
+
+    Args:
+        pred: 1-D predicted spacings (unfolded units) of the nodes in this step.
+        target: 1-D true spacings, same shape.
+        weights: the four loss weights.
+        segments: (start, stop) index pairs into ``pred``, the maximal contiguous runs of zeros
+            in the step (mini-batch: one per run of adjacent selected clusters; full-batch:
+            ``[(0, len(pred))]``). Each must be longer than max(scales) when rg_penalty is on.
+        mmd_reference: 1-D reference spacings for ``gue_mmd`` (required when its weight > 0).
+        rg_target: ``trainer.losses.rg_target(true_train_spacings, scales)`` (required when
+            the rg_penalty weight > 0, else ValueError).
+        scales: block lengths of ``rg_target`` (default: [2, 4, ..., 2^len(rg_target)], the
+            form ``trainer.rmt.default_scales`` returns).
+        generator: torch generator for the MMD subsampling (default: the global RNG).
+
+    Returns:
+        (total, parts) with parts keyed "mse", "gue_nll", "gue_mmd", "rg_penalty", "total".
+    """
+    if pred.dim() != 1:
+        raise ValueError(f"compute_losses: pred must be 1-D, got shape {tuple(pred.shape)}")
+    _check_segments(segments, pred.shape[0])
+    zero = pred.new_zeros(())
+    parts = {"mse": mse(pred, target), "gue_nll": gue_nll(pred), "gue_mmd": zero, "rg_penalty": zero}
+
+    if weights.gue_mmd > 0:
+        if mmd_reference is None:
+            raise ValueError("compute_losses: gue_mmd weight > 0 needs mmd_reference")
+        parts["gue_mmd"] = _segment_average(
+            pred, segments, lambda run: gue_mmd(run, mmd_reference, generator=generator)
+        )
+
+    if weights.rg_penalty > 0:
+        if rg_target is None:
+            raise ValueError(
+                "compute_losses: rg_penalty weight > 0 needs rg_target (see trainer.losses.rg_target)"
+            )
+        if scales is None:
+            scales = [2**i for i in range(1, rg_target.shape[0] + 1)]
+        for start, stop in segments:
+            if stop - start <= max(scales):
+                raise ValueError(
+                    f"compute_losses: segment ({start}, {stop}) has {stop - start} spacings, "
+                    f"too short for rg_penalty scale L={max(scales)}"
+                )
+        parts["rg_penalty"] = _segment_average(pred, segments, lambda run: rg_penalty(run, rg_target, scales))
+
+    total = zero
+    for name in LOSS_NAMES:
+        w = getattr(weights, name)
+        if w > 0:
+            total = total + w * parts[name]
+    parts["total"] = total
+    return total, parts
