@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 
-from infra_stack import INFRA, REPO, TERRAFORM, Stack, load_stack, tool_env
+from infra_stack import INFRA, REPO, TERRAFORM, Stack, load_stack, parse_hcl, tool_env
 from orchestrator.infra_outputs import REQUIRED
 
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
@@ -338,3 +338,40 @@ def test_resources_reference_only_declared_things(stack):
                 if type_ == "google_project" and name == "this":
                     continue
                 assert (type_, name) in declared, f"{r.address} references undeclared {type_}.{name}"
+
+
+def test_terraform_test_files_refer_to_real_things(stack):
+    """The .tftest.hcl files cannot run without the provider here; at least keep them in step with the stack."""
+    declared = {(r.type, r.name) for r in stack.resources}
+    runs = 0
+    for path in sorted((INFRA / "tests").glob("*.tftest.hcl")):
+        parsed = parse_hcl(path)
+        assert "google" in only(parsed["mock_provider"]), f"{path.name}: the google provider must be mocked"
+        for block in parsed.get("variables", []):
+            assert set(block) <= set(stack.variables), (
+                f"{path.name}: unknown variables {set(block) - set(stack.variables)}"
+            )
+        for run in parsed["run"]:
+            for name, body in run.items():
+                runs += 1
+                assert body["command"] in {"plan", "apply"}, f"{path.name}: run {name}"
+                for block in body.get("variables", []):
+                    assert set(block) <= set(stack.variables), (
+                        f"{path.name}: run {name} sets unknown variables"
+                    )
+                for expected in body.get("expect_failures", []):
+                    var = expected.removeprefix("${var.").removesuffix("}")
+                    assert stack.variables[var].get("validation"), (
+                        f"{path.name}: run {name} expects {var} to fail"
+                    )
+                for check in body.get("assert", []):
+                    assert check["error_message"], f"{path.name}: run {name} assert without message"
+                    for type_, res in re.findall(r"\b(google_[a-z_]+)\.([a-z_0-9]+)\b", check["condition"]):
+                        assert (type_, res) in declared, (
+                            f"{path.name}: run {name} asserts on missing {type_}.{res}"
+                        )
+                    for out in re.findall(r"\boutput\.([a-z_0-9]+)", check["condition"]):
+                        assert out in stack.outputs, (
+                            f"{path.name}: run {name} asserts on missing output {out}"
+                        )
+    assert runs >= 15
