@@ -1,0 +1,117 @@
+"""The prime-offset graph and node features on tiny hand-built cases with exact expected values."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+
+from trainer import features, graph
+
+
+def test_neighbour_table_ten_zeros_primes_2_3():
+    table = graph.neighbour_table(np.arange(1, 11), [2, 3])
+    # node n (row n-1) receives n-2 and n-3 where those are nodes (local position = index - 1)
+    expected = np.array([[-1, -1], [-1, -1], [0, -1], [1, 0], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5], [7, 6]])
+    np.testing.assert_array_equal(table, expected)
+    ei = graph.edge_index(table)
+    edges = sorted(zip(ei[0].tolist(), ei[1].tolist(), strict=True))
+    assert edges == sorted((t - p, t) for t in range(10) for p in (2, 3) if t - p >= 0)
+    assert ei.shape == (2, 15)
+
+
+def test_induced_edges_of_two_runs_cross_the_gap_only_where_both_ends_are_nodes():
+    index = np.array([1, 2, 3, 6, 7, 8])
+    table = graph.neighbour_table(index, [2, 3])
+    # 3<-1 (p=2); 6<-3 (p=3); 8<-6 (p=2); nothing else has both ends in the set
+    expected = np.array([[-1, -1], [-1, -1], [0, -1], [-1, 2], [-1, -1], [3, -1]])
+    np.testing.assert_array_equal(table, expected)
+    assert graph.segments(index) == [(0, 3), (3, 6)]
+    assert graph.segments(np.arange(5, 9)) == [(0, 4)]
+
+
+def test_csr_adjacency_matches_the_table():
+    table = graph.neighbour_table(np.arange(1, 11), [2, 3])
+    dense = graph.adjacency(table).to_dense()
+    expected = torch.zeros(10, 10)
+    for target, row in enumerate(table):
+        for source in row[row >= 0]:
+            expected[target, source] = 1.0
+    torch.testing.assert_close(dense, expected)
+
+
+def test_position_features_by_hand():
+    # x_n = n - 1/2 + d_n for n = 1..10 with chosen fluctuations d_n
+    d = np.array([0.1, -0.2, 0.05, 0.3, -0.1, 0.0, 0.25, -0.15, 0.2, -0.05])
+    n = np.arange(1, 11)
+    x = n - 0.5 + d
+    window = 3
+    got = features.position_features(x, first=4, window=window)  # nodes 4..10
+    assert got.shape == (7, window + 1)
+    for row, node in zip(got, range(4, 11), strict=True):
+        spacings = [
+            x[k] - x[k - 1] for k in range(node - window, node)
+        ]  # s_{node-3}, .., s_{node-1} (0-based x)
+        np.testing.assert_allclose(row[:window], np.array(spacings) - 1.0, atol=1e-15)
+        assert row[window] == pytest.approx(d[node - 1], abs=1e-15)
+
+
+def test_position_features_batch_over_windows_equals_one_by_one():
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.uniform(0.5, 1.5, size=(3, 20)), axis=1) + 100.0
+    firsts = np.array([105, 205, 305])
+    batched = features.position_features(x, firsts, 4)
+    for i in range(3):
+        np.testing.assert_array_equal(batched[i], features.position_features(x[i], int(firsts[i]), 4))
+
+
+def _mp_unfold(gamma: float) -> float:
+    return float(mpmath.siegeltheta(mpmath.mpf(gamma)) / mpmath.pi + 1)
+
+
+def test_build_nodes_on_real_zeros_against_mpmath(odlyzko_small):
+    from trainer.baselines import explicit_delta
+    from trainer.data.dataset import open_dataset
+
+    ds = open_dataset(odlyzko_small)
+    window, a = 4, 0.8
+    nodes = features.build_nodes(ds, [(1001, 1011), (1020, 1030)], primes=[2, 3], window=window, explicit_a=a)
+    assert nodes.features.dtype == np.float32 and nodes.features.shape == (20, window + 3)
+    assert nodes.segments == [(0, 10), (10, 20)]
+    gamma = {n: float(ds.zeros[n - 1]) for n in range(990, 1031)}
+    for row, target, n in zip(nodes.features, nodes.target, nodes.index, strict=True):
+        x = {k: _mp_unfold(gamma[k]) for k in range(n - window, n + 2)}
+        expected_s = [x[k + 1] - x[k] - 1.0 for k in range(n - window, n)]
+        np.testing.assert_allclose(row[:window], expected_s, atol=1e-6)
+        assert row[window] == pytest.approx(x[n] - (n - 0.5), abs=1e-6)
+        t_hat = float(
+            mpmath.findroot(lambda t, n=n: mpmath.siegeltheta(t) / mpmath.pi + 1 - (n - 0.5), gamma[n])
+        )
+        height = (math.log(t_hat / (2 * math.pi)) - features.HEIGHT_CENTER) / features.HEIGHT_SCALE
+        assert row[window + 1] == pytest.approx(height, abs=1e-6)
+        assert row[window + 2] == pytest.approx(float(explicit_delta(np.array([n + 1]), a)[0]), abs=1e-6)
+        assert target == pytest.approx(x[n + 1] - x[n], abs=1e-9)
+
+
+def test_features_never_see_later_zeros(odlyzko_small):
+    from trainer.data.dataset import open_dataset
+
+    ds = open_dataset(odlyzko_small)
+    long = features.build_nodes(ds, [(5000, 5100)], primes=[2, 3, 5], window=8, explicit_a=None)
+    short = features.build_nodes(ds, [(5000, 5050)], primes=[2, 3, 5], window=8, explicit_a=None)
+    np.testing.assert_array_equal(long.features[:50], short.features)
+    np.testing.assert_array_equal(long.table[:50], short.table)
+
+
+def test_build_nodes_outside_the_dataset_is_a_data_error(odlyzko_small):
+    from trainer.data.dataset import open_dataset
+    from trainer.errors import DataError
+
+    ds = open_dataset(odlyzko_small)
+    with pytest.raises(DataError, match="history"):
+        features.build_nodes(ds, [(3, 10)], primes=[2], window=8, explicit_a=None)
+    with pytest.raises(DataError, match="outside"):
+        features.build_nodes(ds, [(29_990, 30_001)], primes=[2], window=8, explicit_a=None)

@@ -1,0 +1,539 @@
+"""One trial end to end: data, model, the step function, evaluation, checkpoints and resume.
+
+Full-batch (Team 1) is mini-batch (Team 2) with one cluster: the training range is cut into k
+clusters, an epoch visits them in a random order q at a time, and each step's nodes, features
+and edges are built from the memory-mapped zeros. With k = q = 1 that is one step per epoch
+over the whole range, built once and kept. The loop never branches on the team.
+
+Reading order: Trial (everything built from config + data), then run_trial (the loop).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, ReduceLROnPlateau, SequentialLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from trainer import storage
+from trainer.baselines import fit_explicit_scale
+from trainer.config import TrialConfig, dump_config
+from trainer.errors import ConfigError, DataError
+from trainer.extrapolation import baseline_errors, extrapolation_metrics, prepare_windows, rollout
+from trainer.features import NodeSet, build_nodes, feature_names, read_unfolded
+from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
+from trainer.model import SpacingGNN
+from trainer.partition import make_partition
+from trainer.reporting import (
+    FINAL_FILE,
+    OBJECTIVE,
+    PREDICTIONS_FILE,
+    MetricSinks,
+    TrialOutputs,
+    peak_mem_bytes,
+    progress_line,
+)
+from trainer.rmt import block_sum_variance, default_scales, sample_wigner
+from trainer.unfolding import fluctuations
+
+GUE_REFERENCE_SIZE = 8192  # Wigner samples (or real spacings) the MMD compares against
+EXIT_SIGTERM = 143
+FINAL_KEYS = (
+    "extrapolation_error",
+    "extrapolation_stderr",
+    "baseline_index",
+    "baseline_ar",
+    "baseline_explicit",
+    "skill",
+    "ks_wigner",
+    "val_loss",
+)
+
+
+def select_device(name: str) -> torch.device:
+    """`train.device`: auto picks CUDA when available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass
+class Batch:
+    """One step's nodes as tensors on the device."""
+
+    x: torch.Tensor  # float32 [m, F]
+    y: torch.Tensor  # float32 [m], true next spacings
+    graph: torch.Tensor  # CSR adjacency or edge_index (SpacingGNN.graph_input)
+    segments: list[tuple[int, int]]
+    nodes: NodeSet
+
+
+@dataclass
+class LossSetup:
+    """The fixed inputs of compute_losses for one node range."""
+
+    weights: LossWeights
+    mmd_reference: torch.Tensor | None
+    rg_target: torch.Tensor | None
+    scales: list[int] | None
+
+    def __call__(self, pred: torch.Tensor, batch: Batch, generator: torch.Generator):
+        return compute_losses(
+            pred.float(),
+            batch.y,
+            self.weights,
+            segments=batch.segments,
+            mmd_reference=self.mmd_reference,
+            rg_target=self.rg_target,
+            scales=self.scales,
+            generator=generator,
+        )
+
+
+def _check_ranges(cfg: TrialConfig, dataset) -> None:
+    d = cfg.data
+    history = max(cfg.model.window, cfg.model.depth * max(cfg.model.primes) + cfg.model.window)
+    if d.train_start - cfg.model.window < dataset.first_index:
+        raise ConfigError(
+            f"data.train_start: {d.train_start} leaves no room for {cfg.model.window} zeros of history "
+            f"(the dataset starts at zero {dataset.first_index})"
+        )
+    if cfg.first_window() - history < dataset.first_index:
+        raise ConfigError(f"data.window_start: the first window needs {history} zeros of history")
+    last = cfg.last_index_needed()
+    if last > dataset.last_index:
+        raise ConfigError(
+            f"data.windows: the last window ends at zero {last}, beyond the dataset's last zero "
+            f"{dataset.last_index} ({dataset.path}); use fewer windows, a smaller stride or an earlier range"
+        )
+
+
+class Trial:
+    """Everything one trial builds from its config and dataset: clusters, model, losses, windows.
+
+    Args:
+        cfg: the validated config.
+        dataset: the opened ZerosDataset.
+        device: where the model runs.
+    """
+
+    def __init__(self, cfg: TrialConfig, dataset, device: torch.device):
+        _check_ranges(cfg, dataset)
+        self.cfg, self.dataset, self.device = cfg, dataset, device
+        self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        d, m, loss = cfg.data, cfg.model, cfg.loss
+        start, stop = d.train_start, d.train_start + d.train_count
+        train_delta = fluctuations(read_unfolded(dataset, start, stop), start)
+        # Fitted once on the training range: the explicit baseline and the explicit feature share it.
+        self.explicit_a = fit_explicit_scale(np.arange(start, stop), train_delta)
+        self.feature_a = self.explicit_a if m.explicit_feature else None
+        self.clusters = make_partition(
+            cfg.train.partitioner, start, stop, cfg.train.num_clusters, m.primes, cfg.seed
+        )
+
+        torch.manual_seed(cfg.seed)
+        self.model = SpacingGNN(
+            len(feature_names(m.window, m.explicit_feature)),
+            layer=m.layer,
+            hidden=m.hidden,
+            depth=m.depth,
+            dropout=m.dropout,
+            residual=m.residual,
+            norm=m.norm,
+            checkpoint_layers=cfg.train.checkpoint_layers,
+        ).to(device)
+
+        weights = LossWeights(
+            loss.mse_weight, loss.gue_nll_weight, loss.gue_mmd_weight, loss.rg_penalty_weight
+        )
+        reference = self._mmd_reference() if weights.gue_mmd > 0 else None
+        smallest = min(sum(b - a for a, b in c) for c in self.clusters)
+        self.train_losses = self._loss_setup(weights, reference, start, stop, default_scales(smallest))
+        self._val_range = (stop, stop + d.val_count)
+        self.val_losses = self._loss_setup(weights, reference, *self._val_range, default_scales(d.val_count))
+        self._cached: tuple[tuple[int, ...], Batch] | None = None
+        self._val_batch: Batch | None = None
+
+        self.windows = prepare_windows(
+            dataset,
+            cfg.window_starts(),
+            d.horizon,
+            primes=m.primes,
+            window=m.window,
+            depth=m.depth,
+            explicit_a=self.feature_a,
+        )
+        self.baselines = baseline_errors(dataset, cfg.window_starts(), d.horizon, self.explicit_a)
+
+    def _mmd_reference(self) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.loss.mmd_reference == "gue":
+            gen = torch.Generator().manual_seed(cfg.seed + 7)
+            return sample_wigner(GUE_REFERENCE_SIZE, gen).to(self.device)
+        # Held-out real spacings at (almost) the same height: the zeros just before the training range.
+        stop = cfg.data.train_start
+        start = max(self.dataset.first_index, stop - GUE_REFERENCE_SIZE - 1)
+        if stop - start < 3:
+            raise ConfigError("loss.mmd_reference: data needs zeros before data.train_start to compare with")
+        x = read_unfolded(self.dataset, start, stop)
+        return torch.from_numpy(np.diff(x)).float().to(self.device)
+
+    def _loss_setup(self, weights, reference, start: int, stop: int, scales: list[int]) -> LossSetup:
+        target = None
+        if weights.rg_penalty > 0:
+            if not scales:
+                raise ConfigError(
+                    "loss.rg_penalty_weight: clusters or the validation range are too short for block scales"
+                )
+            true = np.diff(read_unfolded(self.dataset, start, stop + 1))
+            target = rg_target(torch.from_numpy(true), scales).float().to(self.device)
+        return LossSetup(weights, reference, target, scales if target is not None else None)
+
+    def _to_batch(self, nodes: NodeSet) -> Batch:
+        return Batch(
+            x=torch.from_numpy(nodes.features).to(self.device),
+            y=torch.from_numpy(nodes.target.astype(np.float32)).to(self.device),
+            graph=self.model.graph_input(nodes.table).to(self.device),
+            segments=nodes.segments,
+            nodes=nodes,
+        )
+
+    def batch(self, cluster_ids) -> Batch:
+        """The nodes of the given clusters with their internal edges (the last one is kept:
+        with k = q it is the same every step and built once)."""
+        key = tuple(sorted(cluster_ids))
+        if self._cached is None or self._cached[0] != key:
+            self._cached = None  # free the previous batch before building the next
+            runs = [run for c in key for run in self.clusters[c]]
+            m = self.cfg.model
+            nodes = build_nodes(
+                self.dataset, runs, primes=m.primes, window=m.window, explicit_a=self.feature_a
+            )
+            self._cached = (key, self._to_batch(nodes))
+        return self._cached[1]
+
+    def val_batch(self) -> Batch:
+        """The validation range (right after training) as one graph."""
+        if self._val_batch is None:
+            m = self.cfg.model
+            nodes = build_nodes(
+                self.dataset, [self._val_range], primes=m.primes, window=m.window, explicit_a=self.feature_a
+            )
+            self._val_batch = self._to_batch(nodes)
+        return self._val_batch
+
+    def epoch_plan(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
+        """The steps of one epoch: a random order of the k clusters, q per step."""
+        order = rng.permutation(len(self.clusters))
+        q = self.cfg.train.clusters_per_step
+        return [tuple(sorted(int(c) for c in order[i : i + q])) for i in range(0, len(order), q)]
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return model(batch.x, batch.graph)
+
+    def loss(self, model: torch.nn.Module, batch: Batch, generator: torch.Generator):
+        """(total, parts) of one training step on batch: the one step function of both teams."""
+        return self.train_losses(self.forward(model, batch), batch, generator)
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module) -> tuple[dict, dict]:
+        """Validation loss and extrapolation metrics of model, and the predictions to save.
+
+        Returns:
+            (metrics, predictions): metrics holds val_loss, val/<loss> and the keys of
+            extrapolation_metrics; predictions is the content of predictions.json.
+        """
+        model.eval()
+        vb = self.val_batch()
+        pred = self.forward(model, vb).float()
+        generator = torch.Generator(self.device).manual_seed(
+            self.cfg.seed + 11
+        )  # same draws every evaluation
+        total, parts = self.val_losses(pred, vb, generator)
+        metrics = {"val_loss": float(total)} | {f"val/{k}": float(parts[k]) for k in LOSS_NAMES}
+        pred_x = rollout(model, self.windows, self.device, self.autocast)
+        metrics |= extrapolation_metrics(pred_x, self.windows, self.baselines)
+        pred_np = pred.cpu().double().numpy()
+        true_np = vb.nodes.target
+        scales = default_scales(len(true_np))
+        finite = np.all(np.isfinite(pred_np))
+        predictions = {
+            "windows": [
+                {"start": int(s), "true_x": t.tolist(), "pred_x": p.tolist()}
+                for s, t, p in zip(self.windows.starts, self.windows.true_future, pred_x, strict=True)
+            ],
+            "spacings_pred": pred_np.tolist(),
+            "spacings_true": true_np.tolist(),
+            "block_variance": {
+                "L": scales,
+                "pred": block_sum_variance(torch.from_numpy(pred_np), scales).tolist() if finite else None,
+                "data": block_sum_variance(torch.from_numpy(true_np), scales).tolist(),
+            },
+        }
+        return metrics, predictions
+
+
+def _schedulers(optimizer, cfg: TrialConfig, total_steps: int):
+    """Per-step scheduler (linear warmup, then cosine or constant) and the optional plateau one."""
+    o = cfg.optim
+    warm = min(o.warmup_steps, max(total_steps - 1, 0))
+    warmup = LinearLR(optimizer, start_factor=1.0 / (warm + 1), total_iters=warm)
+    per_step = warmup
+    if o.scheduler == "cosine":
+        cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warm), eta_min=0.01 * o.lr)
+        per_step = SequentialLR(optimizer, [warmup, cosine], milestones=[warm]) if warm else cosine
+    plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=2) if o.scheduler == "plateau" else None
+    return per_step, plateau
+
+
+class _StopFlag:
+    """Set by SIGTERM: the loop finishes its step, writes a checkpoint and exits 143."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no signal handling
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _open_dataset(cfg: TrialConfig):
+    from trainer.data.dataset import open_dataset
+
+    path = cfg.data.path
+    if not storage.is_remote(path) and not storage.exists(storage.join(path, "manifest.json")):
+        raise DataError(
+            f"data.path: no zeros dataset at {path} (run `make data`, or set data.path or $ZETA_SWARM_DATA)"
+        )
+    return open_dataset(path)
+
+
+def _final(status: str, metrics: dict | None, epochs_done: int, seconds: float, reason: str | None) -> dict:
+    out = {"status": status}
+    out |= {k: (metrics or {}).get(k) for k in FINAL_KEYS}
+    out |= {"epochs_done": epochs_done, "seconds": round(seconds, 3)}
+    if reason is not None:
+        out["reason"] = reason
+    return out
+
+
+def run_trial(
+    cfg: TrialConfig,
+    output_dir: str,
+    *,
+    tensorboard_dir: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Train one model and write its outputs; resume from output_dir/checkpoint.pt if present.
+
+    Args:
+        cfg: validated config (trainer.config.load_config).
+        output_dir: local directory or gs:// prefix for config.yaml, metrics.jsonl, final.json,
+            predictions.json and checkpoint.pt.
+        tensorboard_dir: TensorBoard log directory (default $AIP_TENSORBOARD_LOG_DIR, else none).
+        echo: where progress lines go (default print).
+
+    Returns:
+        Exit code: 0 completed or diverged (see final.json), 143 stopped by SIGTERM after a checkpoint.
+
+    Raises:
+        ConfigError, DataError: bad input (exit 2), before anything is written where possible.
+        Exception: anything else, after final.json says failed.
+    """
+    started = time.monotonic()
+    echo(dump_config(cfg).rstrip())
+    device = select_device(cfg.train.device)
+    dataset = _open_dataset(cfg)
+    outputs = TrialOutputs(output_dir)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    try:
+        final = outputs.read_text(FINAL_FILE)
+        if final is not None:
+            status = json.loads(final).get("status")
+            if status in ("completed", "diverged"):
+                echo(f"{outputs.where(FINAL_FILE)} already says {status}: nothing to do")
+                return 0
+        state = outputs.load_checkpoint()
+        resolved = cfg.model_dump(mode="json")
+        if state is not None and state["config"] != resolved:
+            changed = sorted(k for k in resolved if resolved[k] != state["config"].get(k))
+            raise ConfigError(
+                f"{outputs.where('checkpoint.pt')}: written by a different config (differs in {', '.join(changed)}); "
+                "use another --output-dir to start afresh"
+            )
+        outputs.write_text("config.yaml", dump_config(cfg))
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        if cfg.train.cpu_threads:
+            torch.set_num_threads(cfg.train.cpu_threads)
+        with _StopFlag() as stop:
+            return _loop(cfg, dataset, device, outputs, state, stop, tensorboard_dir, echo, started)
+    except Exception as e:
+        outputs.write_json(
+            FINAL_FILE, _final("failed", None, 0, time.monotonic() - started, f"{type(e).__name__}: {e}")
+        )
+        raise
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+        outputs.close()
+
+
+def _loop(
+    cfg, dataset, device, outputs: TrialOutputs, state, stop: _StopFlag, tensorboard_dir, echo, started
+) -> int:
+    trial = Trial(cfg, dataset, device)
+    model = trial.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    steps_per_epoch = math.ceil(cfg.train.num_clusters / cfg.train.clusters_per_step)
+    total_steps = cfg.train.epochs * steps_per_epoch
+    per_step, plateau = _schedulers(optimizer, cfg, total_steps)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+    rng = np.random.default_rng(cfg.seed)
+    loss_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
+    epoch, step, plan, step_in_epoch, sums, spent = 0, 0, None, 0, {}, 0.0
+
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        per_step.load_state_dict(state["scheduler"])
+        if plateau is not None:
+            plateau.load_state_dict(state["plateau"])
+        ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        rng.bit_generator.state = state["rng"]["numpy"]
+        loss_gen.set_state(state["rng"]["loss"])
+        epoch, step, step_in_epoch, spent = (
+            state["epoch"],
+            state["step"],
+            state["step_in_epoch"],
+            state["seconds"],
+        )
+        plan = [tuple(p) for p in state["plan"]] if state["plan"] is not None else None
+        sums = dict(state["sums"])
+        echo(f"resuming from {outputs.where('checkpoint.pt')} at epoch {epoch}, step {step}")
+    outputs.load_metrics(up_to_epoch=epoch)
+
+    def seconds() -> float:
+        return spent + time.monotonic() - started
+
+    def checkpoint() -> None:
+        outputs.save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": per_step.state_dict(),
+                "plateau": plateau.state_dict() if plateau is not None else None,
+                "ema": ema.state_dict(),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "numpy": rng.bit_generator.state,
+                    "loss": loss_gen.get_state(),
+                },
+                "epoch": epoch,
+                "step": step,
+                "step_in_epoch": step_in_epoch,
+                "plan": [list(p) for p in plan] if plan is not None else None,
+                "sums": sums,
+                "seconds": seconds(),
+                "config": cfg.model_dump(mode="json"),
+            }
+        )
+
+    def diverged(reason: str) -> int:
+        outputs.write_json(FINAL_FILE, _final("diverged", None, epoch, seconds(), reason))
+        echo(f"diverged: {reason}")
+        return 0
+
+    sinks = MetricSinks(tensorboard_dir)
+    last_eval, predictions = None, None
+    epoch_times: list[float] = []
+    try:
+        while epoch < cfg.train.epochs:
+            t0 = time.monotonic()
+            if plan is None:
+                plan, step_in_epoch, sums = trial.epoch_plan(rng), 0, {}
+            while step_in_epoch < len(plan):
+                model.train()
+                total, parts = trial.loss(model, trial.batch(plan[step_in_epoch]), loss_gen)
+                if not torch.isfinite(total):
+                    values = ", ".join(f"{k} {float(v):.4g}" for k, v in parts.items())
+                    return diverged(f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values})")
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                if cfg.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                per_step.step()
+                ema.update_parameters(model)
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                step_in_epoch += 1
+                step += 1
+                if stop.requested:
+                    checkpoint()
+                    echo(f"SIGTERM: checkpoint written at epoch {epoch}, step {step}; exiting")
+                    return EXIT_SIGTERM
+            epoch, plan = epoch + 1, None
+            row = {"epoch": epoch, "step": step} | {f"train/{k}": v / step_in_epoch for k, v in sums.items()}
+            if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
+                metrics, predictions = trial.evaluate(ema.module)
+                if not math.isfinite(metrics[OBJECTIVE]) or not math.isfinite(metrics["val_loss"]):
+                    return diverged(
+                        f"non-finite evaluation at epoch {epoch} (val_loss {metrics['val_loss']}, "
+                        f"{OBJECTIVE} {metrics[OBJECTIVE]})"
+                    )
+                if plateau is not None:
+                    plateau.step(metrics["val_loss"])
+                row |= metrics
+                last_eval = metrics
+            row |= {
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(seconds(), 3),
+                "peak_mem_bytes": peak_mem_bytes(device),
+            }
+            if OBJECTIVE in row:
+                outputs.append_metrics(row)
+                sinks.scalars(row, epoch)
+            epoch_times.append(time.monotonic() - t0)
+            echo(progress_line(row, cfg.train.epochs, np.mean(epoch_times) * (cfg.train.epochs - epoch)))
+            checkpoint()
+            if stop.requested:
+                echo(f"SIGTERM: checkpoint written at epoch {epoch}; exiting")
+                return EXIT_SIGTERM
+        if last_eval is None:  # resumed after the last checkpoint: evaluate again (deterministic)
+            last_eval, predictions = trial.evaluate(ema.module)
+        outputs.write_json(PREDICTIONS_FILE, predictions)
+        outputs.write_json(FINAL_FILE, _final("completed", last_eval, epoch, seconds(), None))
+        echo(
+            f"completed: {OBJECTIVE} {last_eval[OBJECTIVE]:.5g} ± {last_eval['extrapolation_stderr']:.2g}, "
+            f"skill {last_eval['skill']:+.4f} -> {outputs.where(FINAL_FILE)}"
+        )
+        return 0
+    finally:
+        sinks.close()
