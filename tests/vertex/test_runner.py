@@ -26,7 +26,9 @@ STUDY = "phase2-minibatch"
 def recorded(mocker, cloud, credentials):
     """Settings from the recorded terraform outputs, with the trainer image pushed to that registry."""
     settings = load_vertex_settings(VERTEX_YAML, load_infra_outputs(str(INFRA_JSON), {}))
-    FakeArtifactRegistry(cloud).install(mocker).push(settings.image_repository, "trainer", "latest", DIGEST)
+    FakeArtifactRegistry(cloud).install(mocker).push(
+        settings.image_repository, "trainer", settings.image_tag, DIGEST
+    )
     return settings
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,12 @@ def test_terraform_outputs_and_backend_yaml_make_the_settings():
     assert s.trainer_service_account == "zs-trainer@zeta-swarm-test.iam.gserviceaccount.com"
     assert s.machines["fullbatch"] == MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1)
     assert s.machines["minibatch"].describe() == "g2-standard-8 + 1 x NVIDIA_L4"
-    assert s.image_tag_uri == "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:latest"
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    assert (
+        s.image_tag_uri == f"us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:{head}"
+    )  # as `make image` tags it
     assert s.trial_dir("phase2-minibatch", "17") == "gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/17"
 
 

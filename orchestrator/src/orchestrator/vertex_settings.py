@@ -222,9 +222,27 @@ def _machine(where: str, raw: Any) -> MachineSpec:
     return MachineSpec(raw["machine_type"], str(raw.get("accelerator_type", "")), count)
 
 
+def head_image_tag(where: Path) -> str:
+    """The tag `make image` gives the trainer image: the 12-character commit of the checkout at `where`."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise ConfigError(
+            f"image_tag is not set and the git commit of {where} is unknown ({e}); set image_tag or pass --image-tag"
+        ) from e
+    return out.stdout.strip()
+
+
 _KNOBS: dict[str, type | tuple[type, ...]] = {
     "image_package": str,
-    "image_tag": str,
+    "image_tag": (str, type(None)),
     "timeout_s": int,
     "spot": bool,
     "max_wait_s": (int, type(None)),
@@ -238,7 +256,8 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
 
     Args:
         path: configs/backends/vertex.yaml (keys: machines, image_package, image_tag, timeout_s,
-            spot, max_wait_s, boot_disk_gb, experiment, retry); unknown keys are errors.
+            spot, max_wait_s, boot_disk_gb, experiment, retry); unknown keys are errors. A null
+            image_tag means the commit of this checkout, the tag `make image` pushes.
         infra: an InfraSettings (project_id, region, staging_bucket, runs_bucket, image_repository,
             trainer_service_account).
         overrides: settings given on the command line; None values are ignored.
@@ -273,6 +292,8 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
     if not isinstance(retry_raw, dict) or set(retry_raw) - {"attempts", "base_s", "cap_s"}:
         raise ConfigError(f"{path}: retry: expected attempts, base_s, cap_s")
     retry = RetryPolicy(**retry_raw)
+    if overrides.get("image_tag") is None and knobs.get("image_tag") is None:
+        knobs["image_tag"] = head_image_tag(path.parent)  # what `make image` built from this checkout
     settings = VertexSettings(
         project=infra.project_id,
         region=infra.region,

@@ -1,0 +1,202 @@
+"""The Vizier tuner beyond the contract: the study it creates, paging, suggestions per worker,
+lost responses, the requests of each final state, and experiment tracking."""
+
+from __future__ import annotations
+
+import pytest
+from google.api_core import exceptions
+from google.cloud import aiplatform, aiplatform_v1
+from google.cloud.aiplatform.metadata import metadata
+from orchestrator.errors import ConfigError
+from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, TunerState
+from orchestrator.tuners.vizier import VizierTuner
+
+from vertex.fakes import Crash
+
+PHASE2 = (
+    FloatParam("loss.gue_nll_weight", 1e-3, 1.0, log=True),
+    FloatParam("loss.gue_mmd_weight", 1e-2, 10.0, log=True),
+)
+PHASE1 = (
+    CategoricalParam("model.primes", ("2,3,5", "2,3,5,7,11,13")),
+    CategoricalParam("optim.lr", ("1e-3", "5e-4", "2e-3")),
+    IntParam("model.layers", 2, 6),
+)
+Spec = aiplatform_v1.StudySpec
+
+
+def open_tuner(credentials, calls, space=PHASE2, study="phase2-minibatch", **kw) -> VizierTuner:
+    return VizierTuner(
+        study,
+        space,
+        project="zeta-swarm-test",
+        region="us-central1",
+        credentials=credentials,
+        calls=calls,
+        **kw,
+    )
+
+
+def test_the_study_is_a_minimising_bayesian_study_with_log_scale_weights(vizier, cloud, credentials, calls):
+    open_tuner(credentials, calls)
+    (req,) = cloud.requests("create_study")
+    assert req.parent == "projects/zeta-swarm-test/locations/us-central1"
+    assert req.study.display_name == "phase2-minibatch"
+    spec = req.study.study_spec
+    assert spec.algorithm == Spec.Algorithm.ALGORITHM_UNSPECIFIED
+    (metric,) = spec.metrics
+    assert (metric.metric_id, metric.goal) == ("extrapolation_error", Spec.MetricSpec.GoalType.MINIMIZE)
+    nll, mmd = spec.parameters
+    assert (nll.parameter_id, nll.double_value_spec.min_value, nll.double_value_spec.max_value) == (
+        "loss.gue_nll_weight",
+        1e-3,
+        1.0,
+    )
+    assert nll.scale_type == mmd.scale_type == Spec.ParameterSpec.ScaleType.UNIT_LOG_SCALE
+    assert (mmd.double_value_spec.min_value, mmd.double_value_spec.max_value) == (1e-2, 10.0)
+
+
+def test_phase1_knobs_become_categorical_discrete_and_integer(vizier, cloud, credentials, calls):
+    tuner = open_tuner(credentials, calls, space=PHASE1, study="phase1-fullbatch")
+    primes, lr, layers = cloud.requests("create_study")[0].study.study_spec.parameters
+    assert list(primes.categorical_value_spec.values) == ["2,3,5", "2,3,5,7,11,13"]
+    assert list(lr.discrete_value_spec.values) == [5e-4, 1e-3, 2e-3]  # ordered: Vizier may use it
+    assert (layers.integer_value_spec.min_value, layers.integer_value_spec.max_value) == (2, 6)
+    for t in tuner.suggest(6):
+        assert t.params["model.primes"] in PHASE1[0].choices
+        assert t.params["optim.lr"] in PHASE1[1].choices  # the string choice, not 0.001
+        assert isinstance(t.params["model.layers"], int) and 2 <= t.params["model.layers"] <= 6
+
+
+def test_reopening_with_another_search_space_is_refused(vizier, credentials, calls):
+    open_tuner(credentials, calls)
+    other = (FloatParam("loss.gue_nll_weight", 1e-4, 1.0, log=True), PHASE2[1])
+    with pytest.raises(ConfigError, match="phase2-minibatch.*another search space"):
+        open_tuner(credentials, calls, space=other)
+
+
+def test_trials_pages_past_the_sdk_first_page_and_later_passes_read_only_active_ones(
+    vizier, cloud, credentials, calls
+):
+    tuner = open_tuner(credentials, calls)
+    made = []
+    for _ in range(5):
+        made += tuner.suggest(50)
+    for t in made[:240]:
+        tuner.complete(t.id, 0.01, {"extrapolation_stderr": 0.001})
+    assert len(aiplatform.vizier.Study(tuner.resource_name).trials()) == 100  # the SDK's first-page-only list
+    fresh = open_tuner(credentials, calls)
+    before = cloud.total_calls
+    got = fresh.trials()
+    assert len(got) == 250 and [int(t.id) for t in got] == sorted(int(t.id) for t in made)
+    assert cloud.total_calls - before == 3  # three pages
+    before = cloud.total_calls
+    assert sum(t.state is TunerState.ACTIVE for t in fresh.trials()) == 10
+    assert cloud.total_calls - before == 10  # one get_trial per active trial, none per finished one
+
+
+def test_suggest_asks_for_its_pending_trials_too_and_returns_only_new_ones(vizier, cloud, credentials, calls):
+    tuner = open_tuner(credentials, calls)
+    first = tuner.suggest(3)
+    second = tuner.suggest(2)
+    req = cloud.requests("suggest_trials")[-1]
+    assert (req.suggestion_count, req.client_id) == (5, "zeta-swarm-controller")
+    assert len(second) == 2 and not {t.id for t in first} & {t.id for t in second}
+    assert len(vizier.study("phase2-minibatch").trials) == 5
+
+
+def test_a_suggestion_whose_answer_was_lost_is_handed_out_again_not_orphaned(
+    vizier, cloud, credentials, calls, clock
+):
+    tuner = open_tuner(credentials, calls)
+    cloud.fail("suggest_trials", exceptions.DeadlineExceeded("suggestion LRO timed out"), after=True)
+    got = tuner.suggest(4)
+    assert len(got) == 4 and len(vizier.study("phase2-minibatch").trials) == 4  # the retry got the same four
+    assert len(clock.slept) == 1
+
+
+def test_slow_suggestions_only_take_time(vizier, cloud, credentials, calls, clock):
+    vizier.suggest_delay_s = 90.0
+    tuner = open_tuner(credentials, calls)
+    t0 = clock()
+    assert len(tuner.suggest(5)) == 5
+    assert clock() - t0 == 90.0 and clock.slept == []
+
+
+def test_final_states_reach_vizier_as_measurements_and_reasons(vizier, cloud, credentials, calls):
+    tuner = open_tuner(credentials, calls)
+    a, b, c, d = tuner.suggest(4)
+    tuner.complete(
+        a.id, 0.0123, {"extrapolation_stderr": 0.001, "baseline_explicit": 0.0145, "skill": float("nan")}
+    )
+    tuner.infeasible(b.id, "diverged: loss is nan at epoch 3")
+    tuner.fail(c.id, "preempted 3 times")
+    tuner.stop(d.id, "early stop", value=0.05)
+    done = vizier.study("phase2-minibatch").trials
+    metrics = {m.metric_id: m.value for m in done[int(a.id)].final_measurement.metrics}
+    assert metrics == {
+        "extrapolation_error": 0.0123,
+        "extrapolation_stderr": 0.001,
+        "baseline_explicit": 0.0145,
+    }
+    assert done[int(a.id)].state == aiplatform_v1.Trial.State.SUCCEEDED
+    assert (done[int(b.id)].state, done[int(b.id)].infeasible_reason) == (
+        aiplatform_v1.Trial.State.INFEASIBLE,
+        "diverged: loss is nan at epoch 3",
+    )
+    assert done[int(c.id)].infeasible_reason == "FAILED: preempted 3 times"
+    assert done[int(d.id)].infeasible_reason == "STOPPED: early stop"
+    assert [r.name for r in cloud.requests("stop_trial")] == [done[int(d.id)].name]
+
+
+def test_a_completion_whose_answer_was_lost_is_a_noop_when_replayed(vizier, cloud, credentials, calls):
+    tuner = open_tuner(credentials, calls)
+    (t,) = tuner.suggest(1)
+    cloud.crash_at(1, after=True)
+    with pytest.raises(Crash):
+        tuner.complete(t.id, 0.02, {})
+    again = open_tuner(credentials, calls)
+    again.complete(t.id, 0.02, {})  # the restarted controller replays it: FailedPrecondition -> no-op
+    (got,) = again.trials()
+    assert (got.state, got.value) == (TunerState.COMPLETED, 0.02)
+    assert cloud.calls["complete_trial"] == 1
+
+
+def test_a_stop_interrupted_after_stop_trial_finishes_on_replay(vizier, cloud, credentials, calls):
+    tuner = open_tuner(credentials, calls)
+    (t,) = tuner.suggest(1)
+    cloud.crash_at(2, after=True)  # add_trial_measurement, stop_trial (applied), then killed
+    with pytest.raises(Crash):
+        tuner.stop(t.id, "early stop", value=0.3)
+    again = open_tuner(credentials, calls)
+    assert again.trials()[0].state is TunerState.ACTIVE  # STOPPING in Vizier: not finished yet
+    again.stop(t.id, "early stop", value=0.3)
+    (got,) = again.trials()
+    assert (got.state, got.value, got.reason) == (TunerState.STOPPED, 0.3, "early stop")
+
+
+def test_finished_trials_are_logged_to_vertex_ai_experiments(vizier, credentials, calls, mocker):
+    # The Metadata service behind Experiments is large; we patch the SDK's thin tracker entry points.
+    set_experiment = mocker.patch.object(metadata._experiment_tracker, "set_experiment")
+    start = mocker.patch.object(aiplatform, "start_run")
+    params = mocker.patch.object(aiplatform, "log_params")
+    metrics = mocker.patch.object(aiplatform, "log_metrics")
+    end = mocker.patch.object(aiplatform, "end_run")
+    tuner = open_tuner(credentials, calls, experiment="zeta-swarm-phase2")
+    assert set_experiment.call_args.kwargs["experiment"] == "zeta-swarm-phase2"
+    a, b = tuner.suggest(2)
+    tuner.complete(a.id, 0.0123, {"extrapolation_stderr": 0.001})
+    tuner.complete(a.id, 0.0123, {"extrapolation_stderr": 0.001})  # a replay logs nothing more
+    tuner.infeasible(b.id, "diverged")
+    assert [c.args[0] for c in start.call_args_list] == [
+        f"phase2-minibatch-t{a.id}",
+        f"phase2-minibatch-t{b.id}",
+    ]
+    assert params.call_args_list[0].args[0] == {**a.params, "state": "COMPLETED"}
+    assert metrics.call_args_list == [
+        mocker.call({"extrapolation_stderr": 0.001, "extrapolation_error": 0.0123})
+    ]
+    assert [c.kwargs["state"] for c in end.call_args_list] == [
+        aiplatform_v1.Execution.State.COMPLETE,
+        aiplatform_v1.Execution.State.FAILED,
+    ]
