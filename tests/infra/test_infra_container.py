@@ -63,20 +63,20 @@ def test_runs_trainer_as_non_root():
     assert steps[-1] == ("ENTRYPOINT", '["trainer"]')
 
 
-def test_pins_match_constraints_and_pip_keeps_no_cache():
+def test_pins_fit_the_base_torch_and_pip_keeps_no_cache():
     constraints = dict(
         line.split("==", 1) for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line
     )
     runs = " ".join(rest for kw, rest in instructions(DOCKERFILE) if kw == "RUN")
-    (pyg,) = re.findall(r'"torch_geometric==([^"]+)"', runs)
-    assert pyg == constraints["torch-geometric"], "the image must run the torch_geometric the tests ran"
+    # PyG for the base image's torch 2.4, checked again after the trainer install could move it.
+    (pyg,) = set(re.findall(r'"torch_geometric==([^"]+)"', runs))
+    assert pyg == "2.6.1" and f"__version__ == '{pyg}'" in runs
+    assert "torch-geometric" in constraints and "torch" in constraints  # what the grep below removes
+    assert "grep -v -E '^(torch|torch-geometric)==' constraints.txt" in runs
     assert re.search(r'"pyg-lib==[0-9.]+"', runs)
     assert "data.pyg.org/whl/${TORCH_INDEX}.html" in runs
     for command in re.findall(r"pip install[^&]*", runs):
         assert "--no-cache-dir" in command, command
-    assert "grep -v -E '^torch==' constraints.txt" in runs, (
-        "torch comes from the base image, never constraints"
-    )
 
 
 def _docker_excluded(patterns: list[str], path: str) -> bool:
