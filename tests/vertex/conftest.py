@@ -4,14 +4,16 @@ and VertexSettings as the Terraform outputs would give them."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
-from orchestrator.vertex_settings import CloudCalls, RetryPolicy, VertexSettings
+from orchestrator.vertex_settings import CloudCalls, RetryPolicy, VertexSettings, load_team_machines
 
 from vertex.fakes import FakeArtifactRegistry, FakeClock, FakeCloud, FakeJobService, FakeVizierService
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PROJECT = "zeta-swarm-test"
 REGION = "us-central1"
 DIGEST = "sha256:" + "ab" * 32
@@ -62,6 +64,7 @@ def settings() -> VertexSettings:
         runs_bucket="zeta-swarm-test-runs",
         image_repository=f"{REGION}-docker.pkg.dev/{PROJECT}/zeta-swarm",
         trainer_service_account=f"zeta-trainer@{PROJECT}.iam.gserviceaccount.com",
+        machines=load_team_machines(CONFIGS / "teams"),
     )
 
 

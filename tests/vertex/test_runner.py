@@ -12,7 +12,7 @@ from google.cloud import aiplatform_v1
 from orchestrator.errors import PermanentJobError
 from orchestrator.infra_outputs import load_infra_outputs
 from orchestrator.runners.base import JobSpec, JobState
-from orchestrator.runners.vertex import VertexRunner, api_dict, label_value, map_state
+from orchestrator.runners.vertex import VertexRunner, api_dict, label_value, map_state, read_output
 from orchestrator.vertex_settings import load_vertex_settings
 
 from vertex.conftest import DIGEST
@@ -199,3 +199,18 @@ def test_a_failed_job_carries_the_error_and_the_console_link(
     assert done.detail.startswith(
         "Preempted: the Spot VM was reclaimed (https://console.cloud.google.com/vertex-ai/"
     )
+
+
+def test_results_are_read_from_the_runs_bucket(storage_emulator, recorded):
+    from google.cloud import storage
+
+    client = storage.Client()
+    bucket = client.bucket("zs-zeta-swarm-test-runs")
+    if not bucket.exists():
+        client.create_bucket(bucket)
+    out = recorded.trial_dir("read-test", "12")
+    final = {"status": "completed", "extrapolation_error": 0.0123}
+    bucket.blob("read-test/trials/12/final.json").upload_from_string(json.dumps(final))
+    assert json.loads(read_output(out, "final.json")) == final
+    assert read_output(out, "metrics.jsonl") is None  # not written yet
+    assert read_output(out + "/", "final.json") is not None

@@ -15,6 +15,7 @@ from orchestrator.vertex_settings import (
     MachineSpec,
     RetryPolicy,
     VertexSettings,
+    load_team_machines,
     load_vertex_settings,
     resolve_image_digest,
 )
@@ -53,16 +54,13 @@ def test_flags_override_single_settings():
         ("spot: yes please\n", "spot"),
         ("timeout_s: 1.5\n", "timeout_s"),
         ("gpus: 4\n", "gpus"),
-        ("machines:\n  team3: {machine_type: n1-standard-4}\n", "team3"),
-        (
-            "machines:\n  minibatch: {machine_type: g2-standard-8, accelerator_count: -1}\n",
-            "accelerator_count",
-        ),
         ("retry: {tries: 3}\n", "retry"),
     ],
 )
 def test_a_bad_backend_yaml_names_the_file_and_key(tmp_path, text, names):
-    bad = tmp_path / "vertex.yaml"
+    (tmp_path / "backends").mkdir()
+    (tmp_path / "teams").symlink_to(VERTEX_YAML.parents[1] / "teams")
+    bad = tmp_path / "backends" / "vertex.yaml"
     bad.write_text(text)
     with pytest.raises(ConfigError) as e:
         load_vertex_settings(bad, load_infra_outputs(str(INFRA_JSON), {}))
@@ -137,3 +135,9 @@ def test_a_permanent_error_is_not_retried(clock):
     with pytest.raises(exceptions.PermissionDenied):
         calls.run("create", denied)
     assert len(n) == 1 and clock.slept == []
+
+
+def test_a_team_file_without_a_machine_is_a_config_error(tmp_path):
+    (tmp_path / "minibatch.yaml").write_text("name: minibatch\nmode: minibatch\n")
+    with pytest.raises(ConfigError, match="minibatch.yaml.*machine_type"):
+        load_team_machines(tmp_path)

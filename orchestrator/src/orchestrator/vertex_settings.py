@@ -2,9 +2,9 @@
 what runs (machine per team, trainer image pinned to a digest), as whom (trainer service account),
 and how to treat a cloud call that fails for a moment (backoff with jitter).
 
-Infrastructure names come from the Terraform outputs (`orchestrator.infra_outputs`); the knobs that
-are ours to choose (machines, timeout, Spot, experiment, retry policy) come from
-`configs/backends/vertex.yaml`. Cloud SDKs are imported inside the functions that call them, so
+Infrastructure names come from the Terraform outputs (`orchestrator.infra_outputs`); each team's
+machine from `configs/teams/<team>.yaml` (the one place it is written); the knobs that are ours to
+choose (image tag, timeout, Spot, experiment, retry policy) from `configs/backends/vertex.yaml`. Cloud SDKs are imported inside the functions that call them, so
 importing this module stays cheap.
 """
 
@@ -29,7 +29,6 @@ T = TypeVar("T")
 _IMAGE_REPOSITORY_RE = re.compile(
     r"^(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[a-z0-9-]+)/(?P<repo>[a-z0-9._-]+)$"
 )
-_TEAMS = ("fullbatch", "minibatch")
 
 
 @dataclass(frozen=True)
@@ -50,13 +49,6 @@ class MachineSpec:
         if self.accelerator_count:
             spec |= {"accelerator_type": self.accelerator_type, "accelerator_count": self.accelerator_count}
         return spec
-
-
-# Team 1 trains the whole graph at once and needs the 80 GB card; Team 2's Cluster-GCN batches fit an L4.
-TEAM_MACHINES = {
-    "fullbatch": MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1),
-    "minibatch": MachineSpec("g2-standard-8", "NVIDIA_L4", 1),
-}
 
 
 @dataclass(frozen=True)
@@ -146,9 +138,9 @@ class VertexSettings:
         runs_bucket: gs:// URL; trial output dirs are <runs_bucket>/<study>/trials/<id>.
         image_repository: Artifact Registry Docker repository, LOCATION-docker.pkg.dev/PROJECT/REPO.
         trainer_service_account: e-mail of the identity the trainer runs as.
+        machines: team -> MachineSpec (from configs/teams/<team>.yaml).
         image_package: image name inside the repository (default "trainer").
         image_tag: tag resolved to a digest once per controller start (default "latest").
-        machines: team -> MachineSpec (default TEAM_MACHINES).
         timeout_s: a job is killed after this many seconds (default 86400).
         spot: run on Spot VMs (cheaper, preemptible; a preempted job is retried) (default False).
         max_wait_s: give up on provisioning after this many seconds; None = service default (24 h).
@@ -163,9 +155,9 @@ class VertexSettings:
     runs_bucket: str
     image_repository: str
     trainer_service_account: str
+    machines: dict[str, MachineSpec]
     image_package: str = "trainer"
     image_tag: str = "latest"
-    machines: dict[str, MachineSpec] = field(default_factory=lambda: dict(TEAM_MACHINES))
     timeout_s: int = 86_400
     spot: bool = False
     max_wait_s: int | None = None
@@ -211,15 +203,27 @@ def gs_url(bucket: str) -> str:
     return "gs://" + bucket.removeprefix("gs://").rstrip("/")
 
 
-def _machine(where: str, raw: Any) -> MachineSpec:
-    if not isinstance(raw, dict) or set(raw) - {"machine_type", "accelerator_type", "accelerator_count"}:
-        raise ConfigError(f"{where}: expected machine_type, accelerator_type, accelerator_count")
-    if not isinstance(raw.get("machine_type"), str):
-        raise ConfigError(f"{where}.machine_type: a machine type string is required")
-    count = raw.get("accelerator_count", 0)
-    if not isinstance(count, int) or count < 0:
-        raise ConfigError(f"{where}.accelerator_count: {count!r} is not a non-negative integer")
-    return MachineSpec(raw["machine_type"], str(raw.get("accelerator_type", "")), count)
+def load_team_machines(teams_dir: str | Path) -> dict[str, MachineSpec]:
+    """team name -> MachineSpec, from the machine_type / accelerator_type / accelerator_count of
+    every configs/teams/<team>.yaml (validated in full by orchestrator.config).
+
+    Args:
+        teams_dir: the configs/teams directory.
+    """
+    machines = {}
+    for path in sorted(Path(teams_dir).glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+            machines[raw["name"]] = MachineSpec(
+                str(raw["machine_type"]),
+                str(raw.get("accelerator_type", "")),
+                int(raw.get("accelerator_count", 0)),
+            )
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: cannot read the team's machine ({e!r})") from e
+    if not machines:
+        raise ConfigError(f"{teams_dir}: no team files (<team>.yaml) found")
+    return machines
 
 
 def head_image_tag(where: Path) -> str:
@@ -255,9 +259,10 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
     """Build VertexSettings from the backend YAML and the Terraform outputs.
 
     Args:
-        path: configs/backends/vertex.yaml (keys: machines, image_package, image_tag, timeout_s,
+        path: configs/backends/vertex.yaml (keys: image_package, image_tag, timeout_s,
             spot, max_wait_s, boot_disk_gb, experiment, retry); unknown keys are errors. A null
-            image_tag means the commit of this checkout, the tag `make image` pushes.
+            image_tag means the commit of this checkout, the tag `make image` pushes. Machines
+            come from the sibling directory teams/.
         infra: an InfraSettings (project_id, region, staging_bucket, runs_bucket, image_repository,
             trainer_service_account).
         overrides: settings given on the command line; None values are ignored.
@@ -272,22 +277,15 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
         raise ConfigError(f"{path}: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = set(raw) - set(_KNOBS) - {"machines", "retry"}
+    unknown = set(raw) - set(_KNOBS) - {"retry"}
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted([*_KNOBS, 'machines', 'retry'])}"
-        )
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted([*_KNOBS, 'retry'])}")
     knobs: dict[str, Any] = {}
     for key, typ in _KNOBS.items():
         if key in raw:
             if not isinstance(raw[key], typ) or (typ is int and isinstance(raw[key], bool)):
                 raise ConfigError(f"{path}: key {key!r} has the wrong type ({raw[key]!r})")
             knobs[key] = raw[key]
-    machines = dict(TEAM_MACHINES)
-    for team, spec in (raw.get("machines") or {}).items():
-        if team not in _TEAMS:
-            raise ConfigError(f"{path}: machines.{team}: unknown team; expected one of {list(_TEAMS)}")
-        machines[team] = _machine(f"{path}: machines.{team}", spec)
     retry_raw = raw.get("retry") or {}
     if not isinstance(retry_raw, dict) or set(retry_raw) - {"attempts", "base_s", "cap_s"}:
         raise ConfigError(f"{path}: retry: expected attempts, base_s, cap_s")
@@ -301,7 +299,7 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
         runs_bucket=infra.runs_bucket,
         image_repository=infra.image_repository,
         trainer_service_account=infra.trainer_service_account,
-        machines=machines,
+        machines=load_team_machines(path.parent.parent / "teams"),
         retry=retry,
         **knobs,
     )

@@ -17,10 +17,12 @@ google-cloud-aiplatform is imported inside the methods: `orchestrator` starts wi
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from typing import Any
 
-from orchestrator.errors import ConfigError, PermanentJobError
+from orchestrator.errors import ConfigError, PermanentJobError, RetryableCloudError
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
 from orchestrator.vertex_settings import (
     CloudCalls,
@@ -57,6 +59,40 @@ def label_value(value: object) -> str:
 def api_dict(message: Any) -> dict[str, Any]:
     """A proto-plus message as the v1 REST API writes it: camelCase names, enums by name."""
     return type(message).to_dict(message, use_integers_for_enums=False, preserving_proto_field_name=False)
+
+
+@functools.cache
+def _storage_client(emulator: str | None):  # one client per process (and per emulator, in tests)
+    from google.cloud import storage
+
+    return storage.Client()
+
+
+def read_output(output_dir: str, name: str) -> str | None:
+    """Read <output_dir>/<name> (e.g. final.json) from the runs bucket; None if it is not there yet.
+
+    Args:
+        output_dir: the trial's gs://bucket/prefix.
+        name: file name inside it.
+    Raises:
+        RetryableCloudError: Cloud Storage kept failing (the client's own retries are spent).
+    """
+    from google.api_core import exceptions
+
+    if not output_dir.startswith("gs://"):
+        raise PermanentJobError(f"output dir {output_dir!r} is not a gs:// URL")
+    bucket, _, prefix = output_dir.removeprefix("gs://").partition("/")
+    blob = (
+        _storage_client(os.environ.get("STORAGE_EMULATOR_HOST"))
+        .bucket(bucket)
+        .blob(f"{prefix.rstrip('/')}/{name}")
+    )
+    try:
+        return blob.download_as_text()
+    except exceptions.NotFound:
+        return None
+    except (exceptions.TooManyRequests, exceptions.ServiceUnavailable, exceptions.InternalServerError) as e:
+        raise RetryableCloudError(f"read {output_dir}/{name}: {e}") from e
 
 
 def map_state(state: Any) -> JobState:
