@@ -1,0 +1,688 @@
+"""The swarm's configuration: one pydantic schema for every YAML file under configs/ that the
+orchestrator reads, and the resolver that turns (phase, team, backend, profile, flags) into one
+`SwarmSettings`.
+
+Files (all keys checked; unknown keys are errors):
+  configs/backends/local.yaml      the local backend (vertex.yaml belongs to orchestrator.vertex_settings)
+  configs/teams/<team>.yaml        machine, accelerator, trainer config of a team
+  configs/phases/phase<N>.yaml     rounds, fixed overrides, lock, early stopping, retries
+  configs/profiles/<profile>.yaml  trial size and counts per phase (default, smoke)
+  configs/budgets.yaml             GPU-hour cap per phase, machine prices
+
+Every problem in every file is collected first and reported together, one line each:
+`configs/phases/phase2.yaml:14: rounds.0.space.loss.gue_nll_weight.low: Input should be a valid number`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestrator.errors import ConfigError
+from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, Param
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CONFIG_DIR = REPO_ROOT / "configs"
+TEAMS = ("fullbatch", "minibatch")
+PROFILES_HINT = "default, smoke"
+
+Value = float | int | str | list[int] | list[float] | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- backends ---------------------------------------------------------------------------------
+class LocalBackend(_Strict):
+    """configs/backends/local.yaml"""
+
+    name: Literal["local"] = "local"
+    parallel: Annotated[int, Field(ge=1, le=256)] = 2
+    grace_s: Annotated[float, Field(gt=0)] = 30.0
+    poll_s: Annotated[float, Field(gt=0)] = 2.0
+    env: dict[str, str] = {}
+
+
+class VertexBackendRef(_Strict):
+    """The vertex backend's own file is validated by orchestrator.vertex_settings; here only its name."""
+
+    name: Literal["vertex"] = "vertex"
+    parallel: int = 50
+    grace_s: float = 30.0
+    poll_s: float = 30.0
+    env: dict[str, str] = {}
+
+
+# -- teams ------------------------------------------------------------------------------------
+class Team(_Strict):
+    """configs/teams/<team>.yaml"""
+
+    name: Literal["fullbatch", "minibatch"]
+    mode: Literal["fullbatch", "minibatch"]
+    description: str = ""
+    trainer_config: str  # relative to the team file
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: Annotated[int, Field(ge=0, le=16)]
+
+    @property
+    def machine(self) -> str:
+        return f"{self.machine_type} + {self.accelerator_count} x {self.accelerator_type}"
+
+
+# -- phases -----------------------------------------------------------------------------------
+class Knob(_Strict):
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> Knob:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale knob needs low > 0")
+        return self
+
+
+class BayesianRound(_Strict):
+    name: str
+    kind: Literal["bayesian"]
+    space: dict[str, Knob]
+    fixed: dict[str, Value] = {}
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> BayesianRound:
+        if not self.space:
+            raise ValueError("space needs at least one knob")
+        return self
+
+
+class PointsRound(_Strict):
+    """Explicit points, a grid over `values`, or a 2-level fractional factorial over `levels`."""
+
+    name: str
+    kind: Literal["points", "grid", "factorial"]
+    points: list[dict[str, Value]] = []
+    values: dict[str, list[Value]] = {}
+    levels: dict[str, tuple[Value, Value]] = {}
+    carry: list[str] = []  # knobs taken from the previous round's winner
+    fixed: dict[str, Value] = {}
+
+    @model_validator(mode="after")
+    def _design(self) -> PointsRound:
+        need = {"points": self.points, "grid": self.values, "factorial": self.levels}[self.kind]
+        if not need:
+            key = {"points": "points", "grid": "values", "factorial": "levels"}[self.kind]
+            raise ValueError(f"kind {self.kind!r} needs a non-empty `{key}`")
+        return self
+
+
+class LatinHypercubeRound(_Strict):
+    name: str
+    kind: Literal["lhs"]
+    space: dict[str, Knob]
+    runs: Annotated[int, Field(ge=2, le=1000)]
+    carry: list[str] = []
+    fixed: dict[str, Value] = {}
+
+
+class ChampionshipRound(_Strict):
+    """Phase 3: the top configurations of an earlier phase, replicated over seeds, plus a control team."""
+
+    name: str
+    kind: Literal["championship"]
+    source_phase: int = 2
+    knobs: list[str]  # the knobs copied from the source trials
+    top: Annotated[int, Field(ge=1)] = 10
+    replicas: Annotated[int, Field(ge=1)] = 5
+    control_team: Literal["fullbatch", "minibatch"] | None = "fullbatch"
+    fixed: dict[str, Value] = {}
+
+
+Round = Annotated[
+    BayesianRound | PointsRound | LatinHypercubeRound | ChampionshipRound, Field(discriminator="kind")
+]
+
+
+class LockSpec(_Strict):
+    """Where a phase takes the locked architecture from (phase 1's lock.yaml) and what to use without it."""
+
+    from_phase: int = 1
+    keys: list[str]
+    defaults: dict[str, Value]
+
+    @model_validator(mode="after")
+    def _defaults_cover_keys(self) -> LockSpec:
+        missing = [k for k in self.keys if k not in self.defaults]
+        if missing:
+            raise ValueError(f"defaults must give every locked key; missing {missing}")
+        return self
+
+
+class BaselineSigmaRule(_Strict):
+    """The seed playbook's rule: at `at_fraction` of the epoch budget, stop a trial whose gain over the
+    best baseline is below `sigmas` standard errors."""
+
+    enabled: bool = True
+    at_fraction: Annotated[float, Field(ge=0.3, le=0.4)] = 0.35
+    sigmas: Annotated[float, Field(gt=0)] = 1.0
+
+
+class MedianRule(_Strict):
+    """Stop a trial whose best intermediate objective is worse than the median of the other trials at
+    the same epoch, once `warmup_fraction` of the budget is done and `min_trials` others have reached it."""
+
+    enabled: bool = True
+    warmup_fraction: Annotated[float, Field(ge=0, le=1)] = 0.3
+    min_trials: Annotated[int, Field(ge=1)] = 5
+
+
+class EarlyStopping(_Strict):
+    baseline_sigma: BaselineSigmaRule = BaselineSigmaRule()
+    median: MedianRule = MedianRule()
+
+
+class Phase(_Strict):
+    """configs/phases/phase<N>.yaml"""
+
+    phase: Literal[1, 2, 3]
+    title: str
+    description: str = ""
+    rounds: Annotated[list[Round], Field(min_length=1)]
+    fixed: dict[str, Value] = {}
+    lock: LockSpec | None = None
+    writes_lock: list[str] = []
+    max_trials: Annotated[int, Field(ge=1)] | None = None
+    parallel: Annotated[int, Field(ge=1)] | None = None
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    max_failed_trials: Annotated[int, Field(ge=1)] = 10
+    early_stopping: EarlyStopping = EarlyStopping()
+
+
+# -- profiles ---------------------------------------------------------------------------------
+class PhaseProfile(_Strict):
+    epochs: Annotated[int, Field(ge=1)]
+    max_trials: Annotated[int, Field(ge=1)] | None = None
+    parallel: Annotated[int, Field(ge=1)] | None = None
+    top: Annotated[int, Field(ge=1)] | None = None  # phase 3: configurations promoted
+    replicas: Annotated[int, Field(ge=1)] | None = None  # phase 3: seeds per configuration
+    trial_hours_estimate: Annotated[float, Field(gt=0)] = 0.1  # for the cost estimate before any trial ends
+    overrides: dict[str, Value] = {}
+
+
+class Profile(_Strict):
+    """configs/profiles/<profile>.yaml"""
+
+    name: str
+    description: str = ""
+    trainer_config: str | None = None  # relative to the profile file; replaces the team's config
+    data_path: str = "data/odlyzko"  # relative to the repository root
+    overrides: dict[str, Value] = {}
+    phases: dict[Literal[1, 2, 3], PhaseProfile]
+
+
+# -- budgets ----------------------------------------------------------------------------------
+class Budgets(_Strict):
+    """configs/budgets.yaml"""
+
+    currency: str = "USD"
+    prices_per_hour: dict[str, Annotated[float, Field(ge=0)]]  # machine type -> price of machine + GPUs
+    gpu_hour_caps: dict[Literal[1, 2, 3], Annotated[float, Field(gt=0)]]
+
+
+# -- resolved settings ------------------------------------------------------------------------
+class RoundPlan(_Strict):
+    """One round, ready for the tuner: knobs, design points (None = Bayesian) and fixed overrides."""
+
+    name: str
+    kind: str
+    space: list[dict[str, Any]]  # serialised Params (see `params()`)
+    points: list[dict[str, Any]] | None
+    fixed: dict[str, Value]
+    carry: list[str] = []
+
+    def params(self) -> list[Param]:
+        out: list[Param] = []
+        for p in self.space:
+            if p["type"] == "float":
+                out.append(FloatParam(p["name"], p["low"], p["high"], p["log"]))
+            elif p["type"] == "int":
+                out.append(IntParam(p["name"], int(p["low"]), int(p["high"]), p["log"]))
+            else:
+                out.append(CategoricalParam(p["name"], tuple(p["choices"])))
+        return out
+
+
+class SwarmSettings(_Strict):
+    """Everything one swarm run needs, written to RUN_DIR/swarm.yaml."""
+
+    phase: int
+    team: str
+    backend: LocalBackend | VertexBackendRef
+    backend_file: str
+    infra_outputs: str | None = None
+    profile: str
+    parallel: int
+    max_trials: int
+    run_dir: str
+    study: str
+    seed: int = 0
+    trainer_config: str
+    data_path: str
+    epochs: int
+    overrides: dict[str, Value]  # fixed `--set` overrides of every trial (profile, phase, lock)
+    rounds: list[RoundPlan]
+    lock_source: str  # where the locked architecture came from (a lock file or "defaults")
+    lock_values: dict[str, Value]
+    writes_lock: list[str]
+    max_retries: int
+    max_failed_trials: int
+    early_stopping: EarlyStopping
+    gpu_hour_cap: float
+    price_per_hour: float
+    currency: str
+    machine: str
+    accelerator_count: int
+    team_machines: dict[
+        str, dict[str, Any]
+    ]  # team -> {machine, accelerator_count, price_per_hour, trainer_config}
+    trial_hours_estimate: float
+    championship: dict[str, Any] | None = None
+
+
+def canonical(value: Value) -> float | int | str:
+    """A knob value as the tuner stores it: lists (prime sets) become compact JSON strings."""
+    if isinstance(value, list):
+        return json.dumps(value, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def set_arg(key: str, value: Any) -> str:
+    """`key=value` for `trainer train --set`, the value written as YAML the trainer parses back."""
+    if isinstance(value, str) and value.startswith("["):
+        return f"{key}={value}"
+    if isinstance(value, list):
+        return f"{key}={json.dumps(value, separators=(',', ':'))}"
+    if isinstance(value, bool):
+        return f"{key}={'true' if value else 'false'}"
+    if isinstance(value, float):
+        return f"{key}={value!r}"
+    return f"{key}={value}"
+
+
+# -- loading with all problems collected --------------------------------------------------------
+class _Problems:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.lines.append(f"{where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            n = len(self.lines)
+            head = f"{n} problem{'s' if n > 1 else ''} in the swarm configuration (nothing was launched):"
+            raise ConfigError("\n".join([head, *("  " + line for line in self.lines)]))
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """The 1-based line of the YAML node at a pydantic error location (deepest node found)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if str(k.value) == str(part)]
+            if not match:
+                key_match = [k for k, _ in node.value if str(k.value) == str(part)]
+                return key_match[0].start_mark.line + 1 if key_match else line
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            continue  # union branch names and the like are not in the document
+        line = node.start_mark.line + 1
+    return line
+
+
+def _load_yaml(path: Path, problems: _Problems) -> tuple[Any, yaml.Node | None]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        problems.add(_rel(path), "file not found")
+        return None, None
+    except OSError as e:
+        problems.add(_rel(path), f"cannot read: {e.strerror}")
+        return None, None
+    try:
+        return yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{_rel(path)}:{mark.line + 1}" if mark else _rel(path)
+        problems.add(where, f"not valid YAML: {getattr(e, 'problem', e)}")
+        return None, None
+
+
+def _validate(model: type[BaseModel], path: Path, problems: _Problems) -> Any:
+    raw, node = _load_yaml(path, problems)
+    if raw is None and node is None:
+        return None
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as e:
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            # Drop pydantic's union-branch tags (e.g. 'bayesian') that are not keys in the file.
+            shown = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
+            line = _line_of(node, tuple(p for p in loc if not (isinstance(p, str) and p in _UNION_TAGS)))
+            where = f"{_rel(path)}:{line}" if line else _rel(path)
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (remove it or check its spelling)"
+            problems.add(where, f"{shown or '(top level)'}: {msg}")
+        return None
+
+
+_UNION_TAGS = {"bayesian", "points", "grid", "factorial", "lhs", "championship", "function-after"}
+
+
+def _knob_param(name: str, knob: Knob) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "int" if knob.integer else "float",
+        "low": knob.low,
+        "high": knob.high,
+        "log": knob.log,
+    }
+
+
+def _points_space(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Knobs of a fixed design: strings are categorical; numbers span the design's own range."""
+    space: dict[str, dict[str, Any]] = {}
+    for point in points:
+        for name, value in point.items():
+            if isinstance(value, str):
+                entry = space.setdefault(name, {"name": name, "type": "categorical", "choices": []})
+                if value not in entry["choices"]:
+                    entry["choices"].append(value)
+            else:
+                is_int = isinstance(value, int) and not isinstance(value, bool)
+                entry = space.setdefault(
+                    name,
+                    {
+                        "name": name,
+                        "type": "int" if is_int else "float",
+                        "low": value,
+                        "high": value,
+                        "log": False,
+                    },
+                )
+                entry["low"], entry["high"] = min(entry["low"], value), max(entry["high"], value)
+                if not is_int:
+                    entry["type"] = "float"
+    for entry in space.values():
+        if entry["type"] != "categorical" and entry["low"] == entry["high"]:
+            entry["high"] = entry["low"] + (1 if entry["type"] == "int" else max(abs(entry["low"]), 1e-12))
+    return list(space.values())
+
+
+def design_points(rnd: PointsRound | LatinHypercubeRound, seed: int = 0) -> list[dict[str, Any]]:
+    """The points of a fixed-design round (before carry and fixed knobs are added)."""
+    from orchestrator.tuners import designs
+
+    if isinstance(rnd, LatinHypercubeRound):
+        params = RoundPlan(
+            name=rnd.name,
+            kind="lhs",
+            space=[_knob_param(n, k) for n, k in rnd.space.items()],
+            points=[],
+            fixed={},
+        ).params()
+        return designs.latin_hypercube(params, rnd.runs, seed=seed)
+    if rnd.kind == "points":
+        return [{k: canonical(v) for k, v in p.items()} for p in rnd.points]
+    if rnd.kind == "grid":
+        return designs.grid({k: [canonical(v) for v in vs] for k, vs in rnd.values.items()})
+    return designs.fractional_factorial({k: (canonical(a), canonical(b)) for k, (a, b) in rnd.levels.items()})
+
+
+def lock_path(run_dir: Path, team: str, phase: int = 1) -> Path:
+    """Phase 1's lock file of a team, next to the given run directory (runs/phase1-<team>/lock.yaml)."""
+    return run_dir.parent / f"phase{phase}-{team}" / "lock.yaml"
+
+
+def default_run_dir(phase: int, team: str) -> Path:
+    return Path("runs") / f"phase{phase}-{team}"
+
+
+def load_settings(
+    phase: int,
+    team: str = "minibatch",
+    backend: str = "local",
+    profile: str = "default",
+    parallel: int | None = None,
+    max_trials: int | None = None,
+    run_dir: str | Path | None = None,
+    config_dir: str | Path | None = None,
+    infra_outputs: str | None = None,
+) -> SwarmSettings:
+    """Read and check every config file of a swarm and resolve them into one SwarmSettings.
+
+    Args:
+        phase: 1, 2 or 3.
+        team: "fullbatch" or "minibatch" (default minibatch).
+        backend: "local" (default) or "vertex".
+        profile: a file in configs/profiles/ (default "default").
+        parallel: trials at once; None = profile, then phase, then backend default.
+        max_trials: trials in all; None = profile, then phase.
+        run_dir: default runs/phase<N>-<team>.
+        config_dir: the configs/ directory (default: the repository's).
+        infra_outputs: the Terraform outputs file (vertex only).
+
+    Raises:
+        ConfigError: every problem found, one line each naming file, line and key. Nothing is launched.
+    """
+    cdir = Path(config_dir) if config_dir else CONFIG_DIR
+    problems = _Problems()
+    if phase not in (1, 2, 3):
+        problems.add("--phase", f"{phase} is not a phase; choose 1, 2 or 3")
+    if team not in TEAMS:
+        problems.add("--team", f"{team!r} is not a team; choose {' or '.join(TEAMS)}")
+    if parallel is not None and parallel < 1:
+        problems.add("--parallel", f"{parallel} must be at least 1")
+    if max_trials is not None and max_trials < 1:
+        problems.add("--max-trials", f"{max_trials} must be at least 1")
+
+    backend_file = cdir / "backends" / f"{backend}.yaml"
+    if backend == "local":
+        backend_cfg = _validate(LocalBackend, backend_file, problems)
+    elif backend == "vertex":
+        backend_cfg = VertexBackendRef()
+        if not backend_file.exists():
+            problems.add(_rel(backend_file), "file not found")
+    else:
+        backend_cfg = None
+        problems.add("--backend", f"{backend!r} is not a backend; choose local or vertex")
+
+    team_cfgs = {t: _validate(Team, cdir / "teams" / f"{t}.yaml", problems) for t in TEAMS}
+    phase_cfg = (
+        _validate(Phase, cdir / "phases" / f"phase{phase}.yaml", problems) if phase in (1, 2, 3) else None
+    )
+    profile_file = cdir / "profiles" / f"{profile}.yaml"
+    if not profile_file.exists():
+        problems.add(
+            "--profile", f"{profile!r} has no file {_rel(profile_file)}; choose one of {PROFILES_HINT}"
+        )
+        profile_cfg = None
+    else:
+        profile_cfg = _validate(Profile, profile_file, problems)
+    budgets = _validate(Budgets, cdir / "budgets.yaml", problems)
+
+    # Cross-file checks, each naming the file that should change.
+    for t, cfg in team_cfgs.items():
+        if cfg is None:
+            continue
+        tf = cdir / "teams" / f"{t}.yaml"
+        if cfg.name != t:
+            problems.add(_rel(tf), f"name: {cfg.name!r} does not match the file name {t!r}")
+        if not (tf.parent / cfg.trainer_config).exists():
+            problems.add(_rel(tf), f"trainer_config: {cfg.trainer_config} does not exist")
+        if budgets is not None and cfg.machine_type not in budgets.prices_per_hour:
+            problems.add(
+                _rel(cdir / "budgets.yaml"), f"prices_per_hour: no price for {cfg.machine_type} (team {t})"
+            )
+    if profile_cfg is not None:
+        if profile_cfg.trainer_config and not (profile_file.parent / profile_cfg.trainer_config).exists():
+            problems.add(_rel(profile_file), f"trainer_config: {profile_cfg.trainer_config} does not exist")
+        if phase in (1, 2, 3) and phase not in profile_cfg.phases:
+            problems.add(_rel(profile_file), f"phases: no entry for phase {phase}")
+    if budgets is not None and phase in (1, 2, 3) and phase not in budgets.gpu_hour_caps:
+        problems.add(_rel(cdir / "budgets.yaml"), f"gpu_hour_caps: no cap for phase {phase}")
+    if phase_cfg is not None:
+        pf = _rel(cdir / "phases" / f"phase{phase}.yaml")
+        if phase_cfg.phase != phase:
+            problems.add(pf, f"phase: says {phase_cfg.phase} but the file is phase{phase}.yaml")
+        names = [r.name for r in phase_cfg.rounds]
+        if len(set(names)) != len(names):
+            problems.add(pf, f"rounds: round names must be distinct, got {names}")
+        for i, rnd in enumerate(phase_cfg.rounds):
+            if getattr(rnd, "carry", None) and i == 0:
+                problems.add(pf, f"rounds.{i}.carry: the first round has no previous winner to carry from")
+    problems.raise_if_any()
+
+    assert phase_cfg and profile_cfg and budgets and backend_cfg
+    team_cfg = team_cfgs[team]
+    prof = profile_cfg.phases[phase]
+    rdir = Path(run_dir) if run_dir else default_run_dir(phase, team)
+
+    # Locked architecture: phase 1's lock file, else the documented defaults.
+    lock_values: dict[str, Value] = {}
+    lock_source = "none"
+    if phase_cfg.lock is not None:
+        lp = lock_path(rdir, team, phase_cfg.lock.from_phase)
+        if lp.exists():
+            raw, _ = _load_yaml(lp, problems)
+            winners = (raw or {}).get("winners", {}) if isinstance(raw, dict) else {}
+            missing = [k for k in phase_cfg.lock.keys if k not in winners]
+            if missing:
+                problems.add(_rel(lp), f"winners: missing {missing}")
+            lock_values = {k: winners[k] for k in phase_cfg.lock.keys if k in winners}
+            lock_source = _rel(lp)
+        else:
+            lock_values = {k: phase_cfg.lock.defaults[k] for k in phase_cfg.lock.keys}
+            lock_source = f"defaults (no {_rel(lp)}; run phase 1 first to lock the architecture)"
+    problems.raise_if_any()
+
+    # Fixed-design rounds share one space (Optuna wants one distribution per knob in a study):
+    # the union of every round's points with the round's own fixed knobs folded in.
+    static_points: dict[str, list[dict[str, Any]]] = {}
+    for rnd in phase_cfg.rounds:
+        if isinstance(rnd, PointsRound | LatinHypercubeRound):
+            fixed = {k: canonical(v) for k, v in rnd.fixed.items()}
+            static_points[rnd.name] = [{**p, **fixed} for p in design_points(rnd, seed=0)]
+    design_space = _points_space([p for pts in static_points.values() for p in pts])
+    rounds: list[RoundPlan] = []
+    for rnd in phase_cfg.rounds:
+        if isinstance(rnd, BayesianRound):
+            space = [_knob_param(n, k) for n, k in rnd.space.items()]
+            rounds.append(RoundPlan(name=rnd.name, kind=rnd.kind, space=space, points=None, fixed=rnd.fixed))
+        elif isinstance(rnd, ChampionshipRound):
+            rounds.append(RoundPlan(name=rnd.name, kind=rnd.kind, space=[], points=[], fixed=rnd.fixed))
+        else:
+            rounds.append(
+                RoundPlan(
+                    name=rnd.name,
+                    kind=rnd.kind,
+                    space=design_space,
+                    points=static_points[rnd.name],
+                    fixed=rnd.fixed,
+                    carry=rnd.carry,
+                )
+            )
+
+    overrides: dict[str, Value] = {}
+    overrides.update(profile_cfg.overrides)
+    overrides.update(prof.overrides)
+    overrides.update(phase_cfg.fixed)
+    overrides.update(lock_values)
+    overrides["train.epochs"] = prof.epochs
+    overrides["train.mode"] = team_cfg.mode
+    data_path = Path(profile_cfg.data_path)
+    if not data_path.is_absolute():
+        data_path = REPO_ROOT / data_path
+
+    def trainer_config_of(t: Team) -> str:
+        if profile_cfg.trainer_config:
+            return str((profile_file.parent / profile_cfg.trainer_config).resolve())
+        return str((cdir / "teams" / f"{t.name}.yaml").parent.joinpath(t.trainer_config).resolve())
+
+    championship = None
+    champ = next((r for r in phase_cfg.rounds if isinstance(r, ChampionshipRound)), None)
+    if champ is not None:
+        championship = {
+            "source_run_dir": str(rdir.parent / f"phase{champ.source_phase}-{team}"),
+            "knobs": champ.knobs,
+            "top": prof.top or champ.top,
+            "replicas": prof.replicas or champ.replicas,
+            "control_team": champ.control_team,
+        }
+
+    n_parallel = parallel or prof.parallel or phase_cfg.parallel or backend_cfg.parallel
+    # Fixed designs and the championship set their own size at run time; this caps Bayesian rounds
+    # (and, given on the command line, every round).
+    n_trials = max_trials or prof.max_trials or phase_cfg.max_trials or 10_000
+    return SwarmSettings(
+        phase=phase,
+        team=team,
+        backend=backend_cfg,
+        backend_file=str(backend_file),
+        infra_outputs=infra_outputs,
+        profile=profile,
+        parallel=n_parallel,
+        max_trials=n_trials,
+        run_dir=str(rdir),
+        study=f"phase{phase}-{team}",
+        trainer_config=trainer_config_of(team_cfg),
+        data_path=str(data_path),
+        epochs=prof.epochs,
+        overrides=overrides,
+        rounds=rounds,
+        lock_source=lock_source,
+        lock_values=lock_values,
+        writes_lock=phase_cfg.writes_lock,
+        max_retries=phase_cfg.max_retries,
+        max_failed_trials=phase_cfg.max_failed_trials,
+        early_stopping=phase_cfg.early_stopping,
+        gpu_hour_cap=budgets.gpu_hour_caps[phase],
+        price_per_hour=budgets.prices_per_hour[team_cfg.machine_type],
+        currency=budgets.currency,
+        machine=team_cfg.machine,
+        accelerator_count=team_cfg.accelerator_count,
+        team_machines={
+            t.name: {
+                "machine": t.machine,
+                "accelerator_count": t.accelerator_count,
+                "price_per_hour": budgets.prices_per_hour.get(t.machine_type, math.nan),
+                "trainer_config": trainer_config_of(t),
+            }
+            for t in team_cfgs.values()
+            if t is not None
+        },
+        trial_hours_estimate=prof.trial_hours_estimate,
+        championship=championship,
+    )

@@ -1,0 +1,436 @@
+"""The swarm controller: a reconcile loop over one round of a study.
+
+Each pass reads the truth — trials from the tuner, jobs from the runner, joined by trial id — and
+moves every trial one step towards a final state:
+
+  finished trial, job still running      -> cancel the job (a crash between stop and cancel)
+  ACTIVE trial, `orchestrator stop` asked -> tuner.stop, cancel its job
+  ACTIVE trial, no job                   -> launch attempt 1 (a crash between suggest and launch)
+  ACTIVE trial, job queued               -> launch again (idempotent: completes a cut-short launch)
+  ACTIVE trial, job running              -> report new metrics rows; early-stopping rules
+                                            -> tuner.stop, then cancel
+  ACTIVE trial, job succeeded            -> final.json: completed -> complete; diverged -> infeasible
+  ACTIVE trial, job failed/killed        -> retry in the same output dir (the trainer resumes) up to
+                                            max_retries, then tuner.fail
+
+then fills free slots with new suggestions (unless the budget, max_failed_trials or a stop says no)
+and rewrites trials.json. Every decision is derived from stored state, and every write is
+idempotent (tuner replays are no-ops, launches are keyed by (trial, attempt)), so killing the
+controller at any instant and starting it again loses nothing and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.atomic_files import append_line
+from orchestrator.config import SwarmSettings, set_arg
+from orchestrator.crash_injection import checkpoint
+from orchestrator.run_files import STOP_FILE, write_snapshot
+from orchestrator.runners.base import Job, JobSpec, JobState, Runner
+from orchestrator.trial_outputs import Reader, best_baseline, final_metrics, parse_final, parse_metrics
+from orchestrator.tuners.base import Tuner, TunerState, TunerTrial
+
+
+@dataclass
+class RoundSpec:
+    """What the controller drives: a round's name, its design points (None: Bayesian) and its size.
+
+    Args:
+        name: the round's name (phase 1: "primes", "lr").
+        points: the resolved design points; trials whose params match one belong to this round.
+            None for a Bayesian round, which owns every trial not claimed by another round.
+        max_trials: trials in this round (a design: its number of points).
+        fixed: overrides of this round that are not tuner params (Bayesian rounds).
+        other_points: points of the phase's other rounds (to tell a Bayesian round's trials apart).
+    """
+
+    name: str
+    points: list[dict[str, Any]] | None
+    max_trials: int
+    fixed: dict[str, Any] = field(default_factory=dict)
+    other_points: list[dict[str, Any]] = field(default_factory=list)
+
+    def owns(self, trial: TunerTrial) -> bool:
+        if self.points is None:
+            return not any(_same_point(trial.params, p) for p in self.other_points)
+        return any(_same_point(trial.params, p) for p in self.points)
+
+
+def _same_point(params: dict, point: dict) -> bool:
+    if set(params) != set(point):
+        return False
+    for k, v in point.items():
+        w = params[k]
+        if isinstance(v, int | float) and isinstance(w, int | float) and not isinstance(v, bool):
+            if not math.isclose(float(v), float(w), rel_tol=1e-9, abs_tol=1e-15):
+                return False
+        elif v != w:
+            return False
+    return True
+
+
+@dataclass
+class PassResult:
+    done: bool
+    active: int
+    launched: int
+    reason: str = ""
+
+
+class Controller:
+    """Drives one round of a study to completion.
+
+    Args:
+        settings: the resolved swarm settings.
+        tuner: the round's tuner (whole study).
+        runner: the backend's runner.
+        read_output: (output_dir, file name) -> text or None.
+        output_dir: trial id -> its output dir.
+        clock: unix seconds (injected: tests move it by hand).
+        sleep: waits between passes (injected: tests do not wait).
+        on_event: called with each event dict (live progress).
+    """
+
+    def __init__(
+        self,
+        settings: SwarmSettings,
+        tuner: Tuner,
+        runner: Runner,
+        read_output: Reader,
+        output_dir: Callable[[str], str],
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        on_event: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.tuner = tuner
+        self.runner = runner
+        self.read_output = read_output
+        self.output_dir = output_dir
+        self.clock = clock
+        self.sleep = sleep
+        self.on_event = on_event
+        self.run_dir = Path(settings.run_dir)
+        self._curves: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> metrics row
+        self._final_curves: set[str] = set()  # trials whose curve can no longer change
+        self._reported: dict[str, set[int]] = {}
+
+    # -- events -----------------------------------------------------------------------------
+    def event(self, kind: str, **fields: Any) -> None:
+        ev = {"time": round(self.clock(), 3), "event": kind, **fields}
+        append_line(self.run_dir / "events.jsonl", json.dumps(ev, default=str))
+        if self.on_event:
+            self.on_event(ev)
+
+    # -- job specs --------------------------------------------------------------------------
+    def team_of(self, trial: TunerTrial) -> str:
+        mode = trial.params.get("train.mode")
+        return str(mode) if mode in self.s.team_machines else self.s.team
+
+    def trainer_args(self, trial: TunerTrial, rnd: RoundSpec) -> tuple[str, ...]:
+        team = self.team_of(trial)
+        values: dict[str, Any] = {"data.path": self.s.data_path}
+        values.update(self.s.overrides)
+        values.update(rnd.fixed)
+        values.update(trial.params)
+        args = ["train", "--config", self.s.team_machines[team]["trainer_config"]]
+        for key, value in values.items():
+            args += ["--set", set_arg(key, value)]
+        args += ["--output-dir", self.output_dir(trial.id)]
+        return tuple(args)
+
+    def spec(self, trial: TunerTrial, attempt: int, rnd: RoundSpec) -> JobSpec:
+        return JobSpec(
+            study=self.s.study,
+            trial_id=trial.id,
+            attempt=attempt,
+            phase=self.s.phase,
+            team=self.team_of(trial),
+            trainer_args=self.trainer_args(trial, rnd),
+            output_dir=self.output_dir(trial.id),
+            labels={"round": rnd.name.lower()},
+        )
+
+    def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec) -> Job:
+        job = self.runner.launch(self.spec(trial, attempt, rnd))
+        checkpoint("launch")
+        return job
+
+    # -- budget -----------------------------------------------------------------------------
+    def gpu_hours(self, jobs: Sequence[Job], trials_by_id: dict[str, TunerTrial]) -> float:
+        """Elapsed job time x accelerators, all attempts, in hours."""
+        now = self.clock()
+        total = 0.0
+        for j in jobs:
+            if j.started is None:
+                continue
+            end = j.ended if j.ended is not None else max(now, j.started)
+            trial = trials_by_id.get(j.trial_id)
+            team = self.team_of(trial) if trial else self.s.team
+            total += (end - j.started) / 3600.0 * self.s.team_machines[team]["accelerator_count"]
+        return total
+
+    def trial_hours_estimate(self, jobs: Sequence[Job]) -> float:
+        """Mean wall hours of finished successful jobs, else the profile's estimate."""
+        done = [j.ended - j.started for j in jobs if j.state is JobState.SUCCEEDED and j.started and j.ended]
+        return statistics.fmean(done) / 3600.0 if done else self.s.trial_hours_estimate
+
+    # -- early stopping ---------------------------------------------------------------------
+    def _curve(self, trial: TunerTrial, final: bool) -> dict[int, dict]:
+        if trial.id in self._final_curves:
+            return self._curves.get(trial.id, {})
+        rows = parse_metrics(self.read_output(self.output_dir(trial.id), "metrics.jsonl"))
+        curve = {int(r["epoch"]): r for r in rows}
+        self._curves[trial.id] = curve
+        if final:
+            self._final_curves.add(trial.id)
+        return curve
+
+    def early_stop_reason(
+        self, trial: TunerTrial, curve: dict[int, dict], peers: list[TunerTrial]
+    ) -> str | None:
+        rules = self.s.early_stopping
+        epochs = self.s.epochs
+        if not curve:
+            return None
+        if rules.baseline_sigma.enabled:
+            due = [e for e in sorted(curve) if e >= rules.baseline_sigma.at_fraction * epochs]
+            if due and due[0] < epochs:
+                row = curve[due[0]]
+                value, stderr, base = (
+                    row.get("extrapolation_error"),
+                    row.get("extrapolation_stderr"),
+                    best_baseline(row),
+                )
+                if _finite(value) and _finite(stderr) and base is not None:
+                    gain = base - value
+                    if gain < rules.baseline_sigma.sigmas * stderr:
+                        return (
+                            f"early stop at epoch {due[0]}/{epochs}: gain over the best baseline "
+                            f"{gain:+.4g} < {rules.baseline_sigma.sigmas:g} sigma ({stderr:.3g})"
+                        )
+        if rules.median.enabled:
+            last = max(curve)
+            if rules.median.warmup_fraction * epochs <= last < epochs:
+                mine = _best_upto(curve, last)
+                others = []
+                for peer in peers:
+                    if peer.id == trial.id:
+                        continue
+                    pc = self._curve(peer, final=peer.state.finished)
+                    if any(e >= last for e in pc):
+                        v = _best_upto(pc, last)
+                        if v is not None:
+                            others.append(v)
+                if mine is not None and len(others) >= rules.median.min_trials:
+                    med = statistics.median(others)
+                    if mine > med:
+                        return (
+                            f"early stop at epoch {last}/{epochs}: best {mine:.4g} is worse than the "
+                            f"median {med:.4g} of {len(others)} trials"
+                        )
+        return None
+
+    # -- one pass ---------------------------------------------------------------------------
+    def reconcile(self, rnd: RoundSpec) -> PassResult:
+        now = self.clock()
+        stop_requested = (self.run_dir / STOP_FILE).exists()
+        all_trials = self.tuner.trials()
+        trials_by_id = {t.id: t for t in all_trials}
+        jobs = self.runner.jobs()
+        latest: dict[str, Job] = {}
+        for j in jobs:
+            if j.trial_id not in latest or j.attempt > latest[j.trial_id].attempt:
+                latest[j.trial_id] = j
+        mine = [t for t in all_trials if rnd.owns(t)]
+        launched = 0
+
+        for t in all_trials:
+            job = latest.get(t.id)
+            if t.state.finished:
+                if job is not None and not job.state.finished:
+                    self.runner.cancel(job.job_id)
+                    checkpoint("cancel finished trial's job")
+                continue
+            if not rnd.owns(t):
+                continue  # an ACTIVE trial of another round: that round's controller owns it
+            if stop_requested:
+                value = _last_value(self._curve(t, final=False))
+                self.tuner.stop(t.id, "stopped by `orchestrator stop`", value=value)
+                checkpoint("stop")
+                self.event("stopped", trial=t.id, reason="orchestrator stop")
+                if job is not None and not job.state.finished:
+                    self.runner.cancel(job.job_id)
+                    checkpoint("cancel")
+                continue
+            if job is None:
+                self._launch(t, 1, rnd)
+                launched += 1
+                self.event("started", trial=t.id, attempt=1, params=t.params)
+                continue
+            if job.state is JobState.QUEUED:
+                self.runner.launch(self.spec(t, job.attempt, rnd))  # completes a launch cut short
+                checkpoint("relaunch queued")
+                continue
+            if job.state is JobState.RUNNING:
+                self._running(t, job, mine)
+                continue
+            if job.state is JobState.SUCCEEDED:
+                final = parse_final(self.read_output(job.output_dir or self.output_dir(t.id), "final.json"))
+                status = (final or {}).get("status")
+                if status == "completed" and _finite(final.get("extrapolation_error")):
+                    self._report_curve(t)
+                    metrics = final_metrics(final)
+                    self.tuner.complete(t.id, float(final["extrapolation_error"]), metrics)
+                    checkpoint("complete")
+                    self.event(
+                        "completed",
+                        trial=t.id,
+                        value=final["extrapolation_error"],
+                        stderr=metrics.get("extrapolation_stderr"),
+                        best_baseline=best_baseline(metrics),
+                    )
+                    continue
+                if status == "diverged":
+                    reason = f"diverged: {final.get('reason') or 'no reason given'}"
+                    self.tuner.infeasible(t.id, reason)
+                    checkpoint("infeasible")
+                    self.event("infeasible", trial=t.id, reason=reason)
+                    continue
+                detail = "exit 0 but final.json " + ("is missing" if final is None else f"says {status!r}")
+                launched += self._retry_or_fail(t, job, detail, rnd)
+                continue
+            # FAILED, or CANCELLED by someone other than this controller (it stops the trial first).
+            launched += self._retry_or_fail(t, job, job.detail or job.state.value.lower(), rnd)
+
+        # Re-read after this pass's writes so the counts below are the truth, not a guess.
+        all_trials = self.tuner.trials()
+        trials_by_id = {t.id: t for t in all_trials}
+        mine = [t for t in all_trials if rnd.owns(t)]
+        active = [t for t in mine if t.state is TunerState.ACTIVE]
+        failed = sum(t.state is TunerState.FAILED for t in mine)
+        reason = ""
+        if stop_requested:
+            reason = "stopped by `orchestrator stop`"
+        elif failed >= self.s.max_failed_trials:
+            reason = f"{failed} failed trials reached max_failed_trials={self.s.max_failed_trials}"
+        free = self.s.parallel - len(active)
+        room = rnd.max_trials - len(mine)
+        if not reason and free > 0 and room > 0:
+            jobs = self.runner.jobs() if launched else jobs
+            used = self.gpu_hours(jobs, trials_by_id)
+            per_trial = self.trial_hours_estimate(jobs) * max(1, self.s.accelerator_count)
+            committed = used + per_trial * len(active)
+            affordable = (
+                max(0, int((self.s.gpu_hour_cap - committed) // per_trial)) if per_trial > 0 else free
+            )
+            want = min(free, room, affordable)
+            if want < min(free, room):
+                self.event(
+                    "budget",
+                    gpu_hours=round(used, 4),
+                    cap=self.s.gpu_hour_cap,
+                    detail=f"{min(free, room) - want} trial(s) held back by the GPU-hour cap",
+                )
+            if want > 0:
+                new = self.tuner.suggest(want)
+                checkpoint("suggest")
+                for t in new:
+                    self._launch(t, 1, rnd)
+                    launched += 1
+                    self.event("started", trial=t.id, attempt=1, params=t.params)
+                active += new
+                mine += new
+                room -= len(new)
+            elif not active:
+                reason = f"GPU-hour cap {self.s.gpu_hour_cap:g} h reached ({used:.3g} h used)"
+        done = not active and (bool(reason) or room <= 0 or not self._can_suggest_more(rnd, mine))
+        if done and not reason:
+            reason = "round complete"
+        self.write_snapshot(now)
+        checkpoint("snapshot")
+        return PassResult(done=done, active=len(active), launched=launched, reason=reason)
+
+    def _can_suggest_more(self, rnd: RoundSpec, mine: list[TunerTrial]) -> bool:
+        if rnd.points is None:
+            return len(mine) < rnd.max_trials
+        remaining = getattr(self.tuner, "remaining", None)
+        return bool(remaining()) if remaining else len(mine) < rnd.max_trials
+
+    def _running(self, t: TunerTrial, job: Job, peers: list[TunerTrial]) -> None:
+        curve = self._curve(t, final=False)
+        self._report_curve(t, curve)
+        reason = self.early_stop_reason(t, curve, peers)
+        if reason:
+            self.tuner.stop(t.id, reason, value=_last_value(curve))
+            checkpoint("early stop")
+            self.event("stopped", trial=t.id, reason=reason)
+            self.runner.cancel(job.job_id)
+            checkpoint("cancel")
+
+    def _report_curve(self, t: TunerTrial, curve: dict[int, dict] | None = None) -> None:
+        curve = curve if curve is not None else self._curve(t, final=True)
+        done = self._reported.setdefault(t.id, set())
+        for epoch in sorted(curve):
+            value = curve[epoch].get("extrapolation_error")
+            if epoch not in done and _finite(value):
+                self.tuner.report(t.id, epoch, float(value))
+                done.add(epoch)
+
+    def _retry_or_fail(self, t: TunerTrial, job: Job, detail: str, rnd: RoundSpec) -> int:
+        if job.attempt <= self.s.max_retries:
+            self._launch(t, job.attempt + 1, rnd)
+            self.event("retried", trial=t.id, attempt=job.attempt + 1, detail=detail)
+            return 1
+        reason = f"gave up after {job.attempt} attempt(s): {detail}"
+        self.tuner.fail(t.id, reason)
+        checkpoint("fail")
+        self.event("failed", trial=t.id, reason=reason)
+        return 0
+
+    # -- snapshot ---------------------------------------------------------------------------
+    def write_snapshot(self, now: float | None = None) -> dict:
+        return write_snapshot(
+            self.s, self.tuner.trials(), self.runner.jobs(), self.output_dir, now or self.clock()
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, rnd: RoundSpec, max_passes: int | None = None) -> PassResult:
+        """Reconcile until the round is done (or `max_passes` passes), sleeping poll_s between passes."""
+        self.event("round", round=rnd.name, max_trials=rnd.max_trials, pid=os.getpid())
+        passes = 0
+        while True:
+            result = self.reconcile(rnd)
+            passes += 1
+            if result.done or (max_passes is not None and passes >= max_passes):
+                if result.done:
+                    self.event("round_done", round=rnd.name, reason=result.reason)
+                return result
+            self.sleep(self.s.backend.poll_s)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _best_upto(curve: dict[int, dict], epoch: int) -> float | None:
+    values = [r.get("extrapolation_error") for e, r in curve.items() if e <= epoch]
+    values = [float(v) for v in values if _finite(v)]
+    return min(values) if values else None
+
+
+def _last_value(curve: dict[int, dict]) -> float | None:
+    for e in sorted(curve, reverse=True):
+        v = curve[e].get("extrapolation_error")
+        if _finite(v):
+            return float(v)
+    return None

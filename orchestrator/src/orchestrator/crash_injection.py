@@ -1,0 +1,28 @@
+"""Crash injection for the controller's kill-and-restart tests.
+
+The controller calls `checkpoint(name)` after every step that changes the world (a tuner write, a
+launch, a cancel, a snapshot). With ZETA_SWARM_CRASH_AT=k in the environment the process dies with
+os._exit at the k-th checkpoint, exactly like SIGKILL: no finally blocks, no flushed buffers, no
+atexit handlers. Unset, a checkpoint costs one integer increment.
+"""
+
+from __future__ import annotations
+
+import os
+
+CRASH_EXIT_CODE = 86
+_crash_at = int(os.environ.get("ZETA_SWARM_CRASH_AT", "0") or 0)
+_count = 0
+
+
+def checkpoint(name: str) -> None:
+    """Count a step; die here if this is the step the environment asked for.
+
+    Args:
+        name: what just happened (shown on stderr when the crash fires, to debug a failing k).
+    """
+    global _count
+    _count += 1
+    if _crash_at and _count == _crash_at:
+        os.write(2, f"crash injected at checkpoint {_count} ({name})\n".encode())
+        os._exit(CRASH_EXIT_CODE)

@@ -1,0 +1,188 @@
+"""The run directory's files (docs/contracts.md "Run directory"): trials.json, the stop request, the
+controller lock and swarm.yaml. `status` and `report` read only these, never the study database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.atomic_files import write_json_atomic
+from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.trial_outputs import BASELINE_KEYS, beats_baseline
+
+if TYPE_CHECKING:
+    from orchestrator.config import SwarmSettings
+    from orchestrator.runners.base import Job
+    from orchestrator.tuners.base import TunerTrial
+
+TRIALS_FILE = "trials.json"
+STOP_FILE = "stop-requested"
+LOCK_FILE = "controller.lock"
+SETTINGS_FILE = "swarm.yaml"
+STATES = ("PENDING", "RUNNING", "COMPLETED", "INFEASIBLE", "FAILED", "STOPPED")
+
+
+class ControllerBusy(OrchestratorError):
+    """Another controller is running on this run directory: watch it with `orchestrator status`."""
+
+    exit_code = 4
+
+
+def trial_state(trial: TunerTrial, job: Job | None) -> str:
+    """The trials.json state: the tuner's final state, else RUNNING while its job runs, else PENDING."""
+    if trial.state.finished:
+        return trial.state.value
+    return "RUNNING" if job is not None and job.state.value == "RUNNING" else "PENDING"
+
+
+def snapshot(
+    settings: SwarmSettings,
+    trials: Sequence[TunerTrial],
+    jobs: Sequence[Job],
+    output_dir: Callable[[str], str],
+    now: float,
+) -> dict[str, Any]:
+    """The trials.json object (docs/contracts.md), plus `budget` (GPU-hours and cost so far)."""
+    by_trial: dict[str, list[Job]] = {}
+    for j in jobs:
+        by_trial.setdefault(j.trial_id, []).append(j)
+    baselines: dict[str, float] = {}
+    rows = []
+    gpu_hours = 0.0
+    cost = 0.0
+    for t in trials:
+        attempts = sorted(by_trial.get(t.id, []), key=lambda j: j.attempt)
+        latest = attempts[-1] if attempts else None
+        mode = t.params.get("train.mode")
+        team = mode if isinstance(mode, str) and mode in settings.team_machines else settings.team
+        machine = settings.team_machines[team]
+        for j in attempts:
+            if j.started is not None:
+                hours = ((j.ended if j.ended is not None else max(now, j.started)) - j.started) / 3600.0
+                gpu_hours += hours * machine["accelerator_count"]
+                cost += hours * machine["price_per_hour"]
+        for key in BASELINE_KEYS:
+            v = t.metrics.get(key)
+            if v is not None and (key not in baselines or v < baselines[key]):
+                baselines[key] = v
+        started = [j.started for j in attempts if j.started is not None]
+        rows.append(
+            {
+                "id": t.id,
+                "state": trial_state(t, latest),
+                "params": t.params,
+                "value": t.value,
+                "stderr": t.metrics.get("extrapolation_stderr"),
+                "metrics": t.metrics,
+                "output_dir": output_dir(t.id),
+                "attempts": len(attempts),
+                "created": attempts[0].created if attempts else None,
+                "started": min(started) if started else None,
+                "ended": latest.ended if latest is not None and t.state.finished else None,
+                "machine": latest.machine if latest is not None else machine["machine"],
+                "reason": t.reason,
+                "beats_baseline": beats_baseline(t.value, t.metrics),
+            }
+        )
+    return {
+        "study": settings.study,
+        "phase": settings.phase,
+        "team": settings.team,
+        "backend": settings.backend.name,
+        "objective": "extrapolation_error",
+        "updated": now,
+        "baselines": baselines,
+        "budget": {
+            "gpu_hours": gpu_hours,
+            "gpu_hour_cap": settings.gpu_hour_cap,
+            "cost": cost,
+            "currency": settings.currency,
+            "machine": settings.machine,
+            "price_per_hour": settings.price_per_hour,
+        },
+        "trials": rows,
+    }
+
+
+def write_snapshot(
+    settings: SwarmSettings,
+    trials: Sequence[TunerTrial],
+    jobs: Sequence[Job],
+    output_dir: Callable[[str], str],
+    now: float,
+) -> dict[str, Any]:
+    """Rewrite RUN_DIR/trials.json atomically and return the object."""
+    obj = snapshot(settings, trials, jobs, output_dir, now)
+    write_json_atomic(Path(settings.run_dir) / TRIALS_FILE, obj, indent=1)
+    return obj
+
+
+def read_snapshot(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """RUN_DIR/trials.json.
+
+    Raises:
+        ConfigError: the file is missing (no swarm ran there) or is not valid JSON.
+    """
+    path = Path(run_dir) / TRIALS_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"{path}: not found; no swarm has run in {run_dir} (start one with `make swarm`)"
+        ) from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+
+
+class ControllerLock:
+    """An exclusive flock on RUN_DIR/controller.lock for the controller's lifetime: one controller
+    per run directory. The kernel drops it when the process dies, however it dies."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            os.close(fd)
+            raise ControllerBusy(
+                f"a controller is already running on {self.path.parent} (pid {self.holder()}); "
+                "watch it with `orchestrator status` or stop it with `orchestrator stop`"
+            ) from e
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {time.time()}\n".encode())
+        self.fd = fd
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().split()[0]
+        except (OSError, IndexError):
+            return "?"
+
+    def held_by_other(self) -> bool:
+        """Whether some process holds the lock now (a running controller)."""
+        if not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
