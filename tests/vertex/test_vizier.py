@@ -76,21 +76,24 @@ def test_reopening_with_another_search_space_is_refused(vizier, credentials, cal
 
 
 def test_trials_pages_past_the_sdk_first_page_and_later_passes_read_only_active_ones(
-    vizier, cloud, credentials, calls
+    vizier, cloud, credentials, calls, clock
 ):
-    tuner = open_tuner(credentials, calls)
+    tuner = open_tuner(credentials, calls, clock=clock)
     made = []
     for _ in range(5):
         made += tuner.suggest(50)
     for t in made[:240]:
         tuner.complete(t.id, 0.01, {"extrapolation_stderr": 0.001})
     assert len(aiplatform.vizier.Study(tuner.resource_name).trials()) == 100  # the SDK's first-page-only list
-    fresh = open_tuner(credentials, calls)
+    fresh = open_tuner(credentials, calls, clock=clock)
     before = cloud.total_calls
     got = fresh.trials()
     assert len(got) == 250 and [int(t.id) for t in got] == sorted(int(t.id) for t in made)
     assert cloud.total_calls - before == 3  # three pages
     before = cloud.total_calls
+    assert sum(t.state is TunerState.ACTIVE for t in fresh.trials()) == 10
+    assert cloud.total_calls == before  # within refresh_s: served from what it read and wrote
+    clock.advance(60)
     assert sum(t.state is TunerState.ACTIVE for t in fresh.trials()) == 10
     assert cloud.total_calls - before == 10  # one get_trial per active trial, none per finished one
 
@@ -200,3 +203,14 @@ def test_finished_trials_are_logged_to_vertex_ai_experiments(vizier, credentials
         aiplatform_v1.Execution.State.COMPLETE,
         aiplatform_v1.Execution.State.FAILED,
     ]
+
+
+def test_a_trial_stopped_from_the_console_is_noticed_after_refresh_s(vizier, credentials, calls, clock):
+    tuner = open_tuner(credentials, calls, clock=clock, refresh_s=30.0)
+    (t,) = tuner.suggest(1)
+    assert tuner.trials()[0].state is TunerState.ACTIVE
+    trial = vizier.study("phase2-minibatch").trials[int(t.id)]
+    trial.state, trial.infeasible_reason = aiplatform_v1.Trial.State.INFEASIBLE, "FAILED: stopped by hand"
+    clock.advance(31)
+    (got,) = tuner.trials()
+    assert (got.state, got.reason) == (TunerState.FAILED, "stopped by hand")

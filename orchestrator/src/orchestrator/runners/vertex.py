@@ -10,7 +10,8 @@ and its next step never starts a second job for the same attempt.
 Cost of `jobs()` per pass: the first call lists every job of the study (all pages); later calls list
 only unfinished ones (`state!=` the final states) plus one `get_custom_job` per job that finished
 since the previous pass. Finished jobs never change on Vertex, so they are kept from earlier passes
-and the calls per pass do not grow with the number of finished trials.
+and the calls per pass do not grow with the number of finished trials. `launch` of an attempt this
+runner has already seen (in a listing or its own create) costs no call.
 
 google-cloud-aiplatform is imported inside the methods: `orchestrator` starts without it.
 """
@@ -131,6 +132,7 @@ class VertexRunner(Runner):
         self._image_uri = image_uri
         self._live: dict[str, Job] = {}  # resource name -> unfinished job
         self._done: dict[str, Job] = {}  # resource name -> job in a final state (never changes again)
+        self._by_key: dict[tuple[str, int], Job] = {}  # (trial id, attempt) -> its job, as last seen
         self._synced = False
         quiet_sdk_logs()
 
@@ -246,6 +248,8 @@ class VertexRunner(Runner):
 
     def _remember(self, proto) -> Job:
         job = self.to_job(proto)
+        if proto.labels.get("study") == self.study:
+            self._by_key[(job.trial_id, job.attempt)] = job
         if proto.state.name in _FINAL:
             self._live.pop(job.job_id, None)
             self._done[job.job_id] = job
@@ -257,6 +261,9 @@ class VertexRunner(Runner):
         from google.api_core import exceptions
 
         image = self.image_uri()
+        known = self._by_key.get((spec.trial_id, spec.attempt))
+        if known is not None:  # seen in a listing or launched by this runner: no call needed
+            return known
         key = f'labels.study="{spec.study}" AND labels.trial="{label_value(spec.trial_id)}" AND labels.attempt="{spec.attempt}"'
 
         def find_or_create():

@@ -20,9 +20,11 @@ listed by paging `list_trials` ourselves; `materialize_study_config()` passes an
 client rejects, so the stored spec is read from the study proto; `create_or_load` drops
 project/location/credentials, so `aiplatform.init` sets them first.
 
-Calls per controller pass: the first `trials()` lists every page; later calls keep finished trials
-(final in Vizier) and re-read only the unfinished ones with get_trial, so the calls grow with the
-running trials, not with the finished ones. The controller is the study's only writer.
+Calls: the first `trials()` lists every page; later calls keep finished trials (final in Vizier)
+and serve the rest from what this tuner read and wrote, re-reading the unfinished ones with
+get_trial at most every `refresh_s` seconds (to notice a trial stopped from the console). The
+controller is the study's only writer, so nothing else can add trials; the calls grow with the
+running trials, never with the finished ones.
 
 `suggest(count, worker)`: Vizier first hands a client its own ACTIVE trials, then new ones; we ask
 for count + our active trials and keep only the new ones, so a suggestion whose answer was lost
@@ -33,6 +35,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.errors import ConfigError
@@ -105,6 +109,8 @@ class VizierTuner(Tuner):
         calls: CloudCalls (retry policy, injected sleeper); default CloudCalls().
         experiment: Vertex AI Experiments name; None = no tracking. One run per finished trial
             with its parameters and final metrics.
+        refresh_s: re-read unfinished trials from Vizier at most this often, in seconds (default 60).
+        clock: unix seconds (default time.time; tests inject a fake clock).
     """
 
     def __init__(
@@ -118,6 +124,8 @@ class VizierTuner(Tuner):
         credentials: Any = None,
         calls: CloudCalls | None = None,
         experiment: str | None = None,
+        refresh_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ):
         from google.cloud import aiplatform
         from google.cloud.aiplatform.vizier import Study
@@ -130,6 +138,8 @@ class VizierTuner(Tuner):
         self.experiment = experiment
         self._cache: dict[int, Any] = {}  # trial uid -> latest aiplatform_v1.Trial proto
         self._synced = False
+        self.refresh_s, self.clock = refresh_s, clock
+        self._refreshed = -math.inf
         quiet_sdk_logs()
         # create_or_load returns Study(name) without project/location/credentials: they come from init.
         aiplatform.init(project=project, location=region, credentials=credentials)
@@ -181,7 +191,9 @@ class VizierTuner(Tuner):
             protos = self.calls.run("list Vizier trials", self._list_all)
             self._cache = {int(p.name.rsplit("/", 1)[-1]): p for p in protos}
             self._synced = True
-        else:
+            self._refreshed = self.clock()
+        elif self.clock() - self._refreshed >= self.refresh_s:
+            self._refreshed = self.clock()
             for uid, p in list(self._cache.items()):
                 if p.state.name not in ("SUCCEEDED", "INFEASIBLE"):
                     self._cache[uid] = self.calls.run(
