@@ -411,7 +411,7 @@ def _knob_param(name: str, knob: Knob) -> dict[str, Any]:
     }
 
 
-def _points_space(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def points_space(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Knobs of a fixed design: strings are categorical; numbers span the design's own range."""
     space: dict[str, dict[str, Any]] = {}
     for point in points:
@@ -595,7 +595,7 @@ def load_settings(
         if isinstance(rnd, PointsRound | LatinHypercubeRound):
             fixed = {k: canonical(v) for k, v in rnd.fixed.items()}
             static_points[rnd.name] = [{**p, **fixed} for p in design_points(rnd, seed=0)]
-    design_space = _points_space([p for pts in static_points.values() for p in pts])
+    design_space = points_space([p for pts in static_points.values() for p in pts])
     rounds: list[RoundPlan] = []
     for rnd in phase_cfg.rounds:
         if isinstance(rnd, BayesianRound):

@@ -1,0 +1,98 @@
+"""`orchestrator swarm` and `orchestrator stop`: thin wrappers over orchestrator.phases."""
+
+from __future__ import annotations
+
+import click
+
+TEAMS = ("fullbatch", "minibatch")
+
+
+@click.command()
+@click.option(
+    "--phase",
+    type=click.IntRange(1, 3),
+    required=True,
+    help="1: lock the architecture, 2: find the physics, 3: championship.",
+)
+@click.option(
+    "--team",
+    type=click.Choice(TEAMS),
+    default="minibatch",
+    show_default=True,
+    help="Team 1 full-batch or Team 2 mini-batch.",
+)
+@click.option(
+    "--backend",
+    default="local",
+    show_default=True,
+    help="local (Optuna + processes) or vertex (Vizier + CustomJobs).",
+)
+@click.option(
+    "--profile", default="default", show_default=True, help="configs/profiles/<name>.yaml: default or smoke."
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Trials at once (default: profile, phase, backend).",
+)
+@click.option(
+    "--max-trials", type=click.IntRange(min=1), default=None, help="Trials in all (default: profile, phase)."
+)
+@click.option(
+    "--run-dir", type=click.Path(file_okay=False), default=None, help="Default runs/phase<N>-<team>."
+)
+@click.option(
+    "--infra-outputs",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Terraform outputs (vertex backend).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the study and the trial commands; launch nothing.")
+def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_outputs, dry_run):
+    """Run a phase's swarm to its end, with live progress and the leaderboard at the end."""
+    from orchestrator.config import load_settings
+    from orchestrator.leaderboard import format_leaderboard
+    from orchestrator.phases import SwarmRun
+
+    settings = load_settings(
+        phase,
+        team=team,
+        backend=backend,
+        profile=profile,
+        parallel=parallel,
+        max_trials=max_trials,
+        run_dir=run_dir,
+        infra_outputs=infra_outputs,
+    )
+    run = SwarmRun(settings, out=lambda line: click.echo(line))
+    if dry_run:
+        for line in run.dry_run():
+            click.echo(line)
+        click.echo("dry run: nothing was launched")
+        return
+    snap = run.run()
+    click.echo("")
+    click.echo(format_leaderboard(snap))
+    click.echo(
+        f"\nfinished: {snap.get('ended_because')}; `orchestrator status --run-dir {settings.run_dir}` shows the same"
+    )
+
+
+@click.command()
+@click.option(
+    "--run-dir", type=click.Path(file_okay=False), default="runs/phase2-minibatch", show_default=True
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a running controller to exit.",
+)
+def stop(run_dir, wait_s):
+    """Cancel running trials, stop them in the study and make a running controller exit."""
+    from orchestrator.phases import stop_run
+
+    stop_run(run_dir, out=lambda line: click.echo(line), wait_s=wait_s)

@@ -1,0 +1,199 @@
+"""Ranking and text views of a run, from its trials.json object only (fast: no optuna, no numpy).
+
+Ranking is by the objective (extrapolation_error, lower is better) with its standard error. Replicas
+of one configuration (phase 3: the same params but the seed) are pooled: mean of the replica
+objectives, with the standard error of that mean. A configuration or trial whose objective is not
+below the best baseline on the same windows is marked "no" under "beats baseline" everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections import Counter
+from typing import Any
+
+from orchestrator.run_files import STATES
+
+BASELINE_LABELS = {
+    "baseline_index": "index",
+    "baseline_ar": "AR(50)",
+    "baseline_explicit": "explicit formula",
+}
+
+
+def summary(snap: dict[str, Any]) -> dict[str, Any]:
+    """Counts by state, the best trial, GPU-hours and cost: the `summary` of `status --json`."""
+    trials = snap.get("trials", [])
+    counts = Counter(t["state"] for t in trials)
+    ranked = rank(snap)
+    best = ranked[0] if ranked else None
+    budget = snap.get("budget", {})
+    return {
+        "counts": {s: counts.get(s, 0) for s in STATES},
+        "total": len(trials),
+        "best": best,
+        "best_baseline": best_baseline_value(snap),
+        "gpu_hours": budget.get("gpu_hours"),
+        "cost": budget.get("cost"),
+        "currency": budget.get("currency"),
+    }
+
+
+def best_baseline_value(snap: dict[str, Any]) -> float | None:
+    values = [v for v in (snap.get("baselines") or {}).values() if isinstance(v, int | float)]
+    return min(values) if values else None
+
+
+def _config_key(params: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True)
+
+
+def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[str, Any]]:
+    """Completed trials (or pooled configurations), best first.
+
+    Args:
+        snap: the trials.json object.
+        pool_replicas: pool trials that differ only in `seed`; None = when any configuration has
+            more than one completed replica.
+
+    Returns:
+        Rows with `ids`, `params` (without seed when pooled), `value`, `stderr`, `n`, `best_baseline`,
+        `beats_baseline`.
+    """
+    done = [
+        t
+        for t in snap.get("trials", [])
+        if t["state"] == "COMPLETED" and isinstance(t.get("value"), int | float)
+    ]
+    groups: dict[str, list[dict]] = {}
+    for t in done:
+        groups.setdefault(_config_key(t["params"]) if pool_replicas is not False else t["id"], []).append(t)
+    if pool_replicas is None and not any(len(g) > 1 for g in groups.values()):
+        groups = {t["id"]: [t] for t in done}
+    rows = []
+    for members in groups.values():
+        values = [float(m["value"]) for m in members]
+        if len(members) > 1:
+            value = statistics.fmean(values)
+            stderr = statistics.stdev(values) / math.sqrt(len(values))
+            params = {k: v for k, v in members[0]["params"].items() if k != "seed"}
+        else:
+            value, stderr, params = values[0], members[0].get("stderr"), members[0]["params"]
+        bases = [
+            min(
+                v
+                for k, v in m.get("metrics", {}).items()
+                if k in BASELINE_LABELS and isinstance(v, int | float)
+            )
+            for m in members
+            if any(k in BASELINE_LABELS for k in m.get("metrics", {}))
+        ]
+        base = statistics.fmean(bases) if bases else best_baseline_value(snap)
+        rows.append(
+            {
+                "ids": [m["id"] for m in members],
+                "params": params,
+                "value": value,
+                "stderr": stderr,
+                "n": len(members),
+                "best_baseline": base,
+                "beats_baseline": (value < base) if base is not None else None,
+            }
+        )
+    rows.sort(key=lambda r: r["value"])
+    return rows
+
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    short = []
+    for k, v in params.items():
+        name = k.split(".")[-1].replace("_weight", "")
+        short.append(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}")
+    return " ".join(short)
+
+
+def _pm(value: float | None, stderr: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.5f} ± {stderr:.5f}" if isinstance(stderr, int | float) else f"{value:.5f}"
+
+
+def format_leaderboard(snap: dict[str, Any], top: int = 10) -> str:
+    """The leaderboard: objective ± stderr beside the baselines, best first."""
+    rows = rank(snap)
+    base = snap.get("baselines") or {}
+    lines = [f"Leaderboard — {snap.get('study')} (extrapolation error, H = 100, lower is better)"]
+    if base:
+        lines.append(
+            "  baselines on the same windows: "
+            + ", ".join(
+                f"{BASELINE_LABELS.get(k, k)} {v:.5f}" for k, v in sorted(base.items(), key=lambda kv: kv[1])
+            )
+        )
+    if not rows:
+        lines.append("  no completed trial yet")
+        return "\n".join(lines)
+    pooled = any(r["n"] > 1 for r in rows)
+    lines.append(
+        f"  {'rank':>4}  {'trial' + ('s' if pooled else ''):<12} {'objective ± stderr':<22} {'beats baseline':<15} params"
+    )
+    for i, r in enumerate(rows[:top], 1):
+        ids = ",".join(r["ids"]) if len(r["ids"]) <= 3 else f"{r['ids'][0]}..(+{len(r['ids']) - 1})"
+        beats = {True: "yes", False: "NO", None: "?"}[r["beats_baseline"]]
+        lines.append(
+            f"  {i:>4}  {ids:<12} {_pm(r['value'], r['stderr']):<22} {beats:<15} {_fmt_params(r['params'])}"
+        )
+    if len(rows) > top:
+        lines.append(f"  ... {len(rows) - top} more")
+    if not any(r["beats_baseline"] for r in rows):
+        lines.append(
+            "  No trial beats the best baseline: nothing here has learned more than the explicit formula."
+        )
+    return "\n".join(lines)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def format_status(snap: dict[str, Any], now: float | None = None) -> str:
+    """`orchestrator status`: trials by state, running trials with age, best ± stderr, GPU-hours and cost."""
+    now = time.time() if now is None else now
+    s = summary(snap)
+    budget = snap.get("budget", {})
+    lines = [
+        f"{snap.get('study')}  phase {snap.get('phase')}  team {snap.get('team')}  backend {snap.get('backend')}"
+        f"  (updated {_age(now - float(snap.get('updated', now)))} ago)",
+        "trials: "
+        + "  ".join(f"{k.lower()} {v}" for k, v in s["counts"].items())
+        + f"  (total {s['total']})",
+    ]
+    running = [t for t in snap.get("trials", []) if t["state"] == "RUNNING"]
+    for t in running:
+        age = _age(now - t["started"]) if t.get("started") else "-"
+        lines.append(
+            f"  running  trial {t['id']:<5} {age:>8}  attempt {t.get('attempts', 1)}  {_fmt_params(t['params'])}"
+        )
+    best = s["best"]
+    if best:
+        beats = "beats" if best["beats_baseline"] else "does NOT beat"
+        base = f"{best['best_baseline']:.5f}" if best["best_baseline"] is not None else "?"
+        lines.append(
+            f"best: {_pm(best['value'], best['stderr'])} (trial {','.join(best['ids'])}; {beats} the best baseline {base})"
+            f"  {_fmt_params(best['params'])}"
+        )
+    else:
+        lines.append("best: no completed trial yet")
+    if budget:
+        lines.append(
+            f"GPU-hours {budget.get('gpu_hours', 0):.3f} of cap {budget.get('gpu_hour_cap', 0):g}; "
+            f"cost estimate {budget.get('cost', 0):.2f} {budget.get('currency', '')} "
+            f"({budget.get('machine', '')} at {budget.get('price_per_hour', 0):g}/h)"
+        )
+    return "\n".join(lines)

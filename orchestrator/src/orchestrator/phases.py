@@ -1,0 +1,389 @@
+"""Phases 1-3 on top of the controller: which rounds run, how a round's design is resolved from
+earlier results, and what a phase leaves behind.
+
+  Phase 1: the prime-set round, then the learning-rate round on the winning set (`carry`); writes
+           RUN_DIR/lock.yaml with the winners.
+  Phase 2: one Bayesian round over the two GUE weights on the locked architecture.
+  Phase 3: the championship: phase 2's top configurations x replicas (seeds), plus the control
+           team (Team 1 full-batch) with the winning weights, as one fixed design.
+
+Everything a phase decides is derived from the study and earlier run directories, so rerunning a
+phase after a crash resumes it where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator import backends
+from orchestrator.atomic_files import write_text_atomic
+from orchestrator.config import RoundPlan, SwarmSettings, points_space
+from orchestrator.controller import Controller, PassResult, RoundSpec
+from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.run_files import SETTINGS_FILE, STOP_FILE, ControllerLock, read_snapshot
+from orchestrator.tuners.base import TunerState, TunerTrial
+
+LOCK_NAME = "lock.yaml"
+
+
+class RoundFailed(OrchestratorError):
+    """A round produced nothing a later round can build on (every trial failed or diverged)."""
+
+
+def decode(value: Any) -> Any:
+    """A knob value as the trainer config holds it: "[2,3,5]" -> [2, 3, 5]."""
+    if isinstance(value, str) and value.startswith("["):
+        return json.loads(value)
+    return value
+
+
+def championship_points(settings: SwarmSettings) -> list[dict[str, Any]]:
+    """Phase 3's design: the source phase's top configurations x replicas, plus the control team.
+
+    Raises:
+        ConfigError: the source run has no trials.json or no completed trial.
+    """
+    champ = settings.championship
+    assert champ is not None
+    source = Path(champ["source_run_dir"])
+    try:
+        snap = read_snapshot(source)
+    except ConfigError as e:
+        raise ConfigError(f"phase 3 needs phase 2's results: {e}") from e
+    done = sorted(
+        (t for t in snap["trials"] if t["state"] == "COMPLETED" and t.get("value") is not None),
+        key=lambda t: t["value"],
+    )
+    configs: list[dict[str, Any]] = []
+    for t in done:
+        cfg = {k: t["params"][k] for k in champ["knobs"] if k in t["params"]}
+        if len(cfg) == len(champ["knobs"]) and cfg not in configs:
+            configs.append(cfg)
+        if len(configs) == champ["top"]:
+            break
+    if not configs:
+        raise ConfigError(f"{source / 'trials.json'}: no completed trial to promote; finish phase 2 first")
+    mode = settings.overrides.get("train.mode", settings.team)
+    points = [
+        {**cfg, "seed": seed, "train.mode": mode} for cfg in configs for seed in range(champ["replicas"])
+    ]
+    control = champ.get("control_team")
+    if control and control != mode:
+        points += [{**configs[0], "seed": seed, "train.mode": control} for seed in range(champ["replicas"])]
+    return points
+
+
+class SwarmRun:
+    """One phase on one run directory.
+
+    Args:
+        settings: the resolved settings.
+        trainer_command: local runner only: argv prefix before `train ...` (default the venv's `trainer`).
+        clock, sleep: injected time (tests).
+        out: where progress lines go (default print).
+    """
+
+    def __init__(
+        self,
+        settings: SwarmSettings,
+        trainer_command: list[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        out: Callable[[str], None] = print,
+    ) -> None:
+        self.s = settings
+        self.trainer_command = trainer_command
+        self.clock = clock
+        self.sleep = sleep
+        self.out = out
+        self.run_dir = Path(settings.run_dir)
+
+    # -- planning ---------------------------------------------------------------------------
+    def output_dir(self, trial_id: str) -> str:
+        return backends.trial_output_dir(self.s, trial_id)
+
+    def describe(self) -> list[str]:
+        """What the phase will do, for the banner and --dry-run."""
+        s = self.s
+        lines = [
+            f"study {s.study}: phase {s.phase}, team {s.team} ({s.machine}), backend {s.backend.name}, profile {s.profile}",
+            f"run dir {s.run_dir}; {s.parallel} trial(s) at once; {s.epochs} epochs per trial; "
+            f"retries {s.max_retries}; stop after {s.max_failed_trials} failed trials",
+        ]
+        if s.lock_values:
+            lines.append(
+                f"locked architecture from {s.lock_source}: "
+                + ", ".join(f"{k}={v}" for k, v in s.lock_values.items())
+            )
+        rules = s.early_stopping
+        lines.append(
+            "early stopping: "
+            + (
+                f"baseline rule at {rules.baseline_sigma.at_fraction:.0%} of epochs ({rules.baseline_sigma.sigmas:g} sigma)"
+                if rules.baseline_sigma.enabled
+                else "baseline rule off"
+            )
+            + "; "
+            + (
+                f"median rule after {rules.median.warmup_fraction:.0%}"
+                if rules.median.enabled
+                else "median rule off"
+            )
+        )
+        for r in s.rounds:
+            if r.kind == "bayesian":
+                knobs = ", ".join(
+                    f"{p['name']} in [{p['low']:g}, {p['high']:g}]{' log' if p['log'] else ''}"
+                    for p in r.space
+                )
+                lines.append(
+                    f"round {r.name}: Bayesian (TPE, constant liar) over {knobs}; up to {s.max_trials} trials"
+                )
+            elif r.kind == "championship":
+                c = s.championship or {}
+                lines.append(
+                    f"round {r.name}: top {c.get('top')} of {c.get('source_run_dir')} x {c.get('replicas')} seeds"
+                    + (f" + {c.get('control_team')} control" if c.get("control_team") else "")
+                )
+            else:
+                carry = f", carrying {', '.join(r.carry)} from the previous winner" if r.carry else ""
+                lines.append(
+                    f"round {r.name}: fixed design ({r.kind}) of {len(r.points or [])} points{carry}"
+                )
+        est_trials = sum(len(r.points or []) for r in s.rounds) or s.max_trials
+        if any(r.kind == "bayesian" for r in s.rounds):
+            est_trials = min(s.max_trials, 10_000)
+        hours = est_trials * s.trial_hours_estimate * max(1, s.accelerator_count)
+        lines.append(
+            f"cost estimate: ~{est_trials} trials x {s.trial_hours_estimate:g} h x {max(1, s.accelerator_count)} GPU "
+            f"= {hours:.2f} GPU-h, {hours * s.price_per_hour:.2f} {s.currency} on {s.machine} "
+            f"(cap {s.gpu_hour_cap:g} GPU-h)"
+        )
+        return lines
+
+    def dry_run(self) -> list[str]:
+        """The study and the trial commands, launching nothing."""
+        lines = self.describe()
+        ctl = Controller(self.s, None, None, backends.read_local_output, self.output_dir)  # type: ignore[arg-type]
+        exe = " ".join(self.trainer_command or ["trainer"])
+        for r in self.s.rounds:
+            rnd = RoundSpec(r.name, r.points, len(r.points or []), r.fixed)
+            if r.kind == "bayesian":
+                example = {p["name"]: f"<{p['name']}>" for p in r.space}
+                pts = [example]
+            elif r.kind == "championship":
+                try:
+                    pts = championship_points(self.s)
+                except ConfigError as e:
+                    lines.append(f"round {r.name}: {e}")
+                    continue
+            else:
+                pts = r.points or []
+                if r.carry:
+                    pts = [{**p, **{k: f"<winner's {k}>" for k in r.carry}} for p in pts]
+            lines.append(f"trial commands of round {r.name}:")
+            for i, p in enumerate(pts):
+                trial = TunerTrial(id=f"<id{i}>", params=p, state=TunerState.ACTIVE)
+                lines.append(f"  {exe} {' '.join(_quote(a) for a in ctl.trainer_args(trial, rnd))}")
+        return lines
+
+    # -- running ----------------------------------------------------------------------------
+    def _event_line(self, ev: dict) -> str | None:
+        t = time.strftime("%H:%M:%S", time.localtime(ev["time"]))
+        kind = ev["event"]
+        if kind == "started":
+            params = " ".join(
+                f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                for k, v in ev.get("params", {}).items()
+            )
+            return f"{t}  trial {ev['trial']:>4}  started    {params}"
+        if kind == "completed":
+            base = ev.get("best_baseline")
+            beats = (
+                ""
+                if base is None
+                else ("  beats baseline" if ev["value"] < base else "  does NOT beat the baseline")
+            )
+            se = ev.get("stderr")
+            return (
+                f"{t}  trial {ev['trial']:>4}  completed  {ev['value']:.5f}"
+                + (f" ± {se:.5f}" if se is not None else "")
+                + (f"  (best baseline {base:.5f})" if base is not None else "")
+                + beats
+            )
+        if kind in ("infeasible", "failed", "stopped"):
+            return f"{t}  trial {ev['trial']:>4}  {kind:<10} {ev.get('reason', '')}"
+        if kind == "retried":
+            return f"{t}  trial {ev['trial']:>4}  retry      attempt {ev['attempt']}: {ev.get('detail', '')}"
+        if kind == "budget":
+            return f"{t}  budget     {ev['detail']} ({ev['gpu_hours']:.3f} of {ev['cap']:g} GPU-h)"
+        if kind == "round":
+            return f"{t}  round {ev['round']} (up to {ev['max_trials']} trials)"
+        if kind == "round_done":
+            return f"{t}  round {ev['round']} done: {ev['reason']}"
+        return None
+
+    def _on_event(self, ev: dict) -> None:
+        line = self._event_line(ev)
+        if line:
+            self.out(line)
+
+    def run(self) -> dict[str, Any]:
+        """Run the phase to its end (or a stop) and return the final trials.json object."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = ControllerLock(self.run_dir)
+        lock.acquire()
+        try:
+            (self.run_dir / STOP_FILE).unlink(missing_ok=True)  # a new start overrides an old stop
+            write_text_atomic(
+                self.run_dir / SETTINGS_FILE,
+                yaml.safe_dump(self.s.model_dump(mode="json"), sort_keys=False),
+            )
+            for line in self.describe():
+                self.out(line)
+            runner = backends.make_runner(self.s, self.trainer_command)
+            reader = backends.make_output_reader(self.s)
+            previous: list[TunerTrial] = []
+            previous_spec: RoundSpec | None = None
+            all_points = [p for r in self.s.rounds for p in (r.points or [])]
+            result = PassResult(done=True, active=0, launched=0)
+            for plan in self.s.rounds:
+                points = self._resolve_points(plan, previous, previous_spec)
+                space = plan.params() if plan.kind != "championship" else _params_of(points_space(points))
+                tuner = backends.make_tuner(self.s, space, points)
+                if points is None:
+                    rnd = RoundSpec(plan.name, None, self.s.max_trials, plan.fixed, other_points=all_points)
+                else:
+                    rnd = RoundSpec(plan.name, points, min(len(points), self.s.max_trials), plan.fixed)
+                ctl = Controller(
+                    self.s, tuner, runner, reader, self.output_dir, self.clock, self.sleep, self._on_event
+                )
+                result = ctl.run(rnd)
+                if result.reason != "round complete":
+                    self.out(f"phase {self.s.phase} ends early: {result.reason}")
+                    break
+                previous = [t for t in tuner.trials() if rnd.owns(t)]
+                previous_spec = rnd
+            else:
+                if self.s.writes_lock:
+                    self._write_lock(previous)
+            snap = read_snapshot(self.run_dir)
+            snap["ended_because"] = result.reason
+            return snap
+        finally:
+            lock.release()
+
+    def _resolve_points(
+        self, plan: RoundPlan, previous: list[TunerTrial], previous_spec: RoundSpec | None
+    ) -> list[dict[str, Any]] | None:
+        if plan.kind == "bayesian":
+            return None
+        if plan.kind == "championship":
+            return championship_points(self.s)
+        points = list(plan.points or [])
+        if plan.carry:
+            winner = _winner(previous, previous_spec)
+            points = [{**p, **{k: winner.params[k] for k in plan.carry}} for p in points]
+        return points
+
+    def _write_lock(self, last_round: list[TunerTrial]) -> None:
+        winner = _winner(last_round, None)
+        winners = {k: decode(winner.params[k]) for k in self.s.writes_lock if k in winner.params}
+        for k in self.s.writes_lock:
+            if k not in winners and k in self.s.overrides:
+                winners[k] = decode(self.s.overrides[k])
+        body = {
+            "phase": self.s.phase,
+            "team": self.s.team,
+            "study": self.s.study,
+            "trial": winner.id,
+            "extrapolation_error": winner.value,
+            "extrapolation_stderr": winner.metrics.get("extrapolation_stderr"),
+            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
+            "winners": winners,
+        }
+        path = self.run_dir / LOCK_NAME
+        write_text_atomic(
+            path,
+            "# Written by `orchestrator swarm --phase 1`; read by phases 2 and 3.\n"
+            + yaml.safe_dump(body, sort_keys=False),
+        )
+        self.out(f"locked: {', '.join(f'{k}={v}' for k, v in winners.items())} -> {path}")
+
+
+def _winner(trials: list[TunerTrial], spec: RoundSpec | None) -> TunerTrial:
+    done = [t for t in trials if t.state is TunerState.COMPLETED and t.value is not None]
+    if not done:
+        name = spec.name if spec else "last"
+        raise RoundFailed(f"round {name} has no completed trial, so there is no winner to carry forward")
+    return min(done, key=lambda t: t.value)
+
+
+def _params_of(space: list[dict[str, Any]]):
+    return RoundPlan(name="-", kind="points", space=space, points=[], fixed={}).params()
+
+
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if any(c in arg for c in " []<>'\"") else arg
+
+
+def stop_run(
+    run_dir: str | os.PathLike, out: Callable[[str], None] = print, wait_s: float = 60.0
+) -> dict[str, Any]:
+    """`orchestrator stop`: cancel running jobs, stop their trials, leave the study consistent.
+
+    A running controller sees the stop request, stops its trials and exits; without one, this does
+    the same pass itself under the controller lock.
+
+    Args:
+        run_dir: the run directory.
+        out: progress lines.
+        wait_s: how long to wait for a running controller to exit (seconds, default 60).
+    """
+    run_dir = Path(run_dir)
+    settings_path = run_dir / SETTINGS_FILE
+    if not settings_path.exists():
+        raise ConfigError(f"{settings_path}: not found; no swarm has run in {run_dir}")
+    settings = SwarmSettings.model_validate(yaml.safe_load(settings_path.read_text()))
+    write_text_atomic(run_dir / STOP_FILE, f"{time.time()}\n")
+    runner = backends.make_runner(settings)
+    cancelled = 0
+    for job in runner.jobs():
+        if not job.state.finished:
+            runner.cancel(job.job_id)
+            cancelled += 1
+    out(f"asked {cancelled} running job(s) to stop (SIGTERM; the trainer checkpoints)")
+    lock = ControllerLock(run_dir)
+    deadline = time.monotonic() + wait_s
+    while lock.held_by_other() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if lock.held_by_other():
+        raise OrchestratorError(f"the controller (pid {lock.holder()}) did not exit within {wait_s:g} s")
+    lock.acquire()
+    try:
+        plan = next((r for r in settings.rounds if r.kind == "bayesian"), None)
+        space = plan.params() if plan else []
+        tuner = backends.make_tuner(settings, space, None if plan else [])
+        ctl = Controller(
+            settings,
+            tuner,
+            runner,
+            backends.make_output_reader(settings),
+            lambda i: backends.trial_output_dir(settings, i),
+        )
+        ctl.reconcile(RoundSpec("stop", None, 0))
+        snap = read_snapshot(run_dir)
+    finally:
+        lock.release()
+    counts: dict[str, int] = {}
+    for t in snap["trials"]:
+        counts[t["state"]] = counts.get(t["state"], 0) + 1
+    out("study is consistent: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())))
+    return snap
