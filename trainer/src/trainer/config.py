@@ -71,6 +71,8 @@ class LossConfig(_Strict):
     # global: block variances over the whole training sequence (needs fullbatch);
     # cluster: the same term computed on each step's contiguous segments, an approximation.
     rg_scope: Literal["global", "cluster"] = "global"
+    # rg_penalty scales L = 2, 4, ..., 2^K with K <= rg_max_log2, and 2^K <= (shortest segment) / 16
+    rg_max_log2: int = Field(10, ge=1, le=20)
 
     @field_validator("mmd_bandwidths")
     @classmethod

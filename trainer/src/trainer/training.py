@@ -15,7 +15,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from trainer.config import TrialConfig, dump_config
 from trainer.errors import ConfigError, DataError
 from trainer.extrapolation import baseline_errors, extrapolation_metrics, prepare_windows, rollout
 from trainer.features import NodeSet, build_nodes, feature_names, read_unfolded
-from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
+from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, gue_mmd, rg_target
 from trainer.model import SpacingGNN
 from trainer.partition import make_partition
 from trainer.reporting import (
@@ -85,18 +85,31 @@ class LossSetup:
     mmd_reference: torch.Tensor | None
     rg_target: torch.Tensor | None
     scales: list[int] | None
+    bandwidths: tuple[float, ...]
 
     def __call__(self, pred: torch.Tensor, batch: Batch, generator: torch.Generator):
-        return compute_losses(
-            pred.float(),
+        pred = pred.float()
+        # compute_losses takes no bandwidths, so gue_mmd is added here with the configured ones,
+        # averaged over segments by length exactly as compute_losses does.
+        total, parts = compute_losses(
+            pred,
             batch.y,
-            self.weights,
+            replace(self.weights, gue_mmd=0.0),
             segments=batch.segments,
             mmd_reference=self.mmd_reference,
             rg_target=self.rg_target,
             scales=self.scales,
             generator=generator,
         )
+        if self.weights.gue_mmd > 0:
+            runs = [(stop - start, pred[start:stop]) for start, stop in batch.segments]
+            mmd = sum(
+                n * gue_mmd(run, self.mmd_reference, self.bandwidths, generator=generator) for n, run in runs
+            )
+            parts["gue_mmd"] = mmd / sum(n for n, _ in runs)
+            total = total + self.weights.gue_mmd * parts["gue_mmd"]
+            parts["total"] = total
+        return total, parts
 
 
 def _check_ranges(cfg: TrialConfig, dataset) -> None:
@@ -157,9 +170,12 @@ class Trial:
         )
         reference = self._mmd_reference() if weights.gue_mmd > 0 else None
         smallest = min(sum(b - a for a, b in c) for c in self.clusters)
-        self.train_losses = self._loss_setup(weights, reference, start, stop, default_scales(smallest))
+        k_max = loss.rg_max_log2
+        self.train_losses = self._loss_setup(weights, reference, start, stop, default_scales(smallest, k_max))
         self._val_range = (stop, stop + d.val_count)
-        self.val_losses = self._loss_setup(weights, reference, *self._val_range, default_scales(d.val_count))
+        self.val_losses = self._loss_setup(
+            weights, reference, *self._val_range, default_scales(d.val_count, k_max)
+        )
         self._cached: tuple[tuple[int, ...], Batch] | None = None
         self._val_batch: Batch | None = None
 
@@ -196,7 +212,8 @@ class Trial:
                 )
             true = np.diff(read_unfolded(self.dataset, start, stop + 1))
             target = rg_target(torch.from_numpy(true), scales).float().to(self.device)
-        return LossSetup(weights, reference, target, scales if target is not None else None)
+        bandwidths = tuple(self.cfg.loss.mmd_bandwidths)
+        return LossSetup(weights, reference, target, scales if target is not None else None, bandwidths)
 
     def _to_batch(self, nodes: NodeSet) -> Batch:
         return Batch(
@@ -482,7 +499,7 @@ def _loop(
                 model.train()
                 total, parts = trial.loss(model, trial.batch(plan[step_in_epoch]), loss_gen)
                 if not torch.isfinite(total):
-                    values = ", ".join(f"{k} {float(v):.4g}" for k, v in parts.items())
+                    values = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in parts.items())
                     return diverged(f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values})")
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
@@ -492,7 +509,7 @@ def _loop(
                 per_step.step()
                 ema.update_parameters(model)
                 for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
                 step_in_epoch += 1
                 step += 1
                 if stop.requested:

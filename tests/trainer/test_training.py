@@ -1,0 +1,300 @@
+"""The loop: one step function for both teams, a falling loss, exact resume, SIGTERM, divergence, gs://."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from trainer.config import load_config
+from trainer.data.dataset import open_dataset
+from trainer.training import Trial, _schedulers, run_trial
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _without_timing(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timing(v) for k, v in obj.items() if k not in ("seconds", "peak_mem_bytes")}
+    if isinstance(obj, list):
+        return [_without_timing(v) for v in obj]
+    return obj
+
+
+def test_minibatch_with_all_clusters_per_step_equals_fullbatch_loss(tiny_config_file):
+    full = load_config(tiny_config_file, ["loss.rg_max_log2=3"])
+    mini = load_config(
+        tiny_config_file,
+        [
+            "loss.rg_max_log2=3",
+            "train.mode=minibatch",
+            "train.num_clusters=4",
+            "train.clusters_per_step=4",
+            "loss.rg_scope=cluster",
+        ],
+    )
+    ds = open_dataset(full.data.path)
+    a, b = Trial(full, ds, torch.device("cpu")), Trial(mini, ds, torch.device("cpu"))
+    b.model.load_state_dict(a.model.state_dict())
+    (plan_b,) = b.epoch_plan(np.random.default_rng(0))
+    batch_a, batch_b = a.batch((0,)), b.batch(plan_b)
+    assert len(b.clusters) == 4 and batch_b.segments == batch_a.segments == [(0, 800)]
+    total_a, parts_a = a.loss(a.model, batch_a, torch.Generator().manual_seed(5))
+    total_b, parts_b = b.loss(b.model, batch_b, torch.Generator().manual_seed(5))
+    assert all(parts_a[k].item() > 0 for k in ("mse", "gue_nll", "rg_penalty"))
+    assert torch.equal(total_a, total_b)
+    for k in parts_a:
+        assert torch.equal(parts_a[k], parts_b[k]), k
+    # with q < k a step sees fewer nodes and one segment per run of adjacent clusters
+    q2 = Trial(
+        load_config(
+            tiny_config_file,
+            [
+                "loss.rg_max_log2=3",
+                "train.mode=minibatch",
+                "train.num_clusters=4",
+                "train.clusters_per_step=2",
+                "loss.rg_scope=cluster",
+            ],
+        ),
+        ds,
+        torch.device("cpu"),
+    )
+    assert q2.batch((0, 2)).segments == [(0, 200), (200, 400)]
+    assert q2.batch((1, 2)).segments == [(0, 400)]
+
+
+def test_warmup_then_cosine_learning_rate():
+    cfg = load_config(
+        Path(__file__).parents[2] / "configs/trainer/defaults.yaml", ["optim.warmup_steps=4", "optim.lr=0.01"]
+    )
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim.lr)
+    per_step, plateau = _schedulers(opt, cfg, total_steps=24)
+    lrs = []
+    for _ in range(24):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        per_step.step()
+    assert plateau is None
+    assert lrs[0] == pytest.approx(0.002)  # 1/(warmup+1) of lr
+    assert lrs[4] == pytest.approx(0.01)  # warmup done
+    assert all(x >= y for x, y in zip(lrs[4:], lrs[5:], strict=False))  # cosine decays ...
+    assert lrs[-1] < 0.001  # ... towards 1% of lr
+
+
+def test_training_lowers_the_loss_and_writes_the_contract_files(tiny_config_file, tmp_path, monkeypatch):
+    hp_file = tmp_path / "hypertune" / "metrics"
+    monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(hp_file))
+    cfg = load_config(tiny_config_file, ["train.epochs=30", "train.eval_every=10", "optim.lr=0.01"])
+    out, tb = tmp_path / "out", tmp_path / "tb"
+    lines = []
+    assert run_trial(cfg, str(out), tensorboard_dir=str(tb), echo=lines.append) == 0
+    rows = _rows(out)
+    assert [r["epoch"] for r in rows] == [10, 20, 30]
+    assert rows[-1]["train/total"] < 0.7 * rows[0]["train/total"]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    assert rows[-1]["train/mse"] < rows[0]["train/mse"]
+    contract = {
+        "epoch",
+        "val_loss",
+        "extrapolation_error",
+        "extrapolation_stderr",
+        "baseline_index",
+        "baseline_ar",
+        "baseline_explicit",
+        "skill",
+        "ks_wigner",
+        "lr",
+        "seconds",
+        "peak_mem_bytes",
+    }
+    assert contract | {f"train/{k}" for k in ("mse", "gue_nll", "gue_mmd", "rg_penalty")} <= set(rows[-1])
+    final = json.loads((out / "final.json").read_text())
+    assert final["status"] == "completed" and final["epochs_done"] == 30
+    assert final["extrapolation_error"] == rows[-1]["extrapolation_error"]
+    assert final["skill"] == pytest.approx(
+        1
+        - final["extrapolation_error"]
+        / min(final[k] for k in ("baseline_index", "baseline_ar", "baseline_explicit"))
+    )
+    preds = json.loads((out / "predictions.json").read_text())
+    assert len(preds["windows"]) == 4 and all(
+        len(w["pred_x"]) == len(w["true_x"]) == 50 for w in preds["windows"]
+    )
+    assert len(preds["spacings_pred"]) == len(preds["spacings_true"]) == 200
+    assert len(preds["block_variance"]["L"]) == len(preds["block_variance"]["pred"])
+    assert yaml.safe_load((out / "config.yaml").read_text()) == cfg.model_dump(mode="json")
+    assert sum(line.startswith("epoch ") for line in lines) == 30 and "ETA" in lines[-2]
+    reported = [json.loads(line) for line in hp_file.read_text().splitlines()]
+    assert float(reported[-1]["extrapolation_error"]) == pytest.approx(final["extrapolation_error"])
+    assert list(tb.glob("events.out.tfevents.*"))
+    # a rerun of a completed trial changes nothing
+    before = (out / "final.json").read_text()
+    assert run_trial(cfg, str(out), echo=_quiet) == 0
+    assert (out / "final.json").read_text() == before
+
+
+def _interrupt_at(monkeypatch, call: int):
+    """Send this process a real SIGTERM during training step number `call` (1-based)."""
+    original = Trial.loss
+    calls = {"n": 0}
+
+    def loss(self, model, batch, generator):
+        calls["n"] += 1
+        if calls["n"] == call:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, model, batch, generator)
+
+    monkeypatch.setattr(Trial, "loss", loss)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stop_at_step"),
+    [
+        ([], 2),  # full-batch: one step per epoch, interrupted in epoch 2
+        (
+            [
+                "train.mode=minibatch",
+                "train.num_clusters=4",
+                "train.clusters_per_step=1",
+                "loss.rg_scope=cluster",
+                "model.dropout=0.2",
+            ],
+            6,
+        ),
+    ],
+    ids=["fullbatch", "minibatch-mid-epoch"],
+)
+def test_interrupted_and_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(
+    tiny_config_file, tmp_path, monkeypatch, overrides, stop_at_step
+):
+    cfg = load_config(tiny_config_file, overrides)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert run_trial(cfg, str(whole), echo=_quiet) == 0
+    with monkeypatch.context() as m:
+        _interrupt_at(m, stop_at_step)
+        assert run_trial(cfg, str(resumed), echo=_quiet) == 143
+    assert (resumed / "checkpoint.pt").exists() and not (resumed / "final.json").exists()
+    lines = []
+    assert run_trial(cfg, str(resumed), echo=lines.append) == 0
+    assert any(line.startswith("resuming from") for line in lines)
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert _without_timing(_rows(whole)) == _without_timing(_rows(resumed))
+    for name in ("final.json", "predictions.json"):
+        assert _without_timing(json.loads((whole / name).read_text())) == _without_timing(
+            json.loads((resumed / name).read_text())
+        )
+
+
+def test_nan_loss_is_a_diverged_trial_with_exit_0(tiny_config_file, tmp_path, monkeypatch):
+    original = Trial.loss
+
+    def loss(self, model, batch, generator):
+        total, parts = original(self, model, batch, generator)
+        return total * float("nan"), parts
+
+    monkeypatch.setattr(Trial, "loss", loss)
+    out = tmp_path / "out"
+    assert run_trial(load_config(tiny_config_file), str(out), echo=_quiet) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["status"] == "diverged" and "non-finite loss at epoch 1" in final["reason"]
+    assert final["extrapolation_error"] is None
+
+
+def test_a_huge_learning_rate_diverges_with_exit_0(tiny_config_file, tmp_path):
+    out = tmp_path / "out"
+    assert run_trial(load_config(tiny_config_file, ["optim.lr=1e6"]), str(out), echo=_quiet) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["status"] == "diverged" and final["reason"].startswith("non-finite")
+
+
+def test_an_unexpected_error_is_a_failed_trial(tiny_config_file, tmp_path, monkeypatch):
+    def boom(self):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Trial, "val_batch", boom)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        run_trial(load_config(tiny_config_file), str(out), echo=_quiet)
+    final = json.loads((out / "final.json").read_text())
+    assert final["status"] == "failed" and final["reason"] == "RuntimeError: disk on fire"
+
+
+def test_resume_with_a_different_config_is_refused(tiny_config_file, tmp_path, monkeypatch):
+    from trainer.errors import ConfigError
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 1)
+        assert run_trial(load_config(tiny_config_file), str(out), echo=_quiet) == 143
+    with pytest.raises(ConfigError, match="different config"):
+        run_trial(load_config(tiny_config_file, ["optim.lr=0.1"]), str(out), echo=_quiet)
+
+
+def test_gs_output_dir_through_the_storage_emulator_with_resume(
+    tiny_config_file, storage_emulator, monkeypatch
+):
+    from trainer import storage
+
+    uri = "gs://zeta-swarm-test-data/trials/t1"
+    cfg = load_config(tiny_config_file)
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 3)
+        assert run_trial(cfg, uri, echo=_quiet) == 143
+    assert storage.exists(f"{uri}/checkpoint.pt") and not storage.exists(f"{uri}/final.json")
+    lines = []
+    assert run_trial(cfg, uri, echo=lines.append) == 0
+    assert any(line.startswith("resuming from gs://") for line in lines)
+    final = json.loads(storage.read_text(f"{uri}/final.json"))
+    assert final["status"] == "completed" and final["epochs_done"] == 4
+    rows = [json.loads(x) for x in storage.read_text(f"{uri}/metrics.jsonl").splitlines()]
+    assert [r["epoch"] for r in rows] == [2, 4]
+    assert yaml.safe_load(storage.read_text(f"{uri}/config.yaml"))["seed"] == cfg.seed
+    assert json.loads(storage.read_text(f"{uri}/predictions.json"))["windows"]
+
+
+def test_sigterm_to_a_real_trainer_process_checkpoints_and_exits_143(tiny_config_file, tmp_path):
+    out = tmp_path / "out"
+    cmd = [
+        str(Path(sys.executable).parent / "trainer"),
+        "train",
+        "--config",
+        str(tiny_config_file),
+        "--output-dir",
+        str(out),
+        "--set",
+        "train.epochs=400",
+        "--set",
+        "train.eval_every=400",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch 2/400"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, rest
+    assert "SIGTERM: checkpoint written" in rest
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 2 <= state["epoch"] < 400 and not (out / "final.json").exists()
