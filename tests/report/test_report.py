@@ -21,8 +21,8 @@ from scipy import stats as sps
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _build(paths, out) -> Path:
-    return build_report([str(p) for p in paths], out)
+def _build(paths, out, plots: bool = True) -> Path:
+    return build_report([str(p) for p in paths], out, plots=plots)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_no_completed_trial_still_gives_a_page(tmp_path):
 
 
 def test_several_run_dirs_give_one_leaderboard_each(losing_run, winning_run, tmp_path):
-    md = (_build([losing_run, winning_run], tmp_path / "both") / "summary.md").read_text()
+    md = (_build([losing_run, winning_run], tmp_path / "both", plots=False) / "summary.md").read_text()
     assert "### phase 2 · fullbatch" in md and "### phase 2 · minibatch" in md
     assert "1 of 10 completed trials beat the baselines" in md
 
@@ -224,11 +224,14 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
 def test_cli_in_a_real_process(losing_run, tmp_path):
     exe = Path(sys.executable).with_name("orchestrator")
     ok = subprocess.run(
-        [exe, "report", "--run-dir", losing_run, "--out", tmp_path / "r"], capture_output=True, text=True
+        [exe, "report", "--run-dir", losing_run, "--out", tmp_path / "r", "--no-plots"],
+        capture_output=True,
+        text=True,
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == f"{tmp_path / 'r'}/index.html"
-    assert "report: drawing spacings.png" in ok.stderr  # progress lines
+    assert ok.stderr.startswith("report: read 1 run(s), 8 trial(s)")  # progress lines
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["index.html", "summary.md"]
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "trials.json").write_text("[1, 2")
@@ -251,7 +254,7 @@ def test_experiment_inconclusive_and_unfinished_arms(tmp_path):
             "t1-no-rg": ("no_rg", "fullbatch", 0.0, [0.060, 0.020, 0.045]),
         },
     )
-    md = (_build([wide], tmp_path / "r1") / "summary.md").read_text()
+    md = (_build([wide], tmp_path / "r1", plots=False) / "summary.md").read_text()
     assert re.search(r"\*\*Verdict\.\*\* Inconclusive: the difference [-+][\d.]+ \(Welch 95% CI", md)
     assert "more seeds are needed" in md and "Scenario" not in md
 
@@ -267,9 +270,28 @@ def test_experiment_inconclusive_and_unfinished_arms(tmp_path):
         {"name": "t2-minibatch", "role": "minibatch", "team": "minibatch", "run_dir": "t2-minibatch"}
     )
     (early / "experiment.json").write_text(json.dumps(design))
-    md = (_build([early], tmp_path / "r2") / "summary.md").read_text()
+    md = (_build([early], tmp_path / "r2", plots=False) / "summary.md").read_text()
     assert (
         "No verdict yet: Welch's interval needs at least 2 completed seeds per arm; with rg_penalty has 2, without has 1."
         in md
     )
     assert "t2-minibatch: 0 of 0 seeds completed" in md
+
+
+def test_reads_a_run_directory_on_gcs(losing_run, tmp_path, storage_emulator):
+    """The same run copied to a bucket (the real client against gcp-storage-emulator) gives the same numbers."""
+    from google.cloud import storage
+
+    bucket = storage.Client().bucket("zeta-swarm-test-data")
+    prefix = "report-test/phase2-fullbatch"
+    for f in losing_run.rglob("*"):
+        if f.is_file():
+            bucket.blob(f"{prefix}/{f.relative_to(losing_run)}").upload_from_filename(str(f))
+    local = (_build([losing_run], tmp_path / "local", plots=False) / "summary.md").read_text()
+    remote = (
+        _build([f"gs://zeta-swarm-test-data/{prefix}"], tmp_path / "remote", plots=False) / "summary.md"
+    ).read_text()
+    assert _table(remote, "### phase 2") == _table(local, "### phase 2")
+    assert "No model beats the baselines" in remote
+    with pytest.raises(ConfigError, match="neither trials.json nor experiment.json"):
+        _build(["gs://zeta-swarm-test-data/report-test/nothing-here"], tmp_path / "none")

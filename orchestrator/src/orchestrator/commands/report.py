@@ -16,10 +16,13 @@ import click
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Local output directory (replaced)."
 )
-def report(run_dirs: tuple[str, ...], out: str) -> None:
+@click.option("--no-plots", is_flag=True, help="Write index.html and summary.md only (fast).")
+def report(run_dirs: tuple[str, ...], out: str, no_plots: bool) -> None:
     """Write OUT/index.html, OUT/summary.md and PNG plots: leaderboards against the baselines,
     spacing and block-variance plots, optimisation history, and the verdict of an experiment."""
     from orchestrator.report import build_report
 
-    build_report(list(run_dirs), out, progress=lambda line: click.echo(f"report: {line}", err=True))
+    build_report(
+        list(run_dirs), out, progress=lambda line: click.echo(f"report: {line}", err=True), plots=not no_plots
+    )
     click.echo(f"{out}/index.html")

@@ -35,7 +35,12 @@ def _draw(loaded, tmp: Path, progress: Callable[[str], None]) -> list[str]:
     return written
 
 
-def build_report(paths: list[str], out: str | Path, progress: Callable[[str], None] = lambda _: None) -> Path:
+def build_report(
+    paths: list[str],
+    out: str | Path,
+    progress: Callable[[str], None] = lambda _: None,
+    plots: bool = True,
+) -> Path:
     """Write OUT/index.html, OUT/summary.md and the PNG plots beside them.
 
     The pages are built in a temporary directory next to OUT and renamed into place, so OUT is
@@ -45,6 +50,7 @@ def build_report(paths: list[str], out: str | Path, progress: Callable[[str], No
         paths: run or experiment directories (local paths or gs:// URLs).
         out: local output directory; replaced if it exists.
         progress: called with a short line before each step (default: silent).
+        plots: draw the PNG figures (default True); False writes the two pages alone, in a second.
 
     Raises:
         ConfigError: bad input (missing directory, malformed file) or an output path that is a file.
@@ -65,7 +71,7 @@ def build_report(paths: list[str], out: str | Path, progress: Callable[[str], No
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        page = Page(plots=_draw(loaded, tmp, progress), **page_data)
+        page = Page(plots=_draw(loaded, tmp, progress) if plots else [], **page_data)
         (tmp / "summary.md").write_text(render_markdown(page), encoding="utf-8")
         (tmp / "index.html").write_text(render_html(page), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a report is for reading

@@ -118,10 +118,15 @@ def _join(base: str, *parts: str) -> str:
 def _read_text(url: str) -> str | None:
     """The file's text, or None when it does not exist."""
     if url.startswith("gs://"):
-        # TODO(core storage): route through the orchestrator's filesystem layer once it lands.
-        raise ConfigError(
-            f"{url}: reading gs:// run directories needs orchestrator.storage, not available yet"
-        )
+        # The Vertex backend's reader of trial outputs: the one place that talks to Cloud Storage.
+        try:
+            from orchestrator.runners.vertex import read_output
+        except ModuleNotFoundError as e:
+            raise ConfigError(
+                f"{url}: reading gs:// needs the vertex extra: pip install -e 'orchestrator[vertex]'"
+            ) from e
+        directory, _, name = url.rpartition("/")
+        return read_output(directory, name)
     path = Path(url)
     if not path.is_file():
         return None
