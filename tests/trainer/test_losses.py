@@ -223,6 +223,25 @@ def test_segments_are_weighted_by_length(batch):
     assert float(parts["mse"]) == float(mse(pred, target))
 
 
+def test_mmd_options_reach_gue_mmd(batch):
+    pred, target, reference, *_ = batch
+    _, parts = compute_losses(
+        pred,
+        target,
+        LossWeights(gue_mmd=1.0),
+        segments=[(0, 700), (700, 1200)],
+        mmd_reference=reference,
+        generator=_gen(2),
+        mmd_bandwidths=(0.25,),
+        mmd_max_samples=300,
+    )
+    gen = _gen(2)
+    mmd = [gue_mmd(pred[a:b], reference, (0.25,), 300, gen) for a, b in [(0, 700), (700, 1200)]]
+    assert float(parts["gue_mmd"]) == pytest.approx(
+        (700 * float(mmd[0]) + 500 * float(mmd[1])) / 1200, abs=1e-15
+    )
+
+
 def test_default_scales_follow_the_target(batch):
     pred, target, reference, scales, rgt = batch
     kwargs = dict(segments=[(0, 1200)], mmd_reference=None, rg_target=rgt)

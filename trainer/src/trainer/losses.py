@@ -187,6 +187,8 @@ def compute_losses(
     rg_target: torch.Tensor | None = None,
     scales: list[int] | tuple[int, ...] | None = None,
     generator: torch.Generator | None = None,
+    mmd_bandwidths: tuple[float, ...] = (0.2, 0.3, 0.4),
+    mmd_max_samples: int = 2048,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The weighted total loss of one step and its parts.
 
@@ -209,6 +211,8 @@ def compute_losses(
         scales: block lengths of ``rg_target`` (default: [2, 4, ..., 2^len(rg_target)], the
             form ``trainer.rmt.default_scales`` returns).
         generator: torch generator for the MMD subsampling (default: the global RNG).
+        mmd_bandwidths: kernel widths for ``gue_mmd`` (default 0.2, 0.3, 0.4).
+        mmd_max_samples: ``gue_mmd`` subsample size per side and segment (default 2048).
 
     Returns:
         (total, parts) with parts keyed "mse", "gue_nll", "gue_mmd", "rg_penalty", "total".
@@ -223,7 +227,9 @@ def compute_losses(
         if mmd_reference is None:
             raise ValueError("compute_losses: gue_mmd weight > 0 needs mmd_reference")
         parts["gue_mmd"] = _segment_average(
-            pred, segments, lambda run: gue_mmd(run, mmd_reference, generator=generator)
+            pred,
+            segments,
+            lambda run: gue_mmd(run, mmd_reference, mmd_bandwidths, mmd_max_samples, generator),
         )
 
     if weights.rg_penalty > 0:
