@@ -111,6 +111,17 @@ def test_mmd_subsamples_to_max_samples():
     assert float(value.detach()) > 0.01
 
 
+def test_mmd_of_half_precision_predictions_is_computed_in_float32():
+    gen = _gen(8)
+    pred, ref = sample_wigner(400, gen, torch.float64), sample_wigner(400, gen, torch.float64)
+    half = pred.bfloat16().requires_grad_(True)
+    value = gue_mmd(half, ref)
+    assert value.dtype == torch.float32
+    assert float(value.detach()) == pytest.approx(float(gue_mmd(half.detach().double(), ref)), abs=1e-6)
+    value.backward()
+    assert half.grad.dtype == torch.bfloat16 and torch.isfinite(half.grad.float()).all()
+
+
 def test_mmd_rejects_too_few_values():
     with pytest.raises(ValueError, match="at least 2"):
         gue_mmd(torch.ones(1), torch.ones(5))
