@@ -160,8 +160,9 @@ class Controller:
             labels={"round": rnd.name.lower()},
         )
 
-    def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec) -> Job:
+    def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec, **event: Any) -> Job:
         job = self.runner.launch(self.spec(trial, attempt, rnd))
+        self.event(event.pop("kind", "started"), trial=trial.id, attempt=attempt, **event)
         checkpoint("launch")
         return job
 
@@ -266,16 +267,15 @@ class Controller:
             if stop_requested:
                 value = _last_value(self._curve(t, final=False))
                 self.tuner.stop(t.id, "stopped by `orchestrator stop`", value=value)
-                checkpoint("stop")
                 self.event("stopped", trial=t.id, reason="orchestrator stop")
+                checkpoint("stop")
                 if job is not None and not job.state.finished:
                     self.runner.cancel(job.job_id)
                     checkpoint("cancel")
                 continue
             if job is None:
-                self._launch(t, 1, rnd)
+                self._launch(t, 1, rnd, params=t.params)
                 launched += 1
-                self.event("started", trial=t.id, attempt=1, params=t.params)
                 continue
             if job.state is JobState.QUEUED:
                 self.runner.launch(self.spec(t, job.attempt, rnd))  # completes a launch cut short
@@ -291,7 +291,6 @@ class Controller:
                     self._report_curve(t)
                     metrics = final_metrics(final)
                     self.tuner.complete(t.id, float(final["extrapolation_error"]), metrics)
-                    checkpoint("complete")
                     self.event(
                         "completed",
                         trial=t.id,
@@ -299,12 +298,13 @@ class Controller:
                         stderr=metrics.get("extrapolation_stderr"),
                         best_baseline=best_baseline(metrics),
                     )
+                    checkpoint("complete")
                     continue
                 if status == "diverged":
                     reason = f"diverged: {final.get('reason') or 'no reason given'}"
                     self.tuner.infeasible(t.id, reason)
-                    checkpoint("infeasible")
                     self.event("infeasible", trial=t.id, reason=reason)
+                    checkpoint("infeasible")
                     continue
                 detail = "exit 0 but final.json " + ("is missing" if final is None else f"says {status!r}")
                 launched += self._retry_or_fail(t, job, detail, rnd)
@@ -345,9 +345,8 @@ class Controller:
                 new = self.tuner.suggest(want)
                 checkpoint("suggest")
                 for t in new:
-                    self._launch(t, 1, rnd)
+                    self._launch(t, 1, rnd, params=t.params)
                     launched += 1
-                    self.event("started", trial=t.id, attempt=1, params=t.params)
                 active += new
                 mine += new
                 room -= len(new)
@@ -372,8 +371,8 @@ class Controller:
         reason = self.early_stop_reason(t, curve, peers)
         if reason:
             self.tuner.stop(t.id, reason, value=_last_value(curve))
-            checkpoint("early stop")
             self.event("stopped", trial=t.id, reason=reason)
+            checkpoint("early stop")
             self.runner.cancel(job.job_id)
             checkpoint("cancel")
 
@@ -388,13 +387,12 @@ class Controller:
 
     def _retry_or_fail(self, t: TunerTrial, job: Job, detail: str, rnd: RoundSpec) -> int:
         if job.attempt <= self.s.max_retries:
-            self._launch(t, job.attempt + 1, rnd)
-            self.event("retried", trial=t.id, attempt=job.attempt + 1, detail=detail)
+            self._launch(t, job.attempt + 1, rnd, kind="retried", detail=detail)
             return 1
         reason = f"gave up after {job.attempt} attempt(s): {detail}"
         self.tuner.fail(t.id, reason)
-        checkpoint("fail")
         self.event("failed", trial=t.id, reason=reason)
+        checkpoint("fail")
         return 0
 
     # -- snapshot ---------------------------------------------------------------------------

@@ -15,6 +15,12 @@ _crash_at = int(os.environ.get("ZETA_SWARM_CRASH_AT", "0") or 0)
 _count = 0
 
 
+def arm(k: int) -> None:
+    """Die at the k-th checkpoint from now (0 disarms). For a forked controller in tests."""
+    global _crash_at, _count
+    _crash_at, _count = k, 0
+
+
 def checkpoint(name: str) -> None:
     """Count a step; die here if this is the step the environment asked for.
 

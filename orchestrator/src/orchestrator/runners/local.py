@@ -20,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,13 +28,16 @@ import time
 from pathlib import Path
 
 from orchestrator.atomic_files import write_json_atomic
+from orchestrator.crash_injection import checkpoint
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
 
 _WRAPPER = Path(__file__).with_name("local_wrapper.py")
 
 
 def default_trainer_command() -> list[str]:
-    """The `trainer` console script of the running interpreter's environment."""
+    """$ZETA_SWARM_TRAINER (split like a shell would), else the `trainer` script of this environment."""
+    if os.environ.get("ZETA_SWARM_TRAINER"):
+        return shlex.split(os.environ["ZETA_SWARM_TRAINER"])
     return [str(Path(sys.executable).with_name("trainer"))]
 
 
@@ -97,6 +101,7 @@ class LocalRunner(Runner):
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         try:
             job_dir.mkdir()
+            checkpoint("job dir created")
         except FileExistsError:
             pass
         if not (job_dir / "spec.json").exists():
@@ -118,6 +123,7 @@ class LocalRunner(Runner):
                     "created": time.time(),
                 },
             )
+            checkpoint("job spec written")
         if not (job_dir / "started").exists() and not self._wrapper_alive(job_dir):
             proc = subprocess.Popen(
                 [sys.executable, str(_WRAPPER), str(job_dir)],
@@ -126,6 +132,7 @@ class LocalRunner(Runner):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+            checkpoint("wrapper spawned")
             write_json_atomic(job_dir / "spawned", {"pid": proc.pid})
         return self._job(job_dir)
 

@@ -1,0 +1,46 @@
+"""Helpers for controller and phase tests: settings on a temporary run dir, a fake clock."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule, load_settings
+
+NO_EARLY_STOP = EarlyStopping(
+    baseline_sigma=BaselineSigmaRule(enabled=False), median=MedianRule(enabled=False)
+)
+
+
+class FakeClock:
+    """Unix time that moves only when the controller sleeps (or a test says so). Each sleep also
+    waits a few real milliseconds so the fake trainer subprocesses make progress."""
+
+    def __init__(self, start: float | None = None, real_s: float = 0.02) -> None:
+        self.now = time.time() if start is None else start
+        self.real_s = real_s
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self.now += seconds
+        time.sleep(self.real_s)
+
+
+def settings(run_dir: Path, phase: int = 2, **update):
+    """Phase settings (smoke profile) on `run_dir`, with fast polling and overrides from `update`."""
+    s = load_settings(
+        phase,
+        profile="smoke",
+        run_dir=run_dir,
+        max_trials=update.pop("max_trials", 4),
+        parallel=update.pop("parallel", 2),
+    )
+    backend = s.backend.model_copy(update={"poll_s": 1.0, "grace_s": 2.0})
+    return s.model_copy(update={"backend": backend, "early_stopping": NO_EARLY_STOP, **update})
