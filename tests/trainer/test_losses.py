@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate
+from trainer.data.dataset import open_dataset
 from trainer.losses import (
     LossWeights,
     compute_losses,
@@ -18,7 +19,8 @@ from trainer.losses import (
     rg_penalty,
     rg_target,
 )
-from trainer.rmt import default_scales, sample_wigner, wigner_pdf
+from trainer.rmt import block_sum_variance, default_scales, sample_wigner, wigner_pdf
+from trainer.unfolding import fluctuations, spacings, unfold
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -141,18 +143,26 @@ def test_nll_of_surmise_samples_is_its_entropy():
     assert float(gue_nll(torch.ones(10))) == pytest.approx(-math.log(32 / math.pi**2) + 4 / math.pi, abs=1e-6)
 
 
-def test_rg_penalty_zero_on_own_target_and_positive_when_shuffled():
-    # s_n = 1 + e_{n+1} - e_n is rigid like the zeros: block sums telescope to L + e_{n+L} - e_n,
-    # so V(L) = 2 Var(e) = 0.18 at every L.
-    gen = _gen(3)
-    noise = torch.randn(20_001, generator=gen, dtype=torch.float64) * 0.3
-    spacings = 1.0 + noise[1:] - noise[:-1]
-    scales = default_scales(spacings.numel())
-    target = rg_target(spacings, scales)
-    assert float(rg_penalty(spacings, target, scales)) == 0.0
-    shuffled = spacings[torch.randperm(spacings.numel(), generator=gen)]
-    # Shuffled: V(L) grows like L * Var(s) instead of saturating at 2 * 0.09.
-    assert float(rg_penalty(shuffled, target, scales)) > 1.0
+@pytest.fixture(scope="module")
+def real_spacings(odlyzko_small):
+    ds = open_dataset(odlyzko_small)
+    x = unfold(np.asarray(ds.ordinates(5000, 30_001)))
+    return torch.from_numpy(spacings(x)), fluctuations(x, 5000)
+
+
+def test_real_spacings_saturate_and_score_zero_against_their_own_target(real_spacings):
+    s, delta = real_spacings
+    scales = default_scales(s.numel())
+    assert scales[-1] == 1024
+    # MATH.md §4.5: Var(x_{n+L} - x_n) saturates near 2 Var(delta) ~ 0.2 for L >= 4 (Berry).
+    v = block_sum_variance(s, scales)
+    assert torch.all((v > 0.8 * 2 * delta.var()) & (v < 1.35 * 2 * delta.var()))  # measured 0.95 .. 1.23
+    target = rg_target(s, scales)
+    assert float(rg_penalty(s, target, scales)) == 0.0
+    # The same spacings in random order are iid-like: V(L) ~ L Var(s), log ratio ~ log(L/2) at L = 1024.
+    shuffled = s[torch.randperm(s.numel(), generator=_gen(3))]
+    assert float(block_sum_variance(shuffled, [1024])[0]) > 100 * float(v[-1])
+    assert float(rg_penalty(shuffled, target, scales)) > 5.0
 
 
 def test_rg_penalty_rejects_mismatched_scales():
