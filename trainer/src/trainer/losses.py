@@ -15,6 +15,7 @@ and multi-scale ones are computed per segment, so a run boundary never joins unr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -161,8 +162,9 @@ class LossWeights:
 
 
 def _segment_average(
-    pred: torch.Tensor, segments: list[tuple[int, int]], fn
-) -> torch.Tensor:  # fn: (1-D run) -> scalar tensor
+    pred: torch.Tensor, segments: list[tuple[int, int]], fn: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """Length-weighted mean of fn(run) over the runs pred[start:stop]."""
     total_len = sum(stop - start for start, stop in segments)
     acc = pred.new_zeros(())
     for start, stop in segments:
