@@ -1,0 +1,263 @@
+"""The one filesystem layer: local paths and gs:// URLs behind the same few functions.
+
+Nothing else in the trainer knows which kind of location it holds. google-cloud-storage is
+imported on first remote use, so local work never pays for it. The client honours
+STORAGE_EMULATOR_HOST (tests point it at gcp-storage-emulator); against an emulator it uses
+anonymous credentials, since the emulator checks none.
+
+Remote files that are read whole by numpy (a dataset's zeros.npy) are fetched once into a
+local cache, $ZETA_SWARM_CACHE or ~/.cache/zeta-swarm, keyed by URL and content version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from trainer.errors import DataError
+
+GS_PREFIX = "gs://"
+
+
+def is_remote(uri: str | os.PathLike) -> bool:
+    """True for gs:// URLs, False for local paths."""
+    return str(uri).startswith(GS_PREFIX)
+
+
+def join(uri: str | os.PathLike, *parts: str) -> str:
+    """Join path components under uri with the right separator for its kind."""
+    if is_remote(uri):
+        return posixpath.join(str(uri), *parts)
+    return os.path.join(os.fspath(uri), *parts)
+
+
+def _split(uri: str) -> tuple[str, str]:
+    rest = uri[len(GS_PREFIX) :]
+    bucket, _, name = rest.partition("/")
+    if not bucket:
+        raise DataError(f"{uri}: a gs:// URL needs a bucket name")
+    return bucket, name.strip("/")
+
+
+_CLIENTS: dict[str | None, object] = {}
+
+
+def _client():
+    """A storage client per emulator host (or None for real GCS), created lazily."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    if host not in _CLIENTS:
+        from google.cloud import storage
+
+        if host:
+            from google.auth.credentials import AnonymousCredentials
+
+            project = os.environ.get("GOOGLE_CLOUD_PROJECT", "zeta-swarm-test")
+            _CLIENTS[host] = storage.Client(project=project, credentials=AnonymousCredentials())
+        else:
+            _CLIENTS[host] = storage.Client()
+    return _CLIENTS[host]
+
+
+def _blob(uri: str):
+    bucket, name = _split(uri)
+    if not name:
+        raise DataError(f"{uri}: names a bucket, not an object")
+    return _client().bucket(bucket).blob(name)
+
+
+def _not_found(uri: str, e: Exception) -> DataError:
+    return DataError(f"{uri}: no such object ({type(e).__name__})")
+
+
+def exists(uri: str | os.PathLike) -> bool:
+    """True if uri names an existing file, directory, object or object prefix ("directory")."""
+    uri = str(uri)
+    if not is_remote(uri):
+        return os.path.exists(uri)
+    bucket, name = _split(uri)
+    if name and _client().bucket(bucket).blob(name).exists():
+        return True
+    prefix = f"{name}/" if name else ""
+    return any(True for _ in _client().list_blobs(bucket, prefix=prefix, max_results=1))
+
+
+def read_bytes(uri: str | os.PathLike) -> bytes:
+    """The whole content of a file or object.
+
+    Raises:
+        DataError: if it does not exist (naming the path or URL).
+    """
+    uri = str(uri)
+    if is_remote(uri):
+        from google.api_core import exceptions
+
+        try:
+            return _blob(uri).download_as_bytes()
+        except exceptions.NotFound as e:
+            raise _not_found(uri, e) from e
+    try:
+        return Path(uri).read_bytes()
+    except FileNotFoundError as e:
+        raise DataError(f"{uri}: no such file") from e
+    except IsADirectoryError as e:
+        raise DataError(f"{uri}: is a directory, expected a file") from e
+
+
+def read_text(uri: str | os.PathLike) -> str:
+    """read_bytes decoded as UTF-8."""
+    data = read_bytes(uri)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{uri}: not UTF-8 text ({e})") from e
+
+
+def _temp_beside(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
+    """Write data so that readers see the old content or the new, never a part.
+
+    Local: a temporary file in the same directory, fsync, then os.replace. gs://: a single
+    upload, which GCS makes visible atomically. Parent directories are created.
+    """
+    uri = str(uri)
+    if is_remote(uri):
+        _blob(uri).upload_from_string(data)
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(uri: str | os.PathLike, text: str) -> None:
+    """write_bytes_atomic of UTF-8 text."""
+    write_bytes_atomic(uri, text.encode("utf-8"))
+
+
+def upload_file(local_path: str | os.PathLike, uri: str | os.PathLike) -> None:
+    """Copy a local file to uri (local or gs://), atomically."""
+    uri = str(uri)
+    if is_remote(uri):
+        _blob(uri).upload_from_filename(os.fspath(local_path))
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    try:
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def download_file(uri: str | os.PathLike, local_path: str | os.PathLike) -> None:
+    """Copy uri (local or gs://) to a local file, atomically.
+
+    Raises:
+        DataError: if uri does not exist.
+    """
+    uri = str(uri)
+    dest = Path(local_path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(dest)
+    try:
+        if is_remote(uri):
+            from google.api_core import exceptions
+
+            try:
+                _blob(uri).download_to_filename(os.fspath(tmp))
+            except exceptions.NotFound as e:
+                raise _not_found(uri, e) from e
+        else:
+            try:
+                shutil.copyfile(uri, tmp)
+            except FileNotFoundError as e:
+                raise DataError(f"{uri}: no such file") from e
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def cache_root() -> Path:
+    """Directory of the local cache: $ZETA_SWARM_CACHE, else ~/.cache/zeta-swarm."""
+    return Path(os.environ.get("ZETA_SWARM_CACHE") or Path.home() / ".cache" / "zeta-swarm")
+
+
+def local_copy(
+    uri: str | os.PathLike,
+    *,
+    version: str = "",
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """A local path holding the content of uri.
+
+    Local paths are returned as they are. A gs:// object is downloaded once into the cache,
+    under a key made of its URL and `version` (a content hash from a manifest), so a changed
+    object is fetched again. The download is checked before it is renamed into place, so a
+    cached file is always a checked one.
+
+    Args:
+        uri: local path or gs:// URL of a file.
+        version: content identifier, e.g. the sha256 recorded in a dataset manifest.
+        check: called with the freshly downloaded temporary file; raises (e.g. DataError) to
+            reject it, in which case nothing is cached.
+
+    Raises:
+        DataError: if uri does not exist, or as raised by check.
+    """
+    uri = str(uri)
+    if not is_remote(uri):
+        if not os.path.exists(uri):
+            raise DataError(f"{uri}: no such file")
+        return Path(uri)
+    key = hashlib.sha256(f"{uri}\n{version}".encode()).hexdigest()[:32]
+    dest = cache_root() / key / posixpath.basename(uri)
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{os.getpid()}.download"
+    try:
+        download_file(uri, tmp)
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def remove_tree(uri: str | os.PathLike) -> None:
+    """Delete a directory (or object prefix) and everything under it; missing is fine."""
+    uri = str(uri)
+    if not is_remote(uri):
+        shutil.rmtree(uri, ignore_errors=True)
+        return
+    bucket, name = _split(uri)
+    prefix = f"{name}/" if name else ""
+    blobs = list(_client().list_blobs(bucket, prefix=prefix))
+    if name:
+        single = _client().bucket(bucket).blob(name)
+        if single.exists():
+            blobs.append(single)
+    for blob in blobs:
+        blob.delete()
