@@ -247,6 +247,19 @@ def test_resume_with_a_different_config_is_refused(tiny_config_file, tmp_path, m
         assert run_trial(load_config(tiny_config_file), str(out), echo=_quiet) == 143
     with pytest.raises(ConfigError, match="different config"):
         run_trial(load_config(tiny_config_file, ["optim.lr=0.1"]), str(out), echo=_quiet)
+    assert not (out / "final.json").exists()  # someone else's trial directory is left alone
+
+
+def test_windows_beyond_the_dataset_are_a_config_error_before_anything_is_written(tiny_config_file, tmp_path):
+    from trainer.errors import ConfigError
+
+    out = tmp_path / "out"
+    with pytest.raises(
+        ConfigError,
+        match=r"^data.windows: the last window ends at zero 30650, beyond the dataset's last zero 30000",
+    ):
+        run_trial(load_config(tiny_config_file, ["data.window_start=30000"]), str(out), echo=_quiet)
+    assert not out.exists()
 
 
 def test_gs_output_dir_through_the_storage_emulator_with_resume(

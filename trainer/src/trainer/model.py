@@ -92,7 +92,10 @@ class SpacingGNN(nn.Module):
         return graph.edge_index(table) if self.layer == "gatv2" else graph.adjacency(table)
 
     def _block(self, i: int, h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        z = self.dropout(nn.functional.gelu(self.norms[i](self.convs[i](h, g))))
+        # Under bf16 autocast h arrives in bf16, but sparse CSR matmul is not an autocast op and
+        # wants matching dtypes: aggregate in float32 (the conv's linear layers still autocast).
+        z = self.convs[i](h.float() if g.layout == torch.sparse_csr else h, g)
+        z = self.dropout(nn.functional.gelu(self.norms[i](z)))
         return h + z if self.residual else z
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -55,7 +55,7 @@ def metis(start: int, stop: int, k: int, primes: list[int], seed: int = 0) -> li
     np.cumsum(valid.sum(axis=1), out=xadj[1:])
     adjncy = neighbours[valid]
     options = pymetis.Options(seed=seed)
-    _, membership = pymetis.part_graph(k, xadj=xadj, adjncy=adjncy, options=options)
+    _, membership = pymetis.part_graph(k, pymetis.CSRAdjacency(xadj, adjncy), options=options)
     membership = np.asarray(membership)
     clusters = []
     for c in range(k):

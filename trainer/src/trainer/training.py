@@ -32,6 +32,8 @@ from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, gue_mmd, rg_
 from trainer.model import SpacingGNN
 from trainer.partition import make_partition
 from trainer.reporting import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
     FINAL_FILE,
     OBJECTIVE,
     PREDICTIONS_FILE,
@@ -382,25 +384,32 @@ def run_trial(
     echo(dump_config(cfg).rstrip())
     device = select_device(cfg.train.device)
     dataset = _open_dataset(cfg)
+    _check_ranges(cfg, dataset)  # bad input stops here, before anything is written
     outputs = TrialOutputs(output_dir)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
     try:
         final = outputs.read_text(FINAL_FILE)
-        if final is not None:
-            status = json.loads(final).get("status")
-            if status in ("completed", "diverged"):
-                echo(f"{outputs.where(FINAL_FILE)} already says {status}: nothing to do")
-                return 0
+        if final is not None and json.loads(final).get("status") in ("completed", "diverged"):
+            echo(f"{outputs.where(FINAL_FILE)} already says {json.loads(final)['status']}: nothing to do")
+            return 0
         state = outputs.load_checkpoint()
         resolved = cfg.model_dump(mode="json")
         if state is not None and state["config"] != resolved:
             changed = sorted(k for k in resolved if resolved[k] != state["config"].get(k))
             raise ConfigError(
-                f"{outputs.where('checkpoint.pt')}: written by a different config (differs in {', '.join(changed)}); "
+                f"{outputs.where(CHECKPOINT_FILE)}: written by a different config (differs in {', '.join(changed)}); "
                 "use another --output-dir to start afresh"
             )
-        outputs.write_text("config.yaml", dump_config(cfg))
+        return _guarded(cfg, dataset, device, outputs, state, tensorboard_dir, echo, started)
+    finally:
+        outputs.close()
+
+
+def _guarded(cfg, dataset, device, outputs: TrialOutputs, state, tensorboard_dir, echo, started) -> int:
+    """The loop with the process-wide settings it needs, and final.json saying failed if it raises."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    try:
+        outputs.write_text(CONFIG_FILE, dump_config(cfg))
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         if cfg.train.cpu_threads:
@@ -408,14 +417,12 @@ def run_trial(
         with _StopFlag() as stop:
             return _loop(cfg, dataset, device, outputs, state, stop, tensorboard_dir, echo, started)
     except Exception as e:
-        outputs.write_json(
-            FINAL_FILE, _final("failed", None, 0, time.monotonic() - started, f"{type(e).__name__}: {e}")
-        )
+        reason = f"{type(e).__name__}: {e}"
+        outputs.write_json(FINAL_FILE, _final("failed", None, 0, time.monotonic() - started, reason))
         raise
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
-        outputs.close()
 
 
 def _loop(
@@ -452,7 +459,7 @@ def _loop(
         )
         plan = [tuple(p) for p in state["plan"]] if state["plan"] is not None else None
         sums = dict(state["sums"])
-        echo(f"resuming from {outputs.where('checkpoint.pt')} at epoch {epoch}, step {step}")
+        echo(f"resuming from {outputs.where(CHECKPOINT_FILE)} at epoch {epoch}, step {step}")
     outputs.load_metrics(up_to_epoch=epoch)
 
     def seconds() -> float:
