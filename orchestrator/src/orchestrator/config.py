@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,7 @@ from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, Par
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "configs"
 TEAMS = ("fullbatch", "minibatch")
+DATA_ENV = "ZETA_SWARM_DATA"
 PROFILES_HINT = "default, smoke"
 
 Value = float | int | str | list[int] | list[float] | bool
@@ -216,6 +218,7 @@ class PhaseProfile(_Strict):
     replicas: Annotated[int, Field(ge=1)] | None = None  # phase 3: seeds per configuration
     trial_hours_estimate: Annotated[float, Field(gt=0)] = 0.1  # for the cost estimate before any trial ends
     overrides: dict[str, Value] = {}
+    early_stopping: EarlyStopping | None = None  # replaces the phase's rules for this profile
 
 
 class Profile(_Strict):
@@ -224,8 +227,11 @@ class Profile(_Strict):
     name: str
     description: str = ""
     trainer_config: str | None = None  # relative to the profile file; replaces the team's config
-    data_path: str = "data/odlyzko"  # relative to the repository root
+    data_path: str = "data/odlyzko"  # relative to the repository root; $ZETA_SWARM_DATA overrides it
     overrides: dict[str, Value] = {}
+    # Per team, applied after `overrides` to that team's trials (e.g. rg_penalty off for minibatch
+    # when the base config is a full-batch one).
+    team_overrides: dict[Literal["fullbatch", "minibatch"], dict[str, Value]] = {}
     phases: dict[Literal[1, 2, 3], PhaseProfile]
 
 
@@ -621,8 +627,8 @@ def load_settings(
     overrides.update(phase_cfg.fixed)
     overrides.update(lock_values)
     overrides["train.epochs"] = prof.epochs
-    overrides["train.mode"] = team_cfg.mode
-    data_path = Path(profile_cfg.data_path)
+    # $ZETA_SWARM_DATA wins, as it does for the trainer: one switch moves every trial to other zeros.
+    data_path = Path(os.environ.get(DATA_ENV) or profile_cfg.data_path)
     if not data_path.is_absolute():
         data_path = REPO_ROOT / data_path
 
@@ -667,7 +673,7 @@ def load_settings(
         writes_lock=phase_cfg.writes_lock,
         max_retries=phase_cfg.max_retries,
         max_failed_trials=phase_cfg.max_failed_trials,
-        early_stopping=phase_cfg.early_stopping,
+        early_stopping=prof.early_stopping or phase_cfg.early_stopping,
         gpu_hour_cap=budgets.gpu_hour_caps[phase],
         price_per_hour=budgets.prices_per_hour[team_cfg.machine_type],
         currency=budgets.currency,
@@ -679,6 +685,7 @@ def load_settings(
                 "accelerator_count": t.accelerator_count,
                 "price_per_hour": budgets.prices_per_hour.get(t.machine_type, math.nan),
                 "trainer_config": trainer_config_of(t),
+                "overrides": {**profile_cfg.team_overrides.get(t.name, {}), "train.mode": t.mode},
             }
             for t in team_cfgs.values()
             if t is not None

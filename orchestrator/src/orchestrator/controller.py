@@ -140,6 +140,7 @@ class Controller:
         team = self.team_of(trial)
         values: dict[str, Any] = {"data.path": self.s.data_path}
         values.update(self.s.overrides)
+        values.update(self.s.team_machines[team]["overrides"])
         values.update(rnd.fixed)
         values.update(trial.params)
         args = ["train", "--config", self.s.team_machines[team]["trainer_config"]]

@@ -70,7 +70,7 @@ def championship_points(settings: SwarmSettings) -> list[dict[str, Any]]:
             break
     if not configs:
         raise ConfigError(f"{source / 'trials.json'}: no completed trial to promote; finish phase 2 first")
-    mode = settings.overrides.get("train.mode", settings.team)
+    mode = settings.team
     points = [
         {**cfg, "seed": seed, "train.mode": mode} for cfg in configs for seed in range(champ["replicas"])
     ]
