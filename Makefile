@@ -61,6 +61,12 @@ bench: install
 clean:
 	rm -rf $(VENV) $(TOOLS) runs
 
+# The rg_penalty experiment (configs/experiments/compare.yaml): three arms x seeds, then
+# RUN_DIR/report/index.html with the verdict. PROFILE=smoke takes a few minutes.
+compare: install data
+	$(BIN)/orchestrator compare --profile $(PROFILE) --backend $(BACKEND) --run-dir $(or $(RUN_DIR),runs/compare) \
+		$(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS))
+
 # --- infra and image (docs/infra.md) ---------------------------------------------------------
 # The platform owner runs these once per project; the swarm then reads INFRA_OUTPUTS.
 INFRA_OUTPUTS ?= infra-outputs.json
