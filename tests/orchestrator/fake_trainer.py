@@ -1,7 +1,8 @@
 """A stand-in for `trainer train` for controller and runner tests: a real subprocess, stdlib only,
 that writes config.yaml, metrics.jsonl and final.json per docs/contracts.md and resumes from its
 own checkpoint. The objective is a smooth function of the loss weights with its minimum at
-gue_nll_weight = 10**-1.5, gue_mmd_weight = 1, so a tuner has something to find.
+gue_nll_weight = 10**-1.5, gue_mmd_weight = 1, the shortest prime set and lr = 5e-4, so a tuner
+(and each phase-1 round) has something to find.
 
 Usage: fake_trainer.py train --config FILE [--set key=value ...] --output-dir DIR
 
@@ -55,8 +56,15 @@ def _write(path, obj):
     os.replace(tmp, path)
 
 
-def objective(nll: float, mmd: float) -> float:
-    return 0.010 + 0.004 * (math.log10(nll) + 1.5) ** 2 + 0.003 * math.log10(mmd) ** 2
+def objective(nll: float, mmd: float, primes: list, lr: float) -> float:
+    """Smallest at nll = 10**-1.5, mmd = 1, the shortest prime set and lr = 5e-4."""
+    return (
+        0.010
+        + 0.004 * (math.log10(nll) + 1.5) ** 2
+        + 0.003 * math.log10(mmd) ** 2
+        + 0.0005 * len(primes)
+        + 0.002 * abs(math.log10(lr) - math.log10(5e-4))
+    )
 
 
 def main(argv) -> int:
@@ -106,7 +114,8 @@ def main(argv) -> int:
     epochs = int(sets.get("train.epochs", 3))
     nll = float(sets.get("loss.gue_nll_weight", 0.02))
     mmd = float(sets.get("loss.gue_mmd_weight", 0.05))
-    target = objective(nll, mmd)
+    primes = json.loads(sets.get("model.primes", "[2,3,5,7,11,13]"))
+    target = objective(nll, mmd, primes, float(sets.get("optim.lr", 1e-3)))
     base = {"baseline_index": 0.111, "baseline_ar": 0.066, "baseline_explicit": 0.014}
     epoch_s = float(os.environ.get("FAKE_EPOCH_S", "0.01"))
     row = {}
