@@ -10,6 +10,7 @@ importing this module stays cheap.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -66,14 +67,17 @@ class RetryPolicy:
     cap_s: float = 60.0
 
 
+@functools.cache  # once per process: setLevel clears every logger's cache, thousands of them
 def quiet_sdk_logs() -> None:
     """Silence the aiplatform SDK's INFO chatter ("Creating CustomJob", console links) on stdout:
     the controller writes its own events, and `--json` output must stay pure JSON."""
     import google.cloud.aiplatform  # noqa: F401 - its module loggers exist once imported
 
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("google.cloud.aiplatform"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("google.cloud.aiplatform") and isinstance(logger, logging.Logger):
+            if logging.NOTSET < logger.level < logging.WARNING:  # the SDK sets INFO on its module loggers
+                logger.setLevel(logging.WARNING)
+    logging.getLogger("google.cloud.aiplatform").setLevel(logging.WARNING)
 
 
 def _retryable() -> tuple[type[BaseException], ...]:

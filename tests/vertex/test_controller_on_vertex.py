@@ -1,0 +1,179 @@
+"""The real controller on the Vertex backends over the fakes: a phase-2 round with a preemption,
+and the same round killed between any two cloud calls and restarted."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from google.api_core import exceptions
+from orchestrator.config import load_settings
+from orchestrator.controller import Controller, RoundSpec
+from orchestrator.infra_outputs import load_infra_outputs
+from orchestrator.runners import vertex
+from orchestrator.tuners.base import TunerState
+from orchestrator.tuners.vizier import VizierTuner
+from orchestrator.vertex_settings import CloudCalls, RetryPolicy, load_vertex_settings
+
+from vertex.conftest import DIGEST
+from vertex.fakes import (
+    JS,
+    Crash,
+    FakeArtifactRegistry,
+    FakeClock,
+    FakeCloud,
+    FakeJobService,
+    FakeVizierService,
+    Outcome,
+)
+from vertex.test_settings import INFRA_JSON
+
+MAX_TRIALS, PARALLEL = 4, 2
+
+
+def objective(args: list[str]) -> float:
+    """A smooth stand-in for the extrapolation error with its minimum at nll=10**-1.5, mmd=1."""
+    sets = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("--"))
+    nll, mmd = float(sets["loss.gue_nll_weight"]), float(sets["loss.gue_mmd_weight"])
+    return 0.01 + 0.001 * ((math.log10(nll) + 1.5) ** 2 + math.log10(mmd) ** 2)
+
+
+class World:
+    """One cloud (fake Vizier, JobService, Artifact Registry, the storage emulator) and the
+    controllers that drive it; `controller()` is a freshly started process."""
+
+    def __init__(self, mocker, run_dir, credentials, preempt: set[tuple[str, int]], settings, emulator: bool):
+        self.clock = FakeClock()
+        self.cloud = FakeCloud(self.clock)
+        self.credentials = credentials
+        self.settings = settings.model_copy(update={"run_dir": str(run_dir)})
+        run_dir.mkdir(parents=True)
+        self.vs = load_vertex_settings(self.settings.backend_file, load_infra_outputs(str(INFRA_JSON), {}))
+        FakeArtifactRegistry(self.cloud).install(mocker).push(
+            self.vs.image_repository, "trainer", self.vs.image_tag, DIGEST
+        )
+        FakeVizierService(self.cloud, seed=5).install(mocker)
+        self.preempt = preempt
+        self.files: dict[str, str] = {}  # the runs bucket in memory, when not on the emulator
+        self.read_output = vertex.read_output if emulator else lambda d, name: self.files.get(f"{d}/{name}")
+        if emulator:
+            from google.cloud import storage
+
+            self.bucket = storage.Client().bucket(self.vs.runs_bucket.removeprefix("gs://"))
+            if not self.bucket.exists():
+                self.bucket.create()
+
+        def outcome(job):
+            key = (job.labels["trial"], int(job.labels["attempt"]))
+            if key in self.preempt:
+                return Outcome(run_s=200, final=JS.JOB_STATE_FAILED, error="Preempted: the VM was reclaimed")
+            return Outcome(run_s=300)
+
+        self.jobs = FakeJobService(self.cloud, outcome, on_success=self._trainer_writes_final).install(mocker)
+
+    def _trainer_writes_final(self, job):
+        args = list(job.job_spec.worker_pool_specs[0].container_spec.args)
+        out = job.job_spec.base_output_directory.output_uri_prefix
+        final = {
+            "status": "completed",
+            "extrapolation_error": objective(args),
+            "extrapolation_stderr": 0.0005,
+            "baseline_index": 0.05,
+            "baseline_ar": 0.03,
+            "baseline_explicit": 0.013,
+            "epochs_done": 2,
+        }
+        if self.read_output is vertex.read_output:
+            self.bucket.blob(out.split("/", 3)[3] + "/final.json").upload_from_string(json.dumps(final))
+        else:
+            self.files[f"{out}/final.json"] = json.dumps(final)
+
+    def controller(self) -> Controller:
+        calls = CloudCalls(RetryPolicy(attempts=4, base_s=1.0, cap_s=5.0), sleeper=self.clock.sleep)
+        plan = self.settings.rounds[0]
+        self.tuner = VizierTuner.from_settings(
+            self.vs,
+            self.settings.study,
+            plan.params(),
+            credentials=self.credentials,
+            calls=calls,
+            clock=self.clock,
+        )
+        runner = vertex.VertexRunner(self.vs, self.settings.study, credentials=self.credentials, calls=calls)
+        self.round = RoundSpec(plan.name, None, self.settings.max_trials, plan.fixed)
+        return Controller(
+            self.settings,
+            self.tuner,
+            runner,
+            self.read_output,
+            lambda tid: self.vs.trial_dir(self.settings.study, tid),
+            clock=self.clock,
+            sleep=self.clock.sleep,
+        )
+
+    def run(self, ctl: Controller, passes: int = 200, poll_s: float = 60.0) -> None:
+        for _ in range(passes):
+            if ctl.reconcile(self.round).done:
+                return
+            self.clock.advance(poll_s)
+        raise AssertionError("the round did not finish")
+
+    def check(self) -> None:
+        trials = self.controller().tuner.trials()
+        assert len(trials) == MAX_TRIALS, [t.id for t in trials]  # none lost, none orphaned
+        for t in trials:
+            assert t.state is TunerState.COMPLETED, t
+        by_key = {}
+        for job in self.jobs.jobs.values():
+            key = (job.labels["trial"], job.labels["attempt"])
+            assert key not in by_key, f"two jobs for trial {key[0]} attempt {key[1]}"
+            by_key[key] = job
+        for t in trials:
+            attempts = sorted(int(a) for tid, a in by_key if tid == t.id)
+            assert attempts == ([1, 2] if (t.id, 1) in self.preempt else [1])
+            final = json.loads(self.read_output(self.vs.trial_dir(self.settings.study, t.id), "final.json"))
+            assert t.value == pytest.approx(final["extrapolation_error"])
+
+
+@pytest.fixture(scope="module")
+def phase2():
+    """Phase 2 on Vertex with the smoke profile, resolved once by the real config loader."""
+    return load_settings(
+        2, "minibatch", "vertex", "smoke", PARALLEL, MAX_TRIALS, "unused", infra_outputs=str(INFRA_JSON)
+    )
+
+
+def test_a_round_with_a_preemption_and_quota_errors_completes(
+    mocker, tmp_path, credentials, storage_emulator, phase2
+):
+    world = World(mocker, tmp_path / "run", credentials, {("2", 1)}, phase2, emulator=True)
+    world.cloud.fail("create_custom_job", exceptions.TooManyRequests("429: custom training quota"), times=3)
+    world.run(world.controller())
+    world.check()
+    retried = [j for j in world.jobs.jobs.values() if j.labels["trial"] == "2"]
+    assert {j.job_spec.base_output_directory.output_uri_prefix for j in retried} == {
+        world.vs.trial_dir(world.settings.study, "2")
+    }
+    assert len(world.clock.slept) == 3  # backed off three times, lost nothing
+    snap = json.loads((tmp_path / "run" / "trials.json").read_text())  # what `orchestrator status` shows
+    assert [t["state"] for t in snap["trials"]] == ["COMPLETED"] * MAX_TRIALS
+
+
+def test_killing_the_controller_between_any_two_cloud_calls_loses_and_duplicates_nothing(
+    mocker, tmp_path, credentials, phase2
+):
+    clean = World(mocker, tmp_path / "clean", credentials, {("2", 1)}, phase2, emulator=False)
+    clean.run(clean.controller(), poll_s=400)  # every job ends between two passes: few passes, few calls
+    n_calls = clean.cloud.total_calls
+    clean.check()
+    assert n_calls > 30
+    for k in range(1, n_calls + 1):
+        for after in (False, True):
+            mocker.stopall()
+            world = World(mocker, tmp_path / f"k{k}-{after}", credentials, {("2", 1)}, phase2, emulator=False)
+            world.cloud.crash_at(k, after=after)
+            with pytest.raises(Crash):
+                world.run(world.controller(), poll_s=400)
+            world.run(world.controller(), poll_s=400)  # a new process: fresh tuner, runner and controller
+            world.check()
