@@ -35,6 +35,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 JS = v1.JobState
 FINAL_JOB_STATES = {JS.JOB_STATE_SUCCEEDED, JS.JOB_STATE_FAILED, JS.JOB_STATE_CANCELLED, JS.JOB_STATE_EXPIRED}
+_FINAL_NAMES = {s.name for s in FINAL_JOB_STATES}
 _LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -369,6 +370,10 @@ class FakeJobService:
         self.on_success = on_success
         self.jobs: dict[str, v1.CustomJob] = {}
         self._plan: dict[str, tuple[float, Outcome]] = {}  # name -> (created, outcome)
+        # Python-side copies of what list filters read (proto-plus attribute reads are slow).
+        self._labels: dict[str, dict[str, str]] = {}
+        self._state: dict[str, str] = {}
+        self._listing: list[v1.CustomJob] = []
         self._cancel_at: dict[str, float] = {}
 
     def install(self, mocker) -> FakeJobService:
@@ -406,14 +411,24 @@ class FakeJobService:
         now = self.cloud.clock()
         job.create_time = job.update_time = self.cloud.clock.timestamp(now)
         job.state = JS.JOB_STATE_QUEUED
-        self.jobs[job.name] = job
-        self._plan[job.name] = (now, self.outcome(job))
+        self.add(job, now, self.outcome(job))
         return v1.CustomJob(job)
+
+    def add(self, job: v1.CustomJob, created: float, outcome: Outcome) -> None:
+        """Hold a job (also how a benchmark seeds thousands of them without creating each)."""
+        self.jobs[job.name] = job
+        self._plan[job.name] = (created, outcome)
+        self._labels[job.name] = dict(job.labels)
+        self._state[job.name] = job.state.name
 
     def _advance(self, job: v1.CustomJob) -> None:
         """Bring a job's state up to the fake clock's present."""
-        if job.state in FINAL_JOB_STATES:
+        if self._state[job.name] in _FINAL_NAMES:
             return
+        self._step(job)
+        self._state[job.name] = job.state.name
+
+    def _step(self, job: v1.CustomJob) -> None:
         now = self.cloud.clock()
         if job.name in self._cancel_at:
             if now >= self._cancel_at[job.name]:
@@ -446,24 +461,35 @@ class FakeJobService:
         self._advance(self.jobs[req.name])
         return v1.CustomJob(self.jobs[req.name])
 
-    def _matches(self, job: v1.CustomJob, flt: str) -> bool:
+    @staticmethod
+    def _clauses(flt: str) -> list[tuple[str, str, str]]:
         """The AIP-160 subset the runner uses: `labels.k="v"`, `state="X"`, `state!="X"`, joined by AND."""
+        out = []
         for clause in filter(None, (c.strip() for c in flt.split(" AND "))):
             m = re.fullmatch(r'(labels\.[a-z0-9_-]+|state)\s*(!=|=)\s*"([^"]*)"', clause)
             if not m:
                 raise exceptions.InvalidArgument(f"unsupported filter clause {clause!r}")
-            key, op, want = m.groups()
-            have = job.labels.get(key[7:]) if key.startswith("labels.") else job.state.name
+            out.append(m.groups())
+        return out
+
+    def _matches(self, name: str, clauses: list[tuple[str, str, str]]) -> bool:
+        for key, op, want in clauses:
+            have = self._labels[name].get(key[7:]) if key.startswith("labels.") else self._state[name]
             if (have == want) != (op == "="):
                 return False
         return True
 
     def list_custom_jobs(self, req: v1.ListCustomJobsRequest):
-        for job in self.jobs.values():
-            self._advance(job)
-        matching = [
-            j for j in self.jobs.values() if j.name.startswith(req.parent) and self._matches(j, req.filter)
-        ]
+        if req.page_token:  # a later page of the same listing: the snapshot taken for its first page
+            matching = self._listing
+        else:
+            clauses = self._clauses(req.filter)
+            for job in self.jobs.values():
+                self._advance(job)
+            matching = [
+                j for n, j in self.jobs.items() if n.startswith(req.parent) and self._matches(n, clauses)
+            ]
+            self._listing = matching
         size = req.page_size or self.page_size
         start = int(req.page_token or 0)
         nxt = str(start + size) if start + size < len(matching) else ""
@@ -488,6 +514,7 @@ class FakeJobService:
         if job.state in FINAL_JOB_STATES or job.state == JS.JOB_STATE_CANCELLING:
             raise exceptions.FailedPrecondition(f"job {req.name} is {job.state.name}")
         job.state = JS.JOB_STATE_CANCELLING
+        self._state[req.name] = job.state.name
         self._cancel_at[req.name] = self.cloud.clock() + self.cancel_s
 
     # -- helpers for tests

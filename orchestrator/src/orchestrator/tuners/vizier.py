@@ -137,6 +137,7 @@ class VizierTuner(Tuner):
         self.calls = calls or CloudCalls()
         self.experiment = experiment
         self._cache: dict[int, Any] = {}  # trial uid -> latest aiplatform_v1.Trial proto
+        self._view: dict[int, TunerTrial] = {}  # trial uid -> that proto as a TunerTrial
         self._synced = False
         self.refresh_s, self.clock = refresh_s, clock
         self._refreshed = -math.inf
@@ -186,27 +187,37 @@ class VizierTuner(Tuner):
         request = {"parent": self._study.resource_name}
         return list(self._study.api_client.list_trials(request=request))  # iterating the pager pages
 
+    def _store(self, proto) -> TunerTrial:
+        """Keep a trial's proto and its TunerTrial (converted once: proto-plus reads are slow)."""
+        uid = int(proto.name.rsplit("/", 1)[-1])
+        self._cache[uid] = proto
+        self._view[uid] = self._to_trial(proto)
+        return self._view[uid]
+
     def trials(self) -> list[TunerTrial]:
         if not self._synced:
-            protos = self.calls.run("list Vizier trials", self._list_all)
-            self._cache = {int(p.name.rsplit("/", 1)[-1]): p for p in protos}
+            for proto in self.calls.run("list Vizier trials", self._list_all):
+                self._store(proto)
             self._synced = True
             self._refreshed = self.clock()
         elif self.clock() - self._refreshed >= self.refresh_s:
             self._refreshed = self.clock()
-            for uid, p in list(self._cache.items()):
-                if p.state.name not in ("SUCCEEDED", "INFEASIBLE"):
-                    self._cache[uid] = self.calls.run(
-                        f"get trial {uid}", lambda n=p.name: self._study.api_client.get_trial(name=n)
+            for uid, t in list(self._view.items()):
+                if t.state is TunerState.ACTIVE:  # REQUESTED, ACTIVE or STOPPING in Vizier
+                    name = self._cache[uid].name
+                    self._store(
+                        self.calls.run(
+                            f"get trial {uid}", lambda n=name: self._study.api_client.get_trial(name=n)
+                        )
                     )
-        return [self._to_trial(self._cache[uid]) for uid in sorted(self._cache)]
+        return [self._view[uid] for uid in sorted(self._view)]
 
     def _proto(self, trial_id: str, refresh: bool = False):
         uid = int(trial_id)
         if refresh or uid not in self._cache:
             name = f"{self._study.resource_name}/trials/{uid}"
-            self._cache[uid] = self.calls.run(
-                f"get trial {uid}", lambda: self._study.api_client.get_trial(name=name)
+            self._store(
+                self.calls.run(f"get trial {uid}", lambda: self._study.api_client.get_trial(name=name))
             )
         return self._cache[uid]
 
@@ -259,7 +270,11 @@ class VizierTuner(Tuner):
         if not self._synced:
             self.trials()
         mine = {
-            uid for uid, p in self._cache.items() if p.state.name == "ACTIVE" and p.client_id == self.worker
+            uid
+            for uid, t in self._view.items()
+            if t.state is TunerState.ACTIVE
+            and self._cache[uid].state.name == "ACTIVE"  # not STOPPING: Vizier hands out only ACTIVE ones
+            and self._cache[uid].client_id == self.worker
         }
         got = self.calls.run(
             f"suggest {count} trials",
@@ -269,9 +284,9 @@ class VizierTuner(Tuner):
         for t in got:
             proto = t.gca_resource  # the SDK's Trial.parameters would call get_trial once per access
             uid = int(proto.name.rsplit("/", 1)[-1])
-            self._cache[uid] = proto
+            trial = self._store(proto)
             if uid not in mine and len(new) < count:
-                new.append(self._to_trial(proto))
+                new.append(trial)
         return new
 
     def _trial_sdk(self, proto):
@@ -388,7 +403,7 @@ class VizierTuner(Tuner):
 
         from orchestrator.runners.vertex import label_value
 
-        t = self._to_trial(self._cache[int(trial_id)])
+        t = self._view[int(trial_id)]
         run = label_value(f"{self.display_name}-t{trial_id}").replace("_", "-")
         metrics = dict(t.metrics) | ({self.objective: t.value} if t.value is not None else {})
         end = (
