@@ -308,14 +308,15 @@ def arm_settings(
         infra_outputs=infra_outputs,
     )
     points = [{"seed": s} for s in design.seeds]
-    overrides = {**base.overrides, **arm.overrides}
+    # The arm's overrides are the round's fixed overrides: the engine applies those after the
+    # profile's (including its per-team ones), so the experiment's budget is what every trial gets.
+    rnd = RoundPlan(
+        name="seeds", kind="points", space=points_space(points), points=points, fixed=arm.overrides
+    )
     update: dict[str, Any] = {
         "study": f"{design.name}-{arm.name}",
-        "overrides": overrides,
-        "epochs": int(overrides["train.epochs"]),
-        "rounds": [
-            RoundPlan(name="seeds", kind="points", space=points_space(points), points=points, fixed={})
-        ],
+        "epochs": int(arm.overrides["train.epochs"]),
+        "rounds": [rnd],
         "max_trials": len(points),
         "writes_lock": [],
         "championship": None,
