@@ -84,6 +84,7 @@ class PassResult:
     active: int
     launched: int
     reason: str = ""
+    changed: bool = False  # a job finished during the pass: reconcile again without sleeping
 
 
 class Controller:
@@ -327,9 +328,9 @@ class Controller:
         free = self.s.parallel - len(active)
         room = rnd.max_trials - len(mine)
         if not reason and free > 0 and room > 0:
-            jobs = self.runner.jobs() if launched else jobs
-            used = self.gpu_hours(jobs, trials_by_id)
-            per_trial = self.trial_hours_estimate(jobs) * max(1, self.s.accelerator_count)
+            now_jobs = self.runner.jobs() if launched else jobs
+            used = self.gpu_hours(now_jobs, trials_by_id)
+            per_trial = self.trial_hours_estimate(now_jobs) * max(1, self.s.accelerator_count)
             committed = used + per_trial * len(active)
             affordable = (
                 max(0, int((self.s.gpu_hour_cap - committed) // per_trial)) if per_trial > 0 else free
@@ -356,9 +357,12 @@ class Controller:
         done = not active and (bool(reason) or room <= 0 or not self._can_suggest_more(rnd, mine))
         if done and not reason:
             reason = "round complete"
-        self.write_snapshot(now)
+        later = self.write_snapshot(now)
         checkpoint("snapshot")
-        return PassResult(done=done, active=len(active), launched=launched, reason=reason)
+        # A job that finished while this pass ran gets the next pass at once, not after poll_s.
+        was_running = {j.job_id for j in jobs if not j.state.finished}
+        changed = any(j.state.finished and j.job_id in was_running for j in later)
+        return PassResult(done=done, active=len(active), launched=launched, reason=reason, changed=changed)
 
     def _can_suggest_more(self, rnd: RoundSpec, mine: list[TunerTrial]) -> bool:
         if rnd.points is None:
@@ -397,10 +401,11 @@ class Controller:
         return 0
 
     # -- snapshot ---------------------------------------------------------------------------
-    def write_snapshot(self, now: float | None = None) -> dict:
-        return write_snapshot(
-            self.s, self.tuner.trials(), self.runner.jobs(), self.output_dir, now or self.clock()
-        )
+    def write_snapshot(self, now: float | None = None) -> list[Job]:
+        """Rewrite trials.json from the tuner and the runner; returns the jobs it saw."""
+        jobs = self.runner.jobs()
+        write_snapshot(self.s, self.tuner.trials(), jobs, self.output_dir, now or self.clock())
+        return jobs
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, rnd: RoundSpec, max_passes: int | None = None) -> PassResult:
@@ -414,7 +419,8 @@ class Controller:
                 if result.done:
                     self.event("round_done", round=rnd.name, reason=result.reason)
                 return result
-            self.sleep(self.s.backend.poll_s)
+            if not result.changed:
+                self.sleep(self.s.backend.poll_s)
 
 
 def _finite(v: Any) -> bool:

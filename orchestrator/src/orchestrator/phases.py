@@ -86,7 +86,9 @@ class SwarmRun:
     Args:
         settings: the resolved settings.
         trainer_command: local runner only: argv prefix before `train ...` (default the venv's `trainer`).
-        clock, sleep: injected time (tests).
+        clock: unix seconds (injected in tests).
+        sleep: waits between controller passes; None = the runner's `wait` (returns early when a
+            job exits) where it has one, else time.sleep.
         out: where progress lines go (default print).
     """
 
@@ -95,7 +97,7 @@ class SwarmRun:
         settings: SwarmSettings,
         trainer_command: list[str] | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         out: Callable[[str], None] = print,
     ) -> None:
         self.s = settings
@@ -250,6 +252,7 @@ class SwarmRun:
                 self.out(line)
             runner = backends.make_runner(self.s, self.trainer_command)
             reader = backends.make_output_reader(self.s)
+            sleep = self.sleep or getattr(runner, "wait", time.sleep)
             previous: list[TunerTrial] = []
             previous_spec: RoundSpec | None = None
             all_points = [p for r in self.s.rounds for p in (r.points or [])]
@@ -263,7 +266,7 @@ class SwarmRun:
                 else:
                     rnd = RoundSpec(plan.name, points, min(len(points), self.s.max_trials), plan.fixed)
                 ctl = Controller(
-                    self.s, tuner, runner, reader, self.output_dir, self.clock, self.sleep, self._on_event
+                    self.s, tuner, runner, reader, self.output_dir, self.clock, sleep, self._on_event
                 )
                 result = ctl.run(rnd)
                 if result.reason != "round complete":
