@@ -42,8 +42,10 @@ $(TOOLS)/.installed: constraints-checkov.txt
 lint: install
 	$(BIN)/ruff check trainer orchestrator tests bench
 
+# One BLAS thread per process: the suite runs trainer subprocesses side by side on few cores,
+# and oversubscribed OpenBLAS is ~20x slower on the baselines' least squares.
 test: install lint
-	$(BIN)/pytest -q
+	OPENBLAS_NUM_THREADS=1 $(BIN)/pytest -q
 
 data: install
 	@test -f $(DATA_DIR)/manifest.json || $(BIN)/trainer zeros odlyzko --out $(DATA_DIR)
