@@ -33,7 +33,7 @@ def write_trial(
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "data": {"path": "data/odlyzko", "train_count": 10000},
-        "model": {"primes": [2, 3, 5, 7, 11, 13]},
+        "model": {"primes": [2, 3, 5, 7, 11, 13], "explicit_feature": True},
         "optim": {"lr": 5e-4, "scheduler": "cosine"},
         "loss": {"mse_weight": 1.0, "gue_nll_weight": 0.1, "gue_mmd_weight": 1.0, "rg_penalty_weight": rg},
         "train": {"mode": mode, "epochs": epochs},

@@ -111,6 +111,7 @@ def test_says_no_model_beats_the_baselines_when_true(losing_report):
         assert "No model beats the baselines" in text
     md = (losing_report / "summary.md").read_text()
     assert all(r["beats baselines"] == "no" for r in _table(md, "### phase 2"))
+    assert "5 of these 5 models are given the explicit-formula estimate as an input" in md
     assert "INFEASIBLE: diverged: loss is nan at epoch 3" in md
     assert "FAILED: exit code 1 three times" in md
 

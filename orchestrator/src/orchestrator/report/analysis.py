@@ -81,6 +81,13 @@ def headline(loaded: Loaded) -> Headline:
         text = (
             f"{len(beating)} of {len(done)} completed trials beat the baselines ({BEATS_RULE}); {best_text}."
         )
+    with_feature = sum(bool(((t.config or {}).get("model") or {}).get("explicit_feature")) for _, t in done)
+    if with_feature:
+        text += (
+            f" {with_feature} of these {len(done)} models are given the explicit-formula estimate as an input "
+            "(model.explicit_feature in config.yaml): an error near baseline_explicit means they learned "
+            "nothing beyond it."
+        )
     return Headline(n_trials, len(done), (run, best), beating, text)
 
 
