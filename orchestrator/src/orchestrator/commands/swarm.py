@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 TEAMS = ("fullbatch", "minibatch")
@@ -49,7 +51,10 @@ TEAMS = ("fullbatch", "minibatch")
     help="Terraform outputs (vertex backend).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the study and the trial commands; launch nothing.")
-def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_outputs, dry_run):
+@click.option(
+    "--json", "as_json", is_flag=True, help="With --dry-run on vertex: the StudySpec and CustomJob requests as JSON."
+)
+def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_outputs, dry_run, as_json):
     """Run a phase's swarm to its end, with live progress and the leaderboard at the end."""
     from orchestrator.config import load_settings
     from orchestrator.leaderboard import format_leaderboard
@@ -65,9 +70,17 @@ def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_ou
         run_dir=run_dir,
         infra_outputs=infra_outputs,
     )
+    if as_json and not (dry_run and backend == "vertex"):
+        raise click.UsageError("--json goes with --dry-run --backend vertex")
     run = SwarmRun(settings, out=lambda line: click.echo(line))
     if dry_run:
-        for line in run.dry_run():
+        if backend == "vertex":  # the cloud requests themselves, built offline by the Vertex backends
+            from orchestrator.vertex_plan import dry_run_lines, dry_run_plan
+
+            if as_json:
+                click.echo(json.dumps(dry_run_plan(settings), indent=2))
+                return
+        for line in run.dry_run() + (dry_run_lines(settings) if backend == "vertex" else []):
             click.echo(line)
         click.echo("dry run: nothing was launched")
         return

@@ -59,7 +59,12 @@ def label_value(value: object) -> str:
 
 def api_dict(message: Any) -> dict[str, Any]:
     """A proto-plus message as the v1 REST API writes it: camelCase names, enums by name."""
-    return type(message).to_dict(message, use_integers_for_enums=False, preserving_proto_field_name=False)
+    return type(message).to_dict(
+        message,
+        use_integers_for_enums=False,
+        preserving_proto_field_name=False,
+        always_print_fields_with_no_presence=False,
+    )
 
 
 @functools.cache

@@ -1,0 +1,115 @@
+"""`orchestrator swarm --backend vertex --dry-run [--json]`: the study and the first round's CustomJob
+requests, offline; and the Vertex modules keep the cloud SDKs out of `import`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from google.cloud import aiplatform_v1
+from orchestrator.cli import main
+
+from vertex.test_settings import INFRA_JSON
+
+ARGS = [
+    "swarm",
+    "--phase",
+    "2",
+    "--backend",
+    "vertex",
+    "--profile",
+    "smoke",
+    "--parallel",
+    "3",
+    "--max-trials",
+    "5",
+]
+
+
+@pytest.fixture
+def offline(monkeypatch, cloud, vizier, job_service, mocker):
+    """Fail any socket connect (metadata server, ADC, REST) and count gapic calls on the fakes."""
+    from vertex.fakes import FakeArtifactRegistry
+
+    FakeArtifactRegistry(cloud).install(mocker)
+
+    def refuse(self, address):
+        raise AssertionError(f"dry run opened a connection to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return cloud
+
+
+def test_json_dry_run_prints_the_study_spec_and_parsable_custom_jobs(offline, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZETA_SWARM_INFRA_OUTPUTS", str(INFRA_JSON))  # the flag's environment twin
+    result = CliRunner().invoke(main, [*ARGS, "--run-dir", str(tmp_path / "run"), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert offline.total_calls == 0
+    spec = aiplatform_v1.StudySpec.from_json(json.dumps(plan["study"]))
+    assert [p.parameter_id for p in spec.parameters] == ["loss.gue_nll_weight", "loss.gue_mmd_weight"]
+    assert spec.metrics[0].goal == aiplatform_v1.StudySpec.MetricSpec.GoalType.MINIMIZE
+    assert len(plan["jobs"]) == 3
+    for i, raw in enumerate(plan["jobs"], start=1):
+        job = aiplatform_v1.CustomJob.from_json(json.dumps(raw))
+        pool = job.job_spec.worker_pool_specs[0]
+        assert pool.machine_spec.machine_type == "g2-standard-8"
+        assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.NVIDIA_L4
+        assert job.job_spec.service_account == "zs-trainer@zeta-swarm-test.iam.gserviceaccount.com"
+        out = f"gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/{i}"
+        assert job.job_spec.base_output_directory.output_uri_prefix == out
+        assert list(pool.container_spec.args)[-2:] == ["--output-dir", out]
+        assert job.labels["trial"] == str(i) and job.labels["study"] == "phase2-minibatch"
+        assert pool.container_spec.image_uri.startswith(
+            "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:"
+        )
+    assert any("sha256 digest" in n for n in plan["notes"])
+
+
+def test_text_dry_run_shows_the_study_and_one_line_per_job(offline, tmp_path):
+    result = CliRunner().invoke(
+        main, [*ARGS, "--run-dir", str(tmp_path / "run"), "--infra-outputs", str(INFRA_JSON), "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "Vizier study phase2-minibatch: ALGORITHM_UNSPECIFIED, MINIMIZE extrapolation_error" in result.output
+    )
+    assert "loss.gue_nll_weight [0.001, 1.0] UNIT_LOG_SCALE" in result.output
+    assert result.output.count("g2-standard-8 + 1 x NVIDIA_L4, us-central1-docker.pkg.dev") == 3
+    assert "dry run: nothing was launched" in result.output
+    assert offline.total_calls == 0
+
+
+def test_json_needs_a_vertex_dry_run(tmp_path):
+    result = CliRunner().invoke(
+        main, [*ARGS, "--run-dir", str(tmp_path), "--infra-outputs", str(INFRA_JSON), "--json"]
+    )
+    assert result.exit_code == 2 and "--json goes with --dry-run --backend vertex" in result.output
+
+
+def test_a_missing_infra_setting_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    monkeypatch.delenv("ZETA_SWARM_INFRA_OUTPUTS", raising=False)
+    bad = tmp_path / "outputs.json"
+    bad.write_text(
+        json.dumps({k: v for k, v in json.loads(INFRA_JSON.read_text()).items() if k != "runs_bucket"})
+    )
+    result = CliRunner().invoke(
+        main, [*ARGS, "--run-dir", str(tmp_path / "r"), "--infra-outputs", str(bad), "--dry-run"]
+    )
+    assert result.exit_code == 2
+    assert "runs_bucket" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_the_vertex_modules_import_no_cloud_sdk():
+    code = (
+        "import sys, orchestrator.runners.vertex, orchestrator.tuners.vizier, orchestrator.vertex_settings, "
+        "orchestrator.vertex_plan\n"
+        # bare `google.cloud` is a namespace package a .pth file creates at interpreter start
+        "loaded = [m for m in sys.modules if m.startswith(('google.cloud.', 'vizier', 'grpc'))]\n"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
