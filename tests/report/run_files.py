@@ -27,7 +27,7 @@ def _maxwell(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def write_trial(
-    out: Path, rng: np.random.Generator, error: float, *, rg: float, mode: str, epochs: int = 6
+    out: Path, rng: np.random.Generator, error: float, *, rg: float, mode: str, params: dict, epochs: int = 6
 ) -> dict:
     """Write config.yaml, metrics.jsonl, final.json and predictions.json; return final.json's content."""
     out.mkdir(parents=True, exist_ok=True)
@@ -35,9 +35,14 @@ def write_trial(
         "data": {"path": "data/odlyzko", "train_count": 10000},
         "model": {"primes": [2, 3, 5, 7, 11, 13], "explicit_feature": True},
         "optim": {"lr": 5e-4, "scheduler": "cosine"},
-        "loss": {"mse_weight": 1.0, "gue_nll_weight": 0.1, "gue_mmd_weight": 1.0, "rg_penalty_weight": rg},
+        "loss": {
+            "mse_weight": 1.0,
+            "gue_nll_weight": params.get("loss.gue_nll_weight", 0.01),
+            "gue_mmd_weight": params.get("loss.gue_mmd_weight", 0.1),
+            "rg_penalty_weight": rg,
+        },
         "train": {"mode": mode, "epochs": epochs},
-        "seed": int(rng.integers(1 << 30)),
+        "seed": params.get("seed", 0),
     }
     (out / "config.yaml").write_text(yaml.safe_dump(config))
     rows, seconds = [], 0.0
@@ -122,8 +127,8 @@ def write_run(
         out = run_dir / "trials" / tid
         params = (
             {
-                "gue_nll_weight": float(10 ** rng.uniform(-3, 0)),
-                "gue_mmd_weight": float(10 ** rng.uniform(-2, 1)),
+                "loss.gue_nll_weight": float(10 ** rng.uniform(-3, 0)),
+                "loss.gue_mmd_weight": float(10 ** rng.uniform(-2, 1)),
             }
             if vary_weights
             else {"seed": i}
@@ -132,7 +137,7 @@ def write_run(
         metrics: dict = {}
         reason = None
         if state == "COMPLETED":
-            final = write_trial(out, rng, errors[i], rg=rg, mode=team)
+            final = write_trial(out, rng, errors[i], rg=rg, mode=team, params=params)
             value, stderr = final["extrapolation_error"], final["extrapolation_stderr"]
             metrics = {k: v for k, v in final.items() if k not in ("status", "extrapolation_error")}
         elif state == "INFEASIBLE":

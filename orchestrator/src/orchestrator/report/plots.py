@@ -128,15 +128,17 @@ def gue_weights(runs: Sequence[Run], path: Path) -> bool:
     """gue_nll_weight x gue_mmd_weight on log axes, each completed trial coloured by its objective.
 
     Args:
-        runs: the runs to draw; only trials whose params hold both weights are drawn.
-        path: PNG file to write. Nothing is drawn unless at least 3 trials varied the weights.
+        runs: the runs to draw; the weights are read from each trial's config.yaml (what it trained
+            with, whatever the search called its knobs); trials without one are left out.
+        path: PNG file to write. Nothing is drawn unless at least 3 trials and 2 weight pairs.
     """
-    points = [
-        (float(t.params["gue_nll_weight"]), float(t.params["gue_mmd_weight"]), t.value)
-        for r in runs
-        for t in r.completed
-        if "gue_nll_weight" in t.params and "gue_mmd_weight" in t.params
-    ]
+    points = []
+    for run in runs:
+        for t in run.completed:
+            loss = (t.config or {}).get("loss") or {}
+            nll, mmd = loss.get("gue_nll_weight"), loss.get("gue_mmd_weight")
+            if isinstance(nll, int | float) and isinstance(mmd, int | float) and nll > 0 and mmd > 0:
+                points.append((float(nll), float(mmd), t.value))
     if len(points) < 3 or len({(x, y) for x, y, _ in points}) < 2:
         return False
     plt = _pyplot()
