@@ -100,7 +100,9 @@ class World:
             calls=calls,
             clock=self.clock,
         )
-        runner = vertex.VertexRunner(self.vs, self.settings.study, credentials=self.credentials, calls=calls)
+        self.runner = runner = vertex.VertexRunner(
+            self.vs, self.settings.study, credentials=self.credentials, calls=calls
+        )
         self.round = RoundSpec(plan.name, None, self.settings.max_trials, plan.fixed)
         return Controller(
             self.settings,
@@ -177,3 +179,48 @@ def test_killing_the_controller_between_any_two_cloud_calls_loses_and_duplicates
                 world.run(world.controller(), poll_s=400)
             world.run(world.controller(), poll_s=400)  # a new process: fresh tuner, runner and controller
             world.check()
+
+
+def test_orchestrator_stop_stops_the_trials_in_vizier_and_cancels_their_jobs(
+    mocker, tmp_path, credentials, phase2
+):
+    from orchestrator.run_files import STOP_FILE
+
+    world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
+    ctl = world.controller()
+    ctl.reconcile(world.round)
+    world.clock.advance(60)
+    ctl.reconcile(world.round)  # both jobs RUNNING now
+    (tmp_path / "run" / STOP_FILE).touch()
+    assert ctl.reconcile(world.round).done
+    world.clock.advance(60)
+    world.controller()  # a fresh process reads the truth back
+    for t in world.tuner.trials():
+        assert t.state is TunerState.STOPPED and "orchestrator stop" in t.reason
+    assert [j.state.value for j in world.runner.jobs()] == ["CANCELLED", "CANCELLED"]
+    assert (
+        len(world.cloud.requests("stop_trial")) == 2 and len(world.cloud.requests("cancel_custom_job")) == 2
+    )
+
+
+def test_a_trial_failing_every_attempt_fails_in_vizier_and_max_failed_trials_ends_the_round(
+    mocker, tmp_path, credentials, phase2
+):
+    strict = phase2.model_copy(update={"max_failed_trials": 2, "max_retries": 1})
+    every = {(str(t), a) for t in range(1, 10) for a in (1, 2)}
+    world = World(mocker, tmp_path / "run", credentials, every, strict, emulator=False)
+    ctl = world.controller()
+    for _ in range(50):
+        result = ctl.reconcile(world.round)
+        if result.done:
+            break
+        world.clock.advance(400)
+    assert result.done and "max_failed_trials=2" in result.reason
+    failed = [t for t in world.tuner.trials() if t.state is TunerState.FAILED]
+    assert len(failed) == 2
+    for t in failed:
+        assert "gave up after 2 attempt(s)" in t.reason and "Preempted" in t.reason
+        reason = world.cloud.requests("complete_trial")
+        assert any(r.infeasible_reason.startswith("FAILED: gave up") for r in reason)
+        dirs = {j.job_spec.base_output_directory.output_uri_prefix for j in world.jobs.by_labels(trial=t.id)}
+        assert dirs == {world.vs.trial_dir(world.settings.study, t.id)}  # the retry resumed in place
