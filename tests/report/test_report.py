@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from orchestrator.cli import main
 from orchestrator.errors import ConfigError
 from orchestrator.report import build_report
-from run_files import write_run
 from scipy import stats as sps
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -154,8 +153,8 @@ def test_experiment_verdict_and_arms_from_the_files(experiment_dir, experiment_r
     assert "0.01412" in arms["t1-rg"]["baseline_explicit"]
 
 
-def test_no_completed_trial_still_gives_a_page(tmp_path):
-    run = write_run(tmp_path / "empty", [], extra_states=True)
+def test_no_completed_trial_still_gives_a_page(tmp_path, make_run):
+    run = make_run(tmp_path / "empty", [], extra_states=True)
     out = _build([run], tmp_path / "out")
     md = (out / "summary.md").read_text()
     assert "No trial has completed yet (3 trials in the run files)" in md
@@ -245,10 +244,8 @@ def test_cli_in_a_real_process(losing_run, tmp_path):
     ]
 
 
-def test_experiment_inconclusive_and_unfinished_arms(tmp_path):
-    from run_files import write_experiment
-
-    wide = write_experiment(
+def test_experiment_inconclusive_and_unfinished_arms(tmp_path, make_experiment):
+    wide = make_experiment(
         tmp_path / "wide",
         {
             "t1-rg": ("rg", "fullbatch", 0.1, [0.030, 0.070, 0.050]),
@@ -259,7 +256,7 @@ def test_experiment_inconclusive_and_unfinished_arms(tmp_path):
     assert re.search(r"\*\*Verdict\.\*\* Inconclusive: the difference [-+][\d.]+ \(Welch 95% CI", md)
     assert "more seeds are needed" in md and "Scenario" not in md
 
-    early = write_experiment(
+    early = make_experiment(
         tmp_path / "early",
         {
             "t1-rg": ("rg", "fullbatch", 0.1, [0.040, 0.041]),
