@@ -1,0 +1,127 @@
+"""Benchmark of the zeros generator (not a test): prints figures, asserts nothing.
+
+  1. zeros/s of `generate_zeros` at n ~ 1e4, 1e5, 1e6 against mpmath.zetazero in the same run
+     (ratio printed), with max |error| against the Odlyzko table;
+  2. wall time to generate all 2,001,052 zeros of the Odlyzko table, with max |error| against
+     it and the number of zeros off by more than 1e-6 (a missed or extra zero shifts indices);
+  3. with --device cuda, zeros/s at n ~ 1e7 and 1e8 (no table to compare with there).
+
+Run: .venv/bin/python bench/zeros.py [--skip-full] [--device cpu|cuda] [--threads 1]
+Targets (issue 2): whole table <= 2 min on 2 cores (>= 17,000 zeros/s), max |error| <= 1e-8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from trainer.data.generate import generate_zeros
+from trainer.data.odlyzko import TABLE_COUNT, load_table
+
+
+def _rate(start: int, count: int, *, device: str, threads: int, table: np.ndarray | None) -> dict:
+    generate_zeros(start, min(count, 200), device=device, threads=threads)  # warm caches
+    began = time.perf_counter()
+    zeros, stats = generate_zeros(start, count, device=device, threads=threads)
+    seconds = time.perf_counter() - began
+    row = {
+        "start": start,
+        "count": count,
+        "seconds": round(seconds, 3),
+        "zeros_per_s": round(count / seconds, 1),
+        "z_evals_per_zero": round(stats.z_evals / count, 2),
+    }
+    if table is not None and start + count - 1 <= table.size:
+        row["max_abs_error"] = float(np.abs(zeros - table[start - 1 : start - 1 + count]).max())
+    return row
+
+
+def _mpmath_rate(start: int, count: int) -> float:
+    import mpmath
+
+    began = time.perf_counter()
+    for n in range(start, start + count):
+        mpmath.zetazero(n)
+    return count / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--count", type=int, default=20_000, help="zeros per rate measurement")
+    parser.add_argument("--mpmath-count", type=int, default=3, help="mpmath.zetazero calls per height")
+    parser.add_argument("--skip-full", action="store_true", help="skip the whole-table run")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    print(f"zeros benchmark: device {args.device}, threads {args.threads}, cpus {os.cpu_count()}, "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    table = load_table()
+    figures: dict = {
+        "device": args.device,
+        "threads": args.threads,
+        "load_avg_1m": os.getloadavg()[0],
+        "rates": [],
+    }
+    for start in (10_000, 100_000, 1_000_000):
+        row = _rate(start, args.count, device=args.device, threads=args.threads, table=table)
+        row["mpmath_zeros_per_s"] = round(_mpmath_rate(start, args.mpmath_count), 3)
+        row["speedup_vs_mpmath"] = round(row["zeros_per_s"] / row["mpmath_zeros_per_s"], 1)
+        figures["rates"].append(row)
+        print(
+            f"n ~ {start:>9,}: {row['zeros_per_s']:>9,.0f} zeros/s ({row['z_evals_per_zero']} Z evals/zero), "
+            f"mpmath.zetazero {row['mpmath_zeros_per_s']:.2f} zeros/s, ratio {row['speedup_vs_mpmath']:,.0f}x, "
+            f"max |error| vs table {row['max_abs_error']:.2e}",
+            flush=True,
+        )
+    if args.device == "cuda":
+        for start in (10_000_000, 100_000_000):
+            row = _rate(start, args.count, device=args.device, threads=args.threads, table=None)
+            figures["rates"].append(row)
+            print(
+                f"n ~ {start:>11,}: {row['zeros_per_s']:>9,.0f} zeros/s ({row['z_evals_per_zero']} Z evals/zero)",
+                flush=True,
+            )
+    if not args.skip_full:
+
+        def progress(done: int, total: int, stats) -> None:
+            if stats.chunks % 10 == 0 or done == total:
+                print(
+                    f"  full table: {done:,}/{total:,} in {stats.seconds:.0f} s", file=sys.stderr, flush=True
+                )
+
+        began = time.perf_counter()
+        zeros, stats = generate_zeros(
+            1, TABLE_COUNT, device=args.device, threads=args.threads, progress=progress
+        )
+        seconds = time.perf_counter() - began
+        error = np.abs(zeros - table)
+        full = {
+            "seconds": round(seconds, 1),
+            "zeros_per_s": round(TABLE_COUNT / seconds, 1),
+            "max_abs_error": float(error.max()),
+            "worst_n": int(error.argmax()) + 1,
+            "off_by_more_than_1e-6": int((error > 1e-6).sum()),
+            "z_evals_per_zero": round(stats.z_evals / TABLE_COUNT, 2),
+            "refined_blocks": stats.refined_blocks,
+        }
+        figures["full_table"] = full
+        print(
+            f"all {TABLE_COUNT:,} zeros: {seconds:.1f} s ({full['zeros_per_s']:,.0f} zeros/s), "
+            f"max |error| {full['max_abs_error']:.2e} at n = {full['worst_n']:,}, "
+            f"zeros off by > 1e-6: {full['off_by_more_than_1e-6']}, load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
