@@ -73,6 +73,12 @@ def test_reopening_with_another_search_space_is_refused(vizier, credentials, cal
     other = (FloatParam("loss.gue_nll_weight", 1e-4, 1.0, log=True), PHASE2[1])
     with pytest.raises(ConfigError, match="phase2-minibatch.*another search space"):
         open_tuner(credentials, calls, space=other)
+    linear = (FloatParam("loss.gue_nll_weight", 1e-3, 1.0, log=False), PHASE2[1])
+    with pytest.raises(ConfigError, match="another search space"):
+        open_tuner(credentials, calls, space=linear)
+    assert (
+        open_tuner(credentials, calls, space=PHASE2[::-1]).trials() == []
+    )  # same knobs, other order: same study
 
 
 def test_trials_pages_past_the_sdk_first_page_and_later_passes_read_only_active_ones(

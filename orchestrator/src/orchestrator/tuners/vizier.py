@@ -172,13 +172,27 @@ class VizierTuner(Tuner):
     def resource_name(self) -> str:
         return self._study.resource_name
 
+    @staticmethod
+    def _signature(spec) -> tuple:
+        """What must match for a stored study to be this search: metrics, and per parameter its
+        kind, bounds or values and scale (ignoring fields the service may fill in)."""
+
+        def param(p) -> tuple:
+            kind = p._pb.WhichOneof("parameter_value_spec")
+            value = getattr(p, kind)
+            bounds = tuple(value.values) if hasattr(value, "values") else (value.min_value, value.max_value)
+            return (p.parameter_id, kind, bounds, p.scale_type.name)
+
+        metrics = tuple((m.metric_id, m.goal.name) for m in spec.metrics)
+        return metrics, tuple(sorted(param(p) for p in spec.parameters))
+
     def _check_spec(self, wanted) -> None:
         have = self._study.gca_resource.study_spec  # read once by create_or_load; no extra call
-        if list(have.parameters) != list(wanted.parameters) or list(have.metrics) != list(wanted.metrics):
+        if self._signature(have) != self._signature(wanted):
             names = sorted(p.parameter_id for p in have.parameters)
             raise ConfigError(
                 f"Vizier study {self.display_name!r} already exists with another search space or objective "
-                f"(parameters {names}); use a new study name (--study) for a new search"
+                f"(parameters {names}); restore the phase's search space, or delete that study in the console"
             )
 
     # ------------------------------------------------------------------ reading
