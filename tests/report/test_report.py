@@ -293,3 +293,12 @@ def test_reads_a_run_directory_on_gcs(losing_run, tmp_path, storage_emulator):
     assert "No model beats the baselines" in remote
     with pytest.raises(ConfigError, match="neither trials.json nor experiment.json"):
         _build(["gs://zeta-swarm-test-data/report-test/nothing-here"], tmp_path / "none")
+
+
+def test_below_the_baseline_within_noise_is_not_a_win(tmp_path, make_run):
+    # 0.0135 ± 0.00108 is below the explicit formula's 0.01412, but by less than 2 stderr.
+    run = make_run(tmp_path / "close", [0.0135, 0.0300], extra_states=False)
+    md = (_build([run], tmp_path / "out", plots=False) / "summary.md").read_text()
+    assert "No model beats the baselines" in md
+    assert "1 trial is below the smallest baseline by less than 2 stderr: within noise, not a win." in md
+    assert [r["beats baselines"] for r in _table(md, "### phase 2")] == ["within noise", "no"]

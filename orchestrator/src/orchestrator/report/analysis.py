@@ -77,6 +77,12 @@ def headline(loaded: Loaded) -> Headline:
     )
     if not beating:
         text = f"{NO_MODEL_BEATS} ({BEATS_RULE}): {best_text}."
+        close = sum(t.below_within_noise() for _, t in done)
+        if close:
+            text += (
+                f" {close} trial{'s are' if close > 1 else ' is'} below the smallest baseline by less than "
+                "2 stderr: within noise, not a win."
+            )
     else:
         text = (
             f"{len(beating)} of {len(done)} completed trials beat the baselines ({BEATS_RULE}); {best_text}."

@@ -65,7 +65,7 @@ def leaderboard_rows(run: Run, top: int) -> list[list[str]]:
                 fmt(t.metric("baseline_ar")),
                 fmt(t.metric("baseline_explicit")),
                 fmt(t.metric("skill")),
-                "yes" if t.beats_baselines() else "no",
+                "yes" if t.beats_baselines() else ("within noise" if t.below_within_noise() else "no"),
                 params_text(t.params),
             ]
         )

@@ -65,6 +65,11 @@ class Trial:
         stderr = 0.0 if math.isnan(stderr) else stderr
         return self.completed and self.value + 2.0 * stderr < self.best_baseline
 
+    def below_within_noise(self) -> bool:
+        """True when the objective is below the smallest baseline, but by less than two standard errors
+        (what the swarm's live log calls "beats baseline", judged on the point estimate alone)."""
+        return self.completed and self.value < self.best_baseline and not self.beats_baselines()
+
 
 @dataclass
 class Run:
