@@ -159,6 +159,13 @@ class VizierTuner(Tuner):
     def from_settings(
         cls, settings: VertexSettings, study: str, space: SearchSpace, **kw: Any
     ) -> VizierTuner:
+        """The study in settings.project / settings.region, with its retry policy and experiment.
+
+        Args:
+            settings: VertexSettings.
+            study: display name; space: the knobs; kw: other VizierTuner arguments.
+        """
+        kw.setdefault("calls", CloudCalls(settings.retry))
         return cls(
             study,
             space,
