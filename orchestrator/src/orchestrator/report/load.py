@@ -83,7 +83,6 @@ class Run:
     objective: str
     updated: Any
     trials: list[Trial]
-    swarm: dict[str, Any] = field(default_factory=dict)
     arm: str | None = None  # set when the run is an arm of an experiment
     role: str | None = None
 
@@ -103,9 +102,6 @@ class Experiment:
     path: str
     design: dict[str, Any]  # experiment.json
     arms: list[Run]
-
-    def arm_with_role(self, role: str) -> Run | None:
-        return next((r for r in self.arms if r.role == role), None)
 
 
 @dataclass
@@ -268,7 +264,6 @@ def load_run(run_dir: str, arm: str | None = None, role: str | None = None) -> R
         objective=str(snap.get("objective", "extrapolation_error")),
         updated=snap.get("updated"),
         trials=trials,
-        swarm=_read_yaml(_join(run_dir, "swarm.yaml")) or {},
         arm=arm,
         role=role,
     )
