@@ -114,8 +114,8 @@ class RiemannSiegelWindow:
                 phi.append(float(x - two_pi * mpmath.floor(x / two_pi)))
         n = np.arange(1, self.n_max + 1, dtype=np.float64)
         kw = {"dtype": torch.float64, "device": self.device}
-        # Rows (-log n, 1, phi_n): [h, dtheta, 1] @ this is the phase matrix in one matmul pass.
-        self.phase_basis = torch.tensor(np.stack([-np.log(n), np.ones_like(n), np.array(phi)]), **kw)
+        self.neg_log_n = torch.tensor(-np.log(n), **kw)
+        self.phi = torch.tensor(phi, **kw)
         self.weight = torch.tensor(n**-0.5, **kw)
         self.batch = max(256, _BATCH_ELEMENTS["cuda" if self.device.type == "cuda" else "cpu"] // self.n_max)
 
@@ -149,8 +149,9 @@ class RiemannSiegelWindow:
         big_n = torch.floor(a)
         n_hi = int(big_n.max().item())
         n_lo = int(big_n.min().item())
-        rows = torch.stack([h, self._theta_delta(h), torch.ones_like(h)], dim=1)
-        terms = (rows @ self.phase_basis[:, :n_hi]).cos_()
+        # phase = phi_n - h log n (one fused pass) + dtheta(h)
+        terms = torch.addr(self.phi[:n_hi], h, self.neg_log_n[:n_hi])
+        terms.add_(self._theta_delta(h)[:, None]).cos_()
         main = terms @ self.weight[:n_hi]
         # N = floor(a) may grow by one or two inside a batch: drop terms n > N per point.
         for n in range(n_lo + 1, n_hi + 1):
