@@ -243,7 +243,7 @@ def head_image_tag(where: Path) -> str:
         )
     except (OSError, subprocess.CalledProcessError) as e:
         raise ConfigError(
-            f"image_tag is not set and the git commit of {where} is unknown ({e}); set image_tag or pass --image-tag"
+            f"image_tag is not set and the git commit of {where} is unknown ({e}); set image_tag in configs/backends/vertex.yaml"
         ) from e
     return out.stdout.strip()
 
