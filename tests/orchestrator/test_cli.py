@@ -162,6 +162,23 @@ def test_status_json_is_the_snapshot_plus_a_summary(tmp_path):
     assert out["summary"]["best"]["ids"] == ["0"]
 
 
+def test_status_defaults_to_the_latest_run(tmp_path, monkeypatch):
+    import os
+
+    for name, age in (("phase1-minibatch", 100), ("phase2-minibatch", 10), ("phase2-fullbatch", 50)):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        snap = {**_snapshot(time.time()), "study": name}
+        path = tmp_path / "runs" / name / "trials.json"
+        path.write_text(json.dumps(snap))
+        os.utime(path, (time.time() - age, time.time() - age))
+    monkeypatch.chdir(tmp_path)
+    r = _invoke("status")
+    assert r.exit_code == 0 and r.output.startswith("phase2-minibatch  phase 2")
+    monkeypatch.chdir(tmp_path / "runs")
+    r = _invoke("status")
+    assert r.exit_code == 2 and "no swarm run under runs/" in r.output
+
+
 def test_status_of_a_missing_run_is_one_line_and_exit_2(tmp_path):
     r = _invoke("status", "--run-dir", str(tmp_path / "nothing"))
     assert r.exit_code == 2

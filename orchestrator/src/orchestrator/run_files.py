@@ -140,6 +140,18 @@ def read_snapshot(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
 
 
+def latest_run_dir(root: str | os.PathLike = "runs") -> Path:
+    """The run directory under `root` whose trials.json changed last (what `status` shows by default).
+
+    Raises:
+        ConfigError: there is no run under `root`.
+    """
+    candidates = [p.parent for p in Path(root).glob(f"*/{TRIALS_FILE}")]
+    if not candidates:
+        raise ConfigError(f"no swarm run under {root}/; start one with `make swarm` or pass --run-dir")
+    return max(candidates, key=lambda d: (d / TRIALS_FILE).stat().st_mtime)
+
+
 class ControllerLock:
     """An exclusive flock on RUN_DIR/controller.lock for the controller's lifetime: one controller
     per run directory. The kernel drops it when the process dies, however it dies."""

@@ -10,7 +10,7 @@ import click
 
 @click.command()
 @click.option(
-    "--run-dir", type=click.Path(file_okay=False), default="runs/phase2-minibatch", show_default=True
+    "--run-dir", type=click.Path(file_okay=False), default=None, help="Default: the latest run under runs/."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the trials.json object plus a `summary`.")
 @click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
@@ -20,8 +20,9 @@ import click
 def status(run_dir, as_json, watch, interval):
     """Trials by state, running trials with age, the best value ± stderr, GPU-hours and cost."""
     from orchestrator.leaderboard import format_leaderboard, format_status, summary
-    from orchestrator.run_files import read_snapshot
+    from orchestrator.run_files import latest_run_dir, read_snapshot
 
+    run_dir = run_dir or latest_run_dir()
     while True:
         snap = read_snapshot(run_dir)
         if as_json:

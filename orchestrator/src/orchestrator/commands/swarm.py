@@ -52,7 +52,10 @@ TEAMS = ("fullbatch", "minibatch")
 )
 @click.option("--dry-run", is_flag=True, help="Print the study and the trial commands; launch nothing.")
 @click.option(
-    "--json", "as_json", is_flag=True, help="With --dry-run on vertex: the StudySpec and CustomJob requests as JSON."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="With --dry-run on vertex: the StudySpec and CustomJob requests as JSON.",
 )
 def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_outputs, dry_run, as_json):
     """Run a phase's swarm to its end, with live progress and the leaderboard at the end."""
@@ -94,7 +97,7 @@ def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_ou
 
 @click.command()
 @click.option(
-    "--run-dir", type=click.Path(file_okay=False), default="runs/phase2-minibatch", show_default=True
+    "--run-dir", type=click.Path(file_okay=False), default=None, help="Default: the latest run under runs/."
 )
 @click.option(
     "--wait",
@@ -107,5 +110,6 @@ def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_ou
 def stop(run_dir, wait_s):
     """Cancel running trials, stop them in the study and make a running controller exit."""
     from orchestrator.phases import stop_run
+    from orchestrator.run_files import latest_run_dir
 
-    stop_run(run_dir, out=lambda line: click.echo(line), wait_s=wait_s)
+    stop_run(run_dir or latest_run_dir(), out=lambda line: click.echo(line), wait_s=wait_s)
