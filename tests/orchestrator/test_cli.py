@@ -214,3 +214,52 @@ def test_stop_cancels_running_jobs_and_stops_their_trials(tmp_path, study_db):
         time.sleep(0.02)
     assert [j.state for j in runner.jobs()] == [JobState.CANCELLED] * 2
     assert Path(run_dir / "stop-requested").exists()
+
+
+def test_stop_makes_a_running_controller_exit(tmp_path, study_db):
+    """Real processes: `orchestrator swarm` with hanging trials, then `orchestrator stop`."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.move(study_db, run_dir / "study.db")
+    env = dict(os.environ, ZETA_SWARM_TRAINER=" ".join(FAKE_TRAINER), FAKE_HANG_TRIALS="0,1")
+    env.pop("ZETA_SWARM_CRASH_AT", None)
+    exe = str(Path(sys.executable).with_name("orchestrator"))
+    swarm = subprocess.Popen(
+        [exe, "swarm", "--phase", "2", "--max-trials", "2", "--run-dir", str(run_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(300):
+            trials_json = run_dir / "trials.json"
+            if (
+                trials_json.exists()
+                and [t["state"] for t in json.loads(trials_json.read_text())["trials"]] == ["RUNNING"] * 2
+            ):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the trials never ran")
+        stop = subprocess.run(
+            [exe, "stop", "--run-dir", str(run_dir), "--wait", "30"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        out, _ = swarm.communicate(timeout=30)
+    finally:
+        if swarm.poll() is None:
+            swarm.kill()
+    assert swarm.returncode == 0, out
+    assert "phase 2 ends early: stopped by `orchestrator stop`" in out and "Leaderboard" in out
+    assert [t["state"] for t in json.loads((run_dir / "trials.json").read_text())["trials"]] == [
+        "STOPPED"
+    ] * 2
