@@ -146,7 +146,11 @@ class VertexRunner(Runner):
     def image_uri(self) -> str:
         """The trainer image pinned to a digest, resolved once per runner (= per controller start)."""
         if self._image_uri is None:
-            self._image_uri = resolve_image_digest(self.settings, self.calls, self.credentials)
+            from google.cloud.aiplatform import initializer
+
+            # The same identity as the aiplatform calls: explicit, else aiplatform.init's, else ADC.
+            creds = self.credentials or initializer.global_config.credentials
+            self._image_uri = resolve_image_digest(self.settings, self.calls, creds)
         return self._image_uri
 
     def labels(self, spec: JobSpec) -> dict[str, str]:
