@@ -214,3 +214,22 @@ def test_results_are_read_from_the_runs_bucket(storage_emulator, recorded):
     assert json.loads(read_output(out, "final.json")) == final
     assert read_output(out, "metrics.jsonl") is None  # not written yet
     assert read_output(out + "/", "final.json") is not None
+
+
+def test_a_job_moves_through_the_vertex_states_on_the_fake_clock(
+    recorded, job_service, calls, credentials, clock
+):
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    job = runner.launch(spec(recorded))
+    seen = []
+    for dt in (0, 10, 30, 600):  # Outcome(): 5 s queued, 30 s provisioning, 600 s running
+        clock.advance(dt)
+        (j,) = runner.jobs()
+        seen.append((job_service.jobs[job.job_id].state.name, j.state, j.started, j.ended))
+    t0 = job.created
+    assert seen == [
+        ("JOB_STATE_QUEUED", JobState.QUEUED, None, None),
+        ("JOB_STATE_PENDING", JobState.QUEUED, None, None),
+        ("JOB_STATE_RUNNING", JobState.RUNNING, t0 + 35, None),
+        ("JOB_STATE_SUCCEEDED", JobState.SUCCEEDED, t0 + 35, t0 + 635),
+    ]
