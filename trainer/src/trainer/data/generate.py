@@ -177,12 +177,11 @@ def _isolate(z, g: np.ndarray, vals: np.ndarray, good_pos: np.ndarray, stats: Ge
 def _anchors(m_good: np.ndarray, ok: np.ndarray, k: int, bottom: bool) -> np.ndarray:
     """Which good Gram points have N(g_m) = m + 1 proven (Turing both ways, or g_-1 at the bottom)."""
     nb = ok.size
-    proven = np.zeros(nb + 1, dtype=bool)
     bad_prefix = np.concatenate(([0], np.cumsum(~ok)))  # bad blocks among the first j
-    for j in range(nb + 1):
-        below = j >= k and bad_prefix[j] - bad_prefix[j - k] == 0
-        above = j + k <= nb and bad_prefix[j + k] - bad_prefix[j] == 0
-        proven[j] = below and above
+    j = np.arange(nb + 1)
+    below = (j >= k) & (bad_prefix[j] == bad_prefix[np.maximum(j - k, 0)])
+    above = (j + k <= nb) & (bad_prefix[np.minimum(j + k, nb)] == bad_prefix[j])
+    proven = below & above
     if bottom and m_good[0] == -1:
         proven[0] = True
     return proven
