@@ -168,12 +168,11 @@ def test_cuda_matches_cpu():
 
 
 def test_turing_anchors_need_k_rosser_blocks_on_both_sides():
-    # 7 good Gram points (m = 10..16) bound 6 blocks; block 3 (between m=13 and m=14) failed.
-    m_good = np.arange(10, 17)
-    ok = np.array([True, True, True, False, True, True])
-    proven = generate_mod._anchors(m_good, ok, 2, bottom=False)
-    assert proven.tolist() == [False, False, True, False, False, False, False]
-    proven = generate_mod._anchors(m_good, np.ones(6, dtype=bool), 2, bottom=False)
+    # 9 good Gram points (m = 10..18) bound 8 blocks; block 4 (from m=14 to m=15) failed.
+    ok = np.array([True, True, True, True, False, True, True, True])
+    proven = generate_mod._anchors(np.arange(10, 19), ok, 2, bottom=False)
+    assert proven.tolist() == [False, False, True, False, False, False, False, False, False]
+    proven = generate_mod._anchors(np.arange(10, 17), np.ones(6, dtype=bool), 2, bottom=False)
     assert proven.tolist() == [False, False, True, True, True, False, False]
     # At the bottom, N(g_-1) = 0 is known without Turing's method.
     proven = generate_mod._anchors(np.arange(-1, 6), np.ones(6, dtype=bool), 2, bottom=True)
