@@ -76,3 +76,13 @@ def test_phase3_without_phase2_results_is_a_clear_error(tmp_path, empty_study_db
     with pytest.raises(ConfigError, match="phase 3 needs phase 2's results"):
         _run(tmp_path, empty_study_db, 3)
     assert not (tmp_path / "phase3-minibatch" / "trials.json").exists()
+
+
+def test_max_trials_caps_each_design_round_without_leaking_points(tmp_path, empty_study_db):
+    s1, snap, _ = _run(tmp_path, empty_study_db, 1, max_trials=2)
+    trials = snap["trials"]
+    # 2 of the 5 prime sets, then 2 of the 3 learning rates on the better of those two.
+    assert [t["params"]["optim.scheduler"] for t in trials] == ["none", "none", "cosine", "cosine"]
+    assert [t["params"]["model.primes"] for t in trials[:2]] == ["[2,3,5]", "[2,3,5,7]"]
+    assert {t["params"]["model.primes"] for t in trials[2:]} == {"[2,3,5]"}
+    assert all(t["state"] == "COMPLETED" for t in trials)

@@ -259,12 +259,16 @@ class SwarmRun:
             result = PassResult(done=True, active=0, launched=0)
             for plan in self.s.rounds:
                 points = self._resolve_points(plan, previous, previous_spec)
+                if points is not None:
+                    # Enqueue only what this round may run: a point left waiting in the study would be
+                    # handed to the next round's first suggestion.
+                    points = points[: self.s.max_trials]
                 space = plan.params() if plan.kind != "championship" else _params_of(points_space(points))
                 tuner = backends.make_tuner(self.s, space, points)
                 if points is None:
                     rnd = RoundSpec(plan.name, None, self.s.max_trials, plan.fixed, other_points=all_points)
                 else:
-                    rnd = RoundSpec(plan.name, points, min(len(points), self.s.max_trials), plan.fixed)
+                    rnd = RoundSpec(plan.name, points, len(points), plan.fixed)
                 ctl = Controller(
                     self.s, tuner, runner, reader, self.output_dir, self.clock, sleep, self._on_event
                 )
