@@ -484,8 +484,9 @@ class FakeJobService:
             matching = self._listing
         else:
             clauses = self._clauses(req.filter)
-            for job in self.jobs.values():
-                self._advance(job)
+            for name, job in self.jobs.items():
+                if self._state[name] not in _FINAL_NAMES:  # a finished job never changes
+                    self._advance(job)
             matching = [
                 j for n, j in self.jobs.items() if n.startswith(req.parent) and self._matches(n, clauses)
             ]
