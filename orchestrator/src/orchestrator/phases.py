@@ -159,9 +159,19 @@ class SwarmRun:
                 lines.append(
                     f"round {r.name}: fixed design ({r.kind}) of {len(r.points or [])} points{carry}"
                 )
-        est_trials = sum(len(r.points or []) for r in s.rounds) or s.max_trials
-        if any(r.kind == "bayesian" for r in s.rounds):
-            est_trials = min(s.max_trials, 10_000)
+        est_trials = 0
+        for r in s.rounds:
+            if r.kind == "bayesian":
+                est_trials += s.max_trials
+            elif r.kind == "championship":
+                c = s.championship or {}
+                est_trials += (
+                    c.get("top", 0)
+                    * c.get("replicas", 0)
+                    * (2 if c.get("control_team") not in (None, s.team) else 1)
+                )
+            else:
+                est_trials += min(len(r.points or []), s.max_trials)
         hours = est_trials * s.trial_hours_estimate * max(1, s.accelerator_count)
         lines.append(
             f"cost estimate: ~{est_trials} trials x {s.trial_hours_estimate:g} h x {max(1, s.accelerator_count)} GPU "
