@@ -34,7 +34,8 @@ def _without_timing(obj):
     return obj
 
 
-def test_minibatch_with_all_clusters_per_step_equals_fullbatch_loss(tiny_config_file):
+@pytest.mark.parametrize("partitioner", ["contiguous", "metis"])
+def test_minibatch_with_all_clusters_per_step_equals_fullbatch_loss(tiny_config_file, partitioner):
     full = load_config(tiny_config_file, ["loss.rg_max_log2=3"])
     mini = load_config(
         tiny_config_file,
@@ -44,6 +45,7 @@ def test_minibatch_with_all_clusters_per_step_equals_fullbatch_loss(tiny_config_
             "train.num_clusters=4",
             "train.clusters_per_step=4",
             "loss.rg_scope=cluster",
+            f"train.partitioner={partitioner}",
         ],
     )
     ds = open_dataset(full.data.path)
@@ -58,6 +60,8 @@ def test_minibatch_with_all_clusters_per_step_equals_fullbatch_loss(tiny_config_
     assert torch.equal(total_a, total_b)
     for k in parts_a:
         assert torch.equal(parts_a[k], parts_b[k]), k
+    if partitioner == "metis":
+        return
     # with q < k a step sees fewer nodes and one segment per run of adjacent clusters
     q2 = Trial(
         load_config(
@@ -172,6 +176,7 @@ def _interrupt_at(monkeypatch, call: int):
                 "train.clusters_per_step=1",
                 "loss.rg_scope=cluster",
                 "model.dropout=0.2",
+                "optim.scheduler=plateau",
             ],
             6,
         ),
@@ -274,8 +279,10 @@ def test_gs_output_dir_through_the_storage_emulator_with_resume(
         assert run_trial(cfg, uri, echo=_quiet) == 143
     assert storage.exists(f"{uri}/checkpoint.pt") and not storage.exists(f"{uri}/final.json")
     lines = []
-    assert run_trial(cfg, uri, echo=lines.append) == 0
+    assert run_trial(cfg, uri, tensorboard_dir=f"{uri}-tensorboard", echo=lines.append) == 0
     assert any(line.startswith("resuming from gs://") for line in lines)
+    blobs = storage._client().list_blobs("zeta-swarm-test-data", prefix="trials/t1-tensorboard/")
+    assert any("events.out.tfevents" in b.name for b in blobs)
     final = json.loads(storage.read_text(f"{uri}/final.json"))
     assert final["status"] == "completed" and final["epochs_done"] == 4
     rows = [json.loads(x) for x in storage.read_text(f"{uri}/metrics.jsonl").splitlines()]
@@ -311,3 +318,13 @@ def test_sigterm_to_a_real_trainer_process_checkpoints_and_exits_143(tiny_config
     assert "SIGTERM: checkpoint written" in rest
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 2 <= state["epoch"] < 400 and not (out / "final.json").exists()
+
+
+def test_mmd_reference_data_is_real_spacings_just_before_training(tiny_config_file):
+    cfg = load_config(tiny_config_file, ["loss.mmd_reference=data"])
+    trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
+    ref = trial.train_losses.mmd_reference
+    assert ref.shape == (
+        cfg.data.train_start - 1 - 1,
+    )  # every spacing s_1 .. s_{train_start - 2} before n = 2001
+    assert abs(ref.double().mean().item() - 1.0) < 0.01 and ref.min().item() > 0
