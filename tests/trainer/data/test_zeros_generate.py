@@ -177,3 +177,12 @@ def test_turing_anchors_need_k_rosser_blocks_on_both_sides():
     # At the bottom, N(g_-1) = 0 is known without Turing's method.
     proven = generate_mod._anchors(np.arange(-1, 6), np.ones(6, dtype=bool), 2, bottom=True)
     assert proven.tolist() == [True, False, True, True, True, False, False]
+
+
+def test_first_rosser_rule_exception_is_resolved():
+    # The Gram block starting at g_13999525 holds two zeros fewer than its length (MATH.md §2.3);
+    # the missing pair sits in the next block. Merging the two finds all zeros, still certified.
+    zeros, stats = generate_zeros(13_999_500, 60)
+    assert stats.max_depth > generate_mod._MERGE_AT
+    assert np.all(np.diff(zeros) > 0)
+    assert zeros[26] == pytest.approx(float(mpmath.zetazero(13_999_526).imag), abs=2e-9)

@@ -32,6 +32,7 @@ from trainer.unfolding import inverse_smooth_count
 DEFAULT_CHUNK = 20_000  # zeros per chunk: one Z window, one progress step
 DEFAULT_TOL = 1e-10  # polishing tolerance in t
 _MAX_DEPTH = 14  # bisection rounds per Gram block: 0.5 / 2^14 = 3e-5 in t, below any pair in reach
+_MERGE_AT = 6  # rounds after which a block still short of zeros is merged with its neighbours
 _MAX_POLISH = 100
 _BISECT_AFTER = 20  # interpolation steps before falling back to plain bisection
 
@@ -149,23 +150,40 @@ def _polish(z, lo, hi, f_lo, f_hi, tol: float) -> np.ndarray:
 
 
 def _isolate(z, g: np.ndarray, vals: np.ndarray, good_pos: np.ndarray, stats: GenerateStats):
-    """Bisect Gram blocks with too few sign changes; returns samples and per-block status."""
+    """Bisect Gram blocks with too few sign changes; returns samples and per-block status.
+
+    A block still short of zeros after _MERGE_AT rounds is taken for a Rosser-rule exception
+    (its missing pair sits in a neighbouring block, first at n = 13,999,526): it is merged with
+    its neighbours and the merged group is refined until it holds as many sign changes as Gram
+    intervals. Only blocks that obey Rosser's rule on their own count as ok for Turing's method.
+    """
     pts = g.copy()
     lengths = np.diff(good_pos)
     g_good = g[good_pos]
     nb = lengths.size
+    separate = np.ones(nb, dtype=bool)  # separate[i]: block i starts a new group
     for depth in range(_MAX_DEPTH + 1):
         bid = np.searchsorted(g_good, pts, side="right") - 1
         inside = (bid[:-1] >= 0) & (bid[:-1] < nb)
         change = vals[:-1] * vals[1:] < 0
         counts = np.bincount(bid[:-1][inside & change], minlength=nb)
-        deficit = counts < lengths
-        if not deficit.any() or depth == _MAX_DEPTH:
+        group = np.cumsum(separate) - 1
+        short = np.bincount(group, weights=counts - lengths) < 0
+        if not short.any() or depth == _MAX_DEPTH:
             break
         if depth == 0:
-            stats.refined_blocks += int(deficit.sum())
+            stats.refined_blocks += int(short.sum())
+        if depth >= _MERGE_AT:
+            edges = np.flatnonzero(separate & short[group])  # first block of each short group
+            separate[edges] = False
+            ends = np.flatnonzero(short[group] & np.append(separate[1:], True)) + 1  # block after each
+            separate[ends[ends < nb]] = False
+            separate[0] = True
+            group = np.cumsum(separate) - 1
+            short = np.bincount(group, weights=counts - lengths) < 0
         stats.max_depth = max(stats.max_depth, depth + 1)
-        split = np.flatnonzero(inside & deficit[np.clip(bid[:-1], 0, nb - 1)])
+        refine = short[group]
+        split = np.flatnonzero(inside & refine[np.clip(bid[:-1], 0, nb - 1)])
         mids = 0.5 * (pts[split] + pts[split + 1])
         new_vals = z(mids)
         order = np.argsort(np.concatenate((pts, mids)), kind="stable")
