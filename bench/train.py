@@ -68,18 +68,15 @@ def _cfg(data: str, n: int, mode: str, extra: list[str]):
 def _setup(cfg, dataset):
     """The pieces of trainer.training.Trial a training step needs (no validation windows)."""
     import torch
-    from trainer.baselines import fit_explicit_scale
-    from trainer.features import feature_names, read_unfolded
+    from trainer.features import explicit_scale, feature_names, read_unfolded
     from trainer.losses import LossWeights, rg_target
     from trainer.model import SpacingGNN
     from trainer.rmt import default_scales, sample_wigner
     from trainer.training import LossSetup
-    from trainer.unfolding import fluctuations
 
     d, m, loss = cfg.data, cfg.model, cfg.loss
     start, stop = d.train_start, d.train_start + d.train_count
-    fit = min(stop, start + 100_000)  # the explicit scale converges long before 1e5 zeros
-    a = fit_explicit_scale(np.arange(start, fit), fluctuations(read_unfolded(dataset, start, fit), start))
+    a = explicit_scale(dataset, start, stop)
     torch.manual_seed(0)
     model = SpacingGNN(
         len(feature_names(m.window, True)),

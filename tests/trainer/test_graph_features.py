@@ -115,3 +115,19 @@ def test_build_nodes_outside_the_dataset_is_a_data_error(odlyzko_small):
         features.build_nodes(ds, [(3, 10)], primes=[2], window=8, explicit_a=None)
     with pytest.raises(DataError, match="outside"):
         features.build_nodes(ds, [(29_990, 30_001)], primes=[2], window=8, explicit_a=None)
+
+
+def test_explicit_scale_from_a_spread_sample_matches_the_full_fit(odlyzko_small):
+    from trainer.baselines import fit_explicit_scale
+    from trainer.data.dataset import open_dataset
+    from trainer.unfolding import fluctuations
+
+    ds = open_dataset(odlyzko_small)
+    full = fit_explicit_scale(
+        np.arange(10_000, 20_000), fluctuations(features.read_unfolded(ds, 10_000, 20_000), 10_000)
+    )
+    assert features.explicit_scale(ds, 10_000, 20_000) == pytest.approx(
+        full, abs=1e-12
+    )  # sample = whole range
+    assert features.explicit_scale(ds, 10_000, 20_000, max_samples=2_000) == pytest.approx(full, rel=0.1)
+    assert 0.5 < full < 1.0  # MATH.md §5: a ~ 0.8 at these heights

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainer import graph
-from trainer.baselines import explicit_delta
+from trainer.baselines import explicit_delta, fit_explicit_scale
 from trainer.errors import DataError
 from trainer.unfolding import inverse_smooth_count, unfold
 
@@ -84,12 +84,34 @@ def position_features(x: np.ndarray, first, window: int) -> np.ndarray:
 def read_unfolded(dataset, start: int, stop: int) -> np.ndarray:
     """x_n for start <= n < stop (1-based), unfolded from the dataset's memory-mapped ordinates."""
     x = unfold(np.asarray(dataset.ordinates(start, stop)))
+    _release_pages(dataset)
+    return x
+
+
+def _release_pages(dataset) -> None:
     # Unmap the pages just read: the copy is all that is kept, and without this an epoch over
     # 1e7 zeros would count the whole 80 MB file in this process's resident set.
     mapping = getattr(dataset.zeros, "_mmap", None)  # numpy.memmap's mmap object
     if mapping is not None:
         mapping.madvise(mmap.MADV_DONTNEED)
-    return x
+
+
+def explicit_scale(dataset, start: int, stop: int, max_samples: int = 100_000) -> float:
+    """The scale a of the explicit-formula estimate delta_n ~ a * P_X(t_hat_n), fitted on zeros in [start, stop).
+
+    At most `max_samples` zeros spread evenly over the range are used: a is one number, and
+    a bounded sample keeps a 1e7-zero training range from costing memory or minutes.
+
+    Args:
+        dataset: an opened ZerosDataset.
+        start: first zero index (1-based) of the training range.
+        stop: one past its last zero.
+        max_samples: zeros used at most (default 100,000).
+    """
+    n = np.unique(np.linspace(start, stop - 1, min(stop - start, max_samples)).round().astype(np.int64))
+    gamma = np.asarray(dataset.zeros[n - dataset.first_index])
+    _release_pages(dataset)
+    return fit_explicit_scale(n, unfold(gamma) - (n - 0.5))
 
 
 @dataclass

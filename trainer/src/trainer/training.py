@@ -23,11 +23,10 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, ReduceLROnPlat
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from trainer import storage
-from trainer.baselines import fit_explicit_scale
 from trainer.config import TrialConfig, dump_config
 from trainer.errors import ConfigError, DataError
 from trainer.extrapolation import baseline_errors, extrapolation_metrics, prepare_windows, rollout
-from trainer.features import NodeSet, build_nodes, feature_names, read_unfolded
+from trainer.features import NodeSet, build_nodes, explicit_scale, feature_names, read_unfolded
 from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, gue_mmd, rg_target
 from trainer.model import SpacingGNN
 from trainer.partition import make_partition
@@ -43,7 +42,6 @@ from trainer.reporting import (
     progress_line,
 )
 from trainer.rmt import block_sum_variance, default_scales, sample_wigner
-from trainer.unfolding import fluctuations
 
 GUE_REFERENCE_SIZE = 8192  # Wigner samples (or real spacings) the MMD compares against
 EXIT_SIGTERM = 143
@@ -147,9 +145,8 @@ class Trial:
         self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
         d, m, loss = cfg.data, cfg.model, cfg.loss
         start, stop = d.train_start, d.train_start + d.train_count
-        train_delta = fluctuations(read_unfolded(dataset, start, stop), start)
         # Fitted once on the training range: the explicit baseline and the explicit feature share it.
-        self.explicit_a = fit_explicit_scale(np.arange(start, stop), train_delta)
+        self.explicit_a = explicit_scale(dataset, start, stop)
         self.feature_a = self.explicit_a if m.explicit_feature else None
         self.clusters = make_partition(
             cfg.train.partitioner, start, stop, cfg.train.num_clusters, m.primes, cfg.seed
