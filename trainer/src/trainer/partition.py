@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainer.errors import ConfigError
+
 Cluster = list[tuple[int, int]]
 
 
@@ -39,9 +41,14 @@ def metis(start: int, stop: int, k: int, primes: list[int], seed: int = 0) -> li
         seed: METIS random seed (default 0).
 
     Raises:
-        ModuleNotFoundError: without pymetis (`pip install -c constraints.txt 'zeta-swarm-trainer[metis]'`).
+        ConfigError: without pymetis (an optional extra: `zeta-swarm-trainer[metis]`).
     """
-    import pymetis
+    try:
+        import pymetis
+    except ModuleNotFoundError as e:
+        raise ConfigError(
+            "train.partitioner: metis needs pymetis (pip install -c constraints.txt 'zeta-swarm-trainer[metis]')"
+        ) from e
 
     n = stop - start
     offsets = np.array(sorted(primes), dtype=np.int64)
