@@ -10,12 +10,12 @@ import pytest
 from google.api_core import exceptions
 from orchestrator.config import load_settings
 from orchestrator.controller import Controller, RoundSpec
-from orchestrator.infra_outputs import load_infra_outputs
 from orchestrator.runners import vertex
 from orchestrator.tuners.base import TunerState
 from orchestrator.tuners.vizier import VizierTuner
-from orchestrator.vertex_settings import CloudCalls, RetryPolicy, load_vertex_settings
+from orchestrator.vertex_settings import CloudCalls, RetryPolicy
 
+from orchestrator import backends
 from vertex.conftest import DIGEST
 from vertex.fakes import (
     JS,
@@ -49,7 +49,8 @@ class World:
         self.credentials = credentials
         self.settings = settings.model_copy(update={"run_dir": str(run_dir)})
         run_dir.mkdir(parents=True)
-        self.vs = load_vertex_settings(self.settings.backend_file, load_infra_outputs(str(INFRA_JSON), {}))
+        # The factory's cached settings: the image tag is the git HEAD, which other commits move meanwhile.
+        self.vs = backends._load_vertex_settings(str(self.settings.backend_file), self.settings.infra_outputs)
         FakeArtifactRegistry(self.cloud).install(mocker).push(
             self.vs.image_repository, "trainer", self.vs.image_tag, DIGEST
         )

@@ -25,7 +25,13 @@ VERTEX_YAML = ROOT / "configs" / "backends" / "vertex.yaml"
 INFRA_JSON = ROOT / "tests" / "fixtures" / "infra-outputs.json"
 
 
+def _head() -> str:
+    cmd = ["git", "rev-parse", "--short=12", "HEAD"]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_terraform_outputs_and_backend_yaml_make_the_settings():
+    before = _head()  # others commit to this tree meanwhile: HEAD may move during the test
     s = load_vertex_settings(VERTEX_YAML, load_infra_outputs(str(INFRA_JSON), {}))
     assert (s.project, s.region) == ("zeta-swarm-test", "us-central1")
     assert s.runs_bucket == "gs://zs-zeta-swarm-test-runs"
@@ -33,12 +39,8 @@ def test_terraform_outputs_and_backend_yaml_make_the_settings():
     assert s.trainer_service_account == "zs-trainer@zeta-swarm-test.iam.gserviceaccount.com"
     assert s.machines["fullbatch"] == MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1)
     assert s.machines["minibatch"].describe() == "g2-standard-8 + 1 x NVIDIA_L4"
-    head = subprocess.run(
-        ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    assert (
-        s.image_tag_uri == f"us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:{head}"
-    )  # as `make image` tags it
+    image = "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:"
+    assert s.image_tag_uri in {image + before, image + _head()}  # the commit, as `make image` tags it
     assert s.trial_dir("phase2-minibatch", "17") == "gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/17"
 
 
