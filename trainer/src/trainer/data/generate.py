@@ -206,14 +206,14 @@ def _anchors(m_good: np.ndarray, ok: np.ndarray, k: int, bottom: bool) -> np.nda
 
 
 def _chunk(n_lo: int, n_hi: int, *, device: str, tol: float, stats: GenerateStats) -> np.ndarray:
-    t_top = float(inverse_smooth_count([n_hi + 3.0])[0])
-    k = turing_blocks(max(t_top, 100.0))
-    stats.turing_k.append(k)
-    pad = 8 * k + 16
+    # Gram blocks have at most ~6 intervals in reach, so 8 per needed block is ample padding.
+    pad = 8 * turing_blocks(max(float(inverse_smooth_count([n_hi + 3.0])[0]), 100.0)) + 16
     for _ in range(4):
         m_lo, m_hi = max(-1, n_lo - 2 - pad), n_hi - 1 + pad
         m = np.arange(m_lo, m_hi + 1)
         g = gram_points(m)
+        # K at the top of everything used, since Brent's bound is in terms of the highest g_p.
+        k = turing_blocks(max(float(g[-1]), 100.0))
         z = _CountingZ(HardyZ(float(g[0]), float(g[-1]), device), stats)
         vals = z(g)
         stats.gram_points += g.size
@@ -234,6 +234,7 @@ def _chunk(n_lo: int, n_hi: int, *, device: str, tol: float, stats: GenerateStat
             f"zeros {n_lo}..{n_hi}: could not find Gram blocks obeying Rosser's rule around the range "
             "to certify the count (Turing's method); not supported here"
         )
+    stats.turing_k.append(k)
     ja, jb = lower[-1], upper[0]
     m_a, m_b = int(m_good[ja]), int(m_good[jb])
     i_a = int(np.searchsorted(pts, g[good_pos[ja]]))
