@@ -13,6 +13,12 @@ since the previous pass. Finished jobs never change on Vertex, so they are kept 
 and the calls per pass do not grow with the number of finished trials. `launch` of an attempt this
 runner has already seen (in a listing or its own create) costs no call.
 
+States (compared as enums by name; str() of the v1 IntEnum is a number on Python 3.11):
+QUEUED/PENDING/PAUSED -> QUEUED; RUNNING/UPDATING -> RUNNING; CANCELLING -> RUNNING too (the job
+still holds its machine and may still write its output dir, so nothing is retried into it yet);
+SUCCEEDED; FAILED/EXPIRED/PARTIALLY_SUCCEEDED -> FAILED (a preemption is a FAILED attempt that the
+controller retries in the same output dir); CANCELLED.
+
 google-cloud-aiplatform is imported inside the methods: `orchestrator` starts without it.
 """
 
