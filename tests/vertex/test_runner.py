@@ -233,3 +233,12 @@ def test_a_job_moves_through_the_vertex_states_on_the_fake_clock(
         ("JOB_STATE_RUNNING", JobState.RUNNING, t0 + 35, None),
         ("JOB_STATE_SUCCEEDED", JobState.SUCCEEDED, t0 + 35, t0 + 635),
     ]
+
+
+def test_a_job_deleted_by_hand_counts_as_a_failed_attempt(recorded, job_service, calls, credentials, clock):
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    job = runner.launch(spec(recorded))
+    runner.jobs()
+    del job_service.jobs[job.job_id]
+    (gone,) = runner.jobs()
+    assert gone.state is JobState.FAILED and gone.detail.startswith("the CustomJob was deleted")

@@ -298,6 +298,8 @@ class VertexRunner(Runner):
         return self._remember(proto)
 
     def jobs(self) -> list[Job]:
+        from google.api_core import exceptions
+
         study = f'labels.study="{self.study}"'
         if not self._synced:
             for proto in self.calls.run("list jobs", lambda: self._list(study)):
@@ -309,7 +311,13 @@ class VertexRunner(Runner):
             for proto in self.calls.run("list unfinished jobs", lambda: self._list(unfinished)):
                 seen.add(self._remember(proto).job_id)
             for name in [n for n in self._live if n not in seen]:  # finished since the last pass
-                self._remember(self.calls.run(f"get {name}", lambda n=name: self._get(n)))
+                try:
+                    self._remember(self.calls.run(f"get {name}", lambda n=name: self._get(n)))
+                except exceptions.NotFound:  # deleted by hand: a lost attempt, which the controller retries
+                    job = self._live.pop(name)
+                    job.state, job.detail = JobState.FAILED, f"the CustomJob was deleted ({job.detail})"
+                    job.ended = job.ended or job.started or job.created
+                    self._done[name] = job
         return sorted(
             [*self._done.values(), *self._live.values()],
             key=lambda j: (int(j.trial_id) if j.trial_id.isdigit() else 0, j.trial_id, j.attempt, j.created),
