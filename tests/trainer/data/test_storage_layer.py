@@ -103,5 +103,16 @@ def test_remote_dataset_with_wrong_hash_is_not_cached(gs_root, cache, odlyzko_sm
 
 
 def test_missing_remote_dataset(gs_root, cache):
-    with pytest.raises(DataError, match=rf"^{gs_root}/nothing/manifest\.json: no such object"):
+    with pytest.raises(DataError, match=rf"^{gs_root}/nothing/manifest\.json: no such object or bucket"):
         open_dataset(f"{gs_root}/nothing")
+
+
+def test_missing_bucket_is_a_data_error(storage_emulator, tmp_path, cache):
+    url = f"gs://no-such-bucket-{uuid.uuid4().hex[:8]}/ds"
+    assert not storage.exists(url)
+    with pytest.raises(DataError, match=rf"^{url}/zeros\.npy: no such object or bucket"):
+        write_dataset(
+            url, np.array([14.134725142, 21.022039639]), source="t", first_index=1, abs_accuracy=1e-9
+        )
+    with pytest.raises(DataError, match=rf"^{url}/manifest\.json: no such object or bucket"):
+        open_dataset(url)

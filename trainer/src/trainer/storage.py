@@ -11,6 +11,7 @@ local cache, $ZETA_SWARM_CACHE or ~/.cache/zeta-swarm, keyed by URL and content 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -70,8 +71,19 @@ def _blob(uri: str):
     return _client().bucket(bucket).blob(name)
 
 
-def _not_found(uri: str, e: Exception) -> DataError:
-    return DataError(f"{uri}: no such object ({type(e).__name__})")
+@contextlib.contextmanager
+def _remote(uri: str):
+    """Translate GCS errors the user can fix into one-line DataErrors naming the URL."""
+    from google.api_core import exceptions
+
+    try:
+        yield
+    except exceptions.NotFound as e:
+        raise DataError(f"{uri}: no such object or bucket ({e.code} {type(e).__name__})") from e
+    except exceptions.Forbidden as e:
+        raise DataError(
+            f"{uri}: permission denied ({e.code}); check the credentials' IAM roles on the bucket"
+        ) from e
 
 
 def exists(uri: str | os.PathLike) -> bool:
@@ -79,11 +91,17 @@ def exists(uri: str | os.PathLike) -> bool:
     uri = str(uri)
     if not is_remote(uri):
         return os.path.exists(uri)
+    from google.api_core import exceptions
+
     bucket, name = _split(uri)
-    if name and _client().bucket(bucket).blob(name).exists():
-        return True
-    prefix = f"{name}/" if name else ""
-    return any(True for _ in _client().list_blobs(bucket, prefix=prefix, max_results=1))
+    with _remote(uri):
+        if name and _client().bucket(bucket).blob(name).exists():
+            return True
+        prefix = f"{name}/" if name else ""
+        try:
+            return any(True for _ in _client().list_blobs(bucket, prefix=prefix, max_results=1))
+        except exceptions.NotFound:  # no such bucket: nothing exists in it
+            return False
 
 
 def read_bytes(uri: str | os.PathLike) -> bytes:
@@ -94,12 +112,8 @@ def read_bytes(uri: str | os.PathLike) -> bytes:
     """
     uri = str(uri)
     if is_remote(uri):
-        from google.api_core import exceptions
-
-        try:
+        with _remote(uri):
             return _blob(uri).download_as_bytes()
-        except exceptions.NotFound as e:
-            raise _not_found(uri, e) from e
     try:
         return Path(uri).read_bytes()
     except FileNotFoundError as e:
@@ -131,7 +145,8 @@ def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     """
     uri = str(uri)
     if is_remote(uri):
-        _blob(uri).upload_from_string(data)
+        with _remote(uri):
+            _blob(uri).upload_from_string(data)
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +171,8 @@ def upload_file(local_path: str | os.PathLike, uri: str | os.PathLike) -> None:
     """Copy a local file to uri (local or gs://), atomically."""
     uri = str(uri)
     if is_remote(uri):
-        _blob(uri).upload_from_filename(os.fspath(local_path))
+        with _remote(uri):
+            _blob(uri).upload_from_filename(os.fspath(local_path))
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,12 +197,8 @@ def download_file(uri: str | os.PathLike, local_path: str | os.PathLike) -> None
     tmp = _temp_beside(dest)
     try:
         if is_remote(uri):
-            from google.api_core import exceptions
-
-            try:
+            with _remote(uri):
                 _blob(uri).download_to_filename(os.fspath(tmp))
-            except exceptions.NotFound as e:
-                raise _not_found(uri, e) from e
         else:
             try:
                 shutil.copyfile(uri, tmp)
@@ -254,10 +266,11 @@ def remove_tree(uri: str | os.PathLike) -> None:
         return
     bucket, name = _split(uri)
     prefix = f"{name}/" if name else ""
-    blobs = list(_client().list_blobs(bucket, prefix=prefix))
-    if name:
-        single = _client().bucket(bucket).blob(name)
-        if single.exists():
-            blobs.append(single)
-    for blob in blobs:
-        blob.delete()
+    with _remote(uri):
+        blobs = list(_client().list_blobs(bucket, prefix=prefix))
+        if name:
+            single = _client().bucket(bucket).blob(name)
+            if single.exists():
+                blobs.append(single)
+        for blob in blobs:
+            blob.delete()
