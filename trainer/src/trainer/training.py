@@ -425,7 +425,15 @@ def _guarded(cfg, dataset, device, outputs: TrialOutputs, state, tensorboard_dir
 def _loop(
     cfg, dataset, device, outputs: TrialOutputs, state, stop: _StopFlag, tensorboard_dir, echo, started
 ) -> int:
+    t0 = time.monotonic()
+    echo(f"preparing the trial on {device} (data {cfg.data.path})")
     trial = Trial(cfg, dataset, device)
+    baselines = ", ".join(f"{k.removeprefix('baseline_')} {v.mean():.4g}" for k, v in trial.baselines.items())
+    echo(
+        f"ready in {time.monotonic() - t0:.1f}s: zeros {cfg.data.train_start}..{cfg.data.train_start + cfg.data.train_count - 1}"
+        f" in {len(trial.clusters)} cluster(s), {len(trial.windows.starts)} windows of {cfg.data.horizon};"
+        f" explicit scale a = {trial.explicit_a:.4f}; baselines on the windows: {baselines}"
+    )
     model = trial.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     steps_per_epoch = math.ceil(cfg.train.num_clusters / cfg.train.clusters_per_step)
