@@ -149,7 +149,7 @@ def test_experiment_verdict_and_arms_from_the_files(experiment_dir, experiment_r
     assert set(arms) == {"t1-rg", "t1-no-rg", "t2-minibatch"}
     assert float(arms["t1-rg"]["mean error ± stderr"].split(" ± ")[0]) == pytest.approx(rg.mean(), rel=5e-4)
     assert all(a["beats baselines"] == "no" for a in arms.values())
-    assert "No model beats the baselines: no arm" in md
+    assert "No model beats the baselines (an arm beats them when its mean gap" in md
     assert "0.01412" in arms["t1-rg"]["baseline_explicit"]
 
 
@@ -302,3 +302,26 @@ def test_below_the_baseline_within_noise_is_not_a_win(tmp_path, make_run):
     assert "No model beats the baselines" in md
     assert "1 trial is below the smallest baseline by less than 2 stderr: within noise, not a win." in md
     assert [r["beats baselines"] for r in _table(md, "### phase 2")] == ["within noise", "no"]
+
+
+def test_arm_beats_the_baselines_only_beyond_seed_and_window_noise(tmp_path, make_experiment):
+    # Explicit formula 0.01412; the fixture's window stderr is 8% of the error.
+    exp = make_experiment(
+        tmp_path / "exp",
+        {
+            "t1-rg": ("rg", "fullbatch", 0.1, [0.0100, 0.0101, 0.0099]),  # gap -0.0041, noise ~0.0008
+            "t1-no-rg": ("no_rg", "fullbatch", 0.0, [0.0135, 0.0136, 0.0134]),  # gap -0.0006, noise ~0.0011
+        },
+    )
+    md = (_build([exp], tmp_path / "out", plots=False) / "summary.md").read_text()
+    arms = {r["arm"]: r for r in _table(md, "## Experiment")}
+    assert arms["t1-rg"]["beats baselines"] == "yes"
+    assert arms["t1-no-rg"]["beats baselines"] == "within noise"
+    assert "Arms that beat the baselines (an arm beats them when" in md and "): t1-rg." in md
+    gap, se = (
+        float(x) for x in arms["t1-no-rg"]["gap to best baseline ± stderr (seeds, windows)"].split(" ± ")
+    )
+    assert gap == pytest.approx(0.0135 - 0.01412, rel=5e-3)
+    assert se == pytest.approx(
+        np.hypot(np.std([0.0135, 0.0136, 0.0134], ddof=1) / np.sqrt(3), 0.08 * 0.0135), rel=5e-3
+    )

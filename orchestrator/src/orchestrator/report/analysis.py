@@ -42,8 +42,10 @@ class ArmSummary:
     run: Run
     objective: MeanCI | None  # over seeds (completed trials)
     gap: MeanCI | None  # objective - smallest baseline, paired per seed
+    gap_stderr: float  # of the mean gap: seeds and windows combined (see _arm)
     baselines: dict[str, float]  # mean over seeds
     beats: bool | None  # None: fewer than 2 seeds
+    within_noise: bool  # below the smallest baseline, by less than 2 gap_stderr
 
 
 @dataclass
@@ -107,8 +109,21 @@ def _arm(run: Run, level: float) -> ArmSummary:
             baselines[name] = math.fsum(got) / len(got)
     gaps = [t.value - t.best_baseline for t in done if not math.isnan(t.best_baseline)]
     gap = mean_ci(gaps, level) if gaps else None
-    beats = None if gap is None or gap.n < 2 else gap.hi < 0
-    return ArmSummary(run, mean_ci(values, level) if values else None, gap, baselines, beats)
+    # Every seed is scored on the same W windows, so the seeds' spread says nothing about how those
+    # windows were drawn; the windows' own standard error is added to it, as the per-trial rule does.
+    window_se = [
+        t.metric("extrapolation_stderr") for t in done if not math.isnan(t.metric("extrapolation_stderr"))
+    ]
+    window = math.fsum(window_se) / len(window_se) if window_se else 0.0
+    if gap is None or gap.n < 2:
+        return ArmSummary(
+            run, mean_ci(values, level) if values else None, gap, math.nan, baselines, None, False
+        )
+    combined = math.hypot(gap.stderr, window)
+    beats = gap.mean + 2.0 * combined < 0
+    return ArmSummary(
+        run, mean_ci(values, level), gap, combined, baselines, beats, gap.mean < 0 and not beats
+    )
 
 
 def experiment_summary(exp: Experiment) -> ExperimentSummary:
@@ -150,19 +165,20 @@ def experiment_summary(exp: Experiment) -> ExperimentSummary:
             minibatch_effect = welch(a, b, level)
     judged = [a for a in arms if a.beats is not None]
     winners = [a for a in judged if a.beats]
+    close = [a.run.arm or a.run.label for a in judged if a.within_noise]
+    rule = (
+        "an arm beats them when its mean gap to the smallest baseline (paired per seed) plus 2 standard "
+        "errors, of the seeds and of the W windows every seed is scored on, is below zero"
+    )
     if not judged:
         baselines_text = "Whether an arm beats the baselines needs at least 2 completed seeds in an arm."
     elif not winners:
-        baselines_text = (
-            f"{NO_MODEL_BEATS}: no arm's mean gap to its smallest baseline (paired per seed) has a "
-            f"{level:.0%} interval below zero."
-        )
+        baselines_text = f"{NO_MODEL_BEATS} ({rule})."
+        if close:
+            baselines_text += f" Below the smallest baseline, but within noise: {', '.join(close)}."
     else:
         names = ", ".join(a.run.arm or a.run.label for a in winners)
-        baselines_text = (
-            f"Arms that beat the baselines (mean gap to the smallest baseline, paired per seed, with a "
-            f"{level:.0%} interval below zero): {names}."
-        )
+        baselines_text = f"Arms that beat the baselines ({rule}): {names}."
     notes = [
         f"{a.run.arm}: {len(a.run.completed)} of {len(a.run.trials)} seeds completed"
         for a in arms

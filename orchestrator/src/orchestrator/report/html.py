@@ -90,8 +90,10 @@ def _arm_rows(summary: ExperimentSummary) -> list[list[str]]:
                 fmt(a.baselines.get("baseline_index")),
                 fmt(a.baselines.get("baseline_ar")),
                 fmt(a.baselines.get("baseline_explicit")),
-                fmt_pm(gap.mean, gap.stderr) if gap else "—",
-                {None: "too few seeds", True: "yes", False: "no"}[a.beats],
+                fmt_pm(gap.mean, a.gap_stderr) if gap else "—",
+                "too few seeds"
+                if a.beats is None
+                else ("yes" if a.beats else ("within noise" if a.within_noise else "no")),
             ]
         )
     return rows
@@ -106,7 +108,7 @@ ARM_COLUMNS = (
     "baseline_index",
     "baseline_ar",
     "baseline_explicit",
-    "gap to best baseline",
+    "gap to best baseline ± stderr (seeds, windows)",
     "beats baselines",
 )
 
