@@ -32,7 +32,13 @@ def write_trial(
     """Write config.yaml, metrics.jsonl, final.json and predictions.json; return final.json's content."""
     out.mkdir(parents=True, exist_ok=True)
     config = {
-        "data": {"path": "data/odlyzko", "train_count": 10000},
+        "data": {
+            "path": "data/odlyzko",
+            "train_count": 10000,
+            "windows": 3,
+            "horizon": 100,
+            "window_stride": 500,
+        },
         "model": {"primes": [2, 3, 5, 7, 11, 13], "explicit_feature": True},
         "optim": {"lr": 5e-4, "scheduler": "cosine"},
         "loss": {

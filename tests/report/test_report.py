@@ -145,6 +145,7 @@ def test_experiment_verdict_and_arms_from_the_files(experiment_dir, experiment_r
     )
     assert float(got.group(1)) == pytest.approx(rg.mean() - no_rg.mean(), rel=5e-4)
     assert (float(got.group(2)), float(got.group(3))) == pytest.approx((ci.low, ci.high), rel=5e-4)
+    assert "Every seed was scored on the same 3 windows of 100 zeros" in verdict
     arms = {r["arm"]: r for r in _table(md, "## Experiment")}
     assert set(arms) == {"t1-rg", "t1-no-rg", "t2-minibatch"}
     assert float(arms["t1-rg"]["mean error ± stderr"].split(" ± ")[0]) == pytest.approx(rg.mean(), rel=5e-4)

@@ -126,6 +126,29 @@ def _arm(run: Run, level: float) -> ArmSummary:
     )
 
 
+def _windows_note(trials: list[Trial]) -> str:
+    """Which windows the seeds were scored on, from their config.yaml (empty when unknown or unequal)."""
+    shapes = {
+        (
+            d.get("windows"),
+            d.get("horizon"),
+            d.get("window_start"),
+            d.get("window_stride"),
+            d.get("train_count"),
+        )
+        for d in (((t.config or {}).get("data") or {}) for t in trials)
+    }
+    if len(shapes) != 1:
+        return ""
+    windows, horizon, *_ = shapes.pop()
+    if windows is None or horizon is None:
+        return ""
+    return (
+        f" Every seed was scored on the same {windows} windows of {horizon} zeros, so the interval measures "
+        "the spread over training seeds on these windows."
+    )
+
+
 def experiment_summary(exp: Experiment) -> ExperimentSummary:
     """Arms' statistics over seeds, the rg_penalty verdict and whether any arm beats the baselines.
 
@@ -155,6 +178,7 @@ def experiment_summary(exp: Experiment) -> ExperimentSummary:
             verdict_text = (
                 f"{verdict.text} Effect = mean extrapolation_error with rg_penalty minus without "
                 f"({len(a)} and {len(b)} seeds); margin = {margin_rel:g} x the ablation's mean error."
+                + _windows_note([*with_rg.run.completed, *without_rg.run.completed])
             )
     minibatch = by_role.get("minibatch")
     minibatch_effect = None
