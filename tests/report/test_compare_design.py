@@ -106,3 +106,39 @@ def test_cli_bad_profile_exits_2_with_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "no profile 'huge'" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("backend", ["local", "vertex"])
+@pytest.mark.parametrize("profile", ["smoke", "default"])
+def test_every_trial_command_carries_its_arms_budget(tmp_path, profile, backend):
+    """The engine's trainer command for each arm: the arm's overrides win over the swarm profile's
+    (including its per-team ones), each study runs the seeds with early stopping off."""
+    from orchestrator.compare import arm_settings
+    from orchestrator.controller import Controller, RoundSpec
+    from orchestrator.tuners.base import TunerState, TunerTrial
+
+    design = load_design(CONFIG, profile, backend)
+    for arm in design.arms:
+        s = arm_settings(design, arm, tmp_path, data_path=str(tmp_path / "zeros"))
+        assert (s.study, s.run_dir, s.backend.name) == (
+            f"compare-{arm.name}",
+            str(tmp_path / arm.name),
+            backend,
+        )
+        assert not s.early_stopping.baseline_sigma.enabled and not s.early_stopping.median.enabled
+        assert s.max_trials == len(design.seeds) and s.writes_lock == []
+        plan = s.rounds[0]
+        assert plan.points == [{"seed": x} for x in design.seeds]
+        ctl = Controller(s, None, None, None, lambda tid: f"/out/{tid}")
+        trial = TunerTrial(id="0", params={"seed": design.seeds[0]}, state=TunerState.ACTIVE)
+        args = ctl.trainer_args(trial, RoundSpec(plan.name, plan.points, len(plan.points), plan.fixed))
+        last: dict[str, str] = {}
+        for flag, value in zip(args, args[1:], strict=False):
+            if flag == "--set":
+                key, _, v = value.partition("=")
+                last[key] = v
+        assert last["seed"] == str(design.seeds[0])
+        assert last["data.path"] == str((tmp_path / "zeros").resolve())
+        for key, value in arm.overrides.items():
+            assert yaml.safe_load(last[key]) == value, (arm.name, key)
+        assert args[args.index("--config") + 1] == s.team_machines[arm.team]["trainer_config"]
