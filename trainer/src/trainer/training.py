@@ -15,7 +15,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from trainer.config import TrialConfig, dump_config
 from trainer.errors import ConfigError, DataError
 from trainer.extrapolation import baseline_errors, extrapolation_metrics, prepare_windows, rollout
 from trainer.features import NodeSet, build_nodes, explicit_scale, feature_names, read_unfolded
-from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, gue_mmd, rg_target
+from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
 from trainer.model import SpacingGNN
 from trainer.partition import make_partition
 from trainer.reporting import (
@@ -88,28 +88,17 @@ class LossSetup:
     bandwidths: tuple[float, ...]
 
     def __call__(self, pred: torch.Tensor, batch: Batch, generator: torch.Generator):
-        pred = pred.float()
-        # compute_losses takes no bandwidths, so gue_mmd is added here with the configured ones,
-        # averaged over segments by length exactly as compute_losses does.
-        total, parts = compute_losses(
-            pred,
+        return compute_losses(
+            pred.float(),
             batch.y,
-            replace(self.weights, gue_mmd=0.0),
+            self.weights,
             segments=batch.segments,
             mmd_reference=self.mmd_reference,
             rg_target=self.rg_target,
             scales=self.scales,
             generator=generator,
+            mmd_bandwidths=self.bandwidths,
         )
-        if self.weights.gue_mmd > 0:
-            runs = [(stop - start, pred[start:stop]) for start, stop in batch.segments]
-            mmd = sum(
-                n * gue_mmd(run, self.mmd_reference, self.bandwidths, generator=generator) for n, run in runs
-            )
-            parts["gue_mmd"] = mmd / sum(n for n, _ in runs)
-            total = total + self.weights.gue_mmd * parts["gue_mmd"]
-            parts["total"] = total
-        return total, parts
 
 
 def _check_ranges(cfg: TrialConfig, dataset) -> None:
