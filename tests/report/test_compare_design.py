@@ -72,6 +72,10 @@ def _bad(tmp_path, mutate) -> Path:
         ),
         (lambda r: r["set"].update({"train.epochs": 5}), r"set train.epochs via profiles.<name>.steps"),
         (lambda r: r["profiles"]["smoke"].pop("steps"), r"profiles.smoke.steps: Field required"),
+        (
+            lambda r: r["profiles"]["smoke"].update(steps=150),
+            r"steps: 150 is not a whole number of epochs of arm t2",
+        ),
     ],
 )
 def test_bad_experiment_file(tmp_path, mutate, message):

@@ -163,11 +163,13 @@ def load_design(
             raise ConfigError(
                 f"{path}: set train.epochs via profiles.<name>.steps, not in a `set` (arm {name})"
             )
-        epochs = prof.steps // _steps_per_epoch(path, name, overrides)
-        if epochs < 1:
+        per_epoch = _steps_per_epoch(path, name, overrides)
+        if prof.steps % per_epoch:
             raise ConfigError(
-                f"{path}: profiles.{profile}.steps: {prof.steps} is less than one epoch of arm {name}"
+                f"{path}: profiles.{profile}.steps: {prof.steps} is not a whole number of epochs of arm {name} "
+                f"({per_epoch} steps each); every arm must get exactly the same steps"
             )
+        epochs = prof.steps // per_epoch
         overrides["train.epochs"] = epochs
         overrides["train.eval_every"] = max(1, epochs // EVALUATIONS)
         arms.append(Arm(name=name, role=arm.role, team=arm.team, run_dir=name, overrides=overrides))
