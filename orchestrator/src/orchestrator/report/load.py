@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from orchestrator.errors import ConfigError
 
 EXPERIMENT_FILE = "experiment.json"
 BASELINES = ("baseline_index", "baseline_ar", "baseline_explicit")
+_READERS = 8
 
 
 @dataclass
@@ -254,7 +256,10 @@ def load_run(run_dir: str, arm: str | None = None, role: str | None = None) -> R
     snap = _read_object(where, required=True)
     assert snap is not None
     raw_trials = _require(snap, "trials", list, where)
-    trials = [_load_trial(run_dir, raw, i, where) for i, raw in enumerate(raw_trials)]
+    # Up to four files per trial; on gs:// each is a round trip, so trials are read concurrently
+    # (map keeps the order and raises the first trial's error).
+    with ThreadPoolExecutor(max_workers=_READERS) as pool:
+        trials = list(pool.map(lambda ir: _load_trial(run_dir, ir[1], ir[0], where), enumerate(raw_trials)))
     return Run(
         path=run_dir,
         study=str(snap.get("study", "")),
