@@ -273,7 +273,7 @@ def curves(picks: Sequence[tuple[str, Trial]], path: Path) -> bool:
 
 
 def arms(experiment: Experiment, path: Path) -> bool:
-    """Objective of every seed per arm, with the arm's mean and the baselines.
+    """Objective ± stderr (over the windows) of every seed per arm, with the arm's mean and the baselines.
 
     Args:
         experiment: the experiment whose arms to draw.
@@ -286,14 +286,17 @@ def arms(experiment: Experiment, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, run in enumerate(drawn):
         values = [t.value for t in run.completed]
+        errs = [
+            0.0 if math.isnan(e) else e for e in (t.metric("extrapolation_stderr") for t in run.completed)
+        ]
         xs = [k + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
-        ax.plot(xs, values, "o", alpha=0.7, color=f"C{k}")
+        ax.errorbar(xs, values, yerr=errs, fmt="o", capsize=2, alpha=0.7, color=f"C{k}")
         mean = math.fsum(values) / len(values)
         ax.hlines(mean, k - 0.3, k + 0.3, color=f"C{k}", linewidth=2.5)
     _draw_baselines(ax, [t for r in drawn for t in r.completed])
     ax.set_xticks(range(len(drawn)), [r.arm or r.label for r in drawn], fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel("extrapolation error per seed (bar: mean)")
+    ax.set_ylabel("extrapolation error per seed ± stderr (bar: mean)")
     ax.set_title("Arms of the experiment against the baselines")
     ax.legend(fontsize=7)
     return _save(fig, path)
