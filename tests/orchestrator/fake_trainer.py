@@ -13,7 +13,8 @@ Knobs (environment):
   FAKE_FAIL_TIMES       default 1
   FAKE_DIVERGE_TRIALS   trial ids that end with status "diverged"
   FAKE_HANG_TRIALS      trial ids that run until killed
-A `--set fake.behaviour=succeed|fail|hang` overrides the lists for that run.
+A `--set fake.behaviour=succeed|fail|hang|stubborn` overrides the lists for that run (stubborn:
+hangs and ignores SIGTERM).
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def main(argv) -> int:
     if behaviour == "fail":
         print("fake_trainer: failing as asked", file=sys.stderr)
         return 1
+    if behaviour == "stubborn":  # ignores SIGTERM: only SIGKILL ends it
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        behaviour = "hang"
     if behaviour == "hang":
         while True:
             time.sleep(0.05)

@@ -88,15 +88,23 @@ def main(job_dir: str) -> int:
     with open(spec["log"], "ab") as log:
         # The job id lets the trainer (and test doubles) tag logs with the attempt they belong to.
         env = dict(os.environ, **spec.get("env", {}), ZETA_SWARM_JOB=os.path.basename(job_dir))
-        proc = subprocess.Popen(
-            spec["argv"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            pass_fds=(lock_fd,),
-            env=env,
-            cwd=spec.get("cwd") or None,
-        )
+        try:
+            proc = subprocess.Popen(
+                spec["argv"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(lock_fd,),
+                env=env,
+                cwd=spec.get("cwd") or None,
+            )
+        except OSError as e:  # no such trainer, not executable: a failed job, said in its log
+            log.write(f"cannot start {spec['argv'][0]}: {e}\n".encode())
+            log.flush()
+            _write_json(
+                os.path.join(job_dir, "exit.json"), {"code": 127, "ended": time.time(), "cancelled": False}
+            )
+            return 0
         child.append(proc)
         _write_json(os.path.join(job_dir, "pid"), {"pid": proc.pid, "started": time.time()})
         if cancelled.is_set():  # SIGTERM arrived before the child existed
