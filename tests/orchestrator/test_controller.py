@@ -248,3 +248,17 @@ def test_median_rule_stops_a_trial_worse_than_the_median_of_its_peers(tmp_path, 
     assert "worse than the median 0.012" in ctl.early_stop_reason(me, {4: _row(4, 0.013)}, peers)
     assert ctl.early_stop_reason(me, {4: _row(4, 0.011)}, peers) is None
     assert ctl.early_stop_reason(me, {2: _row(2, 0.05)}, peers) is None  # before the warm-up
+
+
+def test_a_second_controller_on_the_same_run_dir_is_refused(tmp_path, study_db):
+    from orchestrator.run_files import ControllerBusy, ControllerLock
+
+    s = _prepare(tmp_path, study_db, max_trials=1)
+    held = ControllerLock(s.run_dir)
+    held.acquire()
+    try:
+        with pytest.raises(ControllerBusy, match="already running"):
+            _swarm(s)
+    finally:
+        held.release()
+    assert not (Path(s.run_dir) / "trials.json").exists()
