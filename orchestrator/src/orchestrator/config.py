@@ -227,7 +227,8 @@ class Profile(_Strict):
     name: str
     description: str = ""
     trainer_config: str | None = None  # relative to the profile file; replaces the team's config
-    data_path: str = "data/odlyzko"  # relative to the repository root; $ZETA_SWARM_DATA overrides it
+    # A local path relative to the repository root, or gs://bucket/prefix; $ZETA_SWARM_DATA overrides it.
+    data_path: str = "data/odlyzko"
     overrides: dict[str, Value] = {}
     # Per team, applied after `overrides` to that team's trials (e.g. rg_penalty off for minibatch
     # when the base config is a full-batch one).
@@ -628,9 +629,9 @@ def load_settings(
     overrides.update(lock_values)
     overrides["train.epochs"] = prof.epochs
     # $ZETA_SWARM_DATA wins, as it does for the trainer: one switch moves every trial to other zeros.
-    data_path = Path(os.environ.get(DATA_ENV) or profile_cfg.data_path)
-    if not data_path.is_absolute():
-        data_path = REPO_ROOT / data_path
+    data_path = os.environ.get(DATA_ENV) or profile_cfg.data_path
+    if not data_path.startswith("gs://") and not Path(data_path).is_absolute():
+        data_path = str(REPO_ROOT / data_path)
 
     def trainer_config_of(t: Team) -> str:
         if profile_cfg.trainer_config:
@@ -664,7 +665,7 @@ def load_settings(
         run_dir=str(rdir),
         study=f"phase{phase}-{team}",
         trainer_config=trainer_config_of(team_cfg),
-        data_path=str(data_path),
+        data_path=data_path,
         epochs=prof.epochs,
         overrides=overrides,
         rounds=rounds,
