@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -235,6 +236,8 @@ def run_compare(
     data_path: str | None = None,
     infra_outputs: str | None = None,
     trainer_command: list[str] | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Run every arm's seeds through the swarm engine, then write RUN_DIR/report/.
 
@@ -249,6 +252,7 @@ def run_compare(
         data_path: zeros dataset for every trial (default: the swarm profile's, `data/odlyzko`).
         infra_outputs: Terraform outputs file (vertex backend only).
         trainer_command: local backend only: argv prefix before `train ...` (default: the venv's `trainer`).
+        clock, sleep: the engine's time (tests pass a fake one).
 
     Returns:
         The report directory, RUN_DIR/report.
@@ -263,7 +267,9 @@ def run_compare(
             f"arm {arm.name} ({arm.role}, {arm.team}): {len(design.seeds)} seeds, N = {design.train_count}"
         )
         settings = arm_settings(design, arm, run_dir, data_path=data_path, infra_outputs=infra_outputs)
-        snap = SwarmRun(settings, trainer_command=trainer_command, out=progress).run()
+        snap = SwarmRun(
+            settings, trainer_command=trainer_command, clock=clock, sleep=sleep, out=progress
+        ).run()
         progress(f"arm {arm.name}: {snap.get('ended_because')}")
     return build_report([str(run_dir)], run_dir / "report", progress)
 
