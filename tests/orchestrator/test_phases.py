@@ -86,3 +86,12 @@ def test_max_trials_caps_each_design_round_without_leaking_points(tmp_path, empt
     assert [t["params"]["model.primes"] for t in trials[:2]] == ["[2,3,5]", "[2,3,5,7]"]
     assert {t["params"]["model.primes"] for t in trials[2:]} == {"[2,3,5]"}
     assert all(t["state"] == "COMPLETED" for t in trials)
+
+
+def test_restarting_a_run_with_different_trial_settings_is_refused(tmp_path, empty_study_db):
+    from orchestrator.errors import ConfigError
+
+    _run(tmp_path, empty_study_db, 2, max_trials=1)
+    _run(tmp_path, empty_study_db, 2, max_trials=2, parallel=1)  # more trials, fewer slots: fine
+    with pytest.raises(ConfigError, match="different epochs, overrides"):
+        _run(tmp_path, empty_study_db, 2, max_trials=3, epochs=5, overrides={"train.epochs": 5})

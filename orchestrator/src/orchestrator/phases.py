@@ -253,6 +253,7 @@ class SwarmRun:
         lock = ControllerLock(self.run_dir)
         lock.acquire()
         try:
+            self._check_same_experiment()
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)  # a new start overrides an old stop
             write_text_atomic(
                 self.run_dir / SETTINGS_FILE,
@@ -296,6 +297,32 @@ class SwarmRun:
             return snap
         finally:
             lock.release()
+
+    # Settings that define what a trial measures; parallelism, trial counts, budget and backend
+    # knobs may change between starts of the same run, these may not.
+    _SAME_EXPERIMENT = (
+        "phase",
+        "team",
+        "study",
+        "trainer_config",
+        "data_path",
+        "epochs",
+        "overrides",
+        "rounds",
+    )
+
+    def _check_same_experiment(self) -> None:
+        path = self.run_dir / SETTINGS_FILE
+        if not path.exists():
+            return
+        before = yaml.safe_load(path.read_text()) or {}
+        now = self.s.model_dump(mode="json")
+        changed = [k for k in self._SAME_EXPERIMENT if k in before and before[k] != now[k]]
+        if changed:
+            raise ConfigError(
+                f"{path}: this run was started with different {', '.join(changed)}; its trials would not be "
+                "comparable with new ones. Use another --run-dir (or remove this one) to start afresh."
+            )
 
     def _resolve_points(
         self, plan: RoundPlan, previous: list[TunerTrial], previous_spec: RoundSpec | None
