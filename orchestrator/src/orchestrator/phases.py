@@ -165,11 +165,8 @@ class SwarmRun:
                 est_trials += s.max_trials
             elif r.kind == "championship":
                 c = s.championship or {}
-                est_trials += (
-                    c.get("top", 0)
-                    * c.get("replicas", 0)
-                    * (2 if c.get("control_team") not in (None, s.team) else 1)
-                )
+                control = c.get("control_team") not in (None, s.team)
+                est_trials += (c.get("top", 0) + int(control)) * c.get("replicas", 0)
             else:
                 est_trials += min(len(r.points or []), s.max_trials)
         hours = est_trials * s.trial_hours_estimate * max(1, s.accelerator_count)
