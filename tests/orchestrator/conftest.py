@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).parent
-FAKE_TRAINER = [sys.executable, str(HERE / "fake_trainer.py")]
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import FAKE_TRAINER  # noqa: E402
 from orchestrator.phases import SwarmRun  # noqa: E402
 from orchestrator.tuners.optuna_study import OptunaTuner  # noqa: E402
-from swarm_helpers import settings  # noqa: E402
+from swarm_helpers import FAKE_TRAINER, settings  # noqa: E402
 
 from orchestrator import crash_injection  # noqa: E402
 

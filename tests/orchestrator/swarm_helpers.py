@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule, load_settings
+
+# `trainer` for controller tests: the stdlib-only double next to this file. (Not in conftest.py:
+# several test folders have one, and `import conftest` would pick whichever was imported last.)
+FAKE_TRAINER = [sys.executable, str(Path(__file__).with_name("fake_trainer.py"))]
 
 NO_EARLY_STOP = EarlyStopping(
     baseline_sigma=BaselineSigmaRule(enabled=False), median=MedianRule(enabled=False)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
-from conftest import FAKE_TRAINER
 from orchestrator.cli import main
 from orchestrator.controller import Controller, RoundSpec
 from orchestrator.runners.base import JobState
-from swarm_helpers import FakeClock, settings
+from swarm_helpers import FAKE_TRAINER, FakeClock, settings
 
 from orchestrator import backends
 

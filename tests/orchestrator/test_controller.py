@@ -9,14 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_TRAINER
 from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule
 from orchestrator.controller import Controller, RoundSpec
 from orchestrator.phases import SwarmRun
 from orchestrator.run_files import STOP_FILE
 from orchestrator.runners.base import JobState
 from orchestrator.tuners.base import TunerState, TunerTrial
-from swarm_helpers import FakeClock, settings
+from swarm_helpers import FAKE_TRAINER, FakeClock, settings
 
 from orchestrator import backends
 

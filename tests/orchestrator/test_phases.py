@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAKE_TRAINER
 from orchestrator.leaderboard import format_leaderboard, rank
 from orchestrator.phases import SwarmRun
-from swarm_helpers import FakeClock, settings
+from swarm_helpers import FAKE_TRAINER, FakeClock, settings
 
 
 def _run(root: Path, template: Path, phase: int, **update):

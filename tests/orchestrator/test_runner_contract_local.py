@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_TRAINER
 from orchestrator.runners.base import JobSpec
 from orchestrator.runners.local import LocalRunner
 from runner_contract import RunnerContract
+from swarm_helpers import FAKE_TRAINER
 
 
 class LocalHarness:
