@@ -233,6 +233,9 @@ class Profile(_Strict):
     # Per team, applied after `overrides` to that team's trials (e.g. rg_penalty off for minibatch
     # when the base config is a full-batch one).
     team_overrides: dict[Literal["fullbatch", "minibatch"], dict[str, Value]] = {}
+    # A full-batch epoch is one optimizer step, a mini-batch epoch num_clusters / clusters_per_step
+    # steps: a team's trials run `epochs x epoch_scale[team]` epochs, so teams compare at equal steps.
+    epoch_scale: dict[Literal["fullbatch", "minibatch"], Annotated[int, Field(ge=1, le=1000)]] = {}
     phases: dict[Literal[1, 2, 3], PhaseProfile]
 
 
@@ -284,7 +287,7 @@ class SwarmSettings(_Strict):
     seed: int = 0
     trainer_config: str
     data_path: str
-    epochs: int
+    epochs: int  # of this team's trials (a phase-3 control team has its own in team_machines)
     overrides: dict[str, Value]  # fixed `--set` overrides of every trial (profile, phase, lock)
     rounds: list[RoundPlan]
     lock_source: str  # where the locked architecture came from (a lock file or "defaults")
@@ -627,7 +630,6 @@ def load_settings(
     overrides.update(prof.overrides)
     overrides.update(phase_cfg.fixed)
     overrides.update(lock_values)
-    overrides["train.epochs"] = prof.epochs
     # $ZETA_SWARM_DATA wins, as it does for the trainer: one switch moves every trial to other zeros.
     data_path = os.environ.get(DATA_ENV) or profile_cfg.data_path
     if not data_path.startswith("gs://") and not Path(data_path).is_absolute():
@@ -666,7 +668,7 @@ def load_settings(
         study=f"phase{phase}-{team}",
         trainer_config=trainer_config_of(team_cfg),
         data_path=data_path,
-        epochs=prof.epochs,
+        epochs=prof.epochs * profile_cfg.epoch_scale.get(team, 1),
         overrides=overrides,
         rounds=rounds,
         lock_source=lock_source,
@@ -686,7 +688,11 @@ def load_settings(
                 "accelerator_count": t.accelerator_count,
                 "price_per_hour": budgets.prices_per_hour.get(t.machine_type, math.nan),
                 "trainer_config": trainer_config_of(t),
-                "overrides": {**profile_cfg.team_overrides.get(t.name, {}), "train.mode": t.mode},
+                "overrides": {
+                    **profile_cfg.team_overrides.get(t.name, {}),
+                    "train.mode": t.mode,
+                    "train.epochs": prof.epochs * profile_cfg.epoch_scale.get(t.name, 1),
+                },
             }
             for t in team_cfgs.values()
             if t is not None

@@ -202,7 +202,7 @@ class Controller:
         self, trial: TunerTrial, curve: dict[int, dict], peers: list[TunerTrial]
     ) -> str | None:
         rules = self.s.early_stopping
-        epochs = self.s.epochs
+        epochs = int(self.s.team_machines[self.team_of(trial)]["overrides"]["train.epochs"])
         if not curve:
             return None
         if rules.baseline_sigma.enabled:

@@ -15,10 +15,14 @@ _crash_at = int(os.environ.get("ZETA_SWARM_CRASH_AT", "0") or 0)
 _count = 0
 
 
-def arm(k: int) -> None:
-    """Die at the k-th checkpoint from now (0 disarms). For a forked controller in tests."""
-    global _crash_at, _count
-    _crash_at, _count = k, 0
+_only: str | None = None
+
+
+def arm(k: int, name: str | None = None) -> None:
+    """Die at the k-th checkpoint from now (0 disarms), counting only checkpoints called `name`
+    when given. For forked controllers in tests."""
+    global _crash_at, _count, _only
+    _crash_at, _count, _only = k, 0, name
 
 
 def checkpoint(name: str) -> None:
@@ -28,6 +32,8 @@ def checkpoint(name: str) -> None:
         name: what just happened (shown on stderr when the crash fires, to debug a failing k).
     """
     global _count
+    if _only is not None and name != _only:
+        return
     _count += 1
     if _crash_at and _count == _crash_at:
         os.write(2, f"crash injected at checkpoint {_count} ({name})\n".encode())
