@@ -8,6 +8,9 @@ import os
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Replace `path` with `text` atomically.
@@ -19,6 +22,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; run files are for every reader
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
