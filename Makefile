@@ -59,6 +59,8 @@ status: install
 bench: install
 	$(BIN)/python bench/zeros.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/swarm_overheads.py
+	$(BIN)/python bench/vertex_pass.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) runs
