@@ -225,3 +225,49 @@ def test_a_trial_failing_every_attempt_fails_in_vizier_and_max_failed_trials_end
         assert any(r.infeasible_reason.startswith("FAILED: gave up") for r in reason)
         dirs = {j.job_spec.base_output_directory.output_uri_prefix for j in world.jobs.by_labels(trial=t.id)}
         assert dirs == {world.vs.trial_dir(world.settings.study, t.id)}  # the retry resumed in place
+
+
+def test_quota_errors_that_outlast_the_backoff_retry_the_pass_and_lose_nothing(
+    mocker, tmp_path, credentials, phase2
+):
+    world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
+    # Two passes' worth of backoff (4 calls each) spent on 429s: without the controller's own
+    # catch the first RetryableCloudError would end the swarm run.
+    world.cloud.fail("create_custom_job", exceptions.TooManyRequests("429: custom training quota"), times=8)
+    ctl = world.controller()
+    result = ctl.run(world.round, max_passes=200)
+    assert result.done and result.reason == "round complete"
+    world.check()
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    cloud_errors = [e for e in events if e["event"] == "cloud_error"]
+    assert len(cloud_errors) == 2 and "429" in cloud_errors[0]["detail"]
+    assert world.settings.backend.poll_s in world.clock.slept
+
+
+def test_a_job_that_vertex_refuses_fails_its_trial_and_the_swarm_goes_on(
+    mocker, tmp_path, credentials, phase2
+):
+    world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
+    world.cloud.fail("create_custom_job", exceptions.PermissionDenied("403: cannot act as the SA"), times=1)
+    result = world.controller().run(world.round, max_passes=200)
+    assert result.done and result.reason == "round complete"
+    trials = world.controller().tuner.trials()
+    states = sorted(t.state.value for t in trials)
+    assert states == ["COMPLETED"] * (MAX_TRIALS - 1) + ["FAILED"]
+    failed = next(t for t in trials if t.state is TunerState.FAILED)
+    assert "refused the job" in failed.reason and "403" in failed.reason
+    assert not world.jobs.by_labels(trial=failed.id)  # nothing was created for it, nothing retried
+
+
+def test_refused_jobs_still_count_towards_max_failed_trials(mocker, tmp_path, credentials, phase2):
+    world = World(
+        mocker,
+        tmp_path / "run",
+        credentials,
+        set(),
+        phase2.model_copy(update={"max_failed_trials": 2}),
+        False,
+    )
+    world.cloud.fail("create_custom_job", exceptions.PermissionDenied("403: cannot act as the SA"), times=2)
+    result = world.controller().run(world.round, max_passes=200)
+    assert result.done and "max_failed_trials=2" in result.reason

@@ -34,6 +34,7 @@ from typing import Any
 from orchestrator.atomic_files import append_line
 from orchestrator.config import SwarmSettings, set_arg
 from orchestrator.crash_injection import checkpoint
+from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.run_files import STOP_FILE, write_snapshot
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
 from orchestrator.trial_outputs import Reader, best_baseline, final_metrics, parse_final, parse_metrics
@@ -162,11 +163,25 @@ class Controller:
             labels={"round": rnd.name.lower()},
         )
 
-    def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec, **event: Any) -> Job:
-        job = self.runner.launch(self.spec(trial, attempt, rnd))
-        self.event(event.pop("kind", "started"), trial=trial.id, attempt=attempt, **event)
+    def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec, **event: Any) -> int:
+        """Launch (or complete the launch of) a trial's attempt; 1 if a job runs, 0 if the trial failed.
+
+        A PermanentJobError (the backend refused the job: bad image, args, permission) can never
+        succeed on retry, so it fails this trial in the tuner and the swarm goes on.
+        """
+        kind = event.pop("kind", "started")
+        try:
+            self.runner.launch(self.spec(trial, attempt, rnd))
+        except PermanentJobError as e:
+            reason = f"cannot launch attempt {attempt}: {e}"
+            self.tuner.fail(trial.id, reason)
+            self.event("failed", trial=trial.id, attempt=attempt, reason=reason)
+            checkpoint("fail")
+            return 0
+        if kind:
+            self.event(kind, trial=trial.id, attempt=attempt, **event)
         checkpoint("launch")
-        return job
+        return 1
 
     # -- budget -----------------------------------------------------------------------------
     def gpu_hours(self, jobs: Sequence[Job], trials_by_id: dict[str, TunerTrial]) -> float:
@@ -276,12 +291,10 @@ class Controller:
                     checkpoint("cancel")
                 continue
             if job is None:
-                self._launch(t, 1, rnd, params=t.params)
-                launched += 1
+                launched += self._launch(t, 1, rnd, params=t.params)
                 continue
             if job.state is JobState.QUEUED:
-                self.runner.launch(self.spec(t, job.attempt, rnd))  # completes a launch cut short
-                checkpoint("relaunch queued")
+                self._launch(t, job.attempt, rnd, kind=None)  # completes a launch cut short
                 continue
             if job.state is JobState.RUNNING:
                 self._running(t, job, mine)
@@ -347,8 +360,7 @@ class Controller:
                 new = self.tuner.suggest(want)
                 checkpoint("suggest")
                 for t in new:
-                    self._launch(t, 1, rnd, params=t.params)
-                    launched += 1
+                    launched += self._launch(t, 1, rnd, params=t.params)
                 active += new
                 mine += new
                 room -= len(new)
@@ -392,8 +404,7 @@ class Controller:
 
     def _retry_or_fail(self, t: TunerTrial, job: Job, detail: str, rnd: RoundSpec) -> int:
         if job.attempt <= self.s.max_retries:
-            self._launch(t, job.attempt + 1, rnd, kind="retried", detail=detail)
-            return 1
+            return self._launch(t, job.attempt + 1, rnd, kind="retried", detail=detail)
         reason = f"gave up after {job.attempt} attempt(s): {detail}"
         self.tuner.fail(t.id, reason)
         self.event("failed", trial=t.id, reason=reason)
@@ -413,7 +424,18 @@ class Controller:
         self.event("round", round=rnd.name, max_trials=rnd.max_trials, pid=os.getpid())
         passes = 0
         while True:
-            result = self.reconcile(rnd)
+            try:
+                result = self.reconcile(rnd)
+            except RetryableCloudError as e:
+                # The backend's own backoff is spent (a long quota or outage window). Every write of
+                # a pass is idempotent and the next pass re-reads the truth, so trying the whole
+                # pass again later neither loses nor duplicates a trial.
+                passes += 1
+                self.event("cloud_error", round=rnd.name, detail=str(e), retry_in_s=self.s.backend.poll_s)
+                if max_passes is not None and passes >= max_passes:
+                    raise
+                self.sleep(self.s.backend.poll_s)
+                continue
             passes += 1
             if result.done or (max_passes is not None and passes >= max_passes):
                 if result.done:
