@@ -123,7 +123,9 @@ def test_every_trial_command_carries_its_arms_budget(tmp_path, profile, backend)
 
     design = load_design(CONFIG, profile, backend)
     for arm in design.arms:
-        s = arm_settings(design, arm, tmp_path, data_path=str(tmp_path / "zeros"))
+        # A cloud trial reads its zeros from the data bucket (tests/fixtures/infra-outputs.json).
+        infra = str(CONFIG.parents[2] / "tests" / "fixtures" / "infra-outputs.json")
+        s = arm_settings(design, arm, tmp_path, data_path=str(tmp_path / "zeros"), infra_outputs=infra)
         assert (s.study, s.run_dir, s.backend.name) == (
             f"compare-{arm.name}",
             str(tmp_path / arm.name),
@@ -142,7 +144,8 @@ def test_every_trial_command_carries_its_arms_budget(tmp_path, profile, backend)
                 key, _, v = value.partition("=")
                 last[key] = v
         assert last["seed"] == str(design.seeds[0])
-        assert last["data.path"] == str((tmp_path / "zeros").resolve())
+        local = str((tmp_path / "zeros").resolve())
+        assert last["data.path"] == (local if backend == "local" else "gs://zs-zeta-swarm-test-data/zeros")
         for key, value in arm.overrides.items():
             assert yaml.safe_load(last[key]) == value, (arm.name, key)
         assert args[args.index("--config") + 1] == s.team_machines[arm.team]["trainer_config"]

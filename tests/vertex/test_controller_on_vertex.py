@@ -271,3 +271,51 @@ def test_refused_jobs_still_count_towards_max_failed_trials(mocker, tmp_path, cr
     world.cloud.fail("create_custom_job", exceptions.PermissionDenied("403: cannot act as the SA"), times=2)
     result = world.controller().run(world.round, max_passes=200)
     assert result.done and "max_failed_trials=2" in result.reason
+
+
+def _sets(args) -> dict[str, str]:
+    args = list(args)
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
+
+
+def test_cloud_trials_read_a_repo_relative_config_and_the_data_bucket(mocker, tmp_path, credentials, phase2):
+    """The container runs in /opt/zeta-swarm with configs/ copied in and no local data: the config is
+    repo-relative, the zeros are gs://<data_bucket>/odlyzko; the dry run shows the same args."""
+    from click.testing import CliRunner
+    from orchestrator.cli import main
+
+    world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
+    world.controller().reconcile(world.round)
+    created = world.cloud.requests("create_custom_job")
+    assert len(created) == PARALLEL
+    args = list(created[0].custom_job.job_spec.worker_pool_specs[0].container_spec.args)
+    assert args[:3] == ["train", "--config", "configs/smoke.yaml"]  # the smoke profile's own config
+    data_bucket = json.loads(INFRA_JSON.read_text())["data_bucket"]["value"]
+    assert _sets(args)["data.path"] == f"gs://{data_bucket}/odlyzko"
+
+    result = CliRunner().invoke(
+        main,
+        [
+            *("swarm", "--phase", "2", "--backend", "vertex", "--profile", "smoke"),
+            *("--parallel", str(PARALLEL), "--max-trials", str(MAX_TRIALS), "--run-dir", str(tmp_path / "dry")),
+            *("--infra-outputs", str(INFRA_JSON), "--dry-run", "--json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    planned = json.loads(result.output)["jobs"][0]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    assert planned[:3] == args[:3] and _sets(planned)["data.path"] == _sets(args)["data.path"]
+
+
+def test_a_gs_dataset_is_kept_and_a_local_one_without_a_data_bucket_is_one_line(tmp_path, monkeypatch):
+    from orchestrator.errors import ConfigError
+
+    monkeypatch.setenv("ZETA_SWARM_DATA", "gs://other-bucket/zeros-1e6/")
+    s = load_settings(2, "minibatch", "vertex", "smoke", run_dir=tmp_path, infra_outputs=str(INFRA_JSON))
+    assert s.data_path == "gs://other-bucket/zeros-1e6"
+    monkeypatch.delenv("ZETA_SWARM_DATA")
+    monkeypatch.delenv("ZETA_SWARM_INFRA_OUTPUTS", raising=False)
+    with pytest.raises(ConfigError) as e:
+        load_settings(2, "minibatch", "vertex", "smoke", run_dir=tmp_path / "r")
+    msg = str(e.value)
+    assert "data/odlyzko is local" in msg and "data_bucket" in msg and "\n" not in msg
+    assert not (tmp_path / "r").exists()

@@ -46,12 +46,15 @@ def _vertex_module(name: str) -> Any:
 
 
 def _vertex_settings(settings: SwarmSettings) -> Any:
-    return _load_vertex_settings(str(settings.backend_file), settings.infra_outputs)
+    overrides = tuple(sorted(settings.infra_overrides.items()))
+    return _load_vertex_settings(str(settings.backend_file), settings.infra_outputs, overrides)
 
 
 @functools.cache
-def _load_vertex_settings(backend_file: str, infra_outputs: str | None) -> Any:
-    infra = _vertex_module("orchestrator.infra_outputs").load_infra_outputs(infra_outputs, {})
+def _load_vertex_settings(
+    backend_file: str, infra_outputs: str | None, overrides: tuple[tuple[str, str], ...] = ()
+) -> Any:
+    infra = _vertex_module("orchestrator.infra_outputs").load_infra_outputs(infra_outputs, dict(overrides))
     return _vertex_module("orchestrator.vertex_settings").load_vertex_settings(backend_file, infra)
 
 

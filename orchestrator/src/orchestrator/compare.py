@@ -235,6 +235,7 @@ def run_compare(
     progress: Callable[[str], None] = lambda _: None,
     data_path: str | None = None,
     infra_outputs: str | None = None,
+    infra_overrides: dict[str, str | None] | None = None,
     trainer_command: list[str] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
@@ -251,6 +252,7 @@ def run_compare(
         progress: called with one short line per event (default: silent).
         data_path: zeros dataset for every trial (default: the swarm profile's, `data/odlyzko`).
         infra_outputs: Terraform outputs file (vertex backend only).
+        infra_overrides: vertex only: infra setting -> value from a flag (--runs-bucket, ...).
         trainer_command: local backend only: argv prefix before `train ...` (default: the venv's `trainer`).
         clock, sleep: the engine's time (tests pass a fake one).
 
@@ -266,7 +268,14 @@ def run_compare(
         progress(
             f"arm {arm.name} ({arm.role}, {arm.team}): {len(design.seeds)} seeds, N = {design.train_count}"
         )
-        settings = arm_settings(design, arm, run_dir, data_path=data_path, infra_outputs=infra_outputs)
+        settings = arm_settings(
+            design,
+            arm,
+            run_dir,
+            data_path=data_path,
+            infra_outputs=infra_outputs,
+            infra_overrides=infra_overrides,
+        )
         snap = SwarmRun(
             settings, trainer_command=trainer_command, clock=clock, sleep=sleep, out=progress
         ).run()
@@ -280,6 +289,7 @@ def arm_settings(
     run_dir: Path,
     data_path: str | None = None,
     infra_outputs: str | None = None,
+    infra_overrides: dict[str, str | None] | None = None,
 ):
     """The swarm engine's settings for one arm: a phase-2 study of the arm's team and the design's
     profile and backend, whose only round is the fixed design over the seeds.
@@ -295,6 +305,7 @@ def arm_settings(
         run_dir: the experiment's directory.
         data_path: zeros dataset (default: the profile's).
         infra_outputs: Terraform outputs file (vertex backend only).
+        infra_overrides: vertex only: infra setting -> value from a flag (--runs-bucket, ...).
     """
     from orchestrator.config import (
         BaselineSigmaRule,
@@ -314,6 +325,8 @@ def arm_settings(
         parallel=design.parallel,
         run_dir=arm_dir,
         infra_outputs=infra_outputs,
+        infra_overrides=infra_overrides,
+        data_path=data_path,
     )
     points = [{"seed": s} for s in design.seeds]
     # The arm's overrides are the round's fixed overrides: the engine applies those after the
@@ -332,6 +345,4 @@ def arm_settings(
             baseline_sigma=BaselineSigmaRule(enabled=False), median=MedianRule(enabled=False)
         ),
     }
-    if data_path is not None:
-        update["data_path"] = str(Path(data_path).resolve()) if "://" not in data_path else data_path
     return base.model_copy(update=update)

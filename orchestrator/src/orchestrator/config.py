@@ -279,6 +279,7 @@ class SwarmSettings(_Strict):
     backend: LocalBackend | VertexBackendRef
     backend_file: str
     infra_outputs: str | None = None
+    infra_overrides: dict[str, str] = {}  # infra setting -> value from a flag (--runs-bucket, ...)
     profile: str
     parallel: int
     max_trials: int
@@ -471,6 +472,37 @@ def design_points(rnd: PointsRound | LatinHypercubeRound, seed: int = 0) -> list
     return designs.fractional_factorial({k: (canonical(a), canonical(b)) for k, (a, b) in rnd.levels.items()})
 
 
+def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: dict[str, str]) -> str:
+    """The gs:// URL a Vertex trial reads its zeros from.
+
+    A gs:// path is kept. A local dataset directory maps to gs://<data_bucket>/<its name> (data/odlyzko
+    -> gs://BUCKET/odlyzko): the trainer writes it there once with
+    `trainer zeros odlyzko --out gs://BUCKET/odlyzko` (its storage layer writes gs:// URLs).
+
+    Args:
+        data_path: the resolved dataset path (absolute local path or gs:// URL).
+        infra_outputs: the Terraform outputs file (None: $ZETA_SWARM_INFRA_OUTPUTS).
+        infra_overrides: infra setting -> value from a flag.
+
+    Raises:
+        ConfigError: the path is local and there is no data_bucket to map it to (one line).
+    """
+    if data_path.startswith("gs://"):
+        return data_path.rstrip("/")
+    from orchestrator.infra_outputs import load_infra_outputs
+
+    name = Path(data_path).name
+    try:
+        bucket = load_infra_outputs(infra_outputs, infra_overrides).data_bucket
+    except ConfigError as e:
+        raise ConfigError(
+            f"data path {data_path} is local and a Vertex trial cannot read it; give a gs:// URL in "
+            f"${DATA_ENV} or the profile's data_path, or fix the infra settings so it maps to "
+            f"gs://<data_bucket>/{name}: {e}"
+        ) from None
+    return f"gs://{bucket}/{name}"
+
+
 def lock_path(run_dir: Path, team: str, phase: int = 1) -> Path:
     """Phase 1's lock file of a team, next to the given run directory (runs/phase1-<team>/lock.yaml)."""
     return run_dir.parent / f"phase{phase}-{team}" / "lock.yaml"
@@ -490,6 +522,8 @@ def load_settings(
     run_dir: str | Path | None = None,
     config_dir: str | Path | None = None,
     infra_outputs: str | None = None,
+    infra_overrides: dict[str, str | None] | None = None,
+    data_path: str | None = None,
 ) -> SwarmSettings:
     """Read and check every config file of a swarm and resolve them into one SwarmSettings.
 
@@ -503,6 +537,10 @@ def load_settings(
         run_dir: default runs/phase<N>-<team>.
         config_dir: the configs/ directory (default: the repository's).
         infra_outputs: the Terraform outputs file (vertex only).
+        infra_overrides: vertex only: infra setting name -> value from a flag (None: not given);
+            wins over the outputs file (see orchestrator.infra_outputs.OVERRIDE_FLAGS).
+        data_path: zeros dataset, relative to the working directory or gs://; default
+            $ZETA_SWARM_DATA, then the profile's data_path (relative to the repository root).
 
     Raises:
         ConfigError: every problem found, one line each naming file, line and key. Nothing is launched.
@@ -630,15 +668,33 @@ def load_settings(
     overrides.update(prof.overrides)
     overrides.update(phase_cfg.fixed)
     overrides.update(lock_values)
-    # $ZETA_SWARM_DATA wins, as it does for the trainer: one switch moves every trial to other zeros.
-    data_path = os.environ.get(DATA_ENV) or profile_cfg.data_path
-    if not data_path.startswith("gs://") and not Path(data_path).is_absolute():
-        data_path = str(REPO_ROOT / data_path)
+    infra_given = {k: v for k, v in (infra_overrides or {}).items() if v is not None}
+    if data_path is not None:
+        data_path = data_path if data_path.startswith("gs://") else str(Path(data_path).resolve())
+    else:
+        # $ZETA_SWARM_DATA wins, as it does for the trainer: one switch moves every trial to other zeros.
+        data_path = os.environ.get(DATA_ENV) or profile_cfg.data_path
+        if not data_path.startswith("gs://") and not Path(data_path).is_absolute():
+            data_path = str(REPO_ROOT / data_path)
+    if backend == "vertex":
+        data_path = vertex_data_url(data_path, infra_outputs, infra_given)
 
     def trainer_config_of(t: Team) -> str:
         if profile_cfg.trainer_config:
-            return str((profile_file.parent / profile_cfg.trainer_config).resolve())
-        return str((cdir / "teams" / f"{t.name}.yaml").parent.joinpath(t.trainer_config).resolve())
+            path = (profile_file.parent / profile_cfg.trainer_config).resolve()
+        else:
+            path = (cdir / "teams" / f"{t.name}.yaml").parent.joinpath(t.trainer_config).resolve()
+        if backend != "vertex":
+            return str(path)
+        # The trainer image holds the repository's configs/ under its working dir /opt/zeta-swarm
+        # (containers/trainer/Dockerfile), so a cloud trial names its config repo-relative.
+        try:
+            return str(path.relative_to(REPO_ROOT))
+        except ValueError:
+            raise ConfigError(
+                f"trainer config {path} is outside the repository, so the trainer image does not hold it; "
+                f"the vertex backend needs a config under {CONFIG_DIR}"
+            ) from None
 
     championship = None
     champ = next((r for r in phase_cfg.rounds if isinstance(r, ChampionshipRound)), None)
@@ -661,6 +717,7 @@ def load_settings(
         backend=backend_cfg,
         backend_file=str(backend_file),
         infra_outputs=infra_outputs,
+        infra_overrides=infra_given,
         profile=profile,
         parallel=n_parallel,
         max_trials=n_trials,

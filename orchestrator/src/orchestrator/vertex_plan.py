@@ -55,7 +55,7 @@ def dry_run_plan(settings: SwarmSettings) -> dict[str, Any]:
     from orchestrator.tuners.base import TunerState, TunerTrial
     from orchestrator.tuners.vizier import study_spec
 
-    vs = backends._load_vertex_settings(str(settings.backend_file), settings.infra_outputs)
+    vs = backends._vertex_settings(settings)
     plan, points, notes = _first_round(settings)
     runner = VertexRunner(vs, settings.study, credentials=AnonymousCredentials())
     ctl = Controller(
