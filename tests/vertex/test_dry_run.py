@@ -113,3 +113,61 @@ def test_the_vertex_modules_import_no_cloud_sdk():
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_single_infra_flags_override_the_outputs_file(offline, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            *ARGS,
+            *("--run-dir", str(tmp_path / "run"), "--infra-outputs", str(INFRA_JSON)),
+            *("--runs-bucket", "other-runs", "--data-bucket", "other-data", "--dry-run", "--json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.output)["jobs"][0]
+    assert (
+        job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"]
+        == "gs://other-runs/phase2-minibatch/trials/1"
+    )
+    assert (
+        "data.path=gs://other-data/odlyzko" in job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    )
+
+
+def test_flags_alone_are_enough_and_a_missing_one_is_named_in_one_line(offline, tmp_path, monkeypatch):
+    monkeypatch.delenv("ZETA_SWARM_INFRA_OUTPUTS", raising=False)
+    values = {k: v["value"] for k, v in json.loads(INFRA_JSON.read_text()).items()}
+    from orchestrator.infra_outputs import OVERRIDE_FLAGS
+
+    flags = [x for name, flag in OVERRIDE_FLAGS.items() for x in (flag, values[name])]
+    result = CliRunner().invoke(main, [*ARGS, "--run-dir", str(tmp_path / "ok"), *flags, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing was launched" in result.output
+
+    without = flags[: flags.index("--runs-bucket")] + flags[flags.index("--runs-bucket") + 2 :]
+    result = CliRunner().invoke(main, [*ARGS, "--run-dir", str(tmp_path / "r"), *without, "--dry-run"])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "--runs-bucket" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_compare_passes_its_infra_flags_to_every_arm(mocker, tmp_path):
+    run = mocker.patch("orchestrator.compare.run_compare", return_value=tmp_path / "report")
+    result = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            "--backend",
+            "vertex",
+            "--profile",
+            "smoke",
+            "--run-dir",
+            str(tmp_path),
+            "--region",
+            "europe-west4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    overrides = run.call_args.kwargs["infra_overrides"]
+    assert overrides["region"] == "europe-west4" and overrides["runs_bucket"] is None

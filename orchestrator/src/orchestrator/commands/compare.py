@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
+
 
 @click.command()
 @click.option(
@@ -43,8 +45,9 @@ import click
     default=None,
     help="Terraform outputs (vertex backend).",
 )
+@infra_options
 def compare(
-    config_path, profile, backend, run_dir, train_count, seeds, parallel, data_path, infra_outputs
+    config_path, profile, backend, run_dir, train_count, seeds, parallel, data_path, infra_outputs, **infra
 ) -> None:
     """Team 1 with rg_penalty, Team 1 without it, and Team 2, the same budget and seeds each;
     then RUN_DIR/report/ with Scenario A/B/inconclusive as an effect size with a confidence interval."""
@@ -59,5 +62,6 @@ def compare(
         progress=lambda line: click.echo(f"compare: {line}", err=True),
         data_path=data_path,
         infra_outputs=infra_outputs,
+        infra_overrides=pop_infra_overrides(infra),
     )
     click.echo(f"{out}/index.html")

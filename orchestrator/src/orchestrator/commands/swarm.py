@@ -6,6 +6,8 @@ import json
 
 import click
 
+from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
+
 TEAMS = ("fullbatch", "minibatch")
 
 
@@ -57,7 +59,10 @@ TEAMS = ("fullbatch", "minibatch")
     is_flag=True,
     help="With --dry-run on vertex: the StudySpec and CustomJob requests as JSON.",
 )
-def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_outputs, dry_run, as_json):
+@infra_options
+def swarm(
+    phase, team, backend, profile, parallel, max_trials, run_dir, infra_outputs, dry_run, as_json, **infra
+):
     """Run a phase's swarm to its end, with live progress and the leaderboard at the end."""
     from orchestrator.config import load_settings
     from orchestrator.leaderboard import format_leaderboard
@@ -72,6 +77,7 @@ def swarm(phase, team, backend, profile, parallel, max_trials, run_dir, infra_ou
         max_trials=max_trials,
         run_dir=run_dir,
         infra_outputs=infra_outputs,
+        infra_overrides=pop_infra_overrides(infra),
     )
     if as_json and not (dry_run and backend == "vertex"):
         raise click.UsageError("--json goes with --dry-run --backend vertex")
