@@ -171,3 +171,27 @@ def test_compare_passes_its_infra_flags_to_every_arm(mocker, tmp_path):
     assert result.exit_code == 0, result.output
     overrides = run.call_args.kwargs["infra_overrides"]
     assert overrides["region"] == "europe-west4" and overrides["runs_bucket"] is None
+
+
+def test_vertex_defaults_to_the_cloud_profile_and_says_so(offline, tmp_path):
+    args = ["swarm", "--phase", "2", "--backend", "vertex", "--run-dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, [*args, "--infra-outputs", str(INFRA_JSON), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "profile: cloud (the default for --backend vertex)" in result.stderr
+    plan = json.loads(result.stdout)
+    assert len(plan["jobs"]) == 50  # phase 2's parallel on GPUs
+    sets = plan["jobs"][0]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    assert "data.train_count=500000" in sets and "train.num_clusters=500" in sets
+    assert "--config" in sets and sets[sets.index("--config") + 1] == "configs/trainer/minibatch.yaml"
+
+    text = CliRunner().invoke(main, [*args, "--infra-outputs", str(INFRA_JSON), "--dry-run"])
+    assert text.exit_code == 0 and "profile: cloud (the default for --backend vertex)" in text.stdout
+
+
+def test_the_local_backend_keeps_the_default_profile(tmp_path):
+    result = CliRunner().invoke(
+        main, ["swarm", "--phase", "2", "--run-dir", str(tmp_path / "run"), "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "profile: default (the default for --backend local)" in result.stdout
+    assert "data.train_count=8000" in result.stdout

@@ -6,7 +6,7 @@ Files (all keys checked; unknown keys are errors):
   configs/backends/local.yaml      the local backend (vertex.yaml belongs to orchestrator.vertex_settings)
   configs/teams/<team>.yaml        machine, accelerator, trainer config of a team
   configs/phases/phase<N>.yaml     rounds, fixed overrides, lock, early stopping, retries
-  configs/profiles/<profile>.yaml  trial size and counts per phase (default, smoke)
+  configs/profiles/<profile>.yaml  trial size and counts per phase (default, smoke, cloud)
   configs/budgets.yaml             GPU-hour cap per phase, machine prices
 
 Every problem in every file is collected first and reported together, one line each:
@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "configs"
 TEAMS = ("fullbatch", "minibatch")
 DATA_ENV = "ZETA_SWARM_DATA"
-PROFILES_HINT = "default, smoke"
+PROFILES_HINT = "default, smoke, cloud"
 
 Value = float | int | str | list[int] | list[float] | bool
 

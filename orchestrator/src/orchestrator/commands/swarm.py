@@ -9,6 +9,8 @@ import click
 from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
 
 TEAMS = ("fullbatch", "minibatch")
+# A cloud swarm without --profile gets GPU-sized trials; the local default fits 2 CPU cores.
+DEFAULT_PROFILES = {"local": "default", "vertex": "cloud"}
 
 
 @click.command()
@@ -32,7 +34,9 @@ TEAMS = ("fullbatch", "minibatch")
     help="local (Optuna + processes) or vertex (Vizier + CustomJobs).",
 )
 @click.option(
-    "--profile", default="default", show_default=True, help="configs/profiles/<name>.yaml: default or smoke."
+    "--profile",
+    default=None,
+    help="configs/profiles/<name>.yaml: default, smoke or cloud (default: cloud on vertex, else default).",
 )
 @click.option(
     "--parallel",
@@ -68,6 +72,10 @@ def swarm(
     from orchestrator.leaderboard import format_leaderboard
     from orchestrator.phases import SwarmRun
 
+    if profile is None:
+        profile = DEFAULT_PROFILES.get(backend, "default")
+        # stdout carries only the JSON plan with --json, so the note goes to stderr there.
+        click.echo(f"profile: {profile} (the default for --backend {backend})", err=as_json)
     settings = load_settings(
         phase,
         team=team,
