@@ -195,3 +195,18 @@ def test_the_local_backend_keeps_the_default_profile(tmp_path):
     assert result.exit_code == 0, result.output
     assert "profile: default (the default for --backend local)" in result.stdout
     assert "data.train_count=8000" in result.stdout
+
+
+def test_the_banner_names_vizier_as_the_vertex_tuner(tmp_path):
+    from orchestrator.config import load_settings
+    from orchestrator.phases import SwarmRun
+
+    def round_line(backend: str) -> str:
+        s = load_settings(
+            2, backend=backend, profile="smoke", run_dir=tmp_path, infra_outputs=str(INFRA_JSON)
+        )
+        return next(line for line in SwarmRun(s).describe() if line.startswith("round weights"))
+
+    assert "Vertex AI Vizier, ALGORITHM_UNSPECIFIED" in round_line("vertex")
+    assert "TPE" not in round_line("vertex")
+    assert "Optuna TPE, constant liar" in round_line("local")

@@ -33,6 +33,13 @@ from orchestrator.tuners.base import TunerState, TunerTrial
 LOCK_NAME = "lock.yaml"
 
 
+# How each backend searches a Bayesian round (orchestrator.tuners.optuna_study, orchestrator.tuners.vizier).
+TUNER_NAMES = {
+    "local": "Bayesian (Optuna TPE, constant liar)",
+    "vertex": "Bayesian (Vertex AI Vizier, ALGORITHM_UNSPECIFIED)",
+}
+
+
 class RoundFailed(OrchestratorError):
     """A round produced nothing a later round can build on (every trial failed or diverged)."""
 
@@ -146,7 +153,7 @@ class SwarmRun:
                     for p in r.space
                 )
                 lines.append(
-                    f"round {r.name}: Bayesian (TPE, constant liar) over {knobs}; up to {s.max_trials} trials"
+                    f"round {r.name}: {TUNER_NAMES[s.backend.name]} over {knobs}; up to {s.max_trials} trials"
                 )
             elif r.kind == "championship":
                 c = s.championship or {}
