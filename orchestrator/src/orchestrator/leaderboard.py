@@ -2,8 +2,8 @@
 
 Ranking is by the objective (extrapolation_error, lower is better) with its standard error. Replicas
 of one configuration (phase 3: the same params but the seed) are pooled: mean of the replica
-objectives, with the standard error of that mean. A configuration or trial whose objective is not
-below the best baseline on the same windows is marked "no" under "beats baseline" everywhere.
+objectives, with the standard error of that mean. Against the best baseline on the same windows a
+row beats it, is within noise, or is worse (orchestrator.trial_outputs.vs_baseline, the report's rule).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from orchestrator.run_files import STATES
+from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 
 BASELINE_LABELS = {
     "baseline_index": "index",
@@ -61,7 +62,7 @@ def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[s
 
     Returns:
         Rows with `ids`, `params` (without seed when pooled), `value`, `stderr`, `n`, `best_baseline`,
-        `beats_baseline`.
+        `vs_baseline` (beats, within noise, worse or None) and `beats_baseline` (bool or None).
     """
     done = [
         t
@@ -92,6 +93,7 @@ def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[s
             if any(k in BASELINE_LABELS for k in m.get("metrics", {}))
         ]
         base = statistics.fmean(bases) if bases else best_baseline_value(snap)
+        outcome = vs_baseline(value, stderr, base)
         rows.append(
             {
                 "ids": [m["id"] for m in members],
@@ -100,7 +102,8 @@ def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[s
                 "stderr": stderr,
                 "n": len(members),
                 "best_baseline": base,
-                "beats_baseline": (value < base) if base is not None else None,
+                "vs_baseline": outcome,
+                "beats_baseline": None if outcome is None else outcome == BEATS,
             }
         )
     rows.sort(key=lambda r: r["value"])
@@ -142,7 +145,7 @@ def format_leaderboard(snap: dict[str, Any], top: int = 10) -> str:
     )
     for i, r in enumerate(rows[:top], 1):
         ids = ",".join(r["ids"]) if len(r["ids"]) <= 3 else f"{r['ids'][0]}..(+{len(r['ids']) - 1})"
-        beats = {True: "yes", False: "NO", None: "?"}[r["beats_baseline"]]
+        beats = {BEATS: "yes", WITHIN_NOISE: "within noise", WORSE: "NO", None: "?"}[r["vs_baseline"]]
         lines.append(
             f"  {i:>4}  {ids:<12} {_pm(r['value'], r['stderr']):<22} {beats:<15} {_fmt_params(r['params'])}"
         )
@@ -182,7 +185,12 @@ def format_status(snap: dict[str, Any], now: float | None = None) -> str:
         )
     best = s["best"]
     if best:
-        beats = "beats" if best["beats_baseline"] else "does NOT beat"
+        beats = {
+            BEATS: "beats",
+            WITHIN_NOISE: "is within noise of",
+            WORSE: "does NOT beat",
+            None: "cannot compare with",
+        }[best["vs_baseline"]]
         base = f"{best['best_baseline']:.5f}" if best["best_baseline"] is not None else "?"
         lines.append(
             f"best: {_pm(best['value'], best['stderr'])} (trial {','.join(best['ids'])}; {beats} the best baseline {base})"

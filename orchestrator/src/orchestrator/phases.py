@@ -28,6 +28,7 @@ from orchestrator.config import RoundPlan, SwarmSettings, points_space
 from orchestrator.controller import Controller, PassResult, RoundSpec
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.run_files import SETTINGS_FILE, STOP_FILE, ControllerLock, read_snapshot
+from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 from orchestrator.tuners.base import TunerState, TunerTrial
 
 LOCK_NAME = "lock.yaml"
@@ -221,13 +222,13 @@ class SwarmRun:
             )
             return f"{t}  trial {ev['trial']:>4}  started    {params}"
         if kind == "completed":
-            base = ev.get("best_baseline")
-            beats = (
-                ""
-                if base is None
-                else ("  beats baseline" if ev["value"] < base else "  does NOT beat the baseline")
-            )
-            se = ev.get("stderr")
+            base, se = ev.get("best_baseline"), ev.get("stderr")
+            beats = {
+                BEATS: "  beats baseline",
+                WITHIN_NOISE: "  below the baseline, within noise",
+                WORSE: "  does NOT beat the baseline",
+                None: "",
+            }[vs_baseline(ev["value"], se, base)]
             return (
                 f"{t}  trial {ev['trial']:>4}  completed  {ev['value']:.5f}"
                 + (f" ± {se:.5f}" if se is not None else "")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.atomic_files import write_json_atomic
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.trial_outputs import BASELINE_KEYS, beats_baseline
+from orchestrator.trial_outputs import BASELINE_KEYS, BEATS, trial_vs_baseline
 
 if TYPE_CHECKING:
     from orchestrator.config import SwarmSettings
@@ -87,7 +87,8 @@ def snapshot(
                 "ended": latest.ended if latest is not None and t.state.finished else None,
                 "machine": latest.machine if latest is not None else machine["machine"],
                 "reason": t.reason,
-                "beats_baseline": beats_baseline(t.value, t.metrics),
+                "vs_baseline": trial_vs_baseline(t.value, t.metrics),
+                "beats_baseline": _beats(trial_vs_baseline(t.value, t.metrics)),
             }
         )
     return {
@@ -198,3 +199,7 @@ class ControllerLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _beats(outcome: str | None) -> bool | None:
+    return None if outcome is None else outcome == BEATS

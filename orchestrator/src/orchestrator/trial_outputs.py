@@ -60,9 +60,37 @@ def final_metrics(final: dict) -> dict[str, float]:
     return out
 
 
-def beats_baseline(value: float | None, metrics: dict) -> bool | None:
-    """Whether an objective is below the best baseline; None when either is unknown."""
-    base = best_baseline(metrics)
-    if value is None or base is None:
+# The three outcomes of an objective against the best baseline on the same windows.
+BEATS, WITHIN_NOISE, WORSE = "beats", "within noise", "worse"
+# A win must clear the baseline by this many standard errors; closer than that is noise.
+NOISE_SIGMAS = 2.0
+
+
+def vs_baseline(value: float | None, stderr: float | None, baseline: float | None) -> str | None:
+    """The one rule for "beats the baseline", used by trials.json, the live log, the leaderboard,
+    `status` and the report.
+
+    Args:
+        value: the objective (extrapolation error; or a gap to the baseline, with baseline 0).
+        stderr: its standard error, same units; None or nan counts as 0.
+        baseline: the smallest baseline on the same windows, same units.
+
+    Returns:
+        BEATS when value + NOISE_SIGMAS x stderr < baseline, WITHIN_NOISE when value is below the
+        baseline by less than that, WORSE otherwise; None when value or baseline is unknown.
+    """
+    if not _number(value) or not _number(baseline):
         return None
-    return value < base
+    se = float(stderr) if _number(stderr) else 0.0
+    if value + NOISE_SIGMAS * se < baseline:
+        return BEATS
+    return WITHIN_NOISE if value < baseline else WORSE
+
+
+def trial_vs_baseline(value: float | None, metrics: dict) -> str | None:
+    """vs_baseline of a trial from its final metrics (extrapolation_stderr and the baselines)."""
+    return vs_baseline(value, metrics.get("extrapolation_stderr"), best_baseline(metrics))
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

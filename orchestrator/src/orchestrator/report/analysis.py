@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.report.load import BASELINES, Experiment, Loaded, Run, Trial
 from orchestrator.report.stats import Effect, MeanCI, Verdict, mean_ci, rg_verdict, welch
+from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, vs_baseline
 
 NO_MODEL_BEATS = "No model beats the baselines"
 BEATS_RULE = "objective + 2 stderr < the smallest baseline on the same windows"
@@ -120,9 +121,9 @@ def _arm(run: Run, level: float) -> ArmSummary:
             run, mean_ci(values, level) if values else None, gap, math.nan, baselines, None, False
         )
     combined = math.hypot(gap.stderr, window)
-    beats = gap.mean + 2.0 * combined < 0
+    outcome = vs_baseline(gap.mean, combined, 0.0)  # the gap against a baseline of 0: the same rule
     return ArmSummary(
-        run, mean_ci(values, level), gap, combined, baselines, beats, gap.mean < 0 and not beats
+        run, mean_ci(values, level), gap, combined, baselines, outcome == BEATS, outcome == WITHIN_NOISE
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError
+from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, vs_baseline
 
 EXPERIMENT_FILE = "experiment.json"
 BASELINES = ("baseline_index", "baseline_ar", "baseline_explicit")
@@ -61,16 +62,20 @@ class Trial:
         values = [v for v in values if not math.isnan(v)]
         return min(values) if values else math.nan
 
+    def vs_baseline(self) -> str | None:
+        """Beats, within noise of, or worse than the smallest baseline on the same windows
+        (orchestrator.trial_outputs.vs_baseline, the rule of trials.json and the leaderboard too)."""
+        if not self.completed:
+            return None
+        return vs_baseline(self.value, self.metric("extrapolation_stderr"), self.best_baseline)
+
     def beats_baselines(self) -> bool:
-        """True when the objective plus two standard errors is below the smallest baseline on the same windows."""
-        stderr = self.metric("extrapolation_stderr")
-        stderr = 0.0 if math.isnan(stderr) else stderr
-        return self.completed and self.value + 2.0 * stderr < self.best_baseline
+        """True when the objective plus two standard errors is below the smallest baseline."""
+        return self.vs_baseline() == BEATS
 
     def below_within_noise(self) -> bool:
-        """True when the objective is below the smallest baseline, but by less than two standard errors
-        (what the swarm's live log calls "beats baseline", judged on the point estimate alone)."""
-        return self.completed and self.value < self.best_baseline and not self.beats_baselines()
+        """True when the objective is below the smallest baseline, but by less than two standard errors."""
+        return self.vs_baseline() == WITHIN_NOISE
 
 
 @dataclass
