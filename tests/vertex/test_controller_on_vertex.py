@@ -297,7 +297,14 @@ def test_cloud_trials_read_a_repo_relative_config_and_the_data_bucket(mocker, tm
         main,
         [
             *("swarm", "--phase", "2", "--backend", "vertex", "--profile", "smoke"),
-            *("--parallel", str(PARALLEL), "--max-trials", str(MAX_TRIALS), "--run-dir", str(tmp_path / "dry")),
+            *(
+                "--parallel",
+                str(PARALLEL),
+                "--max-trials",
+                str(MAX_TRIALS),
+                "--run-dir",
+                str(tmp_path / "dry"),
+            ),
             *("--infra-outputs", str(INFRA_JSON), "--dry-run", "--json"),
         ],
     )
@@ -319,3 +326,36 @@ def test_a_gs_dataset_is_kept_and_a_local_one_without_a_data_bucket_is_one_line(
     msg = str(e.value)
     assert "data/odlyzko is local" in msg and "data_bucket" in msg and "\n" not in msg
     assert not (tmp_path / "r").exists()
+
+
+def test_status_of_a_vertex_run_shows_machine_age_and_console_link(mocker, tmp_path, credentials, phase2):
+    from click.testing import CliRunner
+    from orchestrator.cli import main
+    from orchestrator.leaderboard import format_status
+
+    world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
+    ctl = world.controller()
+    ctl.reconcile(world.round)
+    world.clock.advance(60)
+    ctl.reconcile(world.round)  # both jobs RUNNING now
+    snap = json.loads((tmp_path / "run" / "trials.json").read_text())
+    running = [t for t in snap["trials"] if t["state"] == "RUNNING"]
+    assert len(running) == PARALLEL
+    for t in running:
+        job = world.jobs.by_labels(trial=t["id"])[0]
+        assert t["job_id"] == job.name
+        assert t["job_detail"] == world.vs.console_url(job.name)
+        assert t["machine"] == "g2-standard-8 + 1 x NVIDIA_L4"
+    text = format_status(snap, now=running[0]["started"] + 125)
+    lines = [line for line in text.splitlines() if line.strip().startswith("running")]
+    assert len(lines) == PARALLEL
+    assert "2m05s" in lines[0] and "g2-standard-8 + 1 x NVIDIA_L4" in lines[0]
+    assert "https://console.cloud.google.com/vertex-ai/locations/us-central1/training/" in lines[0]
+
+    out = CliRunner().invoke(main, ["status", "--run-dir", str(tmp_path / "run")])
+    assert out.exit_code == 0, out.output
+    assert out.output.count("https://console.cloud.google.com/vertex-ai/") == PARALLEL
+    as_json = json.loads(
+        CliRunner().invoke(main, ["status", "--run-dir", str(tmp_path / "run"), "--json"]).output
+    )
+    assert as_json["summary"]["counts"]["RUNNING"] == PARALLEL

@@ -181,7 +181,8 @@ def format_status(snap: dict[str, Any], now: float | None = None) -> str:
     for t in running:
         age = _age(now - t["started"]) if t.get("started") else "-"
         lines.append(
-            f"  running  trial {t['id']:<5} {age:>8}  attempt {t.get('attempts', 1)}  {_fmt_params(t['params'])}"
+            f"  running  trial {t['id']:<5} {age:>8}  attempt {t.get('attempts', 1)}  {t.get('machine') or '-'}"
+            f"  {_fmt_params(t['params'])}" + (f"  {t['job_detail']}" if t.get("job_detail") else "")
         )
     best = s["best"]
     if best:

@@ -86,6 +86,10 @@ def snapshot(
                 "started": min(started) if started else None,
                 "ended": latest.ended if latest is not None and t.state.finished else None,
                 "machine": latest.machine if latest is not None else machine["machine"],
+                # The latest attempt's job: its id and the runner's detail (on Vertex the console
+                # link, after the error when it failed), for `orchestrator status`.
+                "job_id": latest.job_id if latest is not None else None,
+                "job_detail": latest.detail if latest is not None else None,
                 "reason": t.reason,
                 "vs_baseline": trial_vs_baseline(t.value, t.metrics),
                 "beats_baseline": _beats(trial_vs_baseline(t.value, t.metrics)),
