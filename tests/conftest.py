@@ -1,6 +1,6 @@
 """Fixtures shared across the test tree.
 
-`odlyzko_small`: a real dataset of the first 30,000 Odlyzko zeros, built once per session
+`odlyzko_prefix(count)` / `odlyzko_small`: real datasets of the first Odlyzko zeros, built once per session
 with the production loader and writer. `storage_emulator`: a real gcp-storage-emulator
 server on 127.0.0.1 (started once per session, in a thread) with STORAGE_EMULATOR_HOST
 pointing at it for the duration of one test, so the real google-cloud-storage client talks
@@ -10,6 +10,7 @@ to it.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,21 +21,35 @@ EMULATOR_BUCKET = "zeta-swarm-test-data"
 
 
 @pytest.fixture(scope="session")
-def odlyzko_small(tmp_path_factory) -> Path:
-    """Path of a dataset directory holding gamma_1 .. gamma_30000 from the Odlyzko table."""
+def odlyzko_prefix(tmp_path_factory) -> Callable[[int], Path]:
+    """Returns `make(count)`: the path of a dataset holding gamma_1 .. gamma_count from the Odlyzko
+    table, written once per session for each count."""
     from trainer.data.dataset import write_dataset
     from trainer.data.odlyzko import TABLE_ACCURACY, load_table
 
-    out = tmp_path_factory.mktemp("odlyzko") / "first30k"
-    write_dataset(
-        out,
-        load_table(ODLYZKO_SMALL_COUNT),
-        source="odlyzko",
-        first_index=1,
-        abs_accuracy=TABLE_ACCURACY,
-        params={"count": ODLYZKO_SMALL_COUNT},
-    )
-    return out
+    made: dict[int, Path] = {}
+
+    def make(count: int) -> Path:
+        if count not in made:
+            out = tmp_path_factory.mktemp("odlyzko") / f"first{count}"
+            write_dataset(
+                out,
+                load_table(count),
+                source="odlyzko",
+                first_index=1,
+                abs_accuracy=TABLE_ACCURACY,
+                params={"count": count},
+            )
+            made[count] = out
+        return made[count]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def odlyzko_small(odlyzko_prefix) -> Path:
+    """Path of a dataset directory holding gamma_1 .. gamma_30000 from the Odlyzko table."""
+    return odlyzko_prefix(ODLYZKO_SMALL_COUNT)
 
 
 def _free_port() -> int:

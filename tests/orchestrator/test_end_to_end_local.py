@@ -17,20 +17,8 @@ ZEROS = 120_000  # configs/smoke.yaml trains on zeros 100,001-104,000 and extrap
 
 
 @pytest.fixture(scope="session")
-def odlyzko_120k(tmp_path_factory) -> Path:
-    from trainer.data.dataset import write_dataset
-    from trainer.data.odlyzko import TABLE_ACCURACY, load_table
-
-    out = tmp_path_factory.mktemp("odlyzko") / "first120k"
-    write_dataset(
-        out,
-        load_table(ZEROS),
-        source="odlyzko",
-        first_index=1,
-        abs_accuracy=TABLE_ACCURACY,
-        params={"count": ZEROS},
-    )
-    return out
+def odlyzko_120k(odlyzko_prefix) -> Path:
+    return odlyzko_prefix(ZEROS)
 
 
 @pytest.mark.slow
