@@ -22,6 +22,24 @@ class _Group(click.Group):
         except OrchestratorError as e:
             click.echo(f"orchestrator: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except Exception as e:
+            if _is_missing_credentials(e):
+                click.echo(f"orchestrator: error: {_NO_CREDENTIALS}", err=True)
+                sys.exit(2)
+            raise
+
+
+_NO_CREDENTIALS = (
+    "no Google Cloud credentials for a gs:// path or a cloud backend: run "
+    "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+)
+
+
+def _is_missing_credentials(e: Exception) -> bool:
+    # google.auth is only in sys.modules if a cloud client was created, so the common path
+    # imports nothing.
+    auth = sys.modules.get("google.auth.exceptions")
+    return auth is not None and isinstance(e, auth.DefaultCredentialsError)
 
 
 @click.group(cls=_Group, context_settings={"auto_envvar_prefix": "ZETA_SWARM"})

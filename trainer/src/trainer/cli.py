@@ -21,6 +21,24 @@ class _Group(click.Group):
         except TrainerError as e:
             click.echo(f"trainer: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except Exception as e:
+            if _is_missing_credentials(e):
+                click.echo(f"trainer: error: {_NO_CREDENTIALS}", err=True)
+                sys.exit(2)
+            raise
+
+
+_NO_CREDENTIALS = (
+    "no Google Cloud credentials for a gs:// path or a cloud backend: run "
+    "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+)
+
+
+def _is_missing_credentials(e: Exception) -> bool:
+    # google.auth is only in sys.modules if a cloud client was created, so the common path
+    # imports nothing.
+    auth = sys.modules.get("google.auth.exceptions")
+    return auth is not None and isinstance(e, auth.DefaultCredentialsError)
 
 
 @click.group(cls=_Group)
