@@ -58,6 +58,7 @@ status: install
 
 bench: install
 	$(BIN)/python bench/zeros.py
+	$(BIN)/python bench/baselines.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/swarm_overheads.py
 	$(BIN)/python bench/vertex_pass.py
