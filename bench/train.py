@@ -96,15 +96,9 @@ def _setup(cfg, dataset):
 
 def _batch(model, nodes):
     import torch
-    from trainer.training import Batch
+    from trainer.training import to_batch
 
-    return Batch(
-        x=torch.from_numpy(nodes.features),
-        y=torch.from_numpy(nodes.target.astype(np.float32)),
-        graph=model.graph_input(nodes.table),
-        segments=nodes.segments,
-        nodes=nodes,
-    )
+    return to_batch(nodes, model, torch.device("cpu"))
 
 
 def _step(model, optimizer, losses, batch, generator) -> float:

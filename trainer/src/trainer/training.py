@@ -77,6 +77,17 @@ class Batch:
     nodes: NodeSet
 
 
+def to_batch(nodes: NodeSet, model: SpacingGNN, device: torch.device) -> Batch:
+    """nodes as tensors on device, with the graph in the form model takes."""
+    return Batch(
+        x=torch.from_numpy(nodes.features).to(device),
+        y=torch.from_numpy(nodes.target.astype(np.float32)).to(device),
+        graph=model.graph_input(nodes.table).to(device),
+        segments=nodes.segments,
+        nodes=nodes,
+    )
+
+
 @dataclass
 class LossSetup:
     """The fixed inputs of compute_losses for one node range."""
@@ -203,15 +214,6 @@ class Trial:
         bandwidths = tuple(self.cfg.loss.mmd_bandwidths)
         return LossSetup(weights, reference, target, scales if target is not None else None, bandwidths)
 
-    def _to_batch(self, nodes: NodeSet) -> Batch:
-        return Batch(
-            x=torch.from_numpy(nodes.features).to(self.device),
-            y=torch.from_numpy(nodes.target.astype(np.float32)).to(self.device),
-            graph=self.model.graph_input(nodes.table).to(self.device),
-            segments=nodes.segments,
-            nodes=nodes,
-        )
-
     def batch(self, cluster_ids) -> Batch:
         """The nodes of the given clusters with their internal edges (the last one is kept:
         with k = q it is the same every step and built once)."""
@@ -223,7 +225,7 @@ class Trial:
             nodes = build_nodes(
                 self.dataset, runs, primes=m.primes, window=m.window, explicit_a=self.feature_a
             )
-            self._cached = (key, self._to_batch(nodes))
+            self._cached = (key, to_batch(nodes, self.model, self.device))
         return self._cached[1]
 
     def val_batch(self) -> Batch:
@@ -233,7 +235,7 @@ class Trial:
             nodes = build_nodes(
                 self.dataset, [self._val_range], primes=m.primes, window=m.window, explicit_a=self.feature_a
             )
-            self._val_batch = self._to_batch(nodes)
+            self._val_batch = to_batch(nodes, self.model, self.device)
         return self._val_batch
 
     def epoch_plan(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
