@@ -220,23 +220,19 @@ class Trial:
         key = tuple(sorted(cluster_ids))
         if self._cached is None or self._cached[0] != key:
             self._cached = None  # free the previous batch before building the next
-            runs = [run for c in key for run in self.clusters[c]]
-            m = self.cfg.model
-            nodes = build_nodes(
-                self.dataset, runs, primes=m.primes, window=m.window, explicit_a=self.feature_a
-            )
-            self._cached = (key, to_batch(nodes, self.model, self.device))
+            self._cached = (key, self._batch_of([run for c in key for run in self.clusters[c]]))
         return self._cached[1]
 
     def val_batch(self) -> Batch:
         """The validation range (right after training) as one graph."""
         if self._val_batch is None:
-            m = self.cfg.model
-            nodes = build_nodes(
-                self.dataset, [self._val_range], primes=m.primes, window=m.window, explicit_a=self.feature_a
-            )
-            self._val_batch = to_batch(nodes, self.model, self.device)
+            self._val_batch = self._batch_of([self._val_range])
         return self._val_batch
+
+    def _batch_of(self, runs: list[tuple[int, int]]) -> Batch:
+        m = self.cfg.model
+        nodes = build_nodes(self.dataset, runs, primes=m.primes, window=m.window, explicit_a=self.feature_a)
+        return to_batch(nodes, self.model, self.device)
 
     def epoch_plan(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
         """The steps of one epoch: a random order of the k clusters, q per step."""
