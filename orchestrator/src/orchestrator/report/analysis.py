@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from orchestrator.report.load import BASELINES, Experiment, Loaded, Run, Trial
+from orchestrator.report.load import BASELINES, Experiment, Loaded, Run, Trial, mean_baselines
 from orchestrator.report.stats import Effect, MeanCI, Verdict, mean_ci, rg_verdict, welch
 from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, vs_baseline
 
@@ -103,11 +103,7 @@ def headline(loaded: Loaded) -> Headline:
 def _arm(run: Run, level: float) -> ArmSummary:
     done = run.completed
     values = [t.value for t in done]
-    baselines = {}
-    for name in BASELINES:
-        got = [t.metric(name) for t in done if not math.isnan(t.metric(name))]
-        if got:
-            baselines[name] = math.fsum(got) / len(got)
+    baselines = mean_baselines(done)
     gaps = [t.value - t.best_baseline for t in done if not math.isnan(t.best_baseline)]
     gap = mean_ci(gaps, level) if gaps else None
     # Every seed is scored on the same W windows, so the seeds' spread says nothing about how those

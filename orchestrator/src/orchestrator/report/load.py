@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,16 @@ class Trial:
     def below_within_noise(self) -> bool:
         """True when the objective is below the smallest baseline, but by less than two standard errors."""
         return self.vs_baseline() == WITHIN_NOISE
+
+
+def mean_baselines(trials: Sequence[Trial]) -> dict[str, float]:
+    """Each baseline's mean over the trials whose final.json has it (left out when none has)."""
+    out = {}
+    for name in BASELINES:
+        values = [v for v in (t.metric(name) for t in trials) if not math.isnan(v)]
+        if values:
+            out[name] = math.fsum(values) / len(values)
+    return out
 
 
 @dataclass

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.report.load import BASELINES, Experiment, Run, Trial
+from orchestrator.report.load import Experiment, Run, Trial, mean_baselines
 
 _BASELINE_STYLE = {
     "baseline_index": ("index", "tab:gray", ":"),
@@ -37,17 +37,8 @@ def _save(fig, path: Path) -> bool:
     return True
 
 
-def _mean_baselines(trials: Sequence[Trial]) -> dict[str, float]:
-    out = {}
-    for name in BASELINES:
-        values = [t.metric(name) for t in trials if not math.isnan(t.metric(name))]
-        if values:
-            out[name] = math.fsum(values) / len(values)
-    return out
-
-
 def _draw_baselines(ax, trials: Sequence[Trial], horizontal: bool = True) -> None:
-    for name, value in _mean_baselines(trials).items():
+    for name, value in mean_baselines(trials).items():
         label, color, style = _BASELINE_STYLE[name]
         line = ax.axhline if horizontal else ax.axvline
         line(value, color=color, linestyle=style, linewidth=1.2, label=f"{label} {value:.4g}")
