@@ -124,6 +124,7 @@ class Controller:
         self.run_dir = Path(settings.run_dir)
         self._curves: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> metrics row
         self._final_curves: set[str] = set()  # trials whose curve can no longer change
+        self._read_this_pass: set[str] = set()  # curves already read since the pass began
         self._reported: dict[str, set[int]] = {}
 
     # -- events -----------------------------------------------------------------------------
@@ -204,11 +205,15 @@ class Controller:
 
     # -- early stopping ---------------------------------------------------------------------
     def _curve(self, trial: TunerTrial, final: bool) -> dict[int, dict]:
-        if trial.id in self._final_curves:
-            return self._curves.get(trial.id, {})
-        rows = parse_metrics(self.read_output(self.output_dir(trial.id), "metrics.jsonl"))
-        curve = {int(r["epoch"]): r for r in rows}
-        self._curves[trial.id] = curve
+        """A trial's metrics rows by epoch, read at most once per pass (the median rule asks for every
+        running peer's curve once per running trial) and never again once final."""
+        if trial.id in self._final_curves or trial.id in self._read_this_pass:
+            curve = self._curves.get(trial.id, {})
+        else:
+            rows = parse_metrics(self.read_output(self.output_dir(trial.id), "metrics.jsonl"))
+            curve = {int(r["epoch"]): r for r in rows}
+            self._curves[trial.id] = curve
+            self._read_this_pass.add(trial.id)
         if final:
             self._final_curves.add(trial.id)
         return curve
@@ -261,6 +266,7 @@ class Controller:
     # -- one pass ---------------------------------------------------------------------------
     def reconcile(self, rnd: RoundSpec) -> PassResult:
         now = self.clock()
+        self._read_this_pass.clear()
         stop_requested = (self.run_dir / STOP_FILE).exists()
         all_trials = self.tuner.trials()
         trials_by_id = {t.id: t for t in all_trials}
