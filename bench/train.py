@@ -45,7 +45,7 @@ def _peak_rss() -> int:
 
 
 def _cfg(data: str, n: int, mode: str, extra: list[str]):
-    from trainer.config import TrialConfig
+    from trainer.config import TrialConfig, _apply_set
 
     settings = {
         "data": {"path": data, "train_start": WINDOW + 1, "train_count": n, "window_start": None},
@@ -57,12 +57,9 @@ def _cfg(data: str, n: int, mode: str, extra: list[str]):
         },
         "train": {"mode": mode, "device": "cpu"},
     }
-    cfg = TrialConfig.model_validate(settings)
-    for item in extra:
-        key, _, value = item.partition("=")
-        section, name = key.split(".")
-        setattr(getattr(cfg, section), name, json.loads(value))
-    return cfg
+    for item in extra:  # the same key=value overrides as `trainer train --set`
+        settings = _apply_set(settings, item, {})
+    return TrialConfig.model_validate(settings)
 
 
 def _setup(cfg, dataset):
@@ -257,7 +254,7 @@ def main() -> None:
         dest="extra",
         action="append",
         default=[],
-        help="section.key=JSON, e.g. train.checkpoint_layers=true",
+        help="section.key=VALUE (YAML, as trainer train --set), e.g. train.checkpoint_layers=true",
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
