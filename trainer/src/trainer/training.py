@@ -372,8 +372,9 @@ def run_trial(
     outputs = TrialOutputs(output_dir)
     try:
         final = outputs.read_text(FINAL_FILE)
-        if final is not None and json.loads(final).get("status") in ("completed", "diverged"):
-            echo(f"{outputs.where(FINAL_FILE)} already says {json.loads(final)['status']}: nothing to do")
+        status = json.loads(final).get("status") if final is not None else None
+        if status in ("completed", "diverged"):
+            echo(f"{outputs.where(FINAL_FILE)} already says {status}: nothing to do")
             return 0
         state = outputs.load_checkpoint()
         resolved = cfg.model_dump(mode="json")
