@@ -289,13 +289,10 @@ def generate_zeros(
     """
     if start < 1 or count < 1:
         raise DataError(f"generate needs --start >= 1 and --count >= 1, got start={start}, count={count}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise DataError("--device cuda: torch sees no CUDA device here; use --device cpu")
     import torch
 
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda: torch sees no CUDA device here; use --device cpu")
     stats = GenerateStats()
     began = time.perf_counter()
     out = np.empty(count, dtype=np.float64)
