@@ -308,6 +308,11 @@ class SwarmSettings(_Strict):
     trial_hours_estimate: float
     championship: dict[str, Any] | None = None
 
+    def team_of(self, params: dict[str, Any]) -> str:
+        """The team a trial runs as: its `train.mode` param (phase 3's control team), else the swarm's."""
+        mode = params.get("train.mode")
+        return mode if isinstance(mode, str) and mode in self.team_machines else self.team
+
 
 def canonical(value: Value) -> float | int | str:
     """A knob value as the tuner stores it: lists (prime sets) become compact JSON strings."""

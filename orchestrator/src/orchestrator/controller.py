@@ -35,7 +35,7 @@ from orchestrator.atomic_files import append_line
 from orchestrator.config import SwarmSettings, set_arg
 from orchestrator.crash_injection import checkpoint
 from orchestrator.errors import PermanentJobError, RetryableCloudError
-from orchestrator.run_files import STOP_FILE, write_snapshot
+from orchestrator.run_files import STOP_FILE, job_hours, write_snapshot
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
 from orchestrator.trial_outputs import Reader, best_baseline, final_metrics, parse_final, parse_metrics
 from orchestrator.tuners.base import Tuner, TunerState, TunerTrial
@@ -135,12 +135,8 @@ class Controller:
             self.on_event(ev)
 
     # -- job specs --------------------------------------------------------------------------
-    def team_of(self, trial: TunerTrial) -> str:
-        mode = trial.params.get("train.mode")
-        return str(mode) if mode in self.s.team_machines else self.s.team
-
     def trainer_args(self, trial: TunerTrial, rnd: RoundSpec) -> tuple[str, ...]:
-        team = self.team_of(trial)
+        team = self.s.team_of(trial.params)
         values: dict[str, Any] = {"data.path": self.s.data_path}
         values.update(self.s.overrides)
         values.update(self.s.team_machines[team]["overrides"])
@@ -158,7 +154,7 @@ class Controller:
             trial_id=trial.id,
             attempt=attempt,
             phase=self.s.phase,
-            team=self.team_of(trial),
+            team=self.s.team_of(trial.params),
             trainer_args=self.trainer_args(trial, rnd),
             output_dir=self.output_dir(trial.id),
             labels={"round": rnd.name.lower()},
@@ -190,12 +186,9 @@ class Controller:
         now = self.clock()
         total = 0.0
         for j in jobs:
-            if j.started is None:
-                continue
-            end = j.ended if j.ended is not None else max(now, j.started)
             trial = trials_by_id.get(j.trial_id)
-            team = self.team_of(trial) if trial else self.s.team
-            total += (end - j.started) / 3600.0 * self.s.team_machines[team]["accelerator_count"]
+            team = self.s.team_of(trial.params) if trial else self.s.team
+            total += job_hours(j, now) * self.s.team_machines[team]["accelerator_count"]
         return total
 
     def trial_hours_estimate(self, jobs: Sequence[Job]) -> float:
@@ -222,7 +215,7 @@ class Controller:
         self, trial: TunerTrial, curve: dict[int, dict], peers: list[TunerTrial]
     ) -> str | None:
         rules = self.s.early_stopping
-        epochs = int(self.s.team_machines[self.team_of(trial)]["overrides"]["train.epochs"])
+        epochs = int(self.s.team_machines[self.s.team_of(trial.params)]["overrides"]["train.epochs"])
         if not curve:
             return None
         if rules.baseline_sigma.enabled:

@@ -41,6 +41,13 @@ def trial_state(trial: TunerTrial, job: Job | None) -> str:
     return "RUNNING" if job is not None and job.state.value == "RUNNING" else "PENDING"
 
 
+def job_hours(job: Job, now: float) -> float:
+    """Wall hours a job has run: until it ended, else until now (0 before it starts)."""
+    if job.started is None:
+        return 0.0
+    return ((job.ended if job.ended is not None else max(now, job.started)) - job.started) / 3600.0
+
+
 def snapshot(
     settings: SwarmSettings,
     trials: Sequence[TunerTrial],
@@ -59,14 +66,11 @@ def snapshot(
     for t in trials:
         attempts = sorted(by_trial.get(t.id, []), key=lambda j: j.attempt)
         latest = attempts[-1] if attempts else None
-        mode = t.params.get("train.mode")
-        team = mode if isinstance(mode, str) and mode in settings.team_machines else settings.team
-        machine = settings.team_machines[team]
+        machine = settings.team_machines[settings.team_of(t.params)]
         for j in attempts:
-            if j.started is not None:
-                hours = ((j.ended if j.ended is not None else max(now, j.started)) - j.started) / 3600.0
-                gpu_hours += hours * machine["accelerator_count"]
-                cost += hours * machine["price_per_hour"]
+            hours = job_hours(j, now)
+            gpu_hours += hours * machine["accelerator_count"]
+            cost += hours * machine["price_per_hour"]
         for key in BASELINE_KEYS:
             v = t.metrics.get(key)
             if v is not None and (key not in baselines or v < baselines[key]):
