@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from orchestrator.run_files import STATES
-from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
+from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, beats_baseline, best_baseline, vs_baseline
 
 BASELINE_LABELS = {
     "baseline_index": "index",
@@ -83,15 +83,7 @@ def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[s
             params = {k: v for k, v in members[0]["params"].items() if k != "seed"}
         else:
             value, stderr, params = values[0], members[0].get("stderr"), members[0]["params"]
-        bases = [
-            min(
-                v
-                for k, v in m.get("metrics", {}).items()
-                if k in BASELINE_LABELS and isinstance(v, int | float)
-            )
-            for m in members
-            if any(k in BASELINE_LABELS for k in m.get("metrics", {}))
-        ]
+        bases = [b for m in members if (b := best_baseline(m.get("metrics", {}))) is not None]
         base = statistics.fmean(bases) if bases else best_baseline_value(snap)
         outcome = vs_baseline(value, stderr, base)
         rows.append(
@@ -103,7 +95,7 @@ def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[s
                 "n": len(members),
                 "best_baseline": base,
                 "vs_baseline": outcome,
-                "beats_baseline": None if outcome is None else outcome == BEATS,
+                "beats_baseline": beats_baseline(outcome),
             }
         )
     rows.sort(key=lambda r: r["value"])

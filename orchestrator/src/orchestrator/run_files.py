@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.atomic_files import write_json_atomic
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.trial_outputs import BASELINE_KEYS, BEATS, trial_vs_baseline
+from orchestrator.trial_outputs import BASELINE_KEYS, beats_baseline, trial_vs_baseline
 
 if TYPE_CHECKING:
     from orchestrator.config import SwarmSettings
@@ -76,6 +76,7 @@ def snapshot(
             if v is not None and (key not in baselines or v < baselines[key]):
                 baselines[key] = v
         started = [j.started for j in attempts if j.started is not None]
+        outcome = trial_vs_baseline(t.value, t.metrics)
         rows.append(
             {
                 "id": t.id,
@@ -95,8 +96,8 @@ def snapshot(
                 "job_id": latest.job_id if latest is not None else None,
                 "job_detail": latest.detail if latest is not None else None,
                 "reason": t.reason,
-                "vs_baseline": trial_vs_baseline(t.value, t.metrics),
-                "beats_baseline": _beats(trial_vs_baseline(t.value, t.metrics)),
+                "vs_baseline": outcome,
+                "beats_baseline": beats_baseline(outcome),
             }
         )
     return {
@@ -207,7 +208,3 @@ class ControllerLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def _beats(outcome: str | None) -> bool | None:
-    return None if outcome is None else outcome == BEATS

@@ -87,6 +87,11 @@ def vs_baseline(value: float | None, stderr: float | None, baseline: float | Non
     return WITHIN_NOISE if value < baseline else WORSE
 
 
+def beats_baseline(outcome: str | None) -> bool | None:
+    """The `beats_baseline` flag of a vs_baseline outcome: None when it is unknown."""
+    return None if outcome is None else outcome == BEATS
+
+
 def trial_vs_baseline(value: float | None, metrics: dict) -> str | None:
     """vs_baseline of a trial from its final metrics (extrapolation_stderr and the baselines)."""
     return vs_baseline(value, metrics.get("extrapolation_stderr"), best_baseline(metrics))
