@@ -27,9 +27,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.errors import ConfigError
+from orchestrator.report.load import EXPERIMENT_FILE
 
-DEFAULT_CONFIG = "configs/experiments/compare.yaml"
-EXPERIMENT_FILE = "experiment.json"  # the name report.load looks for
 EVALUATIONS = 5  # evaluations per trial: the report's curves; the last epoch is always one
 _LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")  # Vertex label rules; arm names become study labels
 
