@@ -241,14 +241,6 @@ class OptunaTuner(Tuner):
             if ft.state is not TrialState.WAITING
         ]
 
-    def intermediate_values(self) -> dict[str, dict[int, float]]:
-        """Reported intermediate objectives per trial id (for the median stopping rule)."""
-        return {
-            str(ft.number): dict(ft.intermediate_values)
-            for ft in self.study.get_trials(deepcopy=False)
-            if ft.intermediate_values
-        }
-
 
 class FixedDesignTuner(OptunaTuner):
     """A fixed design (grid, fractional factorial, Latin hypercube, explicit points) stored in an
