@@ -279,14 +279,8 @@ class FixedDesignTuner(OptunaTuner):
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
     def suggest(self, count: int) -> list[TunerTrial]:
-        out = []
-        for _ in range(count):
-            if not self.remaining():
-                break
-            trial = self.study.ask()
-            self._fill_params(trial, self._expected_params(trial._trial_id))
-            out.append(self._to_tuner_trial(self.study._storage.get_trial(trial._trial_id)))
-        return out
+        # Each ask takes one waiting point, so asking for no more than remain never samples.
+        return super().suggest(min(count, self.remaining()))
 
     def _expected_params(self, trial_id: int) -> list[str]:
         fixed = self.study._storage.get_trial_system_attrs(trial_id).get(_FIXED_PARAMS, {})
