@@ -402,10 +402,10 @@ def _validate(model: type[BaseModel], path: Path, problems: _Problems) -> Any:
         return model.model_validate(raw if raw is not None else {})
     except ValidationError as e:
         for err in e.errors():
-            loc = tuple(err["loc"])
             # Drop pydantic's union-branch tags (e.g. 'bayesian') that are not keys in the file.
-            shown = ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
-            line = _line_of(node, tuple(p for p in loc if not (isinstance(p, str) and p in _UNION_TAGS)))
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+            shown = ".".join(str(p) for p in loc)
+            line = _line_of(node, loc)
             where = f"{_rel(path)}:{line}" if line else _rel(path)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
