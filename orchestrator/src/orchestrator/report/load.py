@@ -260,17 +260,16 @@ def _load_trial(run_dir: str, raw: Any, index: int, where: str) -> Trial:
     return trial
 
 
-def load_run(run_dir: str, arm: str | None = None, role: str | None = None) -> Run:
-    """Read one run directory.
+def load_run(run_dir: str, snap: dict[str, Any], arm: str | None = None, role: str | None = None) -> Run:
+    """Read one run directory whose trials.json the caller has read (once: on gs:// a round trip).
 
     Args:
         run_dir: local path or gs:// URL of a directory holding `trials.json`.
+        snap: the parsed trials.json.
         arm: the arm's name when the run belongs to an experiment.
         role: the arm's role in the experiment (`rg`, `no_rg`, `minibatch`).
     """
     where = _join(run_dir, "trials.json")
-    snap = _read_object(where, required=True)
-    assert snap is not None
     raw_trials = _require(snap, "trials", list, where)
     # Up to four files per trial; on gs:// each is a round trip, so trials are read concurrently
     # (map keeps the order and raises the first trial's error).
@@ -306,7 +305,8 @@ def load_experiment(exp_dir: str, design: dict[str, Any]) -> Experiment:
         name = _require(arm, "name", str, f"{where}: arms[{i}]")
         sub = _require(arm, "run_dir", str, f"{where}: arms[{i}]")
         run_dir = sub if sub.startswith("gs://") else _join(exp_dir, sub)
-        if _read_text(_join(run_dir, "trials.json")) is None:
+        snap = _read_object(_join(run_dir, "trials.json"))
+        if snap is None:
             # An arm that has not started yet still belongs on the page, with no trials.
             runs.append(
                 Run(
@@ -323,7 +323,7 @@ def load_experiment(exp_dir: str, design: dict[str, Any]) -> Experiment:
                 )
             )
             continue
-        runs.append(load_run(run_dir, arm=name, role=arm.get("role")))
+        runs.append(load_run(run_dir, snap, arm=name, role=arm.get("role")))
     return Experiment(exp_dir, design, runs)
 
 
@@ -349,8 +349,8 @@ def load(paths: list[str]) -> Loaded:
             exp = load_experiment(path, design)
             experiments.append(exp)
             runs.extend(exp.arms)
-        elif _read_text(_join(path, "trials.json")) is not None:
-            runs.append(load_run(path))
+        elif (snap := _read_object(_join(path, "trials.json"))) is not None:
+            runs.append(load_run(path, snap))
         else:
             raise ConfigError(
                 f"{path}: neither trials.json nor {EXPERIMENT_FILE} found; is this a run directory?"
