@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.runners.base import Runner
+from orchestrator.trial_outputs import Reader
 from orchestrator.tuners.base import SearchSpace, Tuner
 
 if TYPE_CHECKING:
     from orchestrator.config import SwarmSettings
 
 BACKENDS = ("local", "vertex")
-
-# (output_dir, file name) -> the file's text, or None when it does not exist (yet).
-OutputReader = Callable[[str, str], "str | None"]
 
 
 def _vertex_module(name: str) -> Any:
@@ -116,15 +114,12 @@ def read_local_output(output_dir: str, name: str) -> str | None:
         return None
 
 
-def make_output_reader(settings: SwarmSettings) -> OutputReader:
+def make_output_reader(settings: SwarmSettings) -> Reader:
     """How the controller reads `final.json` and `metrics.jsonl` of the backend's trials."""
     if settings.backend.name == "local":
         return read_local_output
     if settings.backend.name == "vertex":
-        vertex = _vertex_module("orchestrator.runners.vertex")
-        if not hasattr(vertex, "read_output"):
-            raise ConfigError("vertex backend not installed: orchestrator.runners.vertex has no read_output")
-        return vertex.read_output
+        return _vertex_module("orchestrator.runners.vertex").read_output
     raise ConfigError(f"unknown backend {settings.backend.name!r}; choose one of {', '.join(BACKENDS)}")
 
 

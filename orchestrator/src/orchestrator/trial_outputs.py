@@ -13,6 +13,7 @@ from collections.abc import Callable
 BASELINE_KEYS = ("baseline_index", "baseline_ar", "baseline_explicit")
 FINAL_METRIC_KEYS = ("extrapolation_stderr", *BASELINE_KEYS, "skill", "epochs_done", "seconds", "ks_wigner")
 
+# (output_dir, file name) -> the file's text, or None when it does not exist (yet).
 Reader = Callable[[str, str], "str | None"]
 
 
