@@ -16,7 +16,7 @@ from orchestrator.report.analysis import (
     params_text,
     state_counts,
 )
-from orchestrator.report.load import Loaded, Run, Trial
+from orchestrator.report.load import Loaded, Run
 
 LEADERBOARD_COLUMNS = (
     "rank",
@@ -72,8 +72,19 @@ def leaderboard_rows(run: Run, top: int) -> list[list[str]]:
     return rows
 
 
-def _unfinished(run: Run) -> list[Trial]:
-    return [t for t in run.trials if t.state in ("INFEASIBLE", "FAILED", "STOPPED")]
+def _run_notes(run: Run) -> list[str]:
+    """One line per trial that ended without a result, and per completed trial that lacks a file."""
+    notes = [
+        f"trial {t.id} {t.state}: {t.reason or 'no reason recorded'}"
+        for t in run.trials
+        if t.state in ("INFEASIBLE", "FAILED", "STOPPED")
+    ]
+    notes += [f"trial {t.id}: missing {', '.join(t.missing)}" for t in run.completed if t.missing]
+    return notes
+
+
+def _runs_in_order(page: Page) -> list[Run]:
+    return sorted(page.loaded.runs, key=lambda r: (str(r.phase), r.team, r.arm or ""))
 
 
 def _arm_rows(summary: ExperimentSummary) -> list[list[str]]:
@@ -153,17 +164,11 @@ def render_markdown(page: Page) -> str:
         lines += _md_table(ARM_COLUMNS, _arm_rows(summary)) + [""]
         lines += [f"- {n}" for n in summary.notes] + ([""] if summary.notes else [])
     lines += ["## Leaderboards", "", f"A trial beats the baselines when {BEATS_RULE}.", ""]
-    for run in sorted(page.loaded.runs, key=lambda r: (str(r.phase), r.team, r.arm or "")):
+    for run in _runs_in_order(page):
         lines += [f"### {run.label}", "", f"`{run.path}`: {state_counts(run)}", ""]
         rows = leaderboard_rows(run, page.top)
         lines += _md_table(LEADERBOARD_COLUMNS, rows) if rows else ["No completed trial."]
-        lines += [""]
-        for t in _unfinished(run):
-            lines += [f"- trial {t.id} {t.state}: {t.reason or 'no reason recorded'}"]
-        for t in run.completed:
-            if t.missing:
-                lines += [f"- trial {t.id}: missing {', '.join(t.missing)}"]
-        lines += [""]
+        lines += [""] + [f"- {n}" for n in _run_notes(run)] + [""]
     if page.plots:
         lines += ["## Plots", ""] + [f"- [{p}]({p}): {PLOT_CAPTIONS[p]}" for p in page.plots] + [""]
     return "\n".join(lines)
@@ -193,6 +198,10 @@ def _html_table(columns, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _figure(name: str, alt: str | None = None) -> str:
+    return f"<figure><img src='{_h(name)}' alt='{_h(alt or name)}'><figcaption>{_h(PLOT_CAPTIONS[name])}</figcaption></figure>"
+
+
 def render_html(page: Page) -> str:
     """index.html: the same content as summary.md, with the plots inline."""
     parts = [
@@ -217,24 +226,17 @@ def render_html(page: Page) -> str:
         if summary.notes:
             parts.append("<ul>" + "".join(f"<li>{_h(n)}</li>" for n in summary.notes) + "</ul>")
         if "arms.png" in page.plots:
-            parts.append(
-                f"<figure><img src='arms.png' alt='arms'><figcaption>{_h(PLOT_CAPTIONS['arms.png'])}</figcaption></figure>"
-            )
+            parts.append(_figure("arms.png", alt="arms"))
     parts += ["<h2>Leaderboards</h2>", f"<p>A trial beats the baselines when {_h(BEATS_RULE)}.</p>"]
-    for run in sorted(page.loaded.runs, key=lambda r: (str(r.phase), r.team, r.arm or "")):
+    for run in _runs_in_order(page):
         parts += [f"<h3>{_h(run.label)}</h3>", f"<p><code>{_h(run.path)}</code>: {_h(state_counts(run))}</p>"]
         rows = leaderboard_rows(run, page.top)
         parts.append(_html_table(LEADERBOARD_COLUMNS, rows) if rows else "<p>No completed trial.</p>")
-        notes = [f"trial {t.id} {t.state}: {t.reason or 'no reason recorded'}" for t in _unfinished(run)]
-        notes += [f"trial {t.id}: missing {', '.join(t.missing)}" for t in run.completed if t.missing]
-        if notes:
+        if notes := _run_notes(run):
             parts.append("<ul>" + "".join(f"<li>{_h(n)}</li>" for n in notes) + "</ul>")
     figures = [p for p in page.plots if p != "arms.png" or not page.experiments]
     if figures:
         parts.append("<h2>Plots</h2>")
-        for p in figures:
-            parts.append(
-                f"<figure><img src='{_h(p)}' alt='{_h(p)}'><figcaption>{_h(PLOT_CAPTIONS[p])}</figcaption></figure>"
-            )
+        parts += [_figure(p) for p in figures]
     parts.append("</body></html>")
     return "\n".join(parts)
