@@ -44,9 +44,13 @@ class JobSpec:
     attempt: int  # 1, 2, ... ; a retry reuses output_dir so the trainer resumes from its checkpoint
     phase: int
     team: str  # "fullbatch" | "minibatch"
-    trainer_args: tuple[str, ...]  # argv after `trainer`, e.g. ("train", "--config", ..., "--output-dir", ...)
+    trainer_args: tuple[
+        str, ...
+    ]  # argv after `trainer`, e.g. ("train", "--config", ..., "--output-dir", ...)
     output_dir: str  # local path or gs:// URL; the same for every attempt of a trial
-    labels: dict[str, str] = field(default_factory=dict)  # extra labels; runners add study/trial/attempt/phase/team
+    labels: dict[str, str] = field(
+        default_factory=dict
+    )  # extra labels; runners add study/trial/attempt/phase/team
 
 
 @dataclass
