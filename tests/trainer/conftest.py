@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_settings(data_path: Path) -> dict:
-    """A trial that trains in seconds: 800 zeros from n = 2001, 4 windows of 50 zeros."""
+    """A trial that trains in seconds: 800 zeros from n = 2001; 2 val, 4 tune and 4 test windows of 50 zeros."""
     return {
         "seed": 3,
         "data": {
@@ -19,7 +19,9 @@ def tiny_settings(data_path: Path) -> dict:
             "train_start": 2001,
             "train_count": 800,
             "val_count": 200,
+            "val_windows": 2,
             "windows": 4,
+            "test_windows": 4,
             "horizon": 50,
             "window_stride": 200,
         },

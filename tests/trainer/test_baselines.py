@@ -10,6 +10,7 @@ from trainer.baselines import (
     ar_fit_predict,
     explicit_delta,
     fit_explicit_scale,
+    SmoothedPredictor,
     prime_sum,
     summarise,
     window_baselines,
@@ -49,12 +50,46 @@ def test_prime_sum_matches_direct_sum(X):
     assert prime_sum(t, X).tolist() == pytest.approx(expected, abs=1e-12)
 
 
-def test_prime_sum_chunks_and_keeps_shape(monkeypatch):
-    t = np.linspace(1e4, 2e4, 600).reshape(20, 30)
-    whole = prime_sum(t, 50)
-    monkeypatch.setattr(baselines, "_PRIME_SUM_CHUNK_ELEMENTS", 7 * 19)  # chunks of 7 heights, 19 terms
-    assert prime_sum(t, 50).shape == (20, 30)
-    assert np.allclose(prime_sum(t, 50), whole, rtol=0, atol=1e-14)
+def _dense_sum(t: np.ndarray, X: int, smoothed: bool) -> np.ndarray:
+    logs, coefs = baselines._prime_power_terms(X)
+    if smoothed:
+        coefs = coefs * (1 - logs / math.log(X))
+    return np.sin(np.outer(t.ravel(), logs)) @ coefs / math.pi
+
+
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_prime_sum_over_many_nufft_groups_matches_the_dense_sum(smoothed):
+    # Unsorted heights from 14 to 2e6, far wider than one NUFFT group: every group must land in
+    # its own places, in the input's shape.
+    rng = np.random.default_rng(3)
+    t = np.concatenate([rng.uniform(14, 2e6, 500), rng.uniform(1e5, 1.001e5, 100)])
+    rng.shuffle(t)
+    t = t.reshape(20, 30)
+    got = prime_sum(t, 3000, smoothed=smoothed)
+    assert got.shape == (20, 30)
+    # t log n ~ 3e7 carries ~4e-9 of float64 rounding in either evaluation.
+    assert np.abs(got.ravel() - _dense_sum(t, 3000, smoothed)).max() < 1e-7
+
+
+def test_smoothed_sum_has_riesz_weights():
+    # By hand for X = 10: prime powers 2, 3, 4, 5, 7, 8, 9 with weights 1 - log n / log 10.
+    t = 321.5
+    terms = [(2, 1), (3, 1), (4, 2), (5, 1), (7, 1), (8, 3), (9, 2)]
+    expected = (
+        sum(
+            (1 - math.log(n) / math.log(10)) * math.sin(t * math.log(n)) / (k * math.sqrt(n))
+            for n, k in terms
+        )
+        / math.pi
+    )
+    assert prime_sum(np.array([t]), 10, smoothed=True)[0] == pytest.approx(expected, abs=1e-13)
+
+
+def test_prime_sum_rejects_a_cutoff_out_of_range():
+    with pytest.raises(ValueError, match="X must be in"):
+        prime_sum(np.array([100.0]), 1)
+    with pytest.raises(ValueError, match="X must be in"):
+        prime_sum(np.array([100.0]), baselines.MAX_PRIME_CUTOFF + 1)
 
 
 def test_fit_explicit_scale_recovers_a_known_scale():
@@ -182,3 +217,38 @@ def test_window_baselines_reject_windows_outside_the_data(first_zeros, explicit_
         window_baselines(delta, idx, [100], 100, explicit_a=explicit_a)
     with pytest.raises(ValueError, match="consecutive"):
         window_baselines(delta[::2], idx[::2], [100], 10, explicit_a=explicit_a)
+
+
+# ---- (f): the smoothed sum with one damped self-consistent step (MATH.md §5.1) ---------------
+
+
+def test_smoothed_predictor_fit_returns_its_own_predictions(first_zeros):
+    idx, delta = first_zeros
+    fit_idx = idx[5000:15000]
+    predictor, fitted = SmoothedPredictor.fit(fit_idx, delta[5000:15000], X=10_000)
+    assert predictor.X == 10_000 and predictor.beta == 0.5
+    # The fit's predictions are what predict() gives, bit for bit: the trainer reuses them.
+    assert np.array_equal(predictor.predict(fit_idx), fitted)
+    # Both scales are least squares: the residual is orthogonal to the last prime sum.
+    p1 = fitted / predictor.a1
+    assert abs(p1 @ (delta[5000:15000] - fitted)) < 1e-8 * (p1 @ p1)
+
+
+def test_smoothed_is_the_strongest_baseline_on_real_zeros(first_zeros, explicit_a):
+    idx, delta = first_zeros
+    predictor, _ = SmoothedPredictor.fit(idx[1000:20000], delta[1000:20000])
+    starts = np.arange(20_500, 29_800, 600)
+    out = window_baselines(
+        delta, idx, starts, 100, explicit_a=explicit_a, ar_fit_len=5000, smoothed=predictor
+    )
+    means = {k: summarise(v)[0] for k, v in out.items()}
+    assert set(means) == set(baselines.BASELINES)
+    # MATH.md §5.1 measured (f) 5-6x below (d) at n in [3e5, 2e6]; at n ~ 2.5e4, with X = 1e5 for
+    # 3,000 zeros of height, at least 3x.
+    assert means["baseline_smoothed"] < means["baseline_explicit"] / 3
+    # (f) plus the AR on its residuals: another causal baseline of the same order.
+    assert means["baseline_smoothed_ar"] < 2 * means["baseline_smoothed"]
+    # The (f) prediction of a window is predict() at its zeros, whatever else is in the data.
+    m = int(starts[0])
+    expected = np.mean((delta[m : m + 100] - predictor.predict(idx[m : m + 100])) ** 2)
+    assert out["baseline_smoothed"][0] == pytest.approx(expected, rel=1e-12)

@@ -44,28 +44,24 @@ def test_csr_adjacency_matches_the_table():
 
 
 def test_position_features_by_hand():
-    # x_n = n - 1/2 + d_n for n = 1..10 with chosen fluctuations d_n
+    # fluctuations d_n for n = 1..10, so x_n = n - 1/2 + d_n and s_n - 1 = d_{n+1} - d_n
     d = np.array([0.1, -0.2, 0.05, 0.3, -0.1, 0.0, 0.25, -0.15, 0.2, -0.05])
-    n = np.arange(1, 11)
-    x = n - 0.5 + d
+    x = np.arange(1, 11) - 0.5 + d
     window = 3
-    got = features.position_features(x, first=4, window=window)  # nodes 4..10
+    got = features.position_features(d, window=window)  # nodes 4..10
     assert got.shape == (7, window + 1)
     for row, node in zip(got, range(4, 11), strict=True):
-        spacings = [
-            x[k] - x[k - 1] for k in range(node - window, node)
-        ]  # s_{node-3}, .., s_{node-1} (0-based x)
-        np.testing.assert_allclose(row[:window], np.array(spacings) - 1.0, atol=1e-15)
-        assert row[window] == pytest.approx(d[node - 1], abs=1e-15)
+        spacings = [x[k] - x[k - 1] for k in range(node - window, node)]  # s_{node-3}, .., s_{node-1}
+        np.testing.assert_allclose(row[:window], np.array(spacings) - 1.0, atol=1e-14)
+        assert row[window] == d[node - 1]
 
 
 def test_position_features_batch_over_windows_equals_one_by_one():
     rng = np.random.default_rng(0)
-    x = np.cumsum(rng.uniform(0.5, 1.5, size=(3, 20)), axis=1) + 100.0
-    firsts = np.array([105, 205, 305])
-    batched = features.position_features(x, firsts, 4)
+    d = rng.normal(scale=0.3, size=(3, 20))
+    batched = features.position_features(d, 4)
     for i in range(3):
-        np.testing.assert_array_equal(batched[i], features.position_features(x[i], int(firsts[i]), 4))
+        np.testing.assert_array_equal(batched[i], features.position_features(d[i], 4))
 
 
 def _mp_unfold(gamma: float) -> float:
@@ -73,12 +69,15 @@ def _mp_unfold(gamma: float) -> float:
 
 
 def test_build_nodes_on_real_zeros_against_mpmath(odlyzko_small):
-    from trainer.baselines import explicit_delta
+    from trainer.baselines import SmoothedPredictor
     from trainer.data.dataset import open_dataset
 
     ds = open_dataset(odlyzko_small)
-    window, a = 4, 0.8
-    nodes = features.build_nodes(ds, [(1001, 1011), (1020, 1030)], primes=[2, 3], window=window, explicit_a=a)
+    window = 4
+    smoothed = SmoothedPredictor(X=1000, beta=0.5, a0=0.8, a1=0.9)
+    nodes = features.build_nodes(
+        ds, [(1001, 1011), (1020, 1030)], primes=[2, 3], window=window, smoothed=smoothed, residual=True
+    )
     assert nodes.features.dtype == np.float32 and nodes.features.shape == (20, window + 3)
     assert nodes.segments == [(0, 10), (10, 20)]
     gamma = {n: float(ds.zeros[n - 1]) for n in range(990, 1031)}
@@ -92,16 +91,23 @@ def test_build_nodes_on_real_zeros_against_mpmath(odlyzko_small):
         )
         height = (math.log(t_hat / (2 * math.pi)) - features.HEIGHT_CENTER) / features.HEIGHT_SCALE
         assert row[window + 1] == pytest.approx(height, abs=1e-6)
-        assert row[window + 2] == pytest.approx(float(explicit_delta(np.array([n + 1]), a)[0]), abs=1e-6)
+        f_next = float(smoothed.predict(np.array([n + 1]))[0])
+        assert row[window + 2] == pytest.approx(f_next, abs=1e-6)
         assert target == pytest.approx(x[n + 1] - x[n], abs=1e-9)
+    # The residual head's base puts zero n+1 where (f) puts it: x_n + base = n + 1/2 + f_{n+1}.
+    for base, n in zip(nodes.base, nodes.index, strict=True):
+        delta_n = _mp_unfold(gamma[n]) - (n - 0.5)
+        assert base == pytest.approx(1 + float(smoothed.predict(np.array([n + 1]))[0]) - delta_n, abs=1e-9)
 
 
 def test_features_never_see_later_zeros(odlyzko_small):
     from trainer.data.dataset import open_dataset
 
     ds = open_dataset(odlyzko_small)
-    long = features.build_nodes(ds, [(5000, 5100)], primes=[2, 3, 5], window=8, explicit_a=None)
-    short = features.build_nodes(ds, [(5000, 5050)], primes=[2, 3, 5], window=8, explicit_a=None)
+    long = features.build_nodes(ds, [(5000, 5100)], primes=[2, 3, 5], window=8, smoothed=None, residual=False)
+    short = features.build_nodes(
+        ds, [(5000, 5050)], primes=[2, 3, 5], window=8, smoothed=None, residual=False
+    )
     np.testing.assert_array_equal(long.features[:50], short.features)
     np.testing.assert_array_equal(long.table[:50], short.table)
 
@@ -112,22 +118,31 @@ def test_build_nodes_outside_the_dataset_is_a_data_error(odlyzko_small):
 
     ds = open_dataset(odlyzko_small)
     with pytest.raises(DataError, match="history"):
-        features.build_nodes(ds, [(3, 10)], primes=[2], window=8, explicit_a=None)
+        features.build_nodes(ds, [(3, 10)], primes=[2], window=8, smoothed=None, residual=False)
     with pytest.raises(DataError, match="outside"):
-        features.build_nodes(ds, [(29_990, 30_001)], primes=[2], window=8, explicit_a=None)
+        features.build_nodes(ds, [(29_990, 30_001)], primes=[2], window=8, smoothed=None, residual=False)
 
 
-def test_explicit_scale_from_a_spread_sample_matches_the_full_fit(odlyzko_small):
-    from trainer.baselines import fit_explicit_scale
+def test_classical_scales_from_a_spread_sample_match_the_full_fit(odlyzko_small):
+    from trainer.baselines import SmoothedPredictor, fit_explicit_scale
     from trainer.data.dataset import open_dataset
-    from trainer.unfolding import fluctuations
 
     ds = open_dataset(odlyzko_small)
-    full = fit_explicit_scale(
-        np.arange(10_000, 20_000), fluctuations(features.read_unfolded(ds, 10_000, 20_000), 10_000)
-    )
-    assert features.explicit_scale(ds, 10_000, 20_000) == pytest.approx(
-        full, abs=1e-12
-    )  # sample = whole range
-    assert features.explicit_scale(ds, 10_000, 20_000, max_samples=2_000) == pytest.approx(full, rel=0.1)
-    assert 0.5 < full < 1.0  # MATH.md §5: a ~ 0.8 at these heights
+    n = np.arange(10_000, 20_000)
+    delta = features.read_fluctuations(ds, 10_000, 20_000)
+    full = features.fit_classical(ds, 10_000, 20_000, X=30_000, beta=0.5, max_samples=10_000)
+    assert full.explicit_a == pytest.approx(fit_explicit_scale(n, delta), abs=1e-12)  # sample = range
+    assert full.smoothed == SmoothedPredictor.fit(n, delta, X=30_000)[0]
+    sample = features.fit_classical(ds, 10_000, 20_000, X=30_000, beta=0.5, max_samples=2_000)
+    assert sample.explicit_a == pytest.approx(full.explicit_a, rel=0.1)
+    assert sample.smoothed.a1 == pytest.approx(full.smoothed.a1, rel=0.1)
+    assert 0.5 < full.explicit_a < 1.0  # MATH.md §5: a ~ 0.8 at these heights
+
+
+def test_residual_needs_the_smoothed_estimate(odlyzko_small):
+    from trainer.data.dataset import open_dataset
+
+    with pytest.raises(ValueError, match="residual head needs"):
+        features.build_nodes(
+            open_dataset(odlyzko_small), [(5000, 5010)], primes=[2], window=8, smoothed=None, residual=True
+        )

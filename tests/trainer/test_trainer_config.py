@@ -127,6 +127,14 @@ def test_bad_yaml_and_missing_file(tmp_path, monkeypatch):
         ({"train": {"epochs": "many"}}, [], "bad.yaml: train.epochs: must be an integer"),
         ({"loss": {"gue_nll_weight": -0.5}}, [], "bad.yaml: loss.gue_nll_weight: must be >= 0.0"),
         ({}, ["train.speed=3"], "--set train.speed: unknown key (train.speed)"),
+        ({}, ["baselines.prime_cutoff=1"], "--set: baselines.prime_cutoff: must be >= 2"),
+        ({}, ["baselines.prime_cutoff=1000000000"], "--set: baselines.prime_cutoff: must be <= 100000000"),
+        ({}, ["train.epochs=-1"], "--set: train.epochs: must be >= 0"),
+        ({}, ["loss.mse_weight=.inf"], "--set: loss.mse_weight: must be a finite number"),
+        ({}, ["seed=-1"], "--set: seed: must be >= 0"),
+        ({}, [f"seed={2**64}"], "--set: seed: must be < 9223372036854775808"),
+        ({}, ["data.window_stride=50", "data.horizon=100"], "--set: data.window_stride: must be >= data.horizon"),
+        ({}, ["model.explicit_feature=false"], "--set: model.explicit_feature: must be true with model.head residual"),
         (
             {
                 "train": {"mode": "minibatch", "num_clusters": 8, "clusters_per_step": 2},
@@ -157,3 +165,19 @@ def test_missing_dataset_says_run_make_data(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "run `make data`" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_three_window_sets_never_share_a_zero_with_each_other_or_training():
+    cfg = load_config(REPO / "configs/trainer/defaults.yaml")
+    sets = cfg.window_sets(2_001_052)
+    d = cfg.data
+    assert [len(sets[k]) for k in ("val", "tune", "test")] == [d.val_windows, d.windows, d.test_windows]
+    predicted = {k: [set(range(m + 1, m + d.horizon + 1)) for m in v] for k, v in sets.items()}
+    every = [z for windows in predicted.values() for z in windows]
+    assert sum(len(w) for w in every) == len(set().union(*every))  # no zero predicted twice
+    train_and_val = set(range(d.train_start, d.train_start + d.train_count + d.val_count))
+    assert not train_and_val & set().union(*every)
+    # In this order of height: val, then tune, then test spread to the end of the data.
+    assert max(sets["val"]) < min(sets["tune"]) and max(sets["tune"]) + d.horizon <= min(sets["test"])
+    assert max(sets["test"]) + d.horizon == 2_001_052
+    assert sets["tune"] == cfg.window_starts()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from trainer.baselines import BASELINES
 from trainer.config import load_config
 from trainer.data.dataset import open_dataset
 from trainer.training import Trial, _schedulers, run_trial
@@ -108,36 +109,50 @@ def test_training_lowers_the_loss_and_writes_the_contract_files(tiny_config_file
     assert run_trial(cfg, str(out), tensorboard_dir=str(tb), echo=lines.append) == 0
     rows = _rows(out)
     assert [r["epoch"] for r in rows] == [10, 20, 30]
-    assert rows[-1]["train/total"] < 0.7 * rows[0]["train/total"]
+    assert rows[-1]["train/total"] < rows[0]["train/total"]  # it starts at (f), so it starts low
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
     assert rows[-1]["train/mse"] < rows[0]["train/mse"]
-    contract = {
-        "epoch",
-        "val_loss",
+    per_set = {
         "extrapolation_error",
         "extrapolation_stderr",
-        "baseline_index",
-        "baseline_ar",
-        "baseline_explicit",
+        "best_baseline",
+        "paired_diff",
+        "paired_stderr",
         "skill",
+        "nonpositive_spacings",
         "ks_wigner",
-        "lr",
-        "seconds",
-        "peak_mem_bytes",
+    } | set(BASELINES)
+    contract = {"epoch", "step", "val_loss", "lr", "seconds", "peak_mem_bytes"} | {
+        f"val_{k}" for k in per_set
     }
     assert contract | {f"train/{k}" for k in ("mse", "gue_nll", "gue_mmd", "rg_penalty")} <= set(rows[-1])
+    assert "extrapolation_error" not in rows[-1]  # only the val windows are looked at while training
     final = json.loads((out / "final.json").read_text())
     assert final["status"] == "completed" and final["epochs_done"] == 30
-    assert final["extrapolation_error"] == rows[-1]["extrapolation_error"]
-    assert final["skill"] == pytest.approx(
-        1
-        - final["extrapolation_error"]
-        / min(final[k] for k in ("baseline_index", "baseline_ar", "baseline_explicit"))
-    )
+    assert per_set | {f"val_{k}" for k in per_set} | {f"test_{k}" for k in per_set} <= set(final)
+    assert final["val_extrapolation_error"] == rows[-1]["val_extrapolation_error"]
+    for prefix in ("", "val_", "test_"):
+        best = final[f"{prefix}best_baseline"]
+        assert final[f"{prefix}{best}"] == min(final[f"{prefix}{k}"] for k in BASELINES)
+        assert final[f"{prefix}skill"] == pytest.approx(
+            1 - final[f"{prefix}extrapolation_error"] / final[f"{prefix}{best}"]
+        )
+    # Every window's error is kept, and the summaries are their means: paired comparisons and
+    # seed averages downstream need nothing else.
+    windows = final["windows"]
+    assert [len(windows[s]["start"]) for s in ("val", "tune", "test")] == [2, 4, 4]
+    assert np.mean(windows["tune"]["model"]) == pytest.approx(final["extrapolation_error"])
+    assert np.mean(windows["test"]["baseline_smoothed"]) == pytest.approx(final["test_baseline_smoothed"])
+    best = final["test_best_baseline"]
+    diff = np.array(windows["test"]["model"]) - np.array(windows["test"][best])
+    assert final["test_paired_diff"] == pytest.approx(diff.mean())
+    assert final["test_paired_stderr"] == pytest.approx(diff.std(ddof=1) / 2)
     preds = json.loads((out / "predictions.json").read_text())
-    assert len(preds["windows"]) == 4 and all(
+    assert len(preds["windows"]) == len(preds["test_windows"]) == 4 and all(
         len(w["pred_x"]) == len(w["true_x"]) == 50 for w in preds["windows"]
     )
+    assert set(preds["horizon_curves"]) == {"tune", "test"}
+    assert len(preds["horizon_curves"]["test"]["model"]) == 50
     assert len(preds["spacings_pred"]) == len(preds["spacings_true"]) == 200
     assert len(preds["block_variance"]["L"]) == len(preds["block_variance"]["pred"])
     assert yaml.safe_load((out / "config.yaml").read_text()) == cfg.model_dump(mode="json")
@@ -221,7 +236,7 @@ def test_nan_loss_is_a_diverged_trial_with_exit_0(tiny_config_file, tmp_path, mo
     assert run_trial(load_config(tiny_config_file), str(out), echo=_quiet) == 0
     final = json.loads((out / "final.json").read_text())
     assert final["status"] == "diverged" and "non-finite loss at epoch 1" in final["reason"]
-    assert final["extrapolation_error"] is None
+    assert "extrapolation_error" not in final
 
 
 def test_a_huge_learning_rate_diverges_with_exit_0(tiny_config_file, tmp_path):
@@ -261,10 +276,38 @@ def test_windows_beyond_the_dataset_are_a_config_error_before_anything_is_writte
     out = tmp_path / "out"
     with pytest.raises(
         ConfigError,
-        match=r"^data.windows: the last window ends at zero 30650, beyond the dataset's last zero 30000",
+        match=r"^data.windows: the last tune window ends at zero 31050, beyond the dataset's last zero 30000",
     ):
         run_trial(load_config(tiny_config_file, ["data.window_start=30000"]), str(out), echo=_quiet)
     assert not out.exists()
+
+
+def test_test_windows_that_do_not_fit_are_a_config_error_before_anything_is_written(
+    tiny_config_file, tmp_path
+):
+    from trainer.errors import ConfigError
+
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"^data.test_windows: only 5 disjoint windows of 50 fit"):
+        run_trial(
+            load_config(tiny_config_file, ["data.test_stop=4301", "data.test_windows=6"]),
+            str(out),
+            echo=_quiet,
+        )
+    assert not out.exists()
+
+
+def test_zero_epochs_evaluates_the_untrained_model_which_is_baseline_smoothed(tiny_config_file, tmp_path):
+    out = tmp_path / "out"
+    assert run_trial(load_config(tiny_config_file, ["train.epochs=0"]), str(out), echo=_quiet) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["status"] == "completed" and final["epochs_done"] == 0
+    for prefix in ("", "val_", "test_"):
+        assert final[f"{prefix}extrapolation_error"] == pytest.approx(
+            final[f"{prefix}baseline_smoothed"], rel=1e-9, abs=0
+        )
+    assert [r["epoch"] for r in _rows(out)] == [0]
+    assert (out / "predictions.json").exists()
 
 
 def test_gs_output_dir_through_the_storage_emulator_with_resume(

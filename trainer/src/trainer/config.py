@@ -12,9 +12,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from trainer.baselines import MAX_PRIME_CUTOFF
 from trainer.errors import ConfigError
 
 DATA_ENV = "ZETA_SWARM_DATA"
@@ -23,20 +25,42 @@ MIN_CLUSTER = 64  # zeros per cluster: room for the RMT losses' block scales
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are never a valid setting (a weight of inf makes every loss inf).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
-    """Which zeros train, validate and score. Indices are 1-based zero numbers n (gamma_n)."""
+    """Which zeros train, validate and score. Indices are 1-based zero numbers n (gamma_n).
+
+    Three disjoint sets of extrapolation windows (MATH.md §5.2), each window predicting the H
+    zeros after its start M: `val_windows` (early stopping, per-epoch reports), then `windows`
+    (tune: the objective the tuner sees), both every `window_stride` zeros from `window_start`;
+    then `test_windows` spread evenly from the end of the tune windows to `test_stop` (the
+    dataset's last zero when None), never used to select anything.
+    """
 
     path: str | None = None  # None: $ZETA_SWARM_DATA, else <repo>/data/odlyzko (from `make data`)
     train_start: int = Field(100_001, ge=1)
     train_count: int = Field(50_000, ge=64)
     val_count: int = Field(5_000, ge=64)  # >= 64: the rg_penalty scales need a few blocks
-    windows: int = Field(32, ge=2)  # W extrapolation windows (>= 2 for a standard error)
+    val_windows: int = Field(8, ge=2)  # windows for early stopping and intermediate reports
+    windows: int = Field(32, ge=2)  # tune windows: the objective (>= 2 for a standard error)
+    test_windows: int = Field(64, ge=2)  # held-out windows, spread over the heights beyond
     horizon: int = Field(100, ge=1)  # H zeros rolled forward per window
-    window_start: int | None = Field(None, ge=1)  # first window's M; None: right after validation
-    window_stride: int = Field(1_000, ge=1)  # distance between window starts, in zeros
+    window_start: int | None = Field(None, ge=1)  # first val window's M; None: right after validation
+    window_stride: int = Field(1_000, ge=1)  # distance between val and tune window starts, in zeros
+    test_stop: int | None = Field(None, ge=1)  # last zero a test window may predict; None: the dataset's last
+
+
+class BaselineConfig(_Strict):
+    """The classical predictors (MATH.md §5, §5.1); (f) is also the residual model's starting point."""
+
+    prime_cutoff: int = Field(100_000, ge=2, le=MAX_PRIME_CUTOFF)  # X of the smoothed (Riesz) prime sum
+    beta: float = Field(0.5, gt=0.0, le=1.0)  # damping of the self-consistent step
+    fit_samples: int = Field(200_000, ge=100)  # training zeros (evenly spread) the scales are fitted on
+    ar_lags: int = Field(50, ge=1)  # m of the AR baselines
+    ar_fit_len: int = Field(20_000, ge=10)  # deltas before a window the AR (c2) fits on
+    smoothed_ar_fit_len: int = Field(400, ge=10)  # residuals of (f) before a window its AR fits on
 
 
 class ModelConfig(_Strict):
@@ -48,7 +72,10 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     residual: bool = True
     norm: Literal["none", "layer", "batch"] = "layer"
-    explicit_feature: bool = True  # add the prime-sum estimate of delta_{n+1} as a feature
+    # residual: predict (f)'s delta_{n+1} plus a learned correction that starts at 0, so the
+    # untrained model is baseline_smoothed; spacing: predict the spacing from scratch (the old head).
+    head: Literal["residual", "spacing"] = "residual"
+    explicit_feature: bool = True  # add (f)'s estimate of delta_{n+1} as a feature
 
     @field_validator("primes")
     @classmethod
@@ -93,7 +120,7 @@ class OptimConfig(_Strict):
 
 class TrainConfig(_Strict):
     mode: Literal["fullbatch", "minibatch"] = "fullbatch"
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=0)  # 0: evaluate the untrained model only
     num_clusters: int = Field(1, ge=1)  # k
     clusters_per_step: int = Field(1, ge=1)  # q
     partitioner: Literal["contiguous", "metis"] = "contiguous"
@@ -106,26 +133,54 @@ class TrainConfig(_Strict):
 
 
 class TrialConfig(_Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)  # seeds torch, numpy and the partition (64-bit)
     data: DataConfig = Field(default_factory=DataConfig)
+    baselines: BaselineConfig = Field(default_factory=BaselineConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     def first_window(self) -> int:
-        """Start M of the first extrapolation window (1-based zero index)."""
+        """Start M of the first val window (1-based zero index)."""
         if self.data.window_start is not None:
             return self.data.window_start
         return self.data.train_start + self.data.train_count + self.data.val_count
 
-    def window_starts(self) -> list[int]:
-        """The W window starts M; each window predicts zeros M+1 .. M+H."""
+    def window_sets(self, last_zero: int) -> dict[str, list[int]]:
+        """The starts M of the val, tune and test windows; each window predicts zeros M+1 .. M+H.
+
+        Args:
+            last_zero: the largest zero index there is (the dataset's last).
+
+        Raises:
+            ConfigError: when the test windows do not fit, disjoint, between the tune windows
+                and min(data.test_stop, last_zero).
+        """
+        d = self.data
         first = self.first_window()
+        ladder = [first + i * d.window_stride for i in range(d.val_windows + d.windows)]
+        val, tune = ladder[: d.val_windows], ladder[d.val_windows :]
+        lo = tune[-1] + d.horizon  # the first test window starts after the last tune zero
+        stop = min(d.test_stop, last_zero) if d.test_stop is not None else last_zero
+        hi = stop - d.horizon  # the last test window's start
+        room = (hi - lo) // d.horizon + 1 if hi >= lo else 0
+        if room < d.test_windows:
+            raise ConfigError(
+                f"data.test_windows: only {room} disjoint windows of {d.horizon} fit between the tune windows "
+                f"(which end at zero {lo}) and zero {stop}; use fewer test windows, an earlier training range "
+                "or a dataset with more zeros"
+            )
+        test = np.linspace(lo, hi, d.test_windows).round().astype(np.int64)
+        return {"val": val, "tune": tune, "test": [int(m) for m in test]}
+
+    def window_starts(self) -> list[int]:
+        """The tune windows' starts M (the objective's windows)."""
+        first = self.first_window() + self.data.val_windows * self.data.window_stride
         return [first + i * self.data.window_stride for i in range(self.data.windows)]
 
-    def last_index_needed(self) -> int:
-        """Largest zero index any part of the trial reads (the last window's x_{M+H})."""
+    def last_tune_index(self) -> int:
+        """Largest zero index the val and tune windows read (the last tune window's x_{M+H})."""
         return self.window_starts()[-1] + self.data.horizon
 
 
@@ -159,6 +214,17 @@ def _cross_checks(cfg: TrialConfig) -> list[tuple[str, str]]:
     if d.train_start <= cfg.model.window:
         problems.append(
             ("data.train_start", f"must be > model.window ({cfg.model.window}): features need history")
+        )
+    if d.window_stride < d.horizon:
+        problems.append(
+            ("data.window_stride", f"must be >= data.horizon ({d.horizon}): windows may not share zeros")
+        )
+    if cfg.model.head == "residual" and not cfg.model.explicit_feature:
+        problems.append(
+            (
+                "model.explicit_feature",
+                "must be true with model.head residual (the head adds to that estimate)",
+            )
         )
     val_end = d.train_start + d.train_count + d.val_count
     if d.window_start is not None and d.window_start < val_end:
@@ -268,6 +334,7 @@ def _message(err: dict) -> str:
         "int_from_float": "must be an integer",
         "float_parsing": "must be a number",
         "float_type": "must be a number",
+        "finite_number": "must be a finite number",
         "bool_parsing": "must be true or false",
         "bool_type": "must be true or false",
         "list_type": "must be a list",

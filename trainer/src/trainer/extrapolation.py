@@ -1,10 +1,15 @@
-"""The objective: autoregressive extrapolation of H zeros from W windows, beside the baselines.
+"""The objective: autoregressive extrapolation of H zeros from windows, beside the baselines.
 
 For a window start M the model is fed the true zeros up to M and rolled forward: the spacing it
-predicts at node M + k gives x_hat_{M+k+1} = x_hat_{M+k} + s_hat, and node M + k + 1's
+predicts at node M + k gives delta_hat_{M+k+1} = delta_hat_{M+k} + s_hat - 1, and node M + k + 1's
 position features are rebuilt from those predicted values (its index features need no zeros).
-The error of a window is mean_k (x_hat_{M+k} - x_{M+k})^2 over k = 1..H (MATH.md §5); the
-objective is its mean over windows, reported with its standard error.
+The error of a window is mean_k (x_hat_{M+k} - x_{M+k})^2 = mean_k (delta_hat - delta)^2 over
+k = 1..H (MATH.md §5); a set's error is its mean over windows, with its standard error.
+
+Three disjoint window sets (MATH.md §5.2; TrialConfig.window_sets): val (early stopping and the
+per-epoch curve), tune (the objective the tuner sees) and test (never used to select anything).
+Every baseline is scored on the same windows, and kept per window and per step k, so the
+verdict is paired: d_w = e_model,w - e_best,w, beats when mean(d) + 2 s.e.(d) < 0.
 
 Each step runs one forward pass over all W windows at once. A node's prediction depends on
 zeros at most depth * max(primes) back, so each window is a context of that many nodes plus
@@ -19,71 +24,126 @@ import numpy as np
 import torch
 
 from trainer import graph
-from trainer.baselines import summarise, window_baselines
-from trainer.features import index_features, position_features, read_unfolded
+from trainer.baselines import predict_window, summarise
+from trainer.features import Classical, index_features, position_features, read_fluctuations
 from trainer.rmt import ks_wigner
-from trainer.unfolding import fluctuations
 
-AR_FIT_LEN = 20_000  # zeros before each window the AR baseline is fitted on
+SETS = ("val", "tune", "test")
+PREFIX = {"val": "val_", "tune": "", "test": "test_"}  # of a set's keys in metrics and final.json
 
 
 @dataclass
 class Windows:
-    """Everything the rollout needs about W windows, read once.
+    """Everything the rollout and the scoring need about one set of W windows, read once.
 
     Attributes:
+        name: "val", "tune" or "test".
         starts: window starts M (1-based zero indices) [W].
         horizon: zeros H predicted per window.
         reach: depth * max(primes), the zeros back a prediction depends on.
         window: past spacings per node (model.window).
-        x_true: float64 [W, reach + window + H + 1], x_n for n = M - reach - window .. M + H.
-        index_feats: float64 [W, reach + H, C], index features of nodes M - reach .. M + H - 1.
+        delta_true: float64 [W, reach + window + H + 1], delta_n for n = M - reach - window .. M + H.
+        base_next: float64 [W, reach + H], f_{n+1} for nodes n = M - reach .. M + H - 1 (the
+            residual head's starting point), or None for the spacing head.
+        index_feats: float64 [W, reach + H, C], index features of those nodes.
         table: neighbour table of one context (reach + 1 consecutive nodes).
+        baseline_sq: {baseline name: float64 [W, H]} squared error of each baseline at each step.
     """
 
+    name: str
     starts: np.ndarray
     horizon: int
     reach: int
     window: int
-    x_true: np.ndarray
+    delta_true: np.ndarray
+    base_next: np.ndarray | None
     index_feats: np.ndarray
     table: np.ndarray
+    baseline_sq: dict[str, np.ndarray]
 
     @property
     def true_future(self) -> np.ndarray:
-        """x_{M+1} .. x_{M+H} per window [W, H]."""
-        return self.x_true[:, -self.horizon :]
+        """delta_{M+1} .. delta_{M+H} per window [W, H]."""
+        return self.delta_true[:, -self.horizon :]
+
+    def positions(self, delta: np.ndarray) -> np.ndarray:
+        """x_{M+k} = M + k - 1/2 + delta_{M+k} for future deltas [W, H]."""
+        n = self.starts[:, None] + np.arange(1, self.horizon + 1)
+        return n - 0.5 + delta
 
 
 def prepare_windows(
-    dataset, starts, horizon: int, *, primes: list[int], window: int, depth: int, explicit_a: float | None
+    dataset,
+    name: str,
+    starts,
+    horizon: int,
+    *,
+    primes: list[int],
+    window: int,
+    depth: int,
+    classical: Classical,
+    smoothed_feature: bool,
+    residual: bool,
+    ar_lags: int,
+    ar_fit_len: int,
+    smoothed_ar_fit_len: int,
 ) -> Windows:
-    """Read the true zeros and index features of the windows.
+    """Read the true zeros of the windows, build their index features and score every baseline.
 
-    Args:
-        dataset: an opened ZerosDataset.
-        starts: window starts M (1-based zero indices).
-        horizon: H, zeros predicted per window (default in config: 100).
-        primes: edge offsets of the graph.
-        window: past spacings per node.
-        depth: message-passing layers of the model.
-        explicit_a: scale of the explicit-formula feature, or None.
+    (f) is evaluated once for all windows together (one NUFFT per height group), on the zeros
+    each window needs: its future, the residuals its AR fits on, and the model's context.
     """
     starts = np.asarray(starts, dtype=np.int64)
     reach = depth * max(primes)
-    back = reach + window
-    x_true = np.stack([read_unfolded(dataset, m - back, m + horizon + 1) for m in starts])
+    back = max(ar_fit_len, smoothed_ar_fit_len, reach + window)
+    f_back = max(smoothed_ar_fit_len, reach)  # f at M - f_back + 1 .. M + H
+    f_idx = starts[:, None] + np.arange(-f_back + 1, horizon + 1)
+    f_all = classical.smoothed.predict(f_idx)
+    delta_true = np.empty((len(starts), reach + window + horizon + 1))
+    baseline_sq: dict[str, np.ndarray] = {}
+    for w, m in enumerate(int(s) for s in starts):
+        lo = max(dataset.first_index, m - back + 1)
+        delta = read_fluctuations(dataset, lo, m + horizon + 1)
+        history, future = delta[: m + 1 - lo], delta[m + 1 - lo :]
+        f_hist = np.full(history.size, np.nan)
+        known = min(f_back, history.size)
+        f_hist[-known:] = f_all[w, f_back - known : f_back]
+        preds = predict_window(
+            history,
+            np.arange(m + 1, m + horizon + 1),
+            explicit_a=classical.explicit_a,
+            ar_m=ar_lags,
+            ar_fit_len=ar_fit_len,
+            smoothed_history=f_hist,
+            smoothed_future=f_all[w, f_back:],
+            smoothed_ar_fit_len=smoothed_ar_fit_len,
+        )
+        for key, pred in preds.items():
+            baseline_sq.setdefault(key, np.empty((len(starts), horizon)))[w] = (future - pred) ** 2
+        delta_true[w] = delta[-(reach + window + horizon + 1) :]
+    f_next = f_all[:, f_back - reach :]  # f_{n+1} for n = M - reach .. M + H - 1
     nodes = starts[:, None] - reach + np.arange(reach + horizon)
-    feats = index_features(nodes.ravel(), explicit_a).reshape(len(starts), reach + horizon, -1)
+    feats = index_features(nodes, f_next if smoothed_feature else None)
     table = graph.neighbour_table(np.arange(reach + 1), primes)
-    return Windows(starts, horizon, reach, window, x_true, feats, table)
+    return Windows(
+        name,
+        starts,
+        horizon,
+        reach,
+        window,
+        delta_true,
+        f_next if residual else None,
+        feats,
+        table,
+        baseline_sq,
+    )
 
 
 @torch.no_grad()
 def rollout(
     model: torch.nn.Module, windows: Windows, device: torch.device, autocast: bool = False
 ) -> np.ndarray:
-    """Predicted positions x_hat_{M+1} .. x_hat_{M+H} of every window (float64 [W, H]).
+    """Predicted fluctuations delta_hat_{M+1} .. delta_hat_{M+H} of every window (float64 [W, H]).
 
     Args:
         model: a SpacingGNN (put in eval mode here).
@@ -96,59 +156,59 @@ def rollout(
     ctx = r + 1
     t = windows.table
     g = model.graph_input(np.concatenate([np.where(t >= 0, t + i * ctx, -1) for i in range(w)])).to(device)
-    x = windows.x_true.copy()
-    x[:, r + win + 1 :] = np.nan  # only the zeros up to M are known
+    d = windows.delta_true.copy()
+    d[:, r + win + 1 :] = np.nan  # only the zeros up to M are known
     for k in range(h):
-        # nodes M+k-reach .. M+k need x from M+k-reach-window .. M+k
-        pos = position_features(x[:, k : k + r + win + 1], windows.starts - r + k, win)
+        # nodes M+k-reach .. M+k need delta from M+k-reach-window .. M+k
+        pos = position_features(d[:, k : k + r + win + 1], win)
         feats = np.concatenate([pos, windows.index_feats[:, k : k + ctx]], axis=-1)
         inp = torch.from_numpy(feats.reshape(w * ctx, -1).astype(np.float32)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             out = model(inp, g)
-        s_hat = out.float().reshape(w, ctx)[:, -1].cpu().double().numpy()
-        x[:, r + win + k + 1] = x[:, r + win + k] + s_hat
-    return x[:, -h:]
+        out_last = out.float().reshape(w, ctx)[:, -1].cpu().double().numpy()
+        j = r + win + k  # column of delta_{M+k}
+        base = 1.0 + windows.base_next[:, r + k] - d[:, j] if windows.base_next is not None else 0.0
+        d[:, j + 1] = d[:, j] + (base + out_last) - 1.0
+    return d[:, -h:]
 
 
-def baseline_errors(dataset, starts, horizon: int, explicit_a: float) -> dict[str, np.ndarray]:
-    """Per-window MSE of the three baselines on the same windows (trainer.baselines.window_baselines).
-
-    Args:
-        dataset: an opened ZerosDataset.
-        starts: window starts M.
-        horizon: H.
-        explicit_a: explicit-formula scale fitted on the training range.
-    """
-    starts = np.asarray(starts, dtype=np.int64)
-    lo = max(dataset.first_index, int(starts.min()) - AR_FIT_LEN)
-    hi = int(starts.max()) + horizon + 1
-    delta = fluctuations(read_unfolded(dataset, lo, hi), lo)
-    return window_baselines(
-        delta, np.arange(lo, hi), starts, horizon, explicit_a=explicit_a, ar_fit_len=AR_FIT_LEN
-    )
-
-
-def extrapolation_metrics(
-    pred_x: np.ndarray, windows: Windows, baselines: dict[str, np.ndarray]
-) -> dict[str, float]:
-    """extrapolation_error (+ stderr), the baselines' means, skill and ks_wigner of the rollout.
+def score(
+    pred_delta: np.ndarray, windows: Windows
+) -> tuple[dict[str, float], dict[str, list], dict[str, list]]:
+    """A set's metrics, its per-window errors and its horizon curves, model beside every baseline.
 
     Args:
-        pred_x: rollout output [W, H].
+        pred_delta: rollout output [W, H].
         windows: the windows it was rolled on.
-        baselines: per-window baseline MSEs (baseline_errors) on the same windows.
 
     Returns:
-        Keys extrapolation_error, extrapolation_stderr, baseline_index, baseline_ar,
-        baseline_explicit, skill (= 1 - error / min baseline), ks_wigner.
+        (metrics, per_window, curves), keys without the set's prefix:
+        metrics: extrapolation_error, extrapolation_stderr, every baseline's mean, best_baseline
+        (its name), paired_diff and paired_stderr (model - best, per window), skill
+        (= 1 - error / best), nonpositive_spacings (predicted spacings <= 0), ks_wigner;
+        per_window: start, model and every baseline (one MSE per window);
+        curves: k = 1..H, model and every baseline (squared error at step k, mean over windows).
     """
-    per_window = np.mean((pred_x - windows.true_future) ** 2, axis=1)
-    error, stderr = summarise(per_window)
-    out = {"extrapolation_error": error, "extrapolation_stderr": stderr}
-    for name, values in baselines.items():
-        out[name] = summarise(values)[0]
-    out["skill"] = 1.0 - error / min(out[name] for name in baselines)
-    x_m = windows.x_true[:, -windows.horizon - 1 : -windows.horizon]
-    spacings = np.diff(np.concatenate([x_m, pred_x], axis=1), axis=1)
-    out["ks_wigner"] = ks_wigner(spacings.ravel()) if np.all(np.isfinite(spacings)) else float("nan")
-    return out
+    sq = (pred_delta - windows.true_future) ** 2
+    model_w = sq.mean(axis=1)
+    error, stderr = summarise(model_w)
+    means = {name: float(v.mean()) for name, v in windows.baseline_sq.items()}
+    best = min(means, key=means.get)
+    diff, diff_se = summarise(model_w - windows.baseline_sq[best].mean(axis=1))
+    delta_m = windows.delta_true[:, -windows.horizon - 1 : -windows.horizon]
+    spacings = 1.0 + np.diff(np.concatenate([delta_m, pred_delta], axis=1), axis=1)
+    finite = bool(np.all(np.isfinite(spacings)))
+    metrics = {"extrapolation_error": error, "extrapolation_stderr": stderr} | means
+    metrics |= {
+        "best_baseline": best,
+        "paired_diff": diff,
+        "paired_stderr": diff_se,
+        "skill": 1.0 - error / means[best],
+        "nonpositive_spacings": int(np.sum(spacings <= 0)) if finite else None,
+        "ks_wigner": ks_wigner(spacings.ravel()) if finite else float("nan"),
+    }
+    per_window = {"start": [int(s) for s in windows.starts], "model": model_w.tolist()}
+    per_window |= {name: v.mean(axis=1).tolist() for name, v in windows.baseline_sq.items()}
+    curves = {"k": list(range(1, windows.horizon + 1)), "model": sq.mean(axis=0).tolist()}
+    curves |= {name: v.mean(axis=0).tolist() for name, v in windows.baseline_sq.items()}
+    return metrics, per_window, curves

@@ -1,12 +1,16 @@
-"""The prime-offset GNN: a PyTorch Geometric message-passing stack with a positive output.
+"""The prime-offset GNN: a PyTorch Geometric message-passing stack and a linear head.
 
     h0 = GELU(Linear(features))
     h_{l+1} = h_l + Dropout(GELU(Norm(Conv_l(h_l, graph))))      (without `residual`: no h_l +)
-    s_hat = softplus(Linear(h_L) + Linear_skip(features))         the predicted next spacing, > 0
+    out = Linear(h_L) + Linear_skip(features)
+    s_hat = base + out                                            the predicted next spacing
 
-The linear skip from the features (zero at start) makes the classical answer one linear map
-away: with the explicit-formula feature, s_n ~ 1 + delta_hat_{n+1} - delta_n is the explicit
-baseline, so the message-passing stack is free to model what the prime sum misses.
+`base` comes with each node (trainer.features): with the residual head (the default) it is
+1 + f_{n+1} - delta_n, the spacing that puts zero n+1 where the strongest classical predictor
+(MATH.md §5.1 (f)) puts it, and both linear maps start at zero, so the untrained model *is*
+baseline_smoothed and training is judged by how far below it the model gets. With the spacing
+head, base = 0 and the head starts at the mean spacing 1. Nothing clamps s_hat: a predicted
+spacing <= 0 is counted and reported (trainer.extrapolation), not hidden by a softplus.
 
 GraphConv (sum over in-neighbours) and SAGEConv (mean) aggregate through a sparse CSR adjacency
 (one spmm per layer, no per-edge feature tensor), which is what lets full-batch training hold
@@ -14,8 +18,6 @@ all 2,001,052 zeros; GATv2Conv needs per-edge attention and takes an edge_index.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -27,9 +29,7 @@ from trainer import graph
 
 LAYERS = ("graphconv", "sage", "gatv2")
 NORMS = ("none", "layer", "batch")
-
-# softplus^{-1}(1): the head starts by predicting the mean spacing 1.
-_UNIT_SPACING_BIAS = math.log(math.e - 1.0)
+HEADS = ("residual", "spacing")
 
 
 def _conv(layer: str, hidden: int) -> nn.Module:
@@ -53,7 +53,7 @@ def _norm(norm: str, hidden: int) -> nn.Module:
 
 
 class SpacingGNN(nn.Module):
-    """Predicts the next unfolded spacing s_n > 0 of every node.
+    """Predicts the next unfolded spacing s_n of every node, as base + output (module docstring).
 
     Args:
         in_features: node feature columns (trainer.features.feature_names).
@@ -66,6 +66,8 @@ class SpacingGNN(nn.Module):
         norm: "none", "layer" or "batch" normalisation inside each layer (default "layer").
         checkpoint_layers: recompute each layer in the backward pass instead of storing its
             activations (default False): less memory for very large full-batch graphs.
+        head: "residual" (output 0 at start: the node's base, i.e. baseline (f)) or "spacing"
+            (output 1 at start: the mean spacing; base 0).
     """
 
     def __init__(
@@ -79,8 +81,12 @@ class SpacingGNN(nn.Module):
         residual: bool = True,
         norm: str = "layer",
         checkpoint_layers: bool = False,
+        head: str = "residual",
     ):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+        self.head_kind = head
         self.layer = layer
         self.residual = residual
         self.checkpoint_layers = checkpoint_layers
@@ -89,7 +95,11 @@ class SpacingGNN(nn.Module):
         self.norms = nn.ModuleList(_norm(norm, hidden) for _ in range(depth))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, 1)
-        nn.init.constant_(self.head.bias, _UNIT_SPACING_BIAS)
+        if head == "residual":
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        else:
+            nn.init.constant_(self.head.bias, 1.0)
         self.skip = nn.Linear(in_features, 1, bias=False)
         nn.init.zeros_(self.skip.weight)
 
@@ -105,11 +115,12 @@ class SpacingGNN(nn.Module):
         return h + z if self.residual else z
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """Predicted spacings [m] for node features x [m, F] and graph g (from graph_input)."""
+        """The output [m] for node features x [m, F] and graph g (from graph_input): the
+        predicted spacing is the nodes' base plus this."""
         h = nn.functional.gelu(self.encoder(x))
         for i in range(len(self.convs)):
             if self.checkpoint_layers and self.training:
                 h = checkpoint(self._block, i, h, g, use_reentrant=False)
             else:
                 h = self._block(i, h, g)
-        return nn.functional.softplus(self.head(h) + self.skip(x)).squeeze(-1)
+        return (self.head(h) + self.skip(x)).squeeze(-1)

@@ -27,7 +27,8 @@ FINAL_FILE = "final.json"
 PREDICTIONS_FILE = "predictions.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 
-OBJECTIVE = "extrapolation_error"
+OBJECTIVE = "extrapolation_error"  # on the tune windows: what the tuner sees
+VAL_OBJECTIVE = "val_extrapolation_error"  # on the val windows: the per-epoch curve
 HP_METRIC_ENV = "CLOUD_ML_HP_METRIC_FILE"
 TENSORBOARD_ENV = "AIP_TENSORBOARD_LOG_DIR"
 
@@ -183,15 +184,16 @@ class MetricSinks:
 
 
 def progress_line(row: dict, epochs: int, eta_seconds: float) -> str:
-    """One human line per epoch: losses, objective (when evaluated), lr, time and ETA."""
+    """One human line per epoch: losses, the val windows' error (when evaluated), lr, time and ETA."""
     train = " ".join(f"{k.split('/', 1)[1]} {row[k]:.4g}" for k in row if k.startswith("train/"))
     parts = [f"epoch {row['epoch']}/{epochs}", f"train {train}"]
-    if OBJECTIVE in row:
+    if VAL_OBJECTIVE in row:
         parts.append(f"val {row['val_loss']:.4g}")
-        best = min(row["baseline_index"], row["baseline_ar"], row["baseline_explicit"])
+        best = row["val_best_baseline"]
         parts.append(
-            f"extrap {row[OBJECTIVE]:.4g} ± {row['extrapolation_stderr']:.2g} "
-            f"(best baseline {best:.4g}, skill {row['skill']:+.3f})"
+            f"val windows {row[VAL_OBJECTIVE]:.4g} ± {row['val_extrapolation_stderr']:.2g} "
+            f"(vs {best.removeprefix('baseline_')} {row[f'val_{best}']:.4g}: "
+            f"{row['val_paired_diff']:+.2g} ± {row['val_paired_stderr']:.2g} paired)"
         )
     parts.append(f"lr {row['lr']:.3g}")
     parts.append(f"{row['seconds']:.1f}s, ETA {eta_seconds:.0f}s")

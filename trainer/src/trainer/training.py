@@ -25,8 +25,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from trainer import storage
 from trainer.config import TrialConfig, dump_config
 from trainer.errors import ConfigError, DataError
-from trainer.extrapolation import baseline_errors, extrapolation_metrics, prepare_windows, rollout
-from trainer.features import NodeSet, build_nodes, explicit_scale, feature_names, read_unfolded
+from trainer.extrapolation import PREFIX, SETS, prepare_windows, rollout, score
+from trainer.features import NodeSet, build_nodes, feature_names, fit_classical, read_unfolded
 from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
 from trainer.model import SpacingGNN
 from trainer.partition import make_partition
@@ -36,6 +36,7 @@ from trainer.reporting import (
     FINAL_FILE,
     OBJECTIVE,
     PREDICTIONS_FILE,
+    VAL_OBJECTIVE,
     MetricSinks,
     TrialOutputs,
     peak_mem_bytes,
@@ -45,16 +46,6 @@ from trainer.rmt import block_sum_variance, default_scales, sample_wigner
 
 GUE_REFERENCE_SIZE = 8192  # Wigner samples (or real spacings) the MMD compares against
 EXIT_SIGTERM = 143
-FINAL_KEYS = (
-    "extrapolation_error",
-    "extrapolation_stderr",
-    "baseline_index",
-    "baseline_ar",
-    "baseline_explicit",
-    "skill",
-    "ks_wigner",
-    "val_loss",
-)
 
 
 def select_device(name: str) -> torch.device:
@@ -72,6 +63,7 @@ class Batch:
 
     x: torch.Tensor  # float32 [m, F]
     y: torch.Tensor  # float32 [m], true next spacings
+    base: torch.Tensor  # float32 [m], added to the model's output (trainer.features.NodeSet.base)
     graph: torch.Tensor  # CSR adjacency or edge_index (SpacingGNN.graph_input)
     segments: list[tuple[int, int]]
     nodes: NodeSet
@@ -82,6 +74,7 @@ def to_batch(nodes: NodeSet, model: SpacingGNN, device: torch.device) -> Batch:
     return Batch(
         x=torch.from_numpy(nodes.features).to(device),
         y=torch.from_numpy(nodes.target.astype(np.float32)).to(device),
+        base=torch.from_numpy(nodes.base.astype(np.float32)).to(device),
         graph=model.graph_input(nodes.table).to(device),
         segments=nodes.segments,
         nodes=nodes,
@@ -112,9 +105,14 @@ class LossSetup:
         )
 
 
-def _check_ranges(cfg: TrialConfig, dataset) -> None:
+def _check_ranges(cfg: TrialConfig, dataset) -> dict[str, list[int]]:
+    """The window sets, after checking that training, validation and every window fit the dataset.
+
+    Raises:
+        ConfigError: one line naming the key to change.
+    """
     d = cfg.data
-    history = max(cfg.model.window, cfg.model.depth * max(cfg.model.primes) + cfg.model.window)
+    history = cfg.model.depth * max(cfg.model.primes) + cfg.model.window
     if d.train_start - cfg.model.window < dataset.first_index:
         raise ConfigError(
             f"data.train_start: {d.train_start} leaves no room for {cfg.model.window} zeros of history "
@@ -122,12 +120,13 @@ def _check_ranges(cfg: TrialConfig, dataset) -> None:
         )
     if cfg.first_window() - history < dataset.first_index:
         raise ConfigError(f"data.window_start: the first window needs {history} zeros of history")
-    last = cfg.last_index_needed()
+    last = cfg.last_tune_index()
     if last > dataset.last_index:
         raise ConfigError(
-            f"data.windows: the last window ends at zero {last}, beyond the dataset's last zero "
+            f"data.windows: the last tune window ends at zero {last}, beyond the dataset's last zero "
             f"{dataset.last_index} ({dataset.path}); use fewer windows, a smaller stride or an earlier range"
         )
+    return cfg.window_sets(dataset.last_index)
 
 
 class Trial:
@@ -140,14 +139,18 @@ class Trial:
     """
 
     def __init__(self, cfg: TrialConfig, dataset, device: torch.device):
-        _check_ranges(cfg, dataset)
+        window_starts = _check_ranges(cfg, dataset)
         self.cfg, self.dataset, self.device = cfg, dataset, device
         self.autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        d, m, loss = cfg.data, cfg.model, cfg.loss
+        d, m, loss, b = cfg.data, cfg.model, cfg.loss, cfg.baselines
         start, stop = d.train_start, d.train_start + d.train_count
-        # Fitted once on the training range: the explicit baseline and the explicit feature share it.
-        self.explicit_a = explicit_scale(dataset, start, stop)
-        self.feature_a = self.explicit_a if m.explicit_feature else None
+        # Fitted once on the training range only: the baselines, the feature and the residual
+        # head's starting point all use these scales.
+        self.classical = fit_classical(
+            dataset, start, stop, X=b.prime_cutoff, beta=b.beta, max_samples=b.fit_samples
+        )
+        self.residual = m.head == "residual"
+        self.feature = self.classical.smoothed if m.explicit_feature else None
         self.clusters = make_partition(
             cfg.train.partitioner, start, stop, cfg.train.num_clusters, m.primes, cfg.seed
         )
@@ -155,6 +158,7 @@ class Trial:
         torch.manual_seed(cfg.seed)
         self.model = SpacingGNN(
             len(feature_names(m.window, m.explicit_feature)),
+            head=m.head,
             layer=m.layer,
             hidden=m.hidden,
             depth=m.depth,
@@ -165,7 +169,10 @@ class Trial:
         ).to(device)
 
         weights = LossWeights(
-            loss.mse_weight, loss.gue_nll_weight, loss.gue_mmd_weight, loss.rg_penalty_weight
+            mse=loss.mse_weight,
+            gue_nll=loss.gue_nll_weight,
+            gue_mmd=loss.gue_mmd_weight,
+            rg_penalty=loss.rg_penalty_weight,
         )
         reference = self._mmd_reference() if weights.gue_mmd > 0 else None
         smallest = min(sum(b - a for a, b in c) for c in self.clusters)
@@ -178,16 +185,24 @@ class Trial:
         self._cached: tuple[tuple[int, ...], Batch] | None = None
         self._val_batch: Batch | None = None
 
-        self.windows = prepare_windows(
-            dataset,
-            cfg.window_starts(),
-            d.horizon,
-            primes=m.primes,
-            window=m.window,
-            depth=m.depth,
-            explicit_a=self.feature_a,
-        )
-        self.baselines = baseline_errors(dataset, cfg.window_starts(), d.horizon, self.explicit_a)
+        self.windows = {
+            name: prepare_windows(
+                dataset,
+                name,
+                window_starts[name],
+                d.horizon,
+                primes=m.primes,
+                window=m.window,
+                depth=m.depth,
+                classical=self.classical,
+                smoothed_feature=m.explicit_feature,
+                residual=self.residual,
+                ar_lags=b.ar_lags,
+                ar_fit_len=b.ar_fit_len,
+                smoothed_ar_fit_len=b.smoothed_ar_fit_len,
+            )
+            for name in SETS
+        }
 
     def _mmd_reference(self) -> torch.Tensor:
         cfg = self.cfg
@@ -231,7 +246,14 @@ class Trial:
 
     def _batch_of(self, runs: list[tuple[int, int]]) -> Batch:
         m = self.cfg.model
-        nodes = build_nodes(self.dataset, runs, primes=m.primes, window=m.window, explicit_a=self.feature_a)
+        nodes = build_nodes(
+            self.dataset,
+            runs,
+            primes=m.primes,
+            window=m.window,
+            smoothed=self.feature if m.explicit_feature else None,
+            residual=self.residual,
+        )
         return to_batch(nodes, self.model, self.device)
 
     def epoch_plan(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
@@ -241,40 +263,61 @@ class Trial:
         return [tuple(sorted(int(c) for c in order[i : i + q])) for i in range(0, len(order), q)]
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """Predicted next spacings of the batch's nodes: base + the model's output (float32)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return model(batch.x, batch.graph)
+            out = model(batch.x, batch.graph)
+        return batch.base + out.float()
 
     def loss(self, model: torch.nn.Module, batch: Batch, generator: torch.Generator):
         """(total, parts) of one training step on batch: the one step function of both teams."""
         return self.train_losses(self.forward(model, batch), batch, generator)
 
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module) -> tuple[dict, dict]:
-        """Validation loss and extrapolation metrics of model, and the predictions to save.
+    def evaluate(self, model: torch.nn.Module, sets: tuple[str, ...] = SETS) -> tuple[dict, dict, dict]:
+        """Validation loss and the extrapolation metrics of model on the given window sets.
+
+        Args:
+            model: the model to evaluate (the EMA weights in the loop).
+            sets: window sets to roll out: ("val",) after an epoch, all three at the end.
 
         Returns:
-            (metrics, predictions): metrics holds val_loss, val/<loss> and the keys of
-            extrapolation_metrics; predictions is the content of predictions.json.
+            (metrics, windows, predictions): metrics holds val_loss, val/<loss> and each set's
+            keys of extrapolation.score with the set's prefix (PREFIX); windows its per-window
+            errors (final.json's `windows`); predictions the content of predictions.json.
         """
         model.eval()
         vb = self.val_batch()
-        pred = self.forward(model, vb).float()
+        pred = self.forward(model, vb)
         generator = torch.Generator(self.device).manual_seed(
             self.cfg.seed + 11
         )  # same draws every evaluation
         total, parts = self.val_losses(pred, vb, generator)
         metrics = {"val_loss": float(total)} | {f"val/{k}": float(parts[k]) for k in LOSS_NAMES}
-        pred_x = rollout(model, self.windows, self.device, self.autocast)
-        metrics |= extrapolation_metrics(pred_x, self.windows, self.baselines)
+        per_window, curves, rolled = {}, {}, {}
+        for name in sets:
+            windows = self.windows[name]
+            rolled[name] = rollout(model, windows, self.device, self.autocast)
+            set_metrics, per_window[name], curves[name] = score(rolled[name], windows)
+            metrics |= {PREFIX[name] + k: v for k, v in set_metrics.items()}
         pred_np = pred.cpu().double().numpy()
         true_np = vb.nodes.target
         scales = default_scales(len(true_np))
         finite = np.all(np.isfinite(pred_np))
         predictions = {
-            "windows": [
+            f"{PREFIX[name]}windows": [
                 {"start": int(s), "true_x": t.tolist(), "pred_x": p.tolist()}
-                for s, t, p in zip(self.windows.starts, self.windows.true_future, pred_x, strict=True)
-            ],
+                for s, t, p in zip(
+                    self.windows[name].starts,
+                    self.windows[name].positions(self.windows[name].true_future),
+                    self.windows[name].positions(rolled[name]),
+                    strict=True,
+                )
+            ]
+            for name in sets
+            if name != "val"
+        }
+        predictions |= {
+            "horizon_curves": {name: curves[name] for name in sets if name != "val"},
             "spacings_pred": pred_np.tolist(),
             "spacings_true": true_np.tolist(),
             "block_variance": {
@@ -283,7 +326,7 @@ class Trial:
                 "data": block_sum_variance(torch.from_numpy(true_np), scales).tolist(),
             },
         }
-        return metrics, predictions
+        return metrics, per_window, predictions
 
 
 def _schedulers(optimizer, cfg: TrialConfig, total_steps: int):
@@ -332,12 +375,21 @@ def _open_dataset(cfg: TrialConfig):
     return open_dataset(path)
 
 
-def _final(status: str, metrics: dict | None, epochs_done: int, seconds: float, reason: str | None) -> dict:
-    out = {"status": status}
-    out |= {k: (metrics or {}).get(k) for k in FINAL_KEYS}
+def _final(
+    status: str,
+    metrics: dict | None,
+    epochs_done: int,
+    seconds: float,
+    reason: str | None,
+    windows: dict | None = None,
+) -> dict:
+    """final.json (docs/contracts.md): the last evaluation's metrics and every window's errors."""
+    out = {"status": status} | {k: v for k, v in (metrics or {}).items() if not k.startswith("val/")}
     out |= {"epochs_done": epochs_done, "seconds": round(seconds, 3)}
     if reason is not None:
         out["reason"] = reason
+    if windows is not None:
+        out["windows"] = windows
     return out
 
 
@@ -416,11 +468,16 @@ def _loop(
     t0 = time.monotonic()
     echo(f"preparing the trial on {device} (data {cfg.data.path})")
     trial = Trial(cfg, dataset, device)
-    baselines = ", ".join(f"{k.removeprefix('baseline_')} {v.mean():.4g}" for k, v in trial.baselines.items())
+    tune = trial.windows["tune"]
+    baselines = ", ".join(
+        f"{k.removeprefix('baseline_')} {v.mean():.4g}" for k, v in tune.baseline_sq.items()
+    )
+    sm = trial.classical.smoothed
     echo(
         f"ready in {time.monotonic() - t0:.1f}s: zeros {cfg.data.train_start}..{cfg.data.train_start + cfg.data.train_count - 1}"
-        f" in {len(trial.clusters)} cluster(s), {len(trial.windows.starts)} windows of {cfg.data.horizon};"
-        f" explicit scale a = {trial.explicit_a:.4f}; baselines on the windows: {baselines}"
+        f" in {len(trial.clusters)} cluster(s); windows of {cfg.data.horizon}: "
+        + ", ".join(f"{len(w.starts)} {name}" for name, w in trial.windows.items())
+        + f"; smoothed X = {sm.X}, a0 = {sm.a0:.4f}, a1 = {sm.a1:.4f}; baselines on the tune windows: {baselines}"
     )
     model = trial.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -488,7 +545,6 @@ def _loop(
         return 0
 
     sinks = MetricSinks(tensorboard_dir)
-    last_eval, predictions = None, None
     epoch_times: list[float] = []
     try:
         while epoch < cfg.train.epochs:
@@ -519,22 +575,21 @@ def _loop(
             epoch, plan = epoch + 1, None
             row = {"epoch": epoch, "step": step} | {f"train/{k}": v / step_in_epoch for k, v in sums.items()}
             if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
-                metrics, predictions = trial.evaluate(ema.module)
-                if not math.isfinite(metrics[OBJECTIVE]) or not math.isfinite(metrics["val_loss"]):
+                metrics, _, _ = trial.evaluate(ema.module, ("val",))
+                if not math.isfinite(metrics[VAL_OBJECTIVE]) or not math.isfinite(metrics["val_loss"]):
                     return diverged(
                         f"non-finite evaluation at epoch {epoch} (val_loss {metrics['val_loss']}, "
-                        f"{OBJECTIVE} {metrics[OBJECTIVE]})"
+                        f"{VAL_OBJECTIVE} {metrics[VAL_OBJECTIVE]})"
                     )
                 if plateau is not None:
                     plateau.step(metrics["val_loss"])
                 row |= metrics
-                last_eval = metrics
             row |= {
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": round(seconds(), 3),
                 "peak_mem_bytes": peak_mem_bytes(device),
             }
-            if OBJECTIVE in row:
+            if VAL_OBJECTIVE in row:
                 outputs.append_metrics(row)
                 sinks.scalars(row, epoch)
             epoch_times.append(time.monotonic() - t0)
@@ -543,13 +598,24 @@ def _loop(
             if stop.requested:
                 echo(f"SIGTERM: checkpoint written at epoch {epoch}; exiting")
                 return EXIT_SIGTERM
-        if last_eval is None:  # resumed after the last checkpoint: evaluate again (deterministic)
-            last_eval, predictions = trial.evaluate(ema.module)
+        # The final evaluation, on all three window sets (deterministic: a resumed run repeats it).
+        final, windows, predictions = trial.evaluate(ema.module)
+        if not math.isfinite(final[OBJECTIVE]) or not math.isfinite(final[f"test_{OBJECTIVE}"]):
+            return diverged(
+                f"non-finite final evaluation ({OBJECTIVE} {final[OBJECTIVE]}, test {final[f'test_{OBJECTIVE}']})"
+            )
+        if epoch == 0:  # train.epochs = 0: the untrained model's curve is this one point
+            outputs.append_metrics(
+                {"epoch": 0, "step": 0} | {k: v for k, v in final.items() if k.startswith("val")}
+            )
+        sinks.scalars({k: v for k, v in final.items() if not k.startswith("val")}, epoch)
         outputs.write_json(PREDICTIONS_FILE, predictions)
-        outputs.write_json(FINAL_FILE, _final("completed", last_eval, epoch, seconds(), None))
+        outputs.write_json(FINAL_FILE, _final("completed", final, epoch, seconds(), None, windows))
         echo(
-            f"completed: {OBJECTIVE} {last_eval[OBJECTIVE]:.5g} ± {last_eval['extrapolation_stderr']:.2g}, "
-            f"skill {last_eval['skill']:+.4f} -> {outputs.where(FINAL_FILE)}"
+            f"completed: {OBJECTIVE} {final[OBJECTIVE]:.5g} ± {final['extrapolation_stderr']:.2g} on the tune windows, "
+            f"{final['paired_diff']:+.3g} ± {final['paired_stderr']:.2g} against {final['best_baseline']} (paired); "
+            f"test {final[f'test_{OBJECTIVE}']:.5g}, {final['test_paired_diff']:+.3g} ± {final['test_paired_stderr']:.2g} "
+            f"against {final['test_best_baseline']} -> {outputs.where(FINAL_FILE)}"
         )
         return 0
     finally:

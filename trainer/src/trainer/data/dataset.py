@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import mmap
 import math
 import os
 import shutil
@@ -77,7 +78,10 @@ class ZerosDataset:
         return self.first_index + self.count - 1
 
     def ordinates(self, start: int, stop: int) -> np.ndarray:
-        """gamma_n for start <= n < stop (1-based indices), a view into the memmap.
+        """gamma_n for start <= n < stop (1-based indices), a float64 copy.
+
+        The mapped pages just read are released: the copy is all that is kept, so an epoch over
+        1e7 zeros does not count the whole file in this process's resident set.
 
         Raises:
             DataError: if [start, stop) is empty or not inside the dataset.
@@ -86,7 +90,29 @@ class ZerosDataset:
             raise DataError(
                 f"{self.path}: zeros {start}..{stop - 1} are outside the dataset's {self.first_index}..{self.last_index}"
             )
-        return self.zeros[start - self.first_index : stop - self.first_index]
+        out = np.array(self.zeros[start - self.first_index : stop - self.first_index], dtype=np.float64)
+        self._release_pages()
+        return out
+
+    def take(self, indices) -> np.ndarray:
+        """gamma_n at the given 1-based indices (any order), a float64 copy.
+
+        Raises:
+            DataError: if an index is outside the dataset.
+        """
+        n = np.asarray(indices, dtype=np.int64)
+        if n.size and (n.min() < self.first_index or n.max() > self.last_index):
+            raise DataError(
+                f"{self.path}: zeros {n.min()}..{n.max()} are outside the dataset's {self.first_index}..{self.last_index}"
+            )
+        out = np.array(self.zeros[n - self.first_index], dtype=np.float64)
+        self._release_pages()
+        return out
+
+    def _release_pages(self) -> None:
+        mapping = getattr(self.zeros, "_mmap", None)  # numpy.memmap's mmap object
+        if mapping is not None:
+            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _parse_manifest(text: str, where: str) -> dict:
