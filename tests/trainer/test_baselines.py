@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 from trainer.baselines import (
+    SmoothedPredictor,
     ar_fit_predict,
     explicit_delta,
     fit_explicit_scale,
-    SmoothedPredictor,
     prime_sum,
     summarise,
     window_baselines,

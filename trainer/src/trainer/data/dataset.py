@@ -18,8 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import mmap
 import math
+import mmap
 import os
 import shutil
 import tempfile
