@@ -239,7 +239,14 @@ def ar_fit_predict(delta_history, horizon: int, m: int = 50) -> np.ndarray:
     design[:, 1:] = lags[:rows]
     # A contiguous copy: LAPACK copies a strided view element by element, which is slower.
     targets = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(d[m:], horizon)[:rows])
-    coef, *_ = np.linalg.lstsq(design, targets, rcond=None)
+    # The normal equations (one (m+1)^2 solve for all H right-hand sides) are ~10x faster than
+    # lstsq's SVD and agree with it to ~cond^2 * 1e-16; a (near-)collinear history, like a pure
+    # recursion, falls back to lstsq's minimum-norm solution.
+    gram = design.T @ design
+    if np.linalg.cond(gram) < 1e10:
+        coef = np.linalg.solve(gram, design.T @ targets)
+    else:
+        coef, *_ = np.linalg.lstsq(design, targets, rcond=None)
     last = np.concatenate([[1.0], d[-m:]])
     return last @ coef
 
