@@ -133,8 +133,16 @@ def test_bad_yaml_and_missing_file(tmp_path, monkeypatch):
         ({}, ["loss.mse_weight=.inf"], "--set: loss.mse_weight: must be a finite number"),
         ({}, ["seed=-1"], "--set: seed: must be >= 0"),
         ({}, [f"seed={2**64}"], "--set: seed: must be < 9223372036854775808"),
-        ({}, ["data.window_stride=50", "data.horizon=100"], "--set: data.window_stride: must be >= data.horizon"),
-        ({}, ["model.explicit_feature=false"], "--set: model.explicit_feature: must be true with model.head residual"),
+        (
+            {},
+            ["data.window_stride=50", "data.horizon=100"],
+            "--set: data.window_stride: must be >= data.horizon",
+        ),
+        (
+            {},
+            ["model.explicit_feature=false"],
+            "--set: model.explicit_feature: must be true with model.head residual",
+        ),
         (
             {
                 "train": {"mode": "minibatch", "num_clusters": 8, "clusters_per_step": 2},
