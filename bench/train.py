@@ -65,7 +65,7 @@ def _cfg(data: str, n: int, mode: str, extra: list[str]):
 def _setup(cfg, dataset):
     """The pieces of trainer.training.Trial a training step needs (no validation windows)."""
     import torch
-    from trainer.features import explicit_scale, feature_names, read_unfolded
+    from trainer.features import feature_names, fit_classical, read_unfolded
     from trainer.losses import LossWeights, rg_target
     from trainer.model import SpacingGNN
     from trainer.rmt import default_scales, sample_wigner
@@ -73,7 +73,8 @@ def _setup(cfg, dataset):
 
     d, m, loss = cfg.data, cfg.model, cfg.loss
     start, stop = d.train_start, d.train_start + d.train_count
-    a = explicit_scale(dataset, start, stop)
+    b = cfg.baselines
+    classical = fit_classical(dataset, start, stop, X=b.prime_cutoff, beta=b.beta, max_samples=b.fit_samples)
     torch.manual_seed(0)
     model = SpacingGNN(
         len(feature_names(m.window, True)),
@@ -81,14 +82,19 @@ def _setup(cfg, dataset):
         depth=m.depth,
         checkpoint_layers=cfg.train.checkpoint_layers,
     )
-    weights = LossWeights(loss.mse_weight, loss.gue_nll_weight, loss.gue_mmd_weight, loss.rg_penalty_weight)
+    weights = LossWeights(
+        mse=loss.mse_weight,
+        gue_nll=loss.gue_nll_weight,
+        gue_mmd=loss.gue_mmd_weight,
+        rg_penalty=loss.rg_penalty_weight,
+    )
     reference = sample_wigner(8192, torch.Generator().manual_seed(0))
     target, scales = None, None
     if weights.rg_penalty > 0:
         scales = default_scales(d.train_count)
         target = rg_target(torch.from_numpy(np.diff(read_unfolded(dataset, start, stop + 1))), scales).float()
     losses = LossSetup(weights, reference, target, scales, tuple(loss.mmd_bandwidths))
-    return a, model, losses
+    return classical.smoothed, model, losses
 
 
 def _batch(model, nodes):
@@ -99,7 +105,7 @@ def _batch(model, nodes):
 
 
 def _step(model, optimizer, losses, batch, generator) -> float:
-    total, _ = losses(model(batch.x, batch.graph), batch, generator)
+    total, _ = losses(batch.base + model(batch.x, batch.graph), batch, generator)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -113,14 +119,15 @@ def child_fullbatch(data: str, n: int, steps: int, extra: list[str]) -> dict:
 
     cfg = _cfg(data, n, "fullbatch", extra)
     dataset = open_dataset(data)
-    a, model, losses = _setup(cfg, dataset)
+    smoothed, model, losses = _setup(cfg, dataset)
     t0 = time.perf_counter()
     nodes = build_nodes(
         dataset,
         [(cfg.data.train_start, cfg.data.train_start + n)],
         primes=cfg.model.primes,
         window=WINDOW,
-        explicit_a=a,
+        smoothed=smoothed,
+        residual=True,
     )
     batch = _batch(model, nodes)
     build = time.perf_counter() - t0
@@ -149,7 +156,7 @@ def child_minibatch(data: str, n: int, steps: int, cluster_size: int, extra: lis
 
     cfg = _cfg(data, n, "minibatch", extra)
     dataset = open_dataset(data)
-    a, model, losses = _setup(cfg, dataset)
+    smoothed, model, losses = _setup(cfg, dataset)
     k, q = n // cluster_size, 4
     clusters = contiguous(cfg.data.train_start, cfg.data.train_start + n, k)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -161,7 +168,9 @@ def child_minibatch(data: str, n: int, steps: int, cluster_size: int, extra: lis
             done, t0 = 0, time.perf_counter()
         chosen = sorted(rng.choice(k, size=q, replace=False))
         runs = [run for c in chosen for run in clusters[c]]
-        nodes = build_nodes(dataset, runs, primes=cfg.model.primes, window=WINDOW, explicit_a=a)
+        nodes = build_nodes(
+            dataset, runs, primes=cfg.model.primes, window=WINDOW, smoothed=smoothed, residual=True
+        )
         _step(model, optimizer, losses, _batch(model, nodes), generator)
         done += len(nodes)
     seconds = time.perf_counter() - t0
