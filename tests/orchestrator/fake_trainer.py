@@ -107,7 +107,7 @@ def set_metrics(prefix: str, windows: dict) -> dict:
     n = len(windows["model"])
     means = {b: statistics.fmean(windows[b]) for b in BASELINES}
     best = min(means, key=means.__getitem__)
-    diffs = [m - b for m, b in zip(windows["model"], windows[best])]
+    diffs = [m - b for m, b in zip(windows["model"], windows[best], strict=True)]
     error = statistics.fmean(windows["model"])
     return {
         f"{prefix}extrapolation_error": error,

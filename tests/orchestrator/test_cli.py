@@ -75,7 +75,12 @@ def _snapshot(now: float) -> dict:
             "params": {"loss.gue_nll_weight": 0.03, "loss.gue_mmd_weight": 1.2},
             "value": 0.0121,
             "stderr": 0.0004,
-            "metrics": {**base, "extrapolation_stderr": 0.0004, "paired_diff": -0.0019, "paired_stderr": 0.0002},
+            "metrics": {
+                **base,
+                "extrapolation_stderr": 0.0004,
+                "paired_diff": -0.0019,
+                "paired_stderr": 0.0002,
+            },
             "started": now - 600,
             "attempts": 1,
         },

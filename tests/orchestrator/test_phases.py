@@ -80,7 +80,9 @@ def test_phases_one_two_three(tmp_path, empty_study_db):
     assert "2 configuration(s) promoted from phase 2, the control, the MSE-only arm; 4 candidates" in verdict
     assert "0 of 4 candidates beat the best baseline on the test windows" in verdict
     assert "Holm-adjusted over the 4 at family-wise level 5%" in verdict
-    assert "MSE only minus the champion on the test windows:" in verdict and "paired over 16 windows" in verdict
+    assert (
+        "MSE only minus the champion on the test windows:" in verdict and "paired over 16 windows" in verdict
+    )
 
 
 def test_phase3_without_phase2_results_is_a_clear_error(tmp_path, empty_study_db):

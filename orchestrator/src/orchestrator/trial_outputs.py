@@ -189,7 +189,9 @@ def paired_difference(a_sets: Sequence[dict], b_sets: Sequence[dict]) -> tuple[f
     return statistics.fmean(d), _stderr(d), n
 
 
-def pooled_paired(finals: Sequence[dict], window_sets: Sequence[dict | None], prefix: str = TUNE) -> Paired | None:
+def pooled_paired(
+    finals: Sequence[dict], window_sets: Sequence[dict | None], prefix: str = TUNE
+) -> Paired | None:
     """One configuration (one trial, or its seeds) against the best baseline on one window set.
 
     With every seed's per-window errors: `paired_over_seeds`. Without them (trials.json, or old

@@ -131,7 +131,10 @@ def headline(loaded: Loaded, level: float = DEFAULT_LEVEL) -> Headline:
     judged = judge(tests, level)
     beating = [(r, t) for (r, t), p in zip(done, tests, strict=True) if p is not None and p.outcome == BEATS]
     best_test = pooled([best])
-    against = ", ".join(f"{k.removeprefix('baseline_')} {fmt(v)}" for k, v in sorted(best.baselines(TEST).items()))
+    against = ", ".join(
+        f"{k.removeprefix('baseline_')} {fmt(v)}"
+        for k, v in sorted(best.baselines(TEST).items(), key=lambda kv: kv[1])
+    )
     best_text = (
         f"the best trial by the objective (trial {best.id}, {run.label}) has extrapolation error "
         f"{fmt_pm(best.value, best.metric('extrapolation_stderr'))} on the tune windows and "
@@ -215,7 +218,9 @@ def championship(run: Run) -> Championship:
         else:
             kind = "promoted"
         tune = statistics.fmean(t.value for t in done) if done else math.nan
-        candidates.append(Candidate("", kind, params, done, len(members), tune, pooled(done) if done else None))
+        candidates.append(
+            Candidate("", kind, params, done, len(members), tune, pooled(done) if done else None)
+        )
     order = {"promoted": 0, "control": 1, "mse_only": 2}
     candidates.sort(key=lambda c: (order[c.kind], math.inf if math.isnan(c.tune) else c.tune))
     promoted = [c for c in candidates if c.kind == "promoted"]
@@ -250,7 +255,9 @@ def championship(run: Run) -> Championship:
         lines.append(f"Champion (best tune objective): {champion.label} {_params_text(champion.params)}.")
     if champion is not None and mse is not None:
         try:
-            d, se, n = paired_difference([t.windows(TEST) or {} for t in mse.trials], [t.windows(TEST) or {} for t in champion.trials])
+            d, se, n = paired_difference(
+                [t.windows(TEST) or {} for t in mse.trials], [t.windows(TEST) or {} for t in champion.trials]
+            )
         except WindowMismatch as e:
             lines.append(f"MSE only minus the champion: not pairable per test window ({e}).")
         else:
@@ -399,4 +406,3 @@ def picks(loaded: Loaded, per_run_single: int = 3) -> list[tuple[str, Trial]]:
 
 def params_text(params: dict) -> str:
     return ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in sorted(params.items()))
-

@@ -4,7 +4,6 @@ Every number is formatted by `analysis.fmt`, so the two pages print the same fig
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 
 from orchestrator.report.analysis import (
@@ -84,7 +83,10 @@ def baselines_line(run: Run) -> str:
         if means:
             parts.append(
                 f"on the {name} windows "
-                + ", ".join(f"{k.removeprefix('baseline_')} {fmt(v)}" for k, v in sorted(means.items(), key=lambda kv: kv[1]))
+                + ", ".join(
+                    f"{k.removeprefix('baseline_')} {fmt(v)}"
+                    for k, v in sorted(means.items(), key=lambda kv: kv[1])
+                )
             )
     return ("Baselines " + "; ".join(parts) + ".") if parts else ""
 
@@ -213,7 +215,12 @@ def render_markdown(page: Page) -> str:
         lines += [f"## Championship `{champ.run.path}`", "", champ.lines[0], ""]
         lines += _md_table(CHAMPIONSHIP_COLUMNS, _championship_rows(champ)) + [""]
         lines += [f"- {t}" for t in _championship_text(champ)] + [""]
-    lines += ["## Leaderboards", "", f"Ranked by the tune objective; a trial beats the baselines when {BEATS_RULE}.", ""]
+    lines += [
+        "## Leaderboards",
+        "",
+        f"Ranked by the tune objective; a trial beats the baselines when {BEATS_RULE}.",
+        "",
+    ]
     for run in _runs_in_order(page):
         lines += [f"### {run.label}", "", f"`{run.path}`: {state_counts(run)}", ""]
         if text := baselines_line(run):

@@ -11,23 +11,11 @@ no scipy; tests check it against scipy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 SCENARIO_A = "A"
 SCENARIO_B = "B"
 INCONCLUSIVE = "inconclusive"
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    """Mean of a sample with its standard error and a two-sided t interval."""
-
-    n: int
-    mean: float
-    stderr: float  # nan when n < 2
-    lo: float  # nan when n < 2
-    hi: float
 
 
 @dataclass(frozen=True)
@@ -133,30 +121,6 @@ def t_quantile(p: float, df: float) -> float:
         if hi - lo < 1e-12 * max(1.0, hi):
             break
     return 0.5 * (lo + hi)
-
-
-def _mean_var(xs: Sequence[float]) -> tuple[int, float, float]:
-    n = len(xs)
-    mean = math.fsum(xs) / n
-    var = math.fsum((x - mean) ** 2 for x in xs) / (n - 1) if n > 1 else math.nan
-    return n, mean, var
-
-
-def mean_ci(xs: Sequence[float], level: float = 0.95) -> MeanCI:
-    """Mean, standard error and two-sided Student t interval of a sample.
-
-    Args:
-        xs: at least one value.
-        level: confidence level of the interval (default 0.95).
-    """
-    if not xs:
-        raise ValueError("mean_ci: empty sample")
-    n, mean, var = _mean_var(xs)
-    if n < 2:
-        return MeanCI(n, mean, math.nan, math.nan, math.nan)
-    se = math.sqrt(var / n)
-    half = t_quantile(0.5 + level / 2.0, n - 1) * se
-    return MeanCI(n, mean, se, mean - half, mean + half)
 
 
 def paired_effect(
