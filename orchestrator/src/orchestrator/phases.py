@@ -142,13 +142,14 @@ class SwarmRun:
         lines.append(
             "early stopping: "
             + (
-                f"baseline rule at {rules.baseline_sigma.at_fraction:.0%} of epochs ({rules.baseline_sigma.sigmas:g} sigma)"
+                f"paired baseline rule on the val windows at {rules.baseline_sigma.at_fraction:.0%} of epochs "
+                f"({rules.baseline_sigma.sigmas:g} sigma)"
                 if rules.baseline_sigma.enabled
                 else "baseline rule off"
             )
             + "; "
             + (
-                f"median rule after {rules.median.warmup_fraction:.0%}"
+                f"median rule (val windows) after {rules.median.warmup_fraction:.0%}"
                 if rules.median.enabled
                 else "median rule off"
             )
