@@ -120,6 +120,46 @@ def set_metrics(prefix: str, windows: dict) -> dict:
     }
 
 
+def window_layout(sets: dict) -> tuple[dict, dict]:
+    """Window counts (the trainer's `data.*windows` keys) and first starts of val, tune and test."""
+    counts = {
+        name: int(sets.get(key, default))
+        for name, key, default in (
+            ("val", "data.val_windows", 4),
+            ("tune", "data.windows", 6),
+            ("test", "data.test_windows", 16),
+        )
+    }
+    firsts = {"val": 20_000, "tune": 20_000 + 200 * counts["val"]}
+    firsts["test"] = firsts["tune"] + 200 * counts["tune"]
+    return counts, firsts
+
+
+def final_json(sets: dict, value: float, epochs_done: int, seconds: float) -> dict:
+    """A completed trial's final.json whose model error is about `value` on every window set.
+
+    Args:
+        sets: the trial's `--set` keys (strings): the seed and the window counts are read.
+        value: the model's mean error (before its own per-window noise).
+        epochs_done, seconds: as the trainer reports them.
+    """
+    counts, firsts = window_layout(sets)
+    seed = int(sets.get("seed", 0))
+    windows = {name: window_set(name, firsts[name], counts[name], value, seed) for name in counts}
+    return {
+        "status": "completed",
+        "epochs_done": epochs_done,
+        "seconds": seconds,
+        "val_loss": value,
+        "ks_wigner": 0.05,
+        "nonpositive_spacings": 0,
+        **set_metrics("val_", windows["val"]),
+        **set_metrics("", windows["tune"]),
+        **set_metrics("test_", windows["test"]),
+        "windows": windows,
+    }
+
+
 def main(argv) -> int:
     if len(argv) < 2 or argv[1] != "train":
         print("fake_trainer: only `train` is supported", file=sys.stderr)
@@ -173,16 +213,7 @@ def main(argv) -> int:
     primes = json.loads(sets.get("model.primes", "[2,3,5,7,11,13]"))
     target = objective(nll, mmd, primes, float(sets.get("optim.lr", 1e-3)))
     seed = int(sets.get("seed", 0))
-    counts = {
-        name: int(sets.get(key, default))
-        for name, key, default in (
-            ("val", "data.val_windows", 4),
-            ("tune", "data.windows", 6),
-            ("test", "data.test_windows", 16),
-        )
-    }
-    firsts = {"val": 20_000, "tune": 20_000 + 200 * counts["val"]}
-    firsts["test"] = firsts["tune"] + 200 * counts["tune"]
+    counts, firsts = window_layout(sets)
     epoch_s = float(os.environ.get("FAKE_EPOCH_S", "0.01"))
     value = target
     while state["epoch"] < epochs:
@@ -205,19 +236,7 @@ def main(argv) -> int:
         with open(os.path.join(out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
         _write(ckpt, state)
-    windows = {name: window_set(name, firsts[name], counts[name], value, seed) for name in counts}
-    final = {
-        "status": "completed",
-        "epochs_done": state["epoch"],
-        "seconds": epoch_s * epochs,
-        "val_loss": value,
-        "ks_wigner": 0.05,
-        "nonpositive_spacings": 0,
-        **set_metrics("val_", windows["val"]),
-        **set_metrics("", windows["tune"]),
-        **set_metrics("test_", windows["test"]),
-        "windows": windows,
-    }
+    final = final_json(sets, value, epochs_done=state["epoch"], seconds=epoch_s * epochs)
     if behaviour == "diverge":
         final = {
             "status": "diverged",

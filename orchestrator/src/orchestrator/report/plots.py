@@ -276,22 +276,26 @@ def arms(experiment: Experiment, path: Path) -> bool:
         experiment: the experiment whose arms to draw.
         path: PNG file to write.
     """
-    drawn = [r for r in experiment.arms if r.completed]
+
+    def scored(run: Run) -> list[Trial]:
+        return [t for t in run.completed if not math.isnan(t.metric(TEST + "extrapolation_error"))]
+
+    drawn = [r for r in experiment.arms if scored(r)]
     if not drawn:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, run in enumerate(drawn):
-        values = [t.metric(TEST + "extrapolation_error") for t in run.completed]
+        values = [t.metric(TEST + "extrapolation_error") for t in scored(run)]
         errs = [
             0.0 if math.isnan(e) else e
-            for e in (t.metric(TEST + "extrapolation_stderr") for t in run.completed)
+            for e in (t.metric(TEST + "extrapolation_stderr") for t in scored(run))
         ]
         xs = [k + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
         ax.errorbar(xs, values, yerr=errs, fmt="o", capsize=2, alpha=0.7, color=f"C{k}")
         mean = math.fsum(values) / len(values)
         ax.hlines(mean, k - 0.3, k + 0.3, color=f"C{k}", linewidth=2.5)
-    _draw_baselines(ax, [t for r in drawn for t in r.completed], TEST)
+    _draw_baselines(ax, [t for r in drawn for t in scored(r)], TEST)
     ax.set_xticks(range(len(drawn)), [r.arm or r.label for r in drawn], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("test-window error per seed ± stderr (bar: mean)")
