@@ -245,7 +245,7 @@ def championship(run: Run) -> Championship:
     ]
     for c in candidates:
         lines.append(
-            f"  {c.label:<18} seeds {len(c.trials)}/{c.n_seeds}  tune {fmt(c.tune)}  test "
+            f"  {c.label:<20} seeds {len(c.trials)}/{c.n_seeds}  tune {fmt(c.tune)}  test "
             f"{fmt(c.test.error if c.test else math.nan)}  - best baseline {fmt_paired(c.test)}  "
             f"{outcome_text(c.test.outcome if c.test else None)}"
             + ("  (Holm: beats)" if c.holm_beats else "")

@@ -244,7 +244,14 @@ def curves(picks: Sequence[tuple[str, Trial]], path: Path) -> bool:
         for key, style in ((train_key, "--"), ("val_loss", "-")):
             pts = [(r["epoch"], r[key]) for r in rows if key and isinstance(r.get(key), int | float)]
             if pts:
-                ax_loss.plot(*zip(*pts, strict=True), style, color=color, label=f"{label} t{trial.id} {key}")
+                ax_loss.plot(
+                    *zip(*pts, strict=True),
+                    style,
+                    marker="o",
+                    markersize=2,
+                    color=color,
+                    label=f"{label} t{trial.id} {key}",
+                )
         pts = [
             (r["epoch"], r[VAL + "extrapolation_error"])
             for r in rows
