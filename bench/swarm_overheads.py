@@ -40,7 +40,13 @@ def _median_wall(argv: list[str], n: int = 5) -> float:
 def _fake_run(n: int) -> dict:
     now = time.time()
     rng = random.Random(0)
-    base = {"baseline_index": 0.111, "baseline_ar": 0.066, "baseline_explicit": 0.014}
+    base = {
+        "baseline_index": 0.111,
+        "baseline_ar": 0.066,
+        "baseline_explicit": 0.014,
+        "baseline_smoothed": 0.0128,
+        "baseline_smoothed_ar": 0.0125,
+    }
     states = ["COMPLETED"] * 8 + ["RUNNING", "STOPPED", "FAILED", "INFEASIBLE"]
     trials = []
     for i in range(n):
@@ -56,7 +62,13 @@ def _fake_run(n: int) -> dict:
                 },
                 "value": value,
                 "stderr": 0.001 if value else None,
-                "metrics": {**base, "extrapolation_stderr": 0.001},
+                "metrics": {
+                    **base,
+                    **{f"test_{k}": v for k, v in base.items()},
+                    "extrapolation_stderr": 0.001,
+                    "paired_diff": value - 0.0125 if value else None,
+                    "paired_stderr": 0.0004,
+                },
                 "output_dir": f"/runs/x/trials/{i}",
                 "attempts": 1,
                 "created": now - 3600,

@@ -4,6 +4,11 @@ own checkpoint. The objective is a smooth function of the loss weights with its 
 gue_nll_weight = 10**-1.5, gue_mmd_weight = 1, the shortest prime set and lr = 5e-4, so a tuner
 (and each phase-1 round) has something to find.
 
+As the trainer does, it scores three disjoint window sets (val per epoch, tune and test at the
+end) with the five baselines, and keeps every window's error. A window's difficulty is shared by
+the model and the baselines (so pairing matters), the baselines' errors are the same in every
+trial, and the model's carry a little noise of its own that depends on the seed.
+
 Usage: fake_trainer.py train --config FILE [--set key=value ...] --output-dir DIR
 
 Knobs (environment):
@@ -22,9 +27,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
+import statistics
 import sys
 import time
+
+# Mean error of each baseline (smoothed_ar is the best; explicit is not).
+BASELINES = {
+    "baseline_index": 0.111,
+    "baseline_ar": 0.066,
+    "baseline_explicit": 0.014,
+    "baseline_smoothed": 0.0128,
+    "baseline_smoothed_ar": 0.0125,
+}
+WINDOW_SPREAD = 0.3  # log-normal spread of a window's difficulty, shared by model and baselines
+OWN_NOISE = 0.05  # relative noise of each series on each window (the model's depends on the seed)
 
 
 def _parse(argv):
@@ -58,7 +76,9 @@ def _write(path, obj):
 
 
 def objective(nll: float, mmd: float, primes: list, lr: float) -> float:
-    """Smallest at nll = 10**-1.5, mmd = 1, the shortest prime set and lr = 5e-4."""
+    """Smallest at nll = 10**-1.5, mmd = 1, the shortest prime set and lr = 5e-4; a weight of 0 (phase
+    3's MSE-only arm) scores as 1e-4."""
+    nll, mmd = max(nll, 1e-4), max(mmd, 1e-4)
     return (
         0.010
         + 0.004 * (math.log10(nll) + 1.5) ** 2
@@ -66,6 +86,78 @@ def objective(nll: float, mmd: float, primes: list, lr: float) -> float:
         + 0.0005 * len(primes)
         + 0.002 * abs(math.log10(lr) - math.log10(5e-4))
     )
+
+
+def window_set(name: str, first: int, count: int, model_mean: float, seed: int) -> dict:
+    """`windows[name]` of final.json: starts, and each window's error of the model and every baseline."""
+    shared = random.Random(f"windows-{name}")
+    hard = [math.exp(WINDOW_SPREAD * shared.gauss(0, 1)) for _ in range(count)]
+    norm = statistics.fmean(hard)
+    out = {"start": [first + 200 * i for i in range(count)]}
+    for b, mean in BASELINES.items():
+        rb = random.Random(f"{b}-{name}")
+        out[b] = [mean * h / norm * (1 + OWN_NOISE * rb.gauss(0, 1)) for h in hard]
+    rm = random.Random(f"model-{name}-{seed}")
+    out["model"] = [model_mean * h / norm * (1 + OWN_NOISE * rm.gauss(0, 1)) for h in hard]
+    return out
+
+
+def set_metrics(prefix: str, windows: dict) -> dict:
+    """The scalar keys of one window set (docs/contracts.md), from its per-window errors."""
+    n = len(windows["model"])
+    means = {b: statistics.fmean(windows[b]) for b in BASELINES}
+    best = min(means, key=means.__getitem__)
+    diffs = [m - b for m, b in zip(windows["model"], windows[best], strict=True)]
+    error = statistics.fmean(windows["model"])
+    return {
+        f"{prefix}extrapolation_error": error,
+        f"{prefix}extrapolation_stderr": statistics.stdev(windows["model"]) / math.sqrt(n),
+        **{f"{prefix}{b}": v for b, v in means.items()},
+        f"{prefix}best_baseline": best,
+        f"{prefix}paired_diff": statistics.fmean(diffs),
+        f"{prefix}paired_stderr": statistics.stdev(diffs) / math.sqrt(n),
+        f"{prefix}skill": 1 - error / means[best],
+    }
+
+
+def window_layout(sets: dict) -> tuple[dict, dict]:
+    """Window counts (the trainer's `data.*windows` keys) and first starts of val, tune and test."""
+    counts = {
+        name: int(sets.get(key, default))
+        for name, key, default in (
+            ("val", "data.val_windows", 4),
+            ("tune", "data.windows", 6),
+            ("test", "data.test_windows", 16),
+        )
+    }
+    firsts = {"val": 20_000, "tune": 20_000 + 200 * counts["val"]}
+    firsts["test"] = firsts["tune"] + 200 * counts["tune"]
+    return counts, firsts
+
+
+def final_json(sets: dict, value: float, epochs_done: int, seconds: float) -> dict:
+    """A completed trial's final.json whose model error is about `value` on every window set.
+
+    Args:
+        sets: the trial's `--set` keys (strings): the seed and the window counts are read.
+        value: the model's mean error (before its own per-window noise).
+        epochs_done, seconds: as the trainer reports them.
+    """
+    counts, firsts = window_layout(sets)
+    seed = int(sets.get("seed", 0))
+    windows = {name: window_set(name, firsts[name], counts[name], value, seed) for name in counts}
+    return {
+        "status": "completed",
+        "epochs_done": epochs_done,
+        "seconds": seconds,
+        "val_loss": value,
+        "ks_wigner": 0.05,
+        "nonpositive_spacings": 0,
+        **set_metrics("val_", windows["val"]),
+        **set_metrics("", windows["tune"]),
+        **set_metrics("test_", windows["test"]),
+        "windows": windows,
+    }
 
 
 def main(argv) -> int:
@@ -120,23 +212,23 @@ def main(argv) -> int:
     mmd = float(sets.get("loss.gue_mmd_weight", 0.05))
     primes = json.loads(sets.get("model.primes", "[2,3,5,7,11,13]"))
     target = objective(nll, mmd, primes, float(sets.get("optim.lr", 1e-3)))
-    base = {"baseline_index": 0.111, "baseline_ar": 0.066, "baseline_explicit": 0.014}
+    seed = int(sets.get("seed", 0))
+    counts, firsts = window_layout(sets)
     epoch_s = float(os.environ.get("FAKE_EPOCH_S", "0.01"))
-    row = {}
+    value = target
     while state["epoch"] < epochs:
         time.sleep(epoch_s)
         state["epoch"] += 1
         e = state["epoch"]
         value = target * (1.0 + 2.0 / e)
+        val = set_metrics("val_", window_set("val", firsts["val"], counts["val"], value, seed))
         row = {
             "epoch": e,
+            "step": e,
             "train/mse": value,
             "val_loss": value,
-            "extrapolation_error": value,
-            "extrapolation_stderr": 0.1 * target,
-            **base,
-            "skill": 1 - value / 0.014,
-            "ks_wigner": 0.05,
+            "val/mse": value,
+            **val,
             "lr": 1e-3,
             "seconds": epoch_s,
             "peak_mem_bytes": 1000,
@@ -144,17 +236,15 @@ def main(argv) -> int:
         with open(os.path.join(out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
         _write(ckpt, state)
-    final = {
-        "status": "completed",
-        "extrapolation_error": row.get("extrapolation_error", target),
-        "extrapolation_stderr": 0.1 * target,
-        **base,
-        "skill": 1 - row.get("extrapolation_error", target) / 0.014,
-        "epochs_done": state["epoch"],
-        "seconds": epoch_s * epochs,
-    }
+    final = final_json(sets, value, epochs_done=state["epoch"], seconds=epoch_s * epochs)
     if behaviour == "diverge":
-        final.update(status="diverged", extrapolation_error=None, reason="loss became nan at epoch 1")
+        final = {
+            "status": "diverged",
+            "epochs_done": 1,
+            "seconds": epoch_s,
+            "extrapolation_error": None,
+            "reason": "loss became nan at epoch 1",
+        }
     _write(os.path.join(out, "final.json"), final)
     return 0
 

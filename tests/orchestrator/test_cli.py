@@ -75,7 +75,12 @@ def _snapshot(now: float) -> dict:
             "params": {"loss.gue_nll_weight": 0.03, "loss.gue_mmd_weight": 1.2},
             "value": 0.0121,
             "stderr": 0.0004,
-            "metrics": {**base, "extrapolation_stderr": 0.0004},
+            "metrics": {
+                **base,
+                "extrapolation_stderr": 0.0004,
+                "paired_diff": -0.0019,
+                "paired_stderr": 0.0002,
+            },
             "started": now - 600,
             "attempts": 1,
         },
@@ -85,7 +90,7 @@ def _snapshot(now: float) -> dict:
             "params": {"loss.gue_nll_weight": 0.5, "loss.gue_mmd_weight": 0.02},
             "value": 0.0300,
             "stderr": 0.001,
-            "metrics": {**base, "extrapolation_stderr": 0.001},
+            "metrics": {**base, "extrapolation_stderr": 0.001, "paired_diff": 0.016, "paired_stderr": 0.0008},
             "started": now - 500,
             "attempts": 1,
         },
@@ -136,7 +141,10 @@ def test_status_text_shows_states_running_age_best_and_cost(tmp_path):
     assert r.exit_code == 0, r.output
     assert "completed 2" in r.output and "running 1" in r.output and "infeasible 1" in r.output
     assert "running  trial 2" in r.output and "2m0" in r.output  # age about 2 minutes
-    assert "best: 0.01210 ± 0.00040 (trial 0; beats the best baseline 0.01400)" in r.output
+    assert (
+        "best: 0.01210 ± 0.00040 (trial 0; beats the best baseline explicit formula 0.01400: "
+        "paired difference -0.00190 ± 0.00020)"
+    ) in r.output
     assert "GPU-hours 0.350 of cap 400; cost estimate 0.35 USD" in r.output
     board = r.output[r.output.index("Leaderboard") :]
     assert board.index("0.01210") < board.index("0.03000")

@@ -92,20 +92,36 @@ def test_trials_complete_and_trials_json_follows_the_contract(tmp_path, study_db
         final = json.loads((Path(t["output_dir"]) / "final.json").read_text())
         assert t["value"] == pytest.approx(final["extrapolation_error"])
         assert t["stderr"] == pytest.approx(final["extrapolation_stderr"])
-        assert t["metrics"]["baseline_explicit"] == pytest.approx(0.014)
+        assert t["metrics"]["baseline_explicit"] == pytest.approx(final["baseline_explicit"])
+        assert t["metrics"]["test_paired_diff"] == pytest.approx(final["test_paired_diff"])
+        assert t["vs_baseline"] == "worse" and t["beats_baseline"] is False  # paired, tune windows
         assert t["attempts"] == 1 and t["started"] <= t["ended"]
         assert t["output_dir"] == str(Path(s.run_dir).resolve() / "trials" / t["id"])
         # The trial ran with the fixed overrides and its own knobs.
         config = (Path(t["output_dir"]) / "config.yaml").read_text()
         assert f"loss.gue_nll_weight: {t['params']['loss.gue_nll_weight']!r}" in config
         assert "loss.mse_weight: 1.0" in config and "model.primes: [2,3,5,7,11,13]" in config
-    assert on_disk["baselines"]["baseline_explicit"] == pytest.approx(0.014)
+    assert set(on_disk["baselines"]) == {
+        "baseline_index",
+        "baseline_ar",
+        "baseline_explicit",
+        "baseline_smoothed",
+        "baseline_smoothed_ar",
+    }
     # Never more than `parallel` trainers at once (from the jobs' own start and end times).
     jobs = backends.make_runner(s).jobs()
     for j in jobs:
         overlapping = [k for k in jobs if k.started < j.ended and j.started < k.ended]
         assert len(overlapping) <= 2
     assert sum("completed" in line for line in lines) == 4
+    # The tuner's intermediate values are the val-window curve; its final value the tune windows'.
+    import optuna
+
+    study = optuna.load_study(study_name=s.study, storage=f"sqlite:///{Path(s.run_dir) / 'study.db'}")
+    for ft, t in zip(study.trials, on_disk["trials"], strict=True):
+        rows = [json.loads(x) for x in (Path(t["output_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        assert ft.intermediate_values == {r["epoch"]: r["val_extrapolation_error"] for r in rows}
+        assert ft.value == t["value"] != rows[-1]["val_extrapolation_error"]
     events = [json.loads(x)["event"] for x in (Path(s.run_dir) / "events.jsonl").read_text().splitlines()]
     assert events.count("started") == 4 and events.count("completed") == 4
 
@@ -211,14 +227,20 @@ def _with_epochs(s, epochs):
     return s.model_copy(update={"epochs": epochs, "team_machines": machines})
 
 
-def _row(epoch, value, stderr=0.001, explicit=0.014):
+def _row(epoch, value, diff=0.0, paired_stderr=0.001):
+    """A metrics.jsonl row: only the val windows are evaluated per epoch."""
     return {
         "epoch": epoch,
-        "extrapolation_error": value,
-        "extrapolation_stderr": stderr,
-        "baseline_index": 0.111,
-        "baseline_ar": 0.066,
-        "baseline_explicit": explicit,
+        "val_extrapolation_error": value,
+        "val_extrapolation_stderr": 0.004,
+        "val_baseline_index": 0.111,
+        "val_baseline_smoothed": 0.0125,
+        "val_best_baseline": "baseline_smoothed",
+        "val_paired_diff": diff,
+        "val_paired_stderr": paired_stderr,
+        # The tune windows' keys are not in a metrics row; were they, no rule may read them.
+        "extrapolation_error": 0.001,
+        "paired_diff": -1.0,
     }
 
 
@@ -229,12 +251,15 @@ def test_baseline_sigma_rule_stops_only_trials_without_a_clear_gain(tmp_path, st
     )
     ctl, _, _ = _controller(_with_epochs(s.model_copy(update={"early_stopping": rules}), 10), FakeClock())
     trial = TunerTrial("7", {}, TunerState.ACTIVE)
-    assert (
-        ctl.early_stop_reason(trial, {1: _row(1, 0.02), 2: _row(2, 0.02), 3: _row(3, 0.02)}, []) is None
-    )  # too early
-    losing = {2: _row(2, 0.02), 4: _row(4, 0.0135)}  # gain 0.0005 < 1 sigma (0.001)
-    assert "< 1 sigma" in ctl.early_stop_reason(trial, losing, [])
-    winning = {2: _row(2, 0.02), 4: _row(4, 0.010)}  # gain 0.004 > 1 sigma
+    early = {e: _row(e, 0.02, diff=0.0075) for e in (1, 2, 3)}
+    assert ctl.early_stop_reason(trial, early, []) is None  # too early
+    # Paired on the val windows: 0.0005 below the best baseline with paired s.e. 0.001 is not 1 sigma.
+    losing = {2: _row(2, 0.02, diff=0.0075), 4: _row(4, 0.012, diff=-0.0005)}
+    reason = ctl.early_stop_reason(trial, losing, [])
+    assert "the best baseline (baseline_smoothed) is -0.0005, not 1 paired sigma (0.001) below 0" in reason
+    # The same difference is 1 sigma when the model tracks the baseline window by window.
+    assert ctl.early_stop_reason(trial, {4: _row(4, 0.012, diff=-0.0005, paired_stderr=0.0004)}, []) is None
+    winning = {2: _row(2, 0.02, diff=0.0075), 4: _row(4, 0.0085, diff=-0.004)}
     assert ctl.early_stop_reason(trial, winning, []) is None
 
 

@@ -48,12 +48,19 @@ def test_phases_one_two_three(tmp_path, empty_study_db):
     config = (Path(snap2["trials"][0]["output_dir"]) / "config.yaml").read_text()
     assert "model.primes: [2,3,5]" in config and "optim.lr: 0.0005" in config
 
-    # Phase 3: top 2 of phase 2 x 2 seeds, plus the full-batch control (2 seeds) with the winner's weights.
+    # Phase 3: top 2 of phase 2 x 2 seeds, plus the full-batch control (2 seeds) with the winner's
+    # weights and the MSE-only arm (2 seeds, every prior weight 0) on the phase's team.
     s3 = settings(tmp_path / "phase3-minibatch", phase=3)
     s3_champ = {**s3.championship, "top": 2, "replicas": 2}
-    _, snap3, _ = _run(tmp_path, empty_study_db, 3, championship=s3_champ, max_trials=100)
+    _, snap3, lines3 = _run(tmp_path, empty_study_db, 3, championship=s3_champ, max_trials=100)
     trials3 = snap3["trials"]
-    assert len(trials3) == 6 and all(t["state"] == "COMPLETED" for t in trials3)
+    assert len(trials3) == 8 and all(t["state"] == "COMPLETED" for t in trials3)
+    mse_only = [t for t in trials3 if t["params"]["loss.gue_nll_weight"] == 0.0]
+    assert len(mse_only) == 2 and {t["params"]["seed"] for t in mse_only} == {0, 1}
+    assert {t["params"]["train.mode"] for t in mse_only} == {"minibatch"}
+    config = (Path(mse_only[0]["output_dir"]) / "config.yaml").read_text()
+    for knob in ("gue_nll_weight", "gue_mmd_weight", "rg_penalty_weight"):
+        assert f"loss.{knob}: 0.0" in config
     best2 = sorted((t for t in snap2["trials"] if t["state"] == "COMPLETED"), key=lambda t: t["value"])
     control = [t for t in trials3 if t["params"]["train.mode"] == "fullbatch"]
     assert len(control) == 2 and {t["params"]["seed"] for t in control} == {0, 1}
@@ -62,11 +69,20 @@ def test_phases_one_two_three(tmp_path, empty_study_db):
     )
     assert control[0]["machine"] == "local-cpu"
     assert "train.mode: fullbatch" in (Path(control[0]["output_dir"]) / "config.yaml").read_text()
-    # The leaderboard pools replicas: 3 configurations (two minibatch, one control).
+    # The leaderboard pools replicas: 4 configurations (two minibatch, the control, MSE only).
     rows = rank(snap3)
-    assert len(rows) == 3 and all(r["n"] == 2 for r in rows)
+    assert len(rows) == 4 and all(r["n"] == 2 for r in rows)
+    assert {r["best_baseline_name"] for r in rows} == {"baseline_smoothed_ar"}
     board = format_leaderboard(snap3)
-    assert "objective ± stderr" in board and "NO" in board  # the fake never beats the 0.014 baseline
+    assert "objective ± stderr" in board and "NO" in board  # the fake never beats its best baseline
+    # The end of phase 3 judges on the test windows, seeds averaged per window, Holm over 4.
+    verdict = "\n".join(lines3[lines3.index(next(x for x in lines3 if x.startswith("Phase 3"))) :])
+    assert "2 configuration(s) promoted from phase 2, the control, the MSE-only arm; 4 candidates" in verdict
+    assert "0 of 4 candidates beat the best baseline on the test windows" in verdict
+    assert "Holm-adjusted over the 4 at family-wise level 5%" in verdict
+    assert (
+        "MSE only minus the champion on the test windows:" in verdict and "paired over 16 windows" in verdict
+    )
 
 
 def test_phase3_without_phase2_results_is_a_clear_error(tmp_path, empty_study_db):

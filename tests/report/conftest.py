@@ -44,3 +44,9 @@ def make_run():
 def make_experiment():
     """run_files.write_experiment: an experiment directory with given per-seed errors per arm."""
     return run_files.write_experiment
+
+
+@pytest.fixture
+def make_championship():
+    """run_files.write_championship: a phase-3 run directory with given configurations and seeds."""
+    return run_files.write_championship

@@ -1,8 +1,6 @@
-"""Welch's interval, Student's t quantile and the rg_penalty verdict, checked against scipy."""
+"""The paired interval, Student's t quantile and the rg_penalty verdict, checked against scipy."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -10,12 +8,12 @@ from orchestrator.report.stats import (
     INCONCLUSIVE,
     SCENARIO_A,
     SCENARIO_B,
-    mean_ci,
+    paired_effect,
     rg_verdict,
     t_cdf,
     t_quantile,
-    welch,
 )
+from orchestrator.trial_outputs import paired_difference
 from scipy import stats as sps
 
 
@@ -26,57 +24,64 @@ def test_t_quantile_and_cdf_match_scipy(df, p):
     assert t_cdf(1.7, df) == pytest.approx(sps.t.cdf(1.7, df), rel=1e-10)
 
 
-def test_welch_matches_scipy():
+def _arm(rng, hard, mean, seeds):
+    return [
+        {
+            "start": list(range(hard.size)),
+            "model": (mean * hard * (1 + 0.05 * rng.standard_normal(hard.size))).tolist(),
+        }
+        for _ in range(seeds)
+    ]
+
+
+def test_the_paired_interval_matches_scipy_on_seed_averaged_windows():
     rng = np.random.default_rng(3)
-    a, b = rng.normal(0.04, 0.002, 5), rng.normal(0.05, 0.006, 4)
-    eff = welch(list(a), list(b), level=0.9)
-    ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.9)
-    assert eff.diff == pytest.approx(a.mean() - b.mean(), rel=1e-12)
+    hard = np.exp(0.4 * rng.standard_normal(40))  # shared by both arms: what pairing removes
+    a, b = _arm(rng, hard, 0.040, 3), _arm(rng, hard, 0.041, 2)
+    diff, se, n = paired_difference(a, b)
+    eff = paired_effect(diff, se, n, level=0.9, seeds_a=3, seeds_b=2)
+    d = np.mean([s["model"] for s in a], axis=0) - np.mean([s["model"] for s in b], axis=0)
+    ref = sps.ttest_1samp(d, 0.0).confidence_interval(0.9)
+    assert eff.diff == pytest.approx(d.mean(), rel=1e-12) and eff.windows == 40 and eff.df == 39
     assert (eff.lo, eff.hi) == pytest.approx((ref.low, ref.high), rel=1e-9)
-    assert eff.n_a == 5 and eff.n_b == 4
+    # Unpaired, the windows' spread would hide the 0.001 difference.
+    welch = sps.ttest_ind(np.mean([s["model"] for s in a], axis=0), np.mean([s["model"] for s in b], axis=0))
+    assert welch.confidence_interval(0.9).high > 0 > eff.hi
 
 
-def test_mean_ci_matches_scipy():
-    xs = [0.031, 0.029, 0.034, 0.030]
-    ci = mean_ci(xs)
-    lo, hi = sps.t.interval(0.95, 3, loc=np.mean(xs), scale=sps.sem(xs))
-    assert (ci.lo, ci.hi) == pytest.approx((lo, hi), rel=1e-9)
-    assert ci.stderr == pytest.approx(sps.sem(xs), rel=1e-12)
-    single = mean_ci([0.5])
-    assert single.mean == 0.5 and math.isnan(single.stderr)
+def _effect(diff, half_width, windows=32):
+    se = half_width / t_quantile(0.975, windows - 1)
+    return paired_effect(diff, se, windows)
 
 
 def test_clear_b_rg_lowers_error():
-    v = rg_verdict([0.040, 0.039, 0.041, 0.040], [0.060, 0.061, 0.059, 0.062], margin=0.006)
+    v = rg_verdict(_effect(-0.02, 0.004), margin=0.006)
     assert v.scenario == SCENARIO_B
     assert v.effect.hi < 0
-    assert "lowers" in v.text and "Scenario B" in v.text
+    assert "lowers" in v.text and "Scenario B" in v.text and "paired over 32 test windows" in v.text
 
 
 def test_clear_b_rg_raises_error():
-    v = rg_verdict([0.070, 0.071, 0.069], [0.050, 0.052, 0.051], margin=0.005)
+    v = rg_verdict(_effect(0.02, 0.004), margin=0.005)
     assert v.scenario == SCENARIO_B and v.effect.lo > 0 and "raises" in v.text
 
 
 def test_clear_a_no_measurable_effect():
-    # Tight seeds, means 0.0002 apart, margin 0.005: the interval sits inside (-margin, margin).
-    v = rg_verdict(
-        [0.0500, 0.0503, 0.0498, 0.0501, 0.0502], [0.0499, 0.0502, 0.0500, 0.0497, 0.0501], margin=0.005
-    )
+    v = rg_verdict(_effect(0.0002, 0.001), margin=0.005)  # [-0.0008, 0.0012] inside ±0.005
     assert v.scenario == SCENARIO_A
     assert -0.005 < v.effect.lo < 0 < v.effect.hi < 0.005
     assert "nothing measurable" in v.text
 
 
 def test_inconclusive_when_wide_interval_straddles_zero():
-    v = rg_verdict([0.03, 0.07, 0.05], [0.06, 0.02, 0.045], margin=0.005)
+    v = rg_verdict(_effect(0.001, 0.02), margin=0.005)
     assert v.scenario == INCONCLUSIVE
     assert v.effect.lo < -0.005 and v.effect.hi > 0.005
-    assert "more seeds" in v.text
+    assert "more seeds or test windows" in v.text
 
 
-def test_verdict_needs_two_seeds_and_a_positive_margin():
-    with pytest.raises(ValueError, match="at least 2"):
-        rg_verdict([0.04], [0.05, 0.06], margin=0.01)
+def test_the_interval_needs_two_windows_and_the_verdict_a_positive_margin():
+    with pytest.raises(ValueError, match="at least 2 windows"):
+        paired_effect(-0.001, 0.001, 1)
     with pytest.raises(ValueError, match="margin"):
-        rg_verdict([0.04, 0.05], [0.05, 0.06], margin=0.0)
+        rg_verdict(_effect(0.01, 0.001), margin=0.0)

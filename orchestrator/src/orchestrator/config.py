@@ -146,6 +146,10 @@ class ChampionshipRound(_Strict):
     top: Annotated[int, Field(ge=1)] = 10
     replicas: Annotated[int, Field(ge=1)] = 5
     control_team: Literal["fullbatch", "minibatch"] | None = "fullbatch"
+    # The MSE-only arm: the champion's team with every prior weight 0, the same seeds and budget.
+    mse_only: bool = True
+    # One-sided paired z tests on the test windows, Holm-adjusted over the candidates at 1 - level.
+    level: Annotated[float, Field(gt=0, lt=1)] = 0.95
     fixed: dict[str, Value] = {}
 
 
@@ -170,8 +174,9 @@ class LockSpec(_Strict):
 
 
 class BaselineSigmaRule(_Strict):
-    """The seed playbook's rule: at `at_fraction` of the epoch budget, stop a trial whose gain over the
-    best baseline is below `sigmas` standard errors."""
+    """The seed playbook's rule, paired: at `at_fraction` of the epoch budget, stop a trial whose
+    mean difference to the best baseline on the val windows (`val_paired_diff`) is not at least
+    `sigmas` paired standard errors (`val_paired_stderr`) below zero."""
 
     enabled: bool = True
     at_fraction: Annotated[float, Field(ge=0.3, le=0.4)] = 0.35
@@ -179,8 +184,8 @@ class BaselineSigmaRule(_Strict):
 
 
 class MedianRule(_Strict):
-    """Stop a trial whose best intermediate objective is worse than the median of the other trials at
-    the same epoch, once `warmup_fraction` of the budget is done and `min_trials` others have reached it."""
+    """Stop a trial whose best intermediate objective (val windows) is worse than the median of the
+    other trials at the same epoch, once `warmup_fraction` of the budget is done and `min_trials` others have reached it."""
 
     enabled: bool = True
     warmup_fraction: Annotated[float, Field(ge=0, le=1)] = 0.3
@@ -710,6 +715,8 @@ def load_settings(
             "top": prof.top or champ.top,
             "replicas": prof.replicas or champ.replicas,
             "control_team": champ.control_team,
+            "mse_only": champ.mse_only,
+            "level": champ.level,
         }
 
     n_parallel = parallel or prof.parallel or phase_cfg.parallel or backend_cfg.parallel

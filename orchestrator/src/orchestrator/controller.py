@@ -7,8 +7,8 @@ moves every trial one step towards a final state:
   ACTIVE trial, `orchestrator stop` asked -> tuner.stop, cancel its job
   ACTIVE trial, no job                   -> launch attempt 1 (a crash between suggest and launch)
   ACTIVE trial, job queued               -> launch again (idempotent: completes a cut-short launch)
-  ACTIVE trial, job running              -> report new metrics rows; early-stopping rules
-                                            -> tuner.stop, then cancel
+  ACTIVE trial, job running              -> report new metrics rows (val windows); early-stopping
+                                            rules (val windows) -> tuner.stop, then cancel
   ACTIVE trial, job succeeded            -> final.json: completed -> complete; diverged -> infeasible
   ACTIVE trial, job failed/killed        -> retry in the same output dir (the trainer resumes) up to
                                             max_retries, then tuner.fail
@@ -37,7 +37,14 @@ from orchestrator.crash_injection import checkpoint
 from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.run_files import STOP_FILE, job_hours, write_snapshot
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
-from orchestrator.trial_outputs import Reader, best_baseline, final_metrics, parse_final, parse_metrics
+from orchestrator.trial_outputs import (
+    Reader,
+    best_baseline,
+    best_baseline_name,
+    final_metrics,
+    parse_final,
+    parse_metrics,
+)
 from orchestrator.tuners.base import Tuner, TunerState, TunerTrial
 
 
@@ -219,20 +226,20 @@ class Controller:
         if not curve:
             return None
         if rules.baseline_sigma.enabled:
+            # Paired, on the val windows: stop unless the model is `sigmas` paired s.e. better than
+            # the best baseline on those windows by `at_fraction` of the budget.
             due = [e for e in sorted(curve) if e >= rules.baseline_sigma.at_fraction * epochs]
             if due and due[0] < epochs:
                 row = curve[due[0]]
-                value, stderr, base = (
-                    row.get("extrapolation_error"),
-                    row.get("extrapolation_stderr"),
-                    best_baseline(row),
-                )
-                if _finite(value) and _finite(stderr) and base is not None:
-                    gain = base - value
-                    if gain < rules.baseline_sigma.sigmas * stderr:
+                diff, stderr = row.get(VAL_DIFF), row.get(VAL_STDERR)
+                if _finite(diff) and _finite(stderr):
+                    sigmas = rules.baseline_sigma.sigmas
+                    if diff + sigmas * stderr >= 0:
+                        name = row.get("val_best_baseline") or best_baseline_name(row, "val_") or "?"
                         return (
-                            f"early stop at epoch {due[0]}/{epochs}: gain over the best baseline "
-                            f"{gain:+.4g} < {rules.baseline_sigma.sigmas:g} sigma ({stderr:.3g})"
+                            f"early stop at epoch {due[0]}/{epochs}: on the val windows the model minus "
+                            f"the best baseline ({name}) is {diff:+.4g}, not {sigmas:g} paired sigma "
+                            f"({stderr:.3g}) below 0"
                         )
         if rules.median.enabled:
             last = max(curve)
@@ -311,6 +318,9 @@ class Controller:
                         value=final["extrapolation_error"],
                         stderr=metrics.get("extrapolation_stderr"),
                         best_baseline=best_baseline(metrics),
+                        best_baseline_name=best_baseline_name(metrics),
+                        paired_diff=metrics.get("paired_diff"),
+                        paired_stderr=metrics.get("paired_stderr"),
                     )
                     checkpoint("complete")
                     continue
@@ -396,7 +406,7 @@ class Controller:
         curve = curve if curve is not None else self._curve(t, final=True)
         done = self._reported.setdefault(t.id, set())
         for epoch in sorted(curve):
-            value = curve[epoch].get("extrapolation_error")
+            value = curve[epoch].get(VAL_OBJECTIVE)
             if epoch not in done and _finite(value):
                 self.tuner.report(t.id, epoch, float(value))
                 done.add(epoch)
@@ -444,19 +454,25 @@ class Controller:
                 self.sleep(self.s.backend.poll_s)
 
 
+# metrics.jsonl keys of the val windows, the only ones evaluated per epoch (docs/contracts.md): the
+# intermediate reports, the median rule and the baseline rule read these; the tuner's final value
+# is final.json's `extrapolation_error` (tune windows).
+VAL_OBJECTIVE, VAL_DIFF, VAL_STDERR = "val_extrapolation_error", "val_paired_diff", "val_paired_stderr"
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _best_upto(curve: dict[int, dict], epoch: int) -> float | None:
-    values = [r.get("extrapolation_error") for e, r in curve.items() if e <= epoch]
+    values = [r.get(VAL_OBJECTIVE) for e, r in curve.items() if e <= epoch]
     values = [float(v) for v in values if _finite(v)]
     return min(values) if values else None
 
 
 def _last_value(curve: dict[int, dict]) -> float | None:
     for e in sorted(curve, reverse=True):
-        v = curve[e].get("extrapolation_error")
+        v = curve[e].get(VAL_OBJECTIVE)
         if _finite(v):
             return float(v)
     return None

@@ -1,9 +1,11 @@
 """Ranking and text views of a run, from its trials.json object only (fast: no optuna, no numpy).
 
-Ranking is by the objective (extrapolation_error, lower is better) with its standard error. Replicas
-of one configuration (phase 3: the same params but the seed) are pooled: mean of the replica
-objectives, with the standard error of that mean. Against the best baseline on the same windows a
-row beats it, is within noise, or is worse (orchestrator.trial_outputs.vs_baseline, the report's rule).
+Ranking is by the objective (extrapolation_error on the tune windows, lower is better) with its
+standard error. Replicas of one configuration (phase 3: the same params but the seed) are pooled:
+mean of the replica objectives. Against the best baseline on the same windows a row beats it, is
+within noise, or is worse by the paired rule (orchestrator.trial_outputs.vs_baseline): a trial from
+its `paired_diff` and `paired_stderr`; pooled seeds from their per-window errors averaged over the
+seeds, when the caller has them (`windows`), else from the seeds' paired figures (see `_pooled`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,23 @@ from collections import Counter
 from typing import Any
 
 from orchestrator.run_files import STATES
-from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, beats_baseline, best_baseline, vs_baseline
+from orchestrator.trial_outputs import (
+    BEATS,
+    WITHIN_NOISE,
+    WORSE,
+    beats_baseline,
+    best_baseline,
+    best_baseline_name,
+    pooled_paired,
+    trial_vs_baseline,
+)
 
 BASELINE_LABELS = {
     "baseline_index": "index",
     "baseline_ar": "AR(50)",
     "baseline_explicit": "explicit formula",
+    "baseline_smoothed": "smoothed prime sum",
+    "baseline_smoothed_ar": "smoothed + AR",
 }
 
 
@@ -52,17 +65,24 @@ def _config_key(params: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True)
 
 
-def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[str, Any]]:
+def rank(
+    snap: dict[str, Any],
+    pool_replicas: bool | None = None,
+    windows: dict[str, dict] | None = None,
+) -> list[dict[str, Any]]:
     """Completed trials (or pooled configurations), best first.
 
     Args:
         snap: the trials.json object.
         pool_replicas: pool trials that differ only in `seed`; None = when any configuration has
             more than one completed replica.
+        windows: trial id -> `windows.tune` of its final.json (per-window errors), where the caller
+            has read them; pooled rows are then paired per window over the seed-averaged errors.
 
     Returns:
-        Rows with `ids`, `params` (without seed when pooled), `value`, `stderr`, `n`, `best_baseline`,
-        `vs_baseline` (beats, within noise, worse or None) and `beats_baseline` (bool or None).
+        Rows with `ids`, `params` (without seed when pooled), `value`, `stderr`, `n`, `best_baseline`
+        (its value), `best_baseline_name`, `paired_diff`, `paired_stderr`, `vs_baseline` (beats,
+        within noise, worse or None) and `beats_baseline` (bool or None).
     """
     done = [
         t
@@ -76,30 +96,69 @@ def rank(snap: dict[str, Any], pool_replicas: bool | None = None) -> list[dict[s
         groups = {t["id"]: [t] for t in done}
     rows = []
     for members in groups.values():
-        values = [float(m["value"]) for m in members]
         if len(members) > 1:
-            value = statistics.fmean(values)
-            stderr = statistics.stdev(values) / math.sqrt(len(values))
-            params = {k: v for k, v in members[0]["params"].items() if k != "seed"}
+            row = _pooled(members, windows or {})
         else:
-            value, stderr, params = values[0], members[0].get("stderr"), members[0]["params"]
-        bases = [b for m in members if (b := best_baseline(m.get("metrics", {}))) is not None]
-        base = statistics.fmean(bases) if bases else best_baseline_value(snap)
-        outcome = vs_baseline(value, stderr, base)
-        rows.append(
-            {
-                "ids": [m["id"] for m in members],
-                "params": params,
-                "value": value,
-                "stderr": stderr,
-                "n": len(members),
-                "best_baseline": base,
-                "vs_baseline": outcome,
-                "beats_baseline": beats_baseline(outcome),
+            m = members[0]
+            metrics = m.get("metrics", {})
+            row = {
+                "ids": [m["id"]],
+                "params": m["params"],
+                "value": float(m["value"]),
+                "stderr": m.get("stderr"),
+                "n": 1,
+                "best_baseline": best_baseline(metrics),
+                "best_baseline_name": best_baseline_name(metrics),
+                "paired_diff": metrics.get("paired_diff"),
+                "paired_stderr": metrics.get("paired_stderr"),
+                "vs_baseline": trial_vs_baseline(metrics),
             }
-        )
+        if row["best_baseline"] is None:
+            row["best_baseline"] = best_baseline_value(snap)
+        row["beats_baseline"] = beats_baseline(row["vs_baseline"])
+        rows.append(row)
     rows.sort(key=lambda r: r["value"])
     return rows
+
+
+def _pooled(members: list[dict], windows: dict[str, dict]) -> dict[str, Any]:
+    """One row for the seeds of a configuration, paired against the best baseline on the tune
+    windows (orchestrator.trial_outputs.pooled_paired: per window over the seed-averaged errors
+    when `windows` has every seed's, else the seeds' paired figures, an upper bound on the s.e.)."""
+    params = {k: v for k, v in members[0]["params"].items() if k != "seed"}
+    value = statistics.fmean(float(m["value"]) for m in members)
+    # The objective's own s.e.: the seeds share their windows, so the windows' s.e. (the seeds' mean,
+    # an upper bound as in pooled_paired), not the seed spread, which is 0 for seeds that agree.
+    window_ses = [e for m in members if _num(e := m.get("stderr"))]
+    row: dict[str, Any] = {
+        "ids": [m["id"] for m in members],
+        "params": params,
+        "value": value,
+        "stderr": statistics.fmean(window_ses) if len(window_ses) == len(members) else None,
+        "n": len(members),
+    }
+    # In trials.json the tune objective is a trial's `value`, not one of its metrics.
+    finals = [{**m.get("metrics", {}), "extrapolation_error": m["value"]} for m in members]
+    p = pooled_paired(finals, [windows.get(m["id"]) for m in members])
+    if p is None:
+        return row | {
+            "best_baseline": None,
+            "best_baseline_name": None,
+            "paired_diff": None,
+            "paired_stderr": None,
+            "vs_baseline": None,
+        }
+    return row | {
+        "best_baseline": p.baseline_error,
+        "best_baseline_name": p.baseline,
+        "paired_diff": p.diff,
+        "paired_stderr": p.stderr,
+        "vs_baseline": p.outcome,
+    }
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _fmt_params(params: dict[str, Any]) -> str:
@@ -110,20 +169,21 @@ def _fmt_params(params: dict[str, Any]) -> str:
     return " ".join(short)
 
 
-def _pm(value: float | None, stderr: float | None) -> str:
+def _pm(value: float | None, stderr: float | None, signed: bool = False) -> str:
     if value is None:
         return "-"
-    return f"{value:.5f} ± {stderr:.5f}" if isinstance(stderr, int | float) else f"{value:.5f}"
+    v = f"{value:+.5f}" if signed else f"{value:.5f}"
+    return f"{v} ± {stderr:.5f}" if _num(stderr) else v
 
 
 def format_leaderboard(snap: dict[str, Any], top: int = 10) -> str:
     """The leaderboard: objective ± stderr beside the baselines, best first."""
     rows = rank(snap)
     base = snap.get("baselines") or {}
-    lines = [f"Leaderboard — {snap.get('study')} (extrapolation error, H = 100, lower is better)"]
+    lines = [f"Leaderboard — {snap.get('study')} (extrapolation error on the tune windows, lower is better)"]
     if base:
         lines.append(
-            "  baselines on the same windows: "
+            "  baselines on the tune windows: "
             + ", ".join(
                 f"{BASELINE_LABELS.get(k, k)} {v:.5f}" for k, v in sorted(base.items(), key=lambda kv: kv[1])
             )
@@ -133,19 +193,22 @@ def format_leaderboard(snap: dict[str, Any], top: int = 10) -> str:
         return "\n".join(lines)
     pooled = any(r["n"] > 1 for r in rows)
     lines.append(
-        f"  {'rank':>4}  {'trial' + ('s' if pooled else ''):<12} {'objective ± stderr':<22} {'beats baseline':<15} params"
+        f"  {'rank':>4}  {'trial' + ('s' if pooled else ''):<12} {'objective ± stderr':<22} "
+        f"{'- best baseline ± paired se':<28} {'beats baseline':<15} params"
     )
     for i, r in enumerate(rows[:top], 1):
         ids = ",".join(r["ids"]) if len(r["ids"]) <= 3 else f"{r['ids'][0]}..(+{len(r['ids']) - 1})"
         beats = {BEATS: "yes", WITHIN_NOISE: "within noise", WORSE: "NO", None: "?"}[r["vs_baseline"]]
         lines.append(
-            f"  {i:>4}  {ids:<12} {_pm(r['value'], r['stderr']):<22} {beats:<15} {_fmt_params(r['params'])}"
+            f"  {i:>4}  {ids:<12} {_pm(r['value'], r['stderr']):<22} "
+            f"{_pm(r['paired_diff'], r['paired_stderr'], signed=True):<28} {beats:<15} {_fmt_params(r['params'])}"
         )
     if len(rows) > top:
         lines.append(f"  ... {len(rows) - top} more")
     if not any(r["beats_baseline"] for r in rows):
         lines.append(
-            "  No trial beats the best baseline: nothing here has learned more than the explicit formula."
+            "  No trial beats the best baseline (paired over the same windows, by 2 s.e.): "
+            "nothing here has learned more than classical number theory."
         )
     return "\n".join(lines)
 
@@ -185,8 +248,11 @@ def format_status(snap: dict[str, Any], now: float | None = None) -> str:
             None: "cannot compare with",
         }[best["vs_baseline"]]
         base = f"{best['best_baseline']:.5f}" if best["best_baseline"] is not None else "?"
+        name = BASELINE_LABELS.get(best["best_baseline_name"] or "", best["best_baseline_name"] or "")
+        diff = _pm(best["paired_diff"], best["paired_stderr"], signed=True)
         lines.append(
-            f"best: {_pm(best['value'], best['stderr'])} (trial {','.join(best['ids'])}; {beats} the best baseline {base})"
+            f"best: {_pm(best['value'], best['stderr'])} (trial {','.join(best['ids'])}; {beats} the best baseline"
+            f"{' ' + name if name else ''} {base}: paired difference {diff})"
             f"  {_fmt_params(best['params'])}"
         )
     else:

@@ -32,6 +32,8 @@ from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 from orchestrator.tuners.base import TunerState, TunerTrial
 
 LOCK_NAME = "lock.yaml"
+# Phase 3's MSE-only arm: every prior weight 0 (with the championship's knobs, also 0).
+MSE_ONLY = {"loss.gue_nll_weight": 0.0, "loss.gue_mmd_weight": 0.0, "loss.rg_penalty_weight": 0.0}
 
 
 # How each backend searches a Bayesian round (orchestrator.tuners.optuna_study, orchestrator.tuners.vizier).
@@ -85,6 +87,10 @@ def championship_points(settings: SwarmSettings) -> list[dict[str, Any]]:
     control = champ.get("control_team")
     if control and control != mode:
         points += [{**configs[0], "seed": seed, "train.mode": control} for seed in range(champ["replicas"])]
+    if champ.get("mse_only", True):
+        # Does the GUE prior help at all? The same team, seeds and budget with every prior weight 0.
+        mse_only = {**{k: 0.0 for k in champ["knobs"]}, **MSE_ONLY}
+        points += [{**mse_only, "seed": seed, "train.mode": mode} for seed in range(champ["replicas"])]
     return points
 
 
@@ -136,13 +142,14 @@ class SwarmRun:
         lines.append(
             "early stopping: "
             + (
-                f"baseline rule at {rules.baseline_sigma.at_fraction:.0%} of epochs ({rules.baseline_sigma.sigmas:g} sigma)"
+                f"paired baseline rule on the val windows at {rules.baseline_sigma.at_fraction:.0%} of epochs "
+                f"({rules.baseline_sigma.sigmas:g} sigma)"
                 if rules.baseline_sigma.enabled
                 else "baseline rule off"
             )
             + "; "
             + (
-                f"median rule after {rules.median.warmup_fraction:.0%}"
+                f"median rule (val windows) after {rules.median.warmup_fraction:.0%}"
                 if rules.median.enabled
                 else "median rule off"
             )
@@ -161,6 +168,8 @@ class SwarmRun:
                 lines.append(
                     f"round {r.name}: top {c.get('top')} of {c.get('source_run_dir')} x {c.get('replicas')} seeds"
                     + (f" + {c.get('control_team')} control" if c.get("control_team") else "")
+                    + (" + MSE-only arm (prior weights 0)" if c.get("mse_only", True) else "")
+                    + f"; judged on the test windows, Holm-adjusted at {c.get('level', 0.95):.0%}"
                 )
             else:
                 carry = f", carrying {', '.join(r.carry)} from the previous winner" if r.carry else ""
@@ -174,7 +183,8 @@ class SwarmRun:
             elif r.kind == "championship":
                 c = s.championship or {}
                 control = c.get("control_team") not in (None, s.team)
-                est_trials += (c.get("top", 0) + int(control)) * c.get("replicas", 0)
+                extra = int(control) + int(c.get("mse_only", True))
+                est_trials += (c.get("top", 0) + extra) * c.get("replicas", 0)
             else:
                 est_trials += min(len(r.points or []), s.max_trials)
         hours = est_trials * s.trial_hours_estimate * max(1, s.accelerator_count)
@@ -223,16 +233,21 @@ class SwarmRun:
             return f"{t}  trial {ev['trial']:>4}  started    {params}"
         if kind == "completed":
             base, se = ev.get("best_baseline"), ev.get("stderr")
+            diff, pse = ev.get("paired_diff"), ev.get("paired_stderr")
             beats = {
                 BEATS: "  beats baseline",
                 WITHIN_NOISE: "  below the baseline, within noise",
                 WORSE: "  does NOT beat the baseline",
                 None: "",
-            }[vs_baseline(ev["value"], se, base)]
+            }[vs_baseline(diff, pse)]
+            name = (ev.get("best_baseline_name") or "best baseline").removeprefix("baseline_")
+            detail = [f"{name} {base:.5f}"] if base is not None else []
+            if diff is not None and pse is not None:
+                detail.append(f"paired {diff:+.5f} ± {pse:.5f}")
             return (
                 f"{t}  trial {ev['trial']:>4}  completed  {ev['value']:.5f}"
                 + (f" ± {se:.5f}" if se is not None else "")
-                + (f"  (best baseline {base:.5f})" if base is not None else "")
+                + (f"  ({', '.join(detail)})" if detail else "")
                 + beats
             )
         if kind in ("infeasible", "failed", "stopped"):
@@ -299,6 +314,9 @@ class SwarmRun:
                     self._write_lock(previous)
             snap = read_snapshot(self.run_dir)
             snap["ended_because"] = result.reason
+            if self.s.championship is not None and result.reason == "round complete":
+                for line in championship_lines(str(self.run_dir), snap):
+                    self.out(line)
             return snap
         finally:
             lock.release()
@@ -365,6 +383,14 @@ class SwarmRun:
             + yaml.safe_dump(body, sort_keys=False),
         )
         self.out(f"locked: {', '.join(f'{k}={v}' for k, v in winners.items())} -> {path}")
+
+
+def championship_lines(run_dir: str, snap: dict[str, Any]) -> list[str]:
+    """Phase 3's verdict on the test windows, from the trials' final.json (report.analysis.championship)."""
+    from orchestrator.report.analysis import championship
+    from orchestrator.report.load import load_run
+
+    return championship(load_run(run_dir, snap)).lines
 
 
 def _winner(trials: list[TunerTrial], spec: RoundSpec | None) -> TunerTrial:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.atomic_files import write_json_atomic
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.trial_outputs import BASELINE_KEYS, beats_baseline, trial_vs_baseline
+from orchestrator.trial_outputs import baselines as baselines_of
+from orchestrator.trial_outputs import beats_baseline, trial_vs_baseline
 
 if TYPE_CHECKING:
     from orchestrator.config import SwarmSettings
@@ -71,12 +72,11 @@ def snapshot(
             hours = job_hours(j, now)
             gpu_hours += hours * machine["accelerator_count"]
             cost += hours * machine["price_per_hour"]
-        for key in BASELINE_KEYS:
-            v = t.metrics.get(key)
-            if v is not None and (key not in baselines or v < baselines[key]):
+        for key, v in baselines_of(t.metrics).items():  # tune windows
+            if key not in baselines or v < baselines[key]:
                 baselines[key] = v
         started = [j.started for j in attempts if j.started is not None]
-        outcome = trial_vs_baseline(t.value, t.metrics)
+        outcome = trial_vs_baseline(t.metrics)
         rows.append(
             {
                 "id": t.id,

@@ -66,6 +66,7 @@ def build_report(
         loaded=loaded,
         headline=analysis.headline(loaded),
         experiments=[analysis.experiment_summary(e) for e in loaded.experiments],
+        championships=[analysis.championship(r) for r in loaded.runs if r.championship is not None],
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     out.parent.mkdir(parents=True, exist_ok=True)

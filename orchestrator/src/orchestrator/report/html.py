@@ -4,39 +4,42 @@ Every number is formatted by `analysis.fmt`, so the two pages print the same fig
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 
 from orchestrator.report.analysis import (
     BEATS_RULE,
+    Championship,
     ExperimentSummary,
     Headline,
     fmt,
+    fmt_paired,
     fmt_pm,
+    outcome_text,
     params_text,
+    pooled,
     state_counts,
 )
-from orchestrator.report.load import Loaded, Run
+from orchestrator.report.load import Loaded, Run, mean_baselines
+from orchestrator.trial_outputs import TEST, TUNE
 
 LEADERBOARD_COLUMNS = (
     "rank",
     "trial",
-    "extrapolation_error ± stderr",
-    "baseline_index",
-    "baseline_ar",
-    "baseline_explicit",
-    "skill",
-    "beats baselines",
+    "tune error ± stderr",
+    "test error ± stderr",
+    "test: model - best baseline (paired)",
+    "test skill",
+    "beats baselines (test)",
     "params",
 )
 PLOT_CAPTIONS = {
-    "arms.png": "Arms of the experiment: objective per seed and mean, against the baselines.",
+    "arms.png": "Arms of the experiment: test-window error per seed and mean, against the baselines there.",
     "leaderboard.png": "Best trials of each run: objective ± stderr against the baselines.",
     "history.png": "Optimisation history: objective in trial order and the best so far.",
     "gue_weights.png": "gue_nll_weight x gue_mmd_weight (log axes), coloured by objective.",
     "spacings.png": "Predicted unfolded spacings against the data and the Wigner surmise.",
     "block_variance.png": "Block-sum variance across scales L, predicted against the data.",
-    "curves.png": "Loss curves and objective per epoch of the best trials.",
+    "curves.png": "Loss curves and the val-window error per epoch of the best trials.",
 }
 
 
@@ -47,13 +50,14 @@ class Page:
     loaded: Loaded
     headline: Headline
     experiments: list[ExperimentSummary]
+    championships: list[Championship]
     plots: list[str]  # PNG file names written beside the pages, in PLOT_CAPTIONS order
     generated: str  # UTC timestamp
     top: int = 20  # leaderboard rows per run
 
 
 def leaderboard_rows(run: Run, top: int) -> list[list[str]]:
-    """Cells of a run's leaderboard, best first, as both pages print them."""
+    """Cells of a run's leaderboard, ranked by the tune objective, judged on the test windows."""
     rows = []
     for rank, t in enumerate(run.completed[:top], start=1):
         rows.append(
@@ -61,15 +65,30 @@ def leaderboard_rows(run: Run, top: int) -> list[list[str]]:
                 str(rank),
                 t.id,
                 fmt_pm(t.value, t.metric("extrapolation_stderr")),
-                fmt(t.metric("baseline_index")),
-                fmt(t.metric("baseline_ar")),
-                fmt(t.metric("baseline_explicit")),
-                fmt(t.metric("skill")),
-                "yes" if t.beats_baselines() else ("within noise" if t.below_within_noise() else "no"),
+                fmt_pm(t.metric("test_extrapolation_error"), t.metric("test_extrapolation_stderr")),
+                fmt_paired(pooled([t])),
+                fmt(t.metric("test_skill")),
+                outcome_text(t.vs_baseline(TEST)),
                 params_text(t.params),
             ]
         )
     return rows
+
+
+def baselines_line(run: Run) -> str:
+    """The run's baselines on the tune and the test windows (mean over its completed trials)."""
+    parts = []
+    for name, prefix in (("tune", TUNE), ("test", TEST)):
+        means = mean_baselines(run.completed, prefix)
+        if means:
+            parts.append(
+                f"on the {name} windows "
+                + ", ".join(
+                    f"{k.removeprefix('baseline_')} {fmt(v)}"
+                    for k, v in sorted(means.items(), key=lambda kv: kv[1])
+                )
+            )
+    return ("Baselines " + "; ".join(parts) + ".") if parts else ""
 
 
 def _run_notes(run: Run) -> list[str]:
@@ -90,21 +109,18 @@ def _runs_in_order(page: Page) -> list[Run]:
 def _arm_rows(summary: ExperimentSummary) -> list[list[str]]:
     rows = []
     for a in summary.arms:
-        obj, gap = a.objective, a.gap
+        p = a.test
         rows.append(
             [
                 a.run.arm or a.run.label,
                 a.run.role or "",
-                f"{obj.n}/{len(a.run.trials)}" if obj else f"0/{len(a.run.trials)}",
-                fmt_pm(obj.mean, obj.stderr) if obj else "—",
-                f"[{fmt(obj.lo)}, {fmt(obj.hi)}]" if obj and not math.isnan(obj.lo) else "—",
-                fmt(a.baselines.get("baseline_index")),
-                fmt(a.baselines.get("baseline_ar")),
-                fmt(a.baselines.get("baseline_explicit")),
-                fmt_pm(gap.mean, a.gap_stderr) if gap else "—",
-                "too few seeds"
-                if a.beats is None
-                else ("yes" if a.beats else ("within noise" if a.within_noise else "no")),
+                f"{len(a.run.completed)}/{len(a.run.trials)}",
+                fmt(a.tune),
+                fmt(p.error if p else None),
+                f"{p.baseline.removeprefix('baseline_')} {fmt(p.baseline_error)}" if p else "—",
+                fmt_pm(p.diff, p.stderr, signed=True) if p else "—",
+                outcome_text(p.outcome if p else None),
+                "yes" if a.holm_beats else "no",
             ]
         )
     return rows
@@ -114,14 +130,45 @@ ARM_COLUMNS = (
     "arm",
     "role",
     "seeds done",
-    "mean error ± stderr",
-    "CI of mean",
-    "baseline_index",
-    "baseline_ar",
-    "baseline_explicit",
-    "gap to best baseline ± stderr (seeds, windows)",
-    "beats baselines",
+    "tune error (mean over seeds)",
+    "test error (seeds averaged per window)",
+    "best baseline (test)",
+    "model - best baseline ± paired stderr",
+    "beats baselines (2 stderr)",
+    "beats (Holm)",
 )
+
+CHAMPIONSHIP_COLUMNS = (
+    "candidate",
+    "seeds done",
+    "tune error (mean over seeds)",
+    "test error (seeds averaged per window)",
+    "model - best baseline (paired)",
+    "beats baselines (2 stderr)",
+    "beats (Holm)",
+    "params",
+)
+
+
+def _championship_rows(c: Championship) -> list[list[str]]:
+    return [
+        [
+            cand.label,
+            f"{len(cand.trials)}/{cand.n_seeds}",
+            fmt(cand.tune),
+            fmt(cand.test.error if cand.test else None),
+            fmt_paired(cand.test),
+            outcome_text(cand.test.outcome if cand.test else None),
+            "yes" if cand.holm_beats else "no",
+            params_text(cand.params),
+        ]
+        for cand in c.candidates
+    ]
+
+
+def _championship_text(c: Championship) -> list[str]:
+    """The sentences under the table: how many were judged, the champion, MSE only against it."""
+    return [line for line in c.lines[1:] if not line.startswith("  ")]
 
 
 def _effect_text(summary: ExperimentSummary) -> str | None:
@@ -129,8 +176,9 @@ def _effect_text(summary: ExperimentSummary) -> str | None:
     if eff is None:
         return None
     return (
-        f"Team 2 (mini-batch) minus Team 1 with rg_penalty: {eff.diff:+.4g} "
-        f"(Welch {eff.level:.0%} CI [{eff.lo:+.4g}, {eff.hi:+.4g}])."
+        f"Team 2 (mini-batch) minus Team 1 with rg_penalty on the test windows: {eff.diff:+.4g} "
+        f"(paired over {eff.windows} windows, seeds averaged per window; {eff.level:.0%} CI "
+        f"[{eff.lo:+.4g}, {eff.hi:+.4g}])."
     )
 
 
@@ -163,9 +211,20 @@ def render_markdown(page: Page) -> str:
             lines += [text, ""]
         lines += _md_table(ARM_COLUMNS, _arm_rows(summary)) + [""]
         lines += [f"- {n}" for n in summary.notes] + ([""] if summary.notes else [])
-    lines += ["## Leaderboards", "", f"A trial beats the baselines when {BEATS_RULE}.", ""]
+    for champ in page.championships:
+        lines += [f"## Championship `{champ.run.path}`", "", champ.lines[0], ""]
+        lines += _md_table(CHAMPIONSHIP_COLUMNS, _championship_rows(champ)) + [""]
+        lines += [f"- {t}" for t in _championship_text(champ)] + [""]
+    lines += [
+        "## Leaderboards",
+        "",
+        f"Ranked by the tune objective; a trial beats the baselines when {BEATS_RULE}.",
+        "",
+    ]
     for run in _runs_in_order(page):
         lines += [f"### {run.label}", "", f"`{run.path}`: {state_counts(run)}", ""]
+        if text := baselines_line(run):
+            lines += [text, ""]
         rows = leaderboard_rows(run, page.top)
         lines += _md_table(LEADERBOARD_COLUMNS, rows) if rows else ["No completed trial."]
         lines += [""] + [f"- {n}" for n in _run_notes(run)] + [""]
@@ -227,9 +286,21 @@ def render_html(page: Page) -> str:
             parts.append("<ul>" + "".join(f"<li>{_h(n)}</li>" for n in summary.notes) + "</ul>")
         if "arms.png" in page.plots:
             parts.append(_figure("arms.png", alt="arms"))
-    parts += ["<h2>Leaderboards</h2>", f"<p>A trial beats the baselines when {_h(BEATS_RULE)}.</p>"]
+    for champ in page.championships:
+        parts += [
+            f"<h2>Championship <code>{_h(champ.run.path)}</code></h2>",
+            f"<p>{_h(champ.lines[0])}</p>",
+            _html_table(CHAMPIONSHIP_COLUMNS, _championship_rows(champ)),
+            "<ul>" + "".join(f"<li>{_h(t)}</li>" for t in _championship_text(champ)) + "</ul>",
+        ]
+    parts += [
+        "<h2>Leaderboards</h2>",
+        f"<p>Ranked by the tune objective; a trial beats the baselines when {_h(BEATS_RULE)}.</p>",
+    ]
     for run in _runs_in_order(page):
         parts += [f"<h3>{_h(run.label)}</h3>", f"<p><code>{_h(run.path)}</code>: {_h(state_counts(run))}</p>"]
+        if text := baselines_line(run):
+            parts.append(f"<p>{_h(text)}</p>")
         rows = leaderboard_rows(run, page.top)
         parts.append(_html_table(LEADERBOARD_COLUMNS, rows) if rows else "<p>No completed trial.</p>")
         if notes := _run_notes(run):

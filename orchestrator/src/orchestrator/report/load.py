@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import ConfigError
-from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, vs_baseline
+from orchestrator.trial_outputs import TEST, baselines, trial_vs_baseline
 
 EXPERIMENT_FILE = "experiment.json"
-BASELINES = ("baseline_index", "baseline_ar", "baseline_explicit")
+WINDOW_SETS = {"val_": "val", "": "tune", "test_": "test"}  # key prefix -> name in final.json `windows`
 _READERS = 8
 
 
@@ -57,35 +57,36 @@ class Trial:
     def value(self) -> float:
         return self.metric("extrapolation_error")
 
-    @property
-    def best_baseline(self) -> float:
-        values = [self.metric(b) for b in BASELINES]
-        values = [v for v in values if not math.isnan(v)]
-        return min(values) if values else math.nan
+    def baselines(self, prefix: str = TEST) -> dict[str, float]:
+        """Every baseline's mean error on one window set (prefix `""` tune, `test_` test)."""
+        return baselines(self.final or {}, prefix)
 
-    def vs_baseline(self) -> str | None:
-        """Beats, within noise of, or worse than the smallest baseline on the same windows
-        (orchestrator.trial_outputs.vs_baseline, the rule of trials.json and the leaderboard too)."""
+    def best_baseline(self, prefix: str = TEST) -> float:
+        """The smallest baseline on one window set (nan when final.json has none)."""
+        values = self.baselines(prefix)
+        return min(values.values()) if values else math.nan
+
+    def windows(self, prefix: str = TEST) -> dict[str, Any] | None:
+        """final.json's per-window errors of one window set: `start`, `model`, `baseline_<name>`."""
+        sets = (self.final or {}).get("windows")
+        got = sets.get(WINDOW_SETS[prefix]) if isinstance(sets, dict) else None
+        return got if isinstance(got, dict) else None
+
+    def vs_baseline(self, prefix: str = TEST) -> str | None:
+        """Beats, within noise of, or worse than the best baseline on one window set, paired
+        (orchestrator.trial_outputs.vs_baseline, the rule of trials.json and the leaderboard too);
+        the report judges on the test windows."""
         if not self.completed:
             return None
-        return vs_baseline(self.value, self.metric("extrapolation_stderr"), self.best_baseline)
-
-    def beats_baselines(self) -> bool:
-        """True when the objective plus two standard errors is below the smallest baseline."""
-        return self.vs_baseline() == BEATS
-
-    def below_within_noise(self) -> bool:
-        """True when the objective is below the smallest baseline, but by less than two standard errors."""
-        return self.vs_baseline() == WITHIN_NOISE
+        return trial_vs_baseline(self.final or {}, prefix)
 
 
-def mean_baselines(trials: Sequence[Trial]) -> dict[str, float]:
-    """Each baseline's mean over the trials whose final.json has it (left out when none has)."""
+def mean_baselines(trials: Sequence[Trial], prefix: str = TEST) -> dict[str, float]:
+    """Each baseline's mean over the trials whose final.json has it, on one window set."""
     out = {}
-    for name in BASELINES:
-        values = [v for v in (t.metric(name) for t in trials) if not math.isnan(v)]
-        if values:
-            out[name] = math.fsum(values) / len(values)
+    for name in sorted({b for t in trials for b in t.baselines(prefix)}):
+        values = [v for t in trials if not math.isnan(v := t.metric(prefix + name))]
+        out[name] = math.fsum(values) / len(values)
     return out
 
 
@@ -103,6 +104,7 @@ class Run:
     trials: list[Trial]
     arm: str | None = None  # set when the run is an arm of an experiment
     role: str | None = None
+    championship: dict[str, Any] | None = None  # phase 3: swarm.yaml's `championship` settings
 
     @property
     def label(self) -> str:
@@ -275,8 +277,13 @@ def load_run(run_dir: str, snap: dict[str, Any], arm: str | None = None, role: s
     # (map keeps the order and raises the first trial's error).
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
         trials = list(pool.map(lambda ir: _load_trial(run_dir, ir[1], ir[0], where), enumerate(raw_trials)))
+    championship = None
+    if snap.get("phase") == 3:
+        settings = _read_yaml(_join(run_dir, "swarm.yaml")) or {}
+        championship = settings.get("championship") if isinstance(settings.get("championship"), dict) else {}
     return Run(
         path=run_dir,
+        championship=championship,
         study=str(snap.get("study", "")),
         phase=snap.get("phase", "?"),
         team=str(snap.get("team", "?")),

@@ -12,12 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.report.load import Experiment, Run, Trial, mean_baselines
+from orchestrator.trial_outputs import TEST, TUNE, VAL
 
 _BASELINE_STYLE = {
     "baseline_index": ("index", "tab:gray", ":"),
     "baseline_ar": ("causal AR", "tab:brown", "-."),
     "baseline_explicit": ("explicit formula", "tab:red", "--"),
+    "baseline_smoothed": ("smoothed prime sum", "tab:purple", "--"),
+    "baseline_smoothed_ar": ("smoothed + AR", "tab:pink", "-."),
 }
+_OTHER_STYLE = ("tab:olive", ":")  # a baseline this page does not know yet
 _DPI = 96
 
 
@@ -37,11 +41,11 @@ def _save(fig, path: Path) -> bool:
     return True
 
 
-def _draw_baselines(ax, trials: Sequence[Trial], horizontal: bool = True) -> None:
-    for name, value in mean_baselines(trials).items():
-        label, color, style = _BASELINE_STYLE[name]
-        line = ax.axhline if horizontal else ax.axvline
-        line(value, color=color, linestyle=style, linewidth=1.2, label=f"{label} {value:.4g}")
+def _draw_baselines(ax, trials: Sequence[Trial], prefix: str = TUNE) -> None:
+    """Every baseline's mean on one window set as a horizontal line (any `baseline_*` key)."""
+    for name, value in mean_baselines(trials, prefix).items():
+        label, color, style = _BASELINE_STYLE.get(name, (name.removeprefix("baseline_"), *_OTHER_STYLE))
+        ax.axhline(value, color=color, linestyle=style, linewidth=1.2, label=f"{label} {value:.4g}")
 
 
 def _trial_order(trial: Trial) -> tuple[int, str]:
@@ -221,7 +225,8 @@ def _train_key(curve: Sequence[dict]) -> str | None:
 
 
 def curves(picks: Sequence[tuple[str, Trial]], path: Path) -> bool:
-    """Loss curves (train and validation) and the extrapolation error per epoch of the given trials.
+    """Loss curves (train and validation) and the val-window extrapolation error per epoch of the
+    given trials, against the baselines on the val windows.
 
     Args:
         picks: (label, trial) pairs; trials without metrics.jsonl are left out.
@@ -239,55 +244,68 @@ def curves(picks: Sequence[tuple[str, Trial]], path: Path) -> bool:
         for key, style in ((train_key, "--"), ("val_loss", "-")):
             pts = [(r["epoch"], r[key]) for r in rows if key and isinstance(r.get(key), int | float)]
             if pts:
-                ax_loss.plot(*zip(*pts, strict=True), style, color=color, label=f"{label} t{trial.id} {key}")
+                ax_loss.plot(
+                    *zip(*pts, strict=True),
+                    style,
+                    marker="o",
+                    markersize=2,
+                    color=color,
+                    label=f"{label} t{trial.id} {key}",
+                )
         pts = [
-            (r["epoch"], r["extrapolation_error"])
+            (r["epoch"], r[VAL + "extrapolation_error"])
             for r in rows
-            if isinstance(r.get("extrapolation_error"), int | float)
+            if isinstance(r.get(VAL + "extrapolation_error"), int | float)
         ]
         if pts:
             ax_err.plot(
                 *zip(*pts, strict=True), "o-", color=color, markersize=3, label=f"{label} t{trial.id}"
             )
-    _draw_baselines(ax_err, [t for _, t in drawn])
+    _draw_baselines(ax_err, [t for _, t in drawn], VAL)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.set_yscale("symlog", linthresh=1e-3)
     ax_loss.set_title("Training (dashed) and validation (solid) loss")
     ax_loss.legend(fontsize=6)
     ax_err.set_xlabel("epoch")
-    ax_err.set_ylabel("extrapolation error")
+    ax_err.set_ylabel("extrapolation error (val windows)")
     ax_err.set_yscale("log")
-    ax_err.set_title("Objective during training (EMA weights)")
+    ax_err.set_title("Val-window error during training (EMA weights)")
     ax_err.legend(fontsize=6)
     return _save(fig, path)
 
 
 def arms(experiment: Experiment, path: Path) -> bool:
-    """Objective ± stderr (over the windows) of every seed per arm, with the arm's mean and the baselines.
+    """Test-window error ± stderr of every seed per arm, with the arm's mean and the baselines on
+    the test windows.
 
     Args:
         experiment: the experiment whose arms to draw.
         path: PNG file to write.
     """
-    drawn = [r for r in experiment.arms if r.completed]
+
+    def scored(run: Run) -> list[Trial]:
+        return [t for t in run.completed if not math.isnan(t.metric(TEST + "extrapolation_error"))]
+
+    drawn = [r for r in experiment.arms if scored(r)]
     if not drawn:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, run in enumerate(drawn):
-        values = [t.value for t in run.completed]
+        values = [t.metric(TEST + "extrapolation_error") for t in scored(run)]
         errs = [
-            0.0 if math.isnan(e) else e for e in (t.metric("extrapolation_stderr") for t in run.completed)
+            0.0 if math.isnan(e) else e
+            for e in (t.metric(TEST + "extrapolation_stderr") for t in scored(run))
         ]
         xs = [k + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
         ax.errorbar(xs, values, yerr=errs, fmt="o", capsize=2, alpha=0.7, color=f"C{k}")
         mean = math.fsum(values) / len(values)
         ax.hlines(mean, k - 0.3, k + 0.3, color=f"C{k}", linewidth=2.5)
-    _draw_baselines(ax, [t for r in drawn for t in r.completed])
+    _draw_baselines(ax, [t for r in drawn for t in scored(r)], TEST)
     ax.set_xticks(range(len(drawn)), [r.arm or r.label for r in drawn], fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylabel("extrapolation error per seed ± stderr (bar: mean)")
+    ax.set_ylabel("test-window error per seed ± stderr (bar: mean)")
     ax.set_title("Arms of the experiment against the baselines")
     ax.legend(fontsize=7)
     return _save(fig, path)

@@ -1,16 +1,16 @@
-"""Statistics for the report: mean ± standard error, Welch's t interval for a difference of means,
-and the rg_penalty verdict.
+"""Statistics for the report: mean ± standard error, the paired interval of a difference on shared
+windows, and the rg_penalty verdict.
 
-Seeds are few (3 to 10), so a bootstrap over them would understate the uncertainty; Welch's t
-interval is exact for normal errors with unequal variances and is what the verdict uses. Student's
-t quantile is computed here (regularised incomplete beta by continued fraction, then bisection) so
-the orchestrator needs no scipy; tests check it against scipy.
+Every arm and seed is scored on the same test windows, so differences are paired window by window
+(each arm's error averaged over its seeds first, docs/contracts.md); the interval is Student's t
+with W - 1 degrees of freedom over the W per-window differences. Student's t quantile is computed
+here (regularised incomplete beta by continued fraction, then bisection) so the orchestrator needs
+no scipy; tests check it against scipy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 SCENARIO_A = "A"
@@ -19,19 +19,8 @@ INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
-class MeanCI:
-    """Mean of a sample with its standard error and a two-sided t interval."""
-
-    n: int
-    mean: float
-    stderr: float  # nan when n < 2
-    lo: float  # nan when n < 2
-    hi: float
-
-
-@dataclass(frozen=True)
 class Effect:
-    """Difference of means a - b with Welch's t interval."""
+    """A paired difference a - b over W shared windows, with its t interval (df = W - 1)."""
 
     diff: float
     stderr: float
@@ -39,8 +28,9 @@ class Effect:
     hi: float
     df: float
     level: float
-    n_a: int
-    n_b: int
+    windows: int
+    seeds_a: int
+    seeds_b: int
 
 
 @dataclass(frozen=True)
@@ -133,68 +123,42 @@ def t_quantile(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def _mean_var(xs: Sequence[float]) -> tuple[int, float, float]:
-    n = len(xs)
-    mean = math.fsum(xs) / n
-    var = math.fsum((x - mean) ** 2 for x in xs) / (n - 1) if n > 1 else math.nan
-    return n, mean, var
-
-
-def mean_ci(xs: Sequence[float], level: float = 0.95) -> MeanCI:
-    """Mean, standard error and two-sided Student t interval of a sample.
+def paired_effect(
+    diff: float, stderr: float, windows: int, level: float = 0.95, seeds_a: int = 1, seeds_b: int = 1
+) -> Effect:
+    """The t interval of a mean paired difference over `windows` shared windows.
 
     Args:
-        xs: at least one value.
-        level: confidence level of the interval (default 0.95).
+        diff: mean over the windows of (a - b), each arm seed-averaged per window.
+        stderr: its paired standard error.
+        windows: W, at least 2.
+        level: confidence level of the two-sided interval (default 0.95).
+        seeds_a, seeds_b: seeds averaged in each arm (for the page).
     """
-    if not xs:
-        raise ValueError("mean_ci: empty sample")
-    n, mean, var = _mean_var(xs)
-    if n < 2:
-        return MeanCI(n, mean, math.nan, math.nan, math.nan)
-    se = math.sqrt(var / n)
-    half = t_quantile(0.5 + level / 2.0, n - 1) * se
-    return MeanCI(n, mean, se, mean - half, mean + half)
+    if windows < 2:
+        raise ValueError(f"paired_effect: need at least 2 windows, got {windows}")
+    if stderr == 0.0:
+        return Effect(diff, 0.0, diff, diff, windows - 1, level, windows, seeds_a, seeds_b)
+    half = t_quantile(0.5 + level / 2.0, windows - 1) * stderr
+    return Effect(diff, stderr, diff - half, diff + half, windows - 1, level, windows, seeds_a, seeds_b)
 
 
-def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Effect:
-    """Difference of means mean(a) - mean(b) with Welch's t interval (unequal variances).
-
-    Args:
-        a, b: samples of at least 2 values each (e.g. extrapolation_error over seeds).
-        level: confidence level of the interval (default 0.95).
-    """
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"welch: need at least 2 values per arm, got {len(a)} and {len(b)}")
-    n_a, m_a, v_a = _mean_var(a)
-    n_b, m_b, v_b = _mean_var(b)
-    q_a, q_b = v_a / n_a, v_b / n_b
-    se = math.sqrt(q_a + q_b)
-    diff = m_a - m_b
-    if se == 0.0:
-        return Effect(diff, 0.0, diff, diff, math.inf, level, n_a, n_b)
-    df = (q_a + q_b) ** 2 / (q_a**2 / (n_a - 1) + q_b**2 / (n_b - 1))
-    half = t_quantile(0.5 + level / 2.0, df) * se
-    return Effect(diff, se, diff - half, diff + half, df, level, n_a, n_b)
-
-
-def rg_verdict(
-    with_rg: Sequence[float], without_rg: Sequence[float], margin: float, level: float = 0.95
-) -> Verdict:
+def rg_verdict(eff: Effect, margin: float) -> Verdict:
     """Does rg_penalty change the extrapolation error? Scenario B when the interval excludes zero,
     Scenario A when it lies inside (-margin, +margin), inconclusive otherwise.
 
     Args:
-        with_rg: objective per seed, Team 1 with rg_penalty (lower is better).
-        without_rg: objective per seed, Team 1 with rg_penalty_weight 0 (the ablation).
+        eff: with rg_penalty minus without (the ablation), paired over the test windows.
         margin: smallest absolute difference in the objective that would matter (> 0), in the
             objective's units (unfolded spacings squared).
-        level: confidence level of Welch's interval (default 0.95).
     """
     if margin <= 0:
         raise ValueError(f"rg_verdict: margin must be > 0, got {margin}")
-    eff = welch(with_rg, without_rg, level)
-    ci = f"{eff.diff:+.4g} (Welch {level:.0%} CI [{eff.lo:+.4g}, {eff.hi:+.4g}], df {eff.df:.3g})"
+    level = eff.level
+    ci = (
+        f"{eff.diff:+.4g} (paired over {eff.windows} test windows, {level:.0%} CI "
+        f"[{eff.lo:+.4g}, {eff.hi:+.4g}])"
+    )
     if eff.lo > 0 or eff.hi < 0:
         direction = "lowers" if eff.hi < 0 else "raises"
         return Verdict(
@@ -216,5 +180,5 @@ def rg_verdict(
         eff,
         margin,
         f"Inconclusive: the difference {ci} straddles zero and reaches beyond ±{margin:.4g}; "
-        f"more seeds are needed.",
+        f"more seeds or test windows are needed.",
     )
