@@ -371,3 +371,33 @@ def test_mmd_reference_data_is_real_spacings_just_before_training(tiny_config_fi
         cfg.data.train_start - 1 - 1,
     )  # every spacing s_1 .. s_{train_start - 2} before n = 2001
     assert abs(ref.double().mean().item() - 1.0) < 0.01 and ref.min().item() > 0
+
+
+def test_cluster_nodes_are_built_once_and_joined_like_a_fresh_build(tiny_config_file):
+    cfg = load_config(
+        tiny_config_file,
+        [
+            "train.mode=minibatch",
+            "train.num_clusters=4",
+            "train.clusters_per_step=2",
+            "loss.rg_penalty_weight=0",
+        ],
+    )
+    trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
+    joined = trial.batch((0, 2)).nodes
+    assert set(trial._cluster_nodes) == {0, 2}
+    fresh = trial._nodes_of([run for c in (0, 2) for run in trial.clusters[c]])
+    np.testing.assert_array_equal(joined.index, fresh.index)
+    np.testing.assert_array_equal(joined.table, fresh.table)
+    assert joined.segments == fresh.segments
+    np.testing.assert_allclose(joined.features, fresh.features, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(joined.base, fresh.base, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(joined.target, fresh.target)
+    # A later step reuses cluster 2 (the same object) and builds only cluster 1.
+    kept = trial._cluster_nodes[2]
+    trial.batch((1, 2))
+    assert trial._cluster_nodes[2] is kept and list(trial._cluster_nodes) == [0, 1, 2]
+    # With no memory for it, nothing is kept.
+    trial.cfg.train.node_cache_mb = 0
+    trial.batch((0, 3))
+    assert not trial._cluster_nodes

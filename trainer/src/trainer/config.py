@@ -130,6 +130,9 @@ class TrainConfig(_Strict):
     # Recompute each layer in the backward pass instead of storing its activations: what lets
     # full-batch training over all 2,001,052 zeros fit in a few GB.
     checkpoint_layers: bool = False
+    # Each cluster's node features are built once and kept for later epochs, least recently used
+    # out beyond this many MiB (0: rebuild every step).
+    node_cache_mb: int = Field(512, ge=0)
 
 
 class TrialConfig(_Strict):

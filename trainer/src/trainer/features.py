@@ -139,6 +139,30 @@ class NodeSet:
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.index, self.features, self.target, self.base, self.table))
+
+
+def join_nodes(parts: list[NodeSet], primes: list[int]) -> NodeSet:
+    """The union of node sets of disjoint zeros, with the causal edges of the union.
+
+    A node's features depend only on its own zero and the zeros before it in the dataset, never
+    on which other nodes share its batch, so clusters built once can be joined in any step.
+    """
+    parts = sorted(parts, key=lambda p: int(p.index[0]))
+    index = np.concatenate([p.index for p in parts])
+    if np.any(np.diff(index) <= 0):
+        raise ValueError("join_nodes: the node sets overlap")
+    return NodeSet(
+        index=index,
+        features=np.concatenate([p.features for p in parts]),
+        target=np.concatenate([p.target for p in parts]),
+        base=np.concatenate([p.base for p in parts]),
+        table=graph.neighbour_table(index, primes),
+        segments=graph.segments(index),
+    )
+
 
 def build_nodes(
     dataset,

@@ -14,6 +14,7 @@ import json
 import math
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from trainer import storage
 from trainer.config import TrialConfig, dump_config
 from trainer.errors import ConfigError, DataError
 from trainer.extrapolation import PREFIX, SETS, prepare_windows, rollout, score
-from trainer.features import NodeSet, build_nodes, feature_names, fit_classical, read_unfolded
+from trainer.features import NodeSet, build_nodes, feature_names, fit_classical, join_nodes, read_unfolded
 from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
 from trainer.model import SpacingGNN
 from trainer.partition import make_partition
@@ -184,6 +185,7 @@ class Trial:
         )
         self._cached: tuple[tuple[int, ...], Batch] | None = None
         self._val_batch: Batch | None = None
+        self._cluster_nodes: OrderedDict[int, NodeSet] = OrderedDict()  # least recently used first
 
         self.windows = {
             name: prepare_windows(
@@ -231,12 +233,30 @@ class Trial:
 
     def batch(self, cluster_ids) -> Batch:
         """The nodes of the given clusters with their internal edges (the last one is kept:
-        with k = q it is the same every step and built once)."""
+        with k = q it is the same every step and built once).
+
+        Each cluster's nodes are built once and kept (train.node_cache_mb, least recently used
+        out), so later epochs only join them and find the edges of the union.
+        """
         key = tuple(sorted(cluster_ids))
         if self._cached is None or self._cached[0] != key:
             self._cached = None  # free the previous batch before building the next
-            self._cached = (key, self._batch_of([run for c in key for run in self.clusters[c]]))
+            if len(key) == len(self.clusters):  # every cluster: one build, kept above
+                nodes = self._nodes_of([run for c in key for run in self.clusters[c]])
+            else:
+                nodes = join_nodes([self._cluster(c) for c in key], self.cfg.model.primes)
+            self._cached = (key, to_batch(nodes, self.model, self.device))
         return self._cached[1]
+
+    def _cluster(self, c: int) -> NodeSet:
+        nodes = self._cluster_nodes.pop(c, None)
+        if nodes is None:
+            nodes = self._nodes_of(self.clusters[c])
+        self._cluster_nodes[c] = nodes
+        budget = self.cfg.train.node_cache_mb * 2**20
+        while self._cluster_nodes and sum(n.nbytes for n in self._cluster_nodes.values()) > budget:
+            self._cluster_nodes.popitem(last=False)
+        return nodes
 
     def val_batch(self) -> Batch:
         """The validation range (right after training) as one graph."""
@@ -245,8 +265,11 @@ class Trial:
         return self._val_batch
 
     def _batch_of(self, runs: list[tuple[int, int]]) -> Batch:
+        return to_batch(self._nodes_of(runs), self.model, self.device)
+
+    def _nodes_of(self, runs: list[tuple[int, int]]) -> NodeSet:
         m = self.cfg.model
-        nodes = build_nodes(
+        return build_nodes(
             self.dataset,
             runs,
             primes=m.primes,
@@ -254,7 +277,6 @@ class Trial:
             smoothed=self.feature if m.explicit_feature else None,
             residual=self.residual,
         )
-        return to_batch(nodes, self.model, self.device)
 
     def epoch_plan(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
         """The steps of one epoch: a random order of the k clusters, q per step."""
