@@ -32,7 +32,7 @@ def test_dry_run_prints_the_study_and_commands_and_launches_nothing(tmp_path):
     assert len(commands) == 8
     assert "--set 'model.primes=[11,13,17,19]'" in r.output
     assert "--set 'model.primes=<winner's model.primes>'" in r.output
-    assert all("--set train.mode=minibatch" in c and "--set train.epochs=8" in c for c in commands)
+    assert all("--set train.mode=minibatch" in c and "--set train.epochs=16" in c for c in commands)
     assert not run_dir.exists()
 
 
