@@ -5,8 +5,10 @@ imported on first remote use, so local work never pays for it. The client honour
 STORAGE_EMULATOR_HOST (tests point it at gcp-storage-emulator); against an emulator it uses
 anonymous credentials, since the emulator checks none.
 
-Remote files that are read whole by numpy (a dataset's zeros.npy) are fetched once into a
-local cache, $ZETA_SWARM_CACHE or ~/.cache/zeta-swarm, keyed by URL and content version.
+Remote files that are read whole by numpy (a dataset's zeros.npy or shards) are fetched on
+first use into a local cache, $ZETA_SWARM_CACHE or ~/.cache/zeta-swarm, keyed by URL and content
+version, and bounded in bytes by $ZETA_SWARM_CACHE_BYTES (default 8 GiB): the least recently
+used files go first (a file in use stays readable: Linux keeps an unlinked file's mapping).
 """
 
 from __future__ import annotations
@@ -210,6 +212,48 @@ def download_file(uri: str | os.PathLike, local_path: str | os.PathLike) -> None
         raise
 
 
+def list_names(uri: str | os.PathLike) -> list[str]:
+    """Names of the files directly under a directory (or object prefix); [] if there is none."""
+    uri = str(uri)
+    if not is_remote(uri):
+        try:
+            return sorted(p.name for p in Path(uri).iterdir() if p.is_file())
+        except FileNotFoundError:
+            return []
+    from google.api_core import exceptions
+
+    bucket, name = _split(uri)
+    prefix = f"{name}/" if name else ""
+    with _remote(uri):
+        try:
+            blobs = _client().list_blobs(bucket, prefix=prefix, delimiter="/")
+            return sorted(b.name[len(prefix) :] for b in blobs)
+        except exceptions.NotFound:
+            return []
+
+
+DEFAULT_CACHE_BYTES = 8 << 30
+
+
+def cache_limit() -> int:
+    """Bytes the cache may hold: $ZETA_SWARM_CACHE_BYTES, else 8 GiB."""
+    return int(os.environ.get("ZETA_SWARM_CACHE_BYTES") or DEFAULT_CACHE_BYTES)
+
+
+def _evict(root: Path, limit: int, keep: Path) -> None:
+    """Delete the least recently used cached files until the cache holds at most `limit` bytes."""
+    files = [p for p in root.glob("*/*") if p.is_file() and not p.name.startswith(".")]
+    total = sum(p.stat().st_size for p in files)
+    for path in sorted(files, key=lambda p: p.stat().st_mtime):
+        if total <= limit:
+            break
+        if path == keep:
+            continue
+        size = path.stat().st_size
+        path.unlink(missing_ok=True)
+        total -= size
+
+
 def cache_root() -> Path:
     """Directory of the local cache: $ZETA_SWARM_CACHE, else ~/.cache/zeta-swarm."""
     return Path(os.environ.get("ZETA_SWARM_CACHE") or Path.home() / ".cache" / "zeta-swarm")
@@ -223,10 +267,11 @@ def local_copy(
 ) -> Path:
     """A local path holding the content of uri.
 
-    Local paths are returned as they are. A gs:// object is downloaded once into the cache,
-    under a key made of its URL and `version` (a content hash from a manifest), so a changed
-    object is fetched again. The download is checked before it is renamed into place, so a
-    cached file is always a checked one.
+    Local paths are returned as they are. A gs:// object is downloaded on first use into the cache
+    (least recently used files evicted past cache_limit() bytes), under a key made of its URL
+    and `version` (a content hash from a manifest), so a changed object is fetched again.
+    The download is checked before it is renamed into place, so a cached file is always a
+    checked one.
 
     Args:
         uri: local path or gs:// URL of a file.
@@ -245,6 +290,7 @@ def local_copy(
     key = hashlib.sha256(f"{uri}\n{version}".encode()).hexdigest()[:32]
     dest = cache_root() / key / posixpath.basename(uri)
     if dest.is_file():
+        os.utime(dest)  # most recently used
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.{os.getpid()}.download"
@@ -255,6 +301,7 @@ def local_copy(
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    _evict(cache_root(), cache_limit(), keep=dest)
     return dest
 
 

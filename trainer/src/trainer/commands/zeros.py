@@ -1,8 +1,10 @@
-"""`trainer zeros ...`: build, import, generate, verify and describe zeros datasets.
+"""`trainer zeros ...`: build, import, generate, merge, verify and describe zeros datasets.
 
 Each command is a few lines over trainer.data; errors are DataError/UnsafePickleError, which
 the top-level group prints as one line with exit code 2. Nothing is written unless the whole
-dataset is valid (write_dataset is atomic).
+dataset is valid (write_dataset and write_shard are atomic; merge writes manifest.json last).
+With --shard K, odlyzko and generate write shard K of a sharded dataset instead (one job of
+`orchestrator zeros`); `trainer zeros merge DIR` then checks the shards and writes the manifest.
 """
 
 from __future__ import annotations
@@ -25,10 +27,29 @@ def zeros() -> None:
     """Zeros datasets: Odlyzko table, text import, Riemann–Siegel generator, verification."""
 
 
+_SHARD = click.option(
+    "--shard",
+    type=click.IntRange(min=0, max=99_999),
+    default=None,
+    metavar="K",
+    help="Write shard K (DIR/shards/NNNNN.npy and its record) of a sharded dataset instead.",
+)
+
+
 def _wrote(out: str, manifest: dict) -> None:
     first = manifest["first_index"]
     last = first + manifest["count"] - 1
-    click.echo(f"wrote {out}: {manifest['count']} zeros, n = {first}..{last}, source {manifest['source']}")
+    what = f"{out}/{manifest['path']}" if "path" in manifest else out
+    click.echo(f"wrote {what}: {manifest['count']} zeros, n = {first}..{last}, source {manifest['source']}")
+
+
+def _write(out: str, shard: int | None, zeros_, **kw) -> None:
+    from trainer.data.dataset import write_dataset, write_shard
+
+    if shard is None:
+        _wrote(out, write_dataset(out, zeros_, **kw))
+    else:
+        _wrote(out, write_shard(out, shard, zeros_, **kw))
 
 
 @zeros.command()
@@ -39,21 +60,21 @@ def _wrote(out: str, manifest: dict) -> None:
     default=None,
     help="Keep only the first N zeros (default: all 2,001,052).",
 )
-def odlyzko(out: str, count: int | None) -> None:
+@_SHARD
+def odlyzko(out: str, count: int | None, shard: int | None) -> None:
     """Write the Odlyzko table (first 2,001,052 zeros, accuracy 4e-9) as a dataset."""
-    from trainer.data.dataset import write_dataset
     from trainer.data.odlyzko import DISTRIBUTION, TABLE_ACCURACY, load_table
 
     zeros_ = load_table(count)
-    manifest = write_dataset(
+    _write(
         out,
+        shard,
         zeros_,
         source="odlyzko",
         first_index=1,
         abs_accuracy=TABLE_ACCURACY,
         params={"package": DISTRIBUTION, "count": int(zeros_.size)},
     )
-    _wrote(out, manifest)
 
 
 @zeros.command("import")
@@ -120,10 +141,15 @@ def import_(file: str, out: str, first_index: int | None, abs_accuracy: float | 
     show_default=True,
     help="torch CPU threads (1 is fastest on a busy shared machine).",
 )
-def generate(start: int, count: int, out: str, device: str, chunk: int, threads: int) -> None:
+@_SHARD
+def generate(
+    start: int, count: int, out: str, device: str, chunk: int, threads: int, shard: int | None
+) -> None:
     """Compute zeros start..start+count-1 by Riemann–Siegel, count-certified (Rosser/Turing)."""
-    from trainer.data.dataset import write_dataset
+    from trainer.data.dataset import check_free_space
     from trainer.data.generate import DEFAULT_TOL, accuracy_bound, generate_zeros
+
+    check_free_space(out, 2 * 8 * count + (1 << 20), "--count")  # before hours of work, not after
 
     def progress(done: int, total: int, stats) -> None:
         rate = done / max(stats.seconds, 1e-9)
@@ -146,10 +172,43 @@ def generate(start: int, count: int, out: str, device: str, chunk: int, threads:
         "tolerance": DEFAULT_TOL,
         **stats.as_dict(),
     }
-    manifest = write_dataset(
-        out, zeros_, source="generate", first_index=start, abs_accuracy=accuracy_bound(zeros_), params=params
+    _write(
+        out,
+        shard,
+        zeros_,
+        source="generate",
+        first_index=start,
+        abs_accuracy=accuracy_bound(zeros_),
+        params=params,
     )
-    _wrote(out, manifest)
+
+
+@zeros.command()
+@click.argument("directory", metavar="DIR")
+@click.option(
+    "--expect",
+    metavar="JSON",
+    default=None,
+    help="The plan: a JSON list of [first_index, count], one per shard; anything else is an error.",
+)
+def merge(directory: str, expect: str | None) -> None:
+    """Check every shard of DIR in full, certify each boundary, then write DIR/manifest.json."""
+    from trainer.data.dataset import merge_shards
+
+    plan = None
+    if expect is not None:
+        try:
+            plan = [(int(a), int(b)) for a, b in json.loads(expect)]
+        except (ValueError, TypeError) as e:
+            raise click.BadParameter(
+                f"not a JSON list of [first_index, count] pairs ({e})", param_hint="--expect"
+            ) from e
+    manifest = merge_shards(directory, expect=plan)
+    last = manifest["first_index"] + manifest["count"] - 1
+    click.echo(
+        f"merged {directory}: {len(manifest['shards'])} shards, {manifest['count']} zeros, "
+        f"n = {manifest['first_index']}..{last}, {len(manifest['boundaries'])} boundaries certified"
+    )
 
 
 @zeros.command()
@@ -164,14 +223,22 @@ def generate(start: int, count: int, out: str, device: str, chunk: int, threads:
     help="Largest allowed |difference| with --against (default: the two manifests' abs_accuracy summed).",
 )
 def verify(directory: str, against: str | None, tolerance: float | None) -> None:
-    """Full check of DIR (sha256, order, count, counting function); exit 2 if anything is off."""
+    """Full check of DIR (sha256 of every shard, order, count, counting function, the count
+    certificate at every shard boundary); exit 2 if anything is off."""
     from trainer.data.dataset import open_dataset, verify_dataset
     from trainer.errors import DataError
 
     summary = verify_dataset(directory, full=True)
+    for b in summary["boundaries"]:
+        click.echo(
+            f"ok boundary n = {b['index']} ({b['shard']}): gamma_{b['index'] - 1}, gamma_{b['index']} match "
+            f"Turing's method between g_{b['gram_anchors'][0]} and g_{b['gram_anchors'][1]} "
+            f"(|diff| {b['max_abs_diff']:.1e})"
+        )
+    shards = f"{summary['shards']} shards, " if summary["shards"] > 1 else ""
     click.echo(
         f"ok {directory}: {summary['count']} zeros, n = {summary['first_index']}..{summary['last_index']}, "
-        f"sha256 ok, max |delta_n| = {summary['max_abs_delta']:.3f}"
+        f"{shards}sha256 ok, max |delta_n| = {summary['max_abs_delta']:.3f}"
     )
     if against is None:
         return
@@ -209,8 +276,9 @@ def info(directory: str, as_json: bool) -> None:
         "first_index": ds.first_index,
         "last_index": ds.last_index,
         "count": ds.count,
-        "gamma_first": float(ds.zeros[0]),
-        "gamma_last": float(ds.zeros[-1]),
+        "shards": len(ds.shards),
+        "gamma_first": float(ds.take([ds.first_index])[0]),
+        "gamma_last": float(ds.take([ds.last_index])[0]),
         "manifest": ds.manifest,
     }
     if as_json:
@@ -219,9 +287,12 @@ def info(directory: str, as_json: bool) -> None:
     click.echo(f"path:         {ds.path}")
     click.echo(f"source:       {ds.manifest['source']}")
     click.echo(f"zeros:        {ds.count} (n = {ds.first_index}..{ds.last_index})")
+    if ds.sharded:
+        certified = "certified" if ds.manifest.get("boundaries_certified") else "NOT certified"
+        click.echo(f"shards:       {len(ds.shards)} (boundaries {certified})")
     click.echo(f"ordinates:    {summary['gamma_first']!r} .. {summary['gamma_last']!r}")
     click.echo(f"abs_accuracy: {ds.manifest['abs_accuracy']:g}")
     click.echo(f"created:      {ds.manifest.get('created', '?')}")
     click.echo(f"sha256:       {ds.manifest['sha256']}")
-    if ds.manifest.get("params"):
+    if ds.manifest.get("params") and not ds.sharded:
         click.echo(f"params:       {json.dumps(ds.manifest['params'], sort_keys=True)}")

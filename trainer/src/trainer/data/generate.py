@@ -49,6 +49,9 @@ class GenerateStats:
     chunks: int = 0
     seconds: float = 0.0
     turing_k: list[int] = field(default_factory=list)
+    anchors: list[tuple[int, int]] = field(
+        default_factory=list
+    )  # (m_a, m_b) of each chunk, N(g_m) = m + 1 proven
 
     def as_dict(self) -> dict:
         return {
@@ -61,6 +64,7 @@ class GenerateStats:
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "turing_k": sorted(set(self.turing_k)),
+            "gram_anchors": [list(self.anchors[0]), list(self.anchors[-1])] if self.anchors else [],
         }
 
 
@@ -237,6 +241,7 @@ def _chunk(n_lo: int, n_hi: int, *, device: str, tol: float, stats: GenerateStat
     stats.turing_k.append(k)
     ja, jb = lower[-1], upper[0]
     m_a, m_b = int(m_good[ja]), int(m_good[jb])
+    stats.anchors.append((m_a, m_b))
     i_a = int(np.searchsorted(pts, g[good_pos[ja]]))
     i_b = int(np.searchsorted(pts, g[good_pos[jb]]))
     lo, hi, f_lo, f_hi = _sign_change_brackets(pts, vals_all, i_a, i_b)
