@@ -4,9 +4,13 @@
      (ratio printed), with max |error| against the Odlyzko table;
   2. wall time to generate all 2,001,052 zeros of the Odlyzko table, with max |error| against
      it and the number of zeros off by more than 1e-6 (a missed or extra zero shifts indices);
-  3. with --device cuda, zeros/s at n ~ 1e7 and 1e8 (no table to compare with there).
+  3. with --device cuda, zeros/s at n ~ 1e7 and 1e8 (no table to compare with there);
+  4. with --per-core, only this: zeros per CPU-second of one process with one thread at
+     n ~ 1e6, 1e7, 1e8 (CPU time, so a busy shared machine does not dilute it; wall-clock
+     zeros/s and the load are printed beside it). configs/zeros.yaml holds these figures for
+     `orchestrator zeros --dry-run`'s estimates.
 
-Run: .venv/bin/python bench/zeros.py [--skip-full] [--device cpu|cuda] [--threads 1]
+Run: .venv/bin/python bench/zeros.py [--skip-full] [--device cpu|cuda] [--threads 1] [--per-core]
 Targets (issue 2): whole table <= 2 min on 2 cores (>= 17,000 zeros/s), max |error| <= 1e-8.
 """
 
@@ -41,6 +45,32 @@ def _rate(start: int, count: int, *, device: str, threads: int, table: np.ndarra
     return row
 
 
+def _per_core(count: int) -> list[dict]:
+    rows = []
+    for start, n in ((1_000_000, count), (10_000_000, count), (100_000_000, max(count // 4, 1000))):
+        generate_zeros(start, 200, threads=1)  # warm caches
+        load0 = os.getloadavg()[0]
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        generate_zeros(start, n, threads=1)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        row = {
+            "start": start,
+            "count": n,
+            "cpu_s": round(cpu, 2),
+            "wall_s": round(wall, 2),
+            "zeros_per_cpu_s": round(n / cpu, 1),
+            "zeros_per_wall_s": round(n / wall, 1),
+            "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        }
+        rows.append(row)
+        print(
+            f"n ~ {start:>11,}: {row['zeros_per_cpu_s']:>9,.0f} zeros per CPU-second "
+            f"({row['zeros_per_wall_s']:,.0f} zeros/s wall, load {load0:.1f} -> {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    return rows
+
+
 def _mpmath_rate(start: int, count: int) -> float:
     import mpmath
 
@@ -57,11 +87,20 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20_000, help="zeros per rate measurement")
     parser.add_argument("--mpmath-count", type=int, default=3, help="mpmath.zetazero calls per height")
     parser.add_argument("--skip-full", action="store_true", help="skip the whole-table run")
+    parser.add_argument(
+        "--per-core", action="store_true", help="only zeros per CPU-second at n ~ 1e6, 1e7, 1e8"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
     print(f"zeros benchmark: device {args.device}, threads {args.threads}, cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    if args.per_core:
+        figures = {"per_core": _per_core(args.count), "cpus": os.cpu_count()}
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        return
     table = load_table()
     figures: dict = {
         "device": args.device,

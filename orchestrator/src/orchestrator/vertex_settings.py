@@ -281,7 +281,7 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
         raise ConfigError(f"{path}: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = set(raw) - set(_KNOBS) - {"retry"}
+    unknown = set(raw) - set(_KNOBS) - {"retry", "zeros"}  # zeros: orchestrator.commands.zeros reads it
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted([*_KNOBS, 'retry'])}")
     knobs: dict[str, Any] = {}

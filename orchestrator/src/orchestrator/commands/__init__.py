@@ -12,6 +12,7 @@ _COMMANDS = {
     "orchestrator.commands.status": ("status",),
     "orchestrator.commands.report": ("report",),
     "orchestrator.commands.compare": ("compare",),
+    "orchestrator.commands.zeros": ("zeros",),
 }
 
 

@@ -141,13 +141,25 @@ def import_(file: str, out: str, first_index: int | None, abs_accuracy: float | 
     show_default=True,
     help="torch CPU threads (1 is fastest on a busy shared machine).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU processes, one thread each, over contiguous pieces of the range (a machine of its own).",
+)
 @_SHARD
 def generate(
-    start: int, count: int, out: str, device: str, chunk: int, threads: int, shard: int | None
+    start: int, count: int, out: str, device: str, chunk: int, threads: int, workers: int, shard: int | None
 ) -> None:
     """Compute zeros start..start+count-1 by Riemann–Siegel, count-certified (Rosser/Turing)."""
     from trainer.data.dataset import check_free_space
-    from trainer.data.generate import DEFAULT_TOL, accuracy_bound, generate_zeros
+    from trainer.data.generate import DEFAULT_TOL, accuracy_bound, generate_zeros, generate_zeros_parallel
+    from trainer.errors import DataError
+
+    if workers > 1 and device != "cpu":
+        raise DataError("--workers goes with --device cpu (one GPU per job)")
+    check_free_space(out, 2 * 8 * count + (1 << 20), "--count")  # before hours of work, not after
 
     check_free_space(out, 2 * 8 * count + (1 << 20), "--count")  # before hours of work, not after
 
@@ -159,9 +171,12 @@ def generate(
             err=True,
         )
 
-    zeros_, stats = generate_zeros(
-        start, count, device=device, chunk=chunk, threads=threads, progress=progress
-    )
+    if workers > 1:
+        zeros_, stats = generate_zeros_parallel(start, count, workers=workers, chunk=chunk, progress=progress)
+    else:
+        zeros_, stats = generate_zeros(
+            start, count, device=device, chunk=chunk, threads=threads, progress=progress
+        )
     params = {
         "method": "Riemann-Siegel C0..C4 with window phases (Euler-Maclaurin below t=2000); "
         "Gram blocks, Rosser's rule, Turing's method; secant polish",
@@ -169,6 +184,7 @@ def generate(
         "count": count,
         "device": device,
         "chunk": chunk,
+        "workers": workers,
         "tolerance": DEFAULT_TOL,
         **stats.as_dict(),
     }

@@ -740,6 +740,7 @@ def write_shard(
                 np.save(f, zeros.astype("<f8"), allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(name, 0o644)  # mkstemp makes 0600
             os.replace(name, final)
         except BaseException:
             Path(name).unlink(missing_ok=True)

@@ -325,3 +325,46 @@ def accuracy_bound(zeros: np.ndarray, tol: float = DEFAULT_TOL) -> float:
     good as its final bracket, max(tol, 2 ulp(t)); 1e-9 is recorded as a margin over that.
     """
     return max(1e-9, 10 * tol, 2 * math.ulp(float(np.max(zeros))))
+
+
+def generate_zeros_parallel(
+    start: int,
+    count: int,
+    *,
+    workers: int,
+    chunk: int = DEFAULT_CHUNK,
+    tol: float = DEFAULT_TOL,
+    progress: Callable[[int, int, GenerateStats], None] | None = None,
+) -> tuple[np.ndarray, GenerateStats]:
+    """generate_zeros on `workers` processes (one CPU thread each), for a machine of its own.
+
+    The range is split into `workers` contiguous pieces; each piece certifies its own count
+    (Turing's method on both sides), so the concatenation holds exactly gamma_start ..
+    gamma_{start+count-1}. Pieces are joined in order; `progress` is called as each is joined.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    bounds = np.unique(np.linspace(start, start + count, workers + 1).round().astype(np.int64))
+    began = time.perf_counter()
+    total = GenerateStats()
+    out = np.empty(count, dtype=np.float64)
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    with concurrent.futures.ProcessPoolExecutor(bounds.size - 1, mp_context=context) as pool:
+        futures = [
+            pool.submit(generate_zeros, int(a), int(b - a), chunk=chunk, tol=tol, threads=1)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        for a, future in zip(bounds[:-1], futures, strict=True):
+            zeros, stats = future.result()
+            out[a - start : a - start + zeros.size] = zeros
+            for name in ("z_evals", "gram_points", "refined_blocks", "chunks"):
+                setattr(total, name, getattr(total, name) + getattr(stats, name))
+            total.max_depth = max(total.max_depth, stats.max_depth)
+            total.turing_k += stats.turing_k
+            total.anchors += stats.anchors
+            total.zeros += zeros.size
+            total.seconds = time.perf_counter() - began
+            if progress is not None:
+                progress(total.zeros, count, total)
+    return out, total

@@ -1,0 +1,190 @@
+"""`orchestrator zeros`: a sharded zeros dataset made by a fan-out of `trainer zeros` jobs (orchestrator.zeros)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
+
+
+def _vertex_zeros_machine(device: str) -> dict:
+    """The `zeros` machine for `device` in configs/backends/vertex.yaml."""
+    import yaml
+
+    from orchestrator.config import CONFIG_DIR
+    from orchestrator.errors import ConfigError
+
+    path = CONFIG_DIR / "backends" / "vertex.yaml"
+    machine = ((yaml.safe_load(path.read_text()) or {}).get("zeros") or {}).get(device)
+    if not isinstance(machine, dict) or "machine_type" not in machine:
+        raise ConfigError(f"{path}: zeros.{device}.machine_type is not set")
+    return machine
+
+
+def _price(machine_type: str) -> float | None:
+    import yaml
+
+    from orchestrator.config import CONFIG_DIR
+
+    prices = (yaml.safe_load((CONFIG_DIR / "budgets.yaml").read_text()) or {}).get("prices_per_hour") or {}
+    return prices.get(machine_type)
+
+
+@click.command()
+@click.option("--start", type=click.IntRange(min=1), required=True, help="1-based index of the first zero.")
+@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of zeros in all.")
+@click.option(
+    "--shards", type=click.IntRange(min=1, max=99_999), required=True, help="Generated shards (one job each)."
+)
+@click.option("--out", required=True, metavar="DIR", help="Sharded dataset directory (local or gs://).")
+@click.option(
+    "--table",
+    is_flag=True,
+    help="Zeros 1..2,001,052 from the Odlyzko table as shard 0 (needs --start 1); --shards cut the rest.",
+)
+@click.option("--backend", type=click.Choice(["local", "vertex"]), default="local", show_default=True)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs at once (default: local CPUs; vertex: all).",
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU processes per job (default: 1 locally; vertex: zeros.cpu.workers in configs/backends/vertex.yaml).",
+)
+@click.option(
+    "--run-dir", default=None, help="Job files and the plan (default: DIR/.orchestrator, or runs/<study>)."
+)
+@click.option("--dry-run", is_flag=True, help="Print the jobs with estimated hours and cost; launch nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: the plan as JSON.")
+@click.option(
+    "--infra-outputs", type=click.Path(dir_okay=False), default=None, help="Terraform outputs (vertex)."
+)
+@infra_options
+def zeros(
+    start,
+    count,
+    shards,
+    out,
+    table,
+    backend,
+    parallel,
+    device,
+    workers,
+    run_dir,
+    dry_run,
+    as_json,
+    infra_outputs,
+    **infra,
+):
+    """Make zeros start..start+count-1 as a sharded dataset: one job per shard, crash-safe, then merge and verify."""
+    from orchestrator.config import CONFIG_DIR
+    from orchestrator.errors import ConfigError
+    from orchestrator.zeros import (
+        Throughput,
+        ZerosRun,
+        ZerosSettings,
+        check_out,
+        check_plan,
+    )
+    from orchestrator.zeros import (
+        dry_run as plan_dry_run,
+    )
+
+    overrides = pop_infra_overrides(infra)
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run")
+    if backend == "vertex" and not out.startswith("gs://"):
+        raise ConfigError(f"--out {out}: the vertex backend writes to a gs:// dataset directory")
+    if backend == "local" and device == "cuda":
+        raise ConfigError("--device cuda: the local backend runs on CPU cores; use --backend vertex for GPUs")
+    machine, price = "local-cpu", None
+    if backend == "vertex":
+        spec = _vertex_zeros_machine(device)
+        machine, price = spec["machine_type"], _price(spec["machine_type"])
+        if device == "cpu" and workers is None:
+            workers = int(spec.get("workers", 1))
+    workers = workers or 1
+    study_out = out.rstrip("/")
+    settings = ZerosSettings(
+        start=start,
+        count=count,
+        shards=shards,
+        table=table,
+        out=study_out,
+        run_dir="",
+        parallel=parallel or ((os.cpu_count() or 1) if backend == "local" else 10_000),
+        device=device,
+        workers=workers,
+        team=f"zeros-{device}",
+    )
+    default_dir = (
+        str(Path(study_out, ".orchestrator"))
+        if not study_out.startswith("gs://")
+        else f"runs/{settings.study()}"
+    )
+    settings = ZerosSettings(**{**settings.__dict__, "run_dir": run_dir or default_dir})
+    plan = settings.plan()
+    if dry_run:
+        summary = plan_dry_run(
+            settings, Throughput.load(CONFIG_DIR / "zeros.yaml"), machine=machine, price_per_hour=price
+        )
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+            return
+        for job in summary["jobs"]:
+            click.echo(
+                f"shard {job['shard']}: n={job['first_index']:,}..{job['last_index']:,} ~{job['est_hours']} h  {' '.join(job['argv'])}"
+            )
+        click.echo(
+            f"{len(plan)} jobs on {machine}: ~{summary['est_job_hours']} job-hours, ~{summary['est_wall_hours']} h wall "
+            f"at --parallel {settings.parallel}, cost ~{summary['est_cost_usd']} USD; dry run: nothing was launched"
+        )
+        return
+    check_out(settings, plan)
+    Path(settings.run_dir).mkdir(parents=True, exist_ok=True)
+    check_plan(settings, plan)
+    from orchestrator.runners.local import default_trainer_command
+
+    if backend == "local":
+        from orchestrator.runners.local import LocalRunner
+
+        runner = LocalRunner(
+            settings.run_dir, settings.study(), env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        )
+    else:
+        import dataclasses
+
+        from orchestrator.backends import _load_vertex_settings
+        from orchestrator.runners.vertex import VertexRunner
+        from orchestrator.vertex_settings import MachineSpec
+
+        vs = _load_vertex_settings(
+            str(CONFIG_DIR / "backends" / "vertex.yaml"), infra_outputs, tuple(sorted(overrides.items()))
+        )
+        spec = _vertex_zeros_machine(device)
+        zeros_machine = MachineSpec(
+            str(spec["machine_type"]),
+            str(spec.get("accelerator_type") or ""),
+            int(spec.get("accelerator_count") or 0),
+        )
+        vs = dataclasses.replace(vs, machines={**vs.machines, settings.team: zeros_machine})
+        runner = VertexRunner(vs, settings.study())
+    click.echo(
+        f"zeros: {len(plan)} shards of n = {start:,}..{start + count - 1:,} into {out} ({backend}, run dir {settings.run_dir})"
+    )
+    run = ZerosRun(settings, runner, default_trainer_command(), out=lambda line: click.echo(line))
+    counts = run.generate()
+    click.echo(
+        f"zeros: all shards written ({counts['launched']} launched now, {counts['adopted']} adopted running, "
+        f"{counts['already_done']} done before); merging"
+    )
+    run.merge_and_verify()
