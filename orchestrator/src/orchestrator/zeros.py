@@ -459,7 +459,7 @@ def dry_run(
                     *trainer_args(job, settings.out, device=settings.device, workers=settings.workers),
                 ],
                 "machine": machine,
-                "est_hours": None if hours is None else round(hours, 4),
+                "est_hours": None if hours is None else round(hours, 6),
                 "est_cost_usd": None
                 if hours is None or price_per_hour is None
                 else round(hours * price_per_hour, 4),
