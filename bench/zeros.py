@@ -8,9 +8,12 @@
   4. with --per-core, only this: zeros per CPU-second of one process with one thread at
      n ~ 1e6, 1e7, 1e8 (CPU time, so a busy shared machine does not dilute it; wall-clock
      zeros/s and the load are printed beside it). configs/zeros.yaml holds these figures for
-     `orchestrator zeros --dry-run`'s estimates.
+     `orchestrator zeros --dry-run`'s estimates;
+  5. with --check DIR, only this: DIR's zeros against mpmath.zetazero at --samples indices
+     beyond the Odlyzko table (each shard's first and last zero, plus evenly spread ones),
+     through the dataset reader; prints max |error|.
 
-Run: .venv/bin/python bench/zeros.py [--skip-full] [--device cpu|cuda] [--threads 1] [--per-core]
+Run: .venv/bin/python bench/zeros.py [--skip-full] [--device cpu|cuda] [--threads 1] [--per-core] [--check DIR]
 Targets (issue 2): whole table <= 2 min on 2 cores (>= 17,000 zeros/s), max |error| <= 1e-8.
 """
 
@@ -71,6 +74,40 @@ def _per_core(count: int) -> list[dict]:
     return rows
 
 
+def _check(directory: str, samples: int, dps: int = 25) -> dict:
+    import mpmath
+    from trainer.data.dataset import open_dataset
+
+    ds = open_dataset(directory)
+    lo = max(ds.first_index, TABLE_COUNT + 1)
+    if lo > ds.last_index:
+        raise SystemExit(f"{directory}: no zeros beyond the table (n > {TABLE_COUNT:,})")
+    edges = [n for s in ds.shards for n in (s.first_index, s.last_index) if lo <= n]
+    spread = np.linspace(lo, ds.last_index, max(samples - len(edges), 2)).round().astype(np.int64)
+    index = np.unique(np.concatenate([edges, spread]))
+    mine = ds.take(index)
+    mpmath.mp.dps = dps
+    began = time.perf_counter()
+    errors = []
+    for n, value in zip(index, mine, strict=True):
+        errors.append(abs(float(mpmath.zetazero(int(n)).imag) - value))
+    worst = int(np.argmax(errors))
+    row = {
+        "dataset": directory,
+        "samples": int(index.size),
+        "n_range": [int(index[0]), int(index[-1])],
+        "max_abs_error": float(errors[worst]),
+        "worst_n": int(index[worst]),
+        "mpmath_seconds": round(time.perf_counter() - began, 1),
+    }
+    print(
+        f"{directory}: {row['samples']} zeros at n = {row['n_range'][0]:,}..{row['n_range'][1]:,} vs mpmath.zetazero "
+        f"(dps {dps}): max |error| {row['max_abs_error']:.2e} at n = {row['worst_n']:,}",
+        flush=True,
+    )
+    return row
+
+
 def _mpmath_rate(start: int, count: int) -> float:
     import mpmath
 
@@ -90,13 +127,20 @@ def main() -> None:
     parser.add_argument(
         "--per-core", action="store_true", help="only zeros per CPU-second at n ~ 1e6, 1e7, 1e8"
     )
+    parser.add_argument(
+        "--check", metavar="DIR", default=None, help="only: DIR vs mpmath.zetazero beyond the table"
+    )
+    parser.add_argument("--samples", type=int, default=24, help="indices compared with --check")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
     print(f"zeros benchmark: device {args.device}, threads {args.threads}, cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
-    if args.per_core:
-        figures = {"per_core": _per_core(args.count), "cpus": os.cpu_count()}
+    if args.per_core or args.check:
+        if args.check:
+            figures = {"check": _check(args.check, args.samples)}
+        else:
+            figures = {"per_core": _per_core(args.count), "cpus": os.cpu_count()}
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(figures, indent=2) + "\n")
