@@ -11,7 +11,8 @@
   and the last zero (the target of the last node).
 * minibatch: Cluster-GCN with contiguous clusters of --cluster-size zeros, q = 4 per step;
   nodes/s over --steps steps whose clusters are drawn across the whole range, and peak RSS.
-  Beyond the table the zeros are a SYNTHETIC TAIL: x_n = n - 1/2 + delta_m with the real
+  Beyond the --data dataset's last zero (e.g. a sharded dataset of 1e7 real zeros made by
+  `orchestrator zeros`; by default the table) the zeros are a SYNTHETIC TAIL: x_n = n - 1/2 + delta_m with the real
   fluctuations delta_m recycled (m = n mod 2,001,052), t_n = N̄^{-1}(x_n). It has the real
   statistics and heights but is not zeta zeros: it measures cost, not accuracy.
 * partition: contiguous blocks vs METIS (pymetis) on N = 1e6, k = 500.
@@ -233,6 +234,12 @@ def synthetic_dataset(real: str, count: int, out: Path) -> str:
     return str(out)
 
 
+def _last_index(data: str) -> int:
+    from trainer.data.dataset import open_dataset
+
+    return open_dataset(data).last_index
+
+
 def _run_child(args: list[str]) -> dict:
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
@@ -315,14 +322,15 @@ def main() -> None:
         print(f"{'N':>10} {'data':>10} {'nodes/s':>9} {'peak RSS':>10}")
         sizes = args.sizes or MINI_SIZES
         data = args.data
-        if max(sizes) + WINDOW + 1 > TABLE:
+        last = _last_index(args.data)  # a sharded dataset of 1e7 real zeros needs no tail
+        if max(sizes) + WINDOW + 1 > last:
             data = synthetic_dataset(
                 args.data,
                 max(sizes) + WINDOW + 2,
                 Path(args.work_dir) / f"synthetic-{max(sizes) + WINDOW + 2}",
             )
         for n in sizes:
-            source = "real" if n + WINDOW + 1 <= TABLE else "SYNTHETIC"
+            source = "real" if n + WINDOW + 1 <= last else "SYNTHETIC"
             r = _run_child(["--child", "minibatch", str(n), "--data", data, *common])
             if "error" in r:
                 print(f"{n:>10} failed: {r['error']}")
