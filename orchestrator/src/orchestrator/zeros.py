@@ -302,6 +302,8 @@ class ZerosRun:
         trainer_command: argv prefix of `trainer` on this machine, for merge and verify.
         out: receives progress lines.
         clock: monotonic seconds (injected in tests).
+        sleep: waits between passes (default: the runner's `wait`, which wakes when a local job
+            exits, else time.sleep).
         progress_s: seconds between progress lines.
         poll_s: seconds between passes.
     """
@@ -314,6 +316,7 @@ class ZerosRun:
         *,
         out: Callable[[str], None] = print,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
         progress_s: float = 10.0,
         poll_s: float = 2.0,
     ):
@@ -322,6 +325,7 @@ class ZerosRun:
         self.trainer_command = trainer_command
         self.out = out
         self.clock = clock
+        self.sleep = sleep or getattr(runner, "wait", None) or time.sleep
         self.progress_s = progress_s
         self.poll_s = poll_s
         self.plan = settings.plan()
@@ -401,11 +405,7 @@ class ZerosRun:
             first_pass = False
             if finished:
                 return counts
-            wait = getattr(self.runner, "wait", None)
-            if wait is not None:
-                wait(self.poll_s)
-            else:
-                time.sleep(self.poll_s)
+            self.sleep(self.poll_s)
 
     def _progress_line(
         self, made: int, base: int, total: int, shards_done: int, running: int, elapsed: float
