@@ -172,6 +172,17 @@ def test_kill_and_restart_does_no_shard_twice(tmp_path):
     again = ZerosRun(s, LocalRunner(s.run_dir, s.study(), TRAINER), TRAINER, out=lines.append, poll_s=0.2)
     assert again.generate() == {"already_done": 3, "launched": 0, "adopted": 0}
 
+    # A shard whose bytes no longer match its record is computed again, and only that one.
+    npy = out / "shards" / "00001.npy"
+    npy.write_bytes(npy.read_bytes()[:-8] + b"\0" * 8)
+    again = ZerosRun(s, LocalRunner(s.run_dir, s.study(), TRAINER), TRAINER, out=lines.append, poll_s=0.2)
+    assert again.generate() == {"already_done": 2, "launched": 1, "adopted": 0}
+    assert "zeros: shard 00001 does not match its recorded sha256; computing it again" in lines
+    assert (out / ".orchestrator" / "jobs" / f"{s.study()}-t00001-a2").is_dir()
+    assert (
+        json.loads((out / "shards" / "00001.json").read_text())["sha256"] == manifest["shards"][1]["sha256"]
+    )
+
 
 def test_a_shard_that_keeps_failing_stops_the_run_naming_it(tmp_path):
     out = tmp_path / "d"

@@ -169,9 +169,32 @@ def _read(uri: str) -> str | None:
         return None
 
 
-def shard_done(out: str, job: ShardJob) -> bool:
+def _npy_sha256(path: Path, count: int) -> str | None:
+    """sha256 of a 1-D little-endian float64 .npy's data (what the record's sha256 covers), or
+    None if the file is not such an array of `count` zeros."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            if shape != (count,) or dtype != np.dtype("<f8"):
+                return None
+            digest = hashlib.sha256()
+            while block := f.read(8 << 20):
+                digest.update(block)
+    except (OSError, ValueError):
+        return None
+    return digest.hexdigest()
+
+
+def shard_done(out: str, job: ShardJob, *, verify: bool = False) -> bool:
     """True when shard k's record is there, names the planned range, and (local) its .npy has the
-    planned size. A record for another range is a ConfigError: DIR holds other zeros."""
+    planned size, or with verify=True the recorded sha256. A record for another range is a
+    ConfigError: DIR holds other zeros."""
     text = _read(_join(out, "shards", f"{job.name}.json"))
     if text is None:
         return False
@@ -188,7 +211,22 @@ def shard_done(out: str, job: ShardJob) -> bool:
     if out.startswith("gs://"):
         return True
     npy = Path(out, "shards", f"{job.name}.npy")
+    if verify:
+        return _npy_sha256(npy, job.count) == record.get("sha256")
     return npy.is_file() and npy.stat().st_size >= BYTES_PER_ZERO * job.count
+
+
+def drop_unverified(out: str, plan: list[ShardJob], say: Callable[[str], None]) -> None:
+    """Remove the record (and array) of every local shard whose data does not match its record's
+    sha256, so the run computes it again; gs:// shards are checked by the merge instead."""
+    if out.startswith("gs://"):
+        return
+    for job in plan:
+        record = Path(out, "shards", f"{job.name}.json")
+        if record.exists() and not shard_done(out, job, verify=True):
+            say(f"zeros: shard {job.name} does not match its recorded sha256; computing it again")
+            record.unlink()
+            Path(out, "shards", f"{job.name}.npy").unlink(missing_ok=True)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -355,6 +393,7 @@ class ZerosRun:
             OrchestratorError: a shard failed MAX_ATTEMPTS times (naming it and its log).
         """
         s = self.settings
+        drop_unverified(s.out, self.plan, self.out)
         done = {j.k for j in self.plan if shard_done(s.out, j)}
         total = sum(j.count for j in self.plan)
         base = sum(j.count for j in self.plan if j.k in done)
@@ -462,7 +501,7 @@ def dry_run(
                 "est_hours": None if hours is None else round(hours, 6),
                 "est_cost_usd": None
                 if hours is None or price_per_hour is None
-                else round(hours * price_per_hour, 4),
+                else round(hours * price_per_hour, 6),
             }
         )
     known = [r["est_hours"] for r in rows if r["est_hours"] is not None]
