@@ -215,9 +215,10 @@ def synthetic_dataset(real: str, count: int, out: Path) -> str:
     if (out / "manifest.json").exists():
         return str(out)
     ds = open_dataset(real)
-    delta = fluctuations(unfold(np.asarray(ds.zeros)), ds.first_index)
+    table = ds.ordinates(ds.first_index, ds.last_index + 1)
+    delta = fluctuations(unfold(table), ds.first_index)
     zeros = np.empty(count)
-    zeros[: ds.count] = ds.zeros
+    zeros[: ds.count] = table
     chunk = 1 << 20
     for lo in range(ds.count, count, chunk):
         n = np.arange(lo + 1, min(count, lo + chunk) + 1)

@@ -153,7 +153,7 @@ def test_summarise_hand_example():
 def first_zeros(odlyzko_small):
     ds = open_dataset(odlyzko_small)
     idx = np.arange(ds.first_index, ds.last_index + 1)
-    return idx, fluctuations(unfold(np.asarray(ds.zeros)), ds.first_index)
+    return idx, fluctuations(unfold(ds.ordinates(ds.first_index, ds.last_index + 1)), ds.first_index)
 
 
 @pytest.fixture(scope="module")

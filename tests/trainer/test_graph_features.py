@@ -80,7 +80,7 @@ def test_build_nodes_on_real_zeros_against_mpmath(odlyzko_small):
     )
     assert nodes.features.dtype == np.float32 and nodes.features.shape == (20, window + 3)
     assert nodes.segments == [(0, 10), (10, 20)]
-    gamma = {n: float(ds.zeros[n - 1]) for n in range(990, 1031)}
+    gamma = {n: float(g) for n, g in zip(range(990, 1031), ds.ordinates(990, 1031), strict=True)}
     for row, target, n in zip(nodes.features, nodes.target, nodes.index, strict=True):
         x = {k: _mp_unfold(gamma[k]) for k in range(n - window, n + 2)}
         expected_s = [x[k + 1] - x[k] - 1.0 for k in range(n - window, n)]

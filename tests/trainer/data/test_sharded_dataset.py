@@ -58,8 +58,6 @@ def test_one_index_space_over_shards(sharded, table, odlyzko_small):
     assert np.array_equal(ds.take(picks), single.take(picks))
     with pytest.raises(DataError, match=r"zero 12001 is outside the dataset's 1..12000"):
         ds.take([5, 12_001])
-    with pytest.raises(DataError, match="a sharded dataset has no single array"):
-        _ = ds.zeros
 
 
 def test_merged_manifest_records_certified_boundaries(sharded):

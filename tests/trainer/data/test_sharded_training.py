@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from trainer.config import load_config
 from trainer.data.dataset import merge_shards, open_dataset, write_shard
 from trainer.training import run_trial
@@ -16,10 +15,6 @@ def _metrics(out):
     return [{k: v for k, v in r.items() if k not in ("seconds", "peak_mem_bytes")} for r in rows]
 
 
-# Until trainer/features.py reads through ordinates()/take() only (the lead's change in flight),
-# its explicit_scale indexes dataset.zeros, which a sharded dataset does not have. strict: the
-# day that change lands this XPASSes and fails, and the marker must go.
-@pytest.mark.xfail(strict=True, reason="features.py still reads dataset.zeros", raises=Exception)
 def test_tiny_trial_on_shards_equals_single_file(tmp_path, odlyzko_small, tiny_config_file):
     single = open_dataset(odlyzko_small)
     sharded = tmp_path / "sharded"

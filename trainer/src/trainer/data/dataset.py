@@ -134,13 +134,6 @@ class ZerosDataset:
     def sharded(self) -> bool:
         return "shards" in self.manifest
 
-    @property
-    def zeros(self) -> np.ndarray:
-        """The read-only memmap of a single-file dataset (kept while callers move to ordinates/take)."""
-        if self.sharded:
-            raise DataError(f"{self.path}: a sharded dataset has no single array; use ordinates() or take()")
-        return self.shard_array(0)
-
     def where(self, k: int) -> str:
         """URI of shard k."""
         return storage.join(self.path, self.shards[k].path)
