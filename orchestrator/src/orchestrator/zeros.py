@@ -249,8 +249,12 @@ class ZerosSettings:
         return plan_shards(self.start, self.count, self.shards, table=self.table)
 
     def study(self) -> str:
-        """Label-safe name of this dataset's jobs (the same on every restart)."""
-        return "zeros-" + hashlib.sha256(self.out.rstrip("/").encode()).hexdigest()[:10]
+        return study_name(self.out)
+
+
+def study_name(out: str) -> str:
+    """Label-safe name of a dataset's jobs, the same on every restart (from its --out)."""
+    return "zeros-" + hashlib.sha256(out.rstrip("/").encode()).hexdigest()[:10]
 
 
 def check_plan(settings: ZerosSettings, plan: list[ShardJob]) -> None:
@@ -396,7 +400,9 @@ class ZerosRun:
         drop_unverified(s.out, self.plan, self.out)
         done = {j.k for j in self.plan if shard_done(s.out, j)}
         total = sum(j.count for j in self.plan)
-        base = sum(j.count for j in self.plan if j.k in done)
+        # Throughput and ETA count generated zeros only: a table shard lands all at once.
+        generated = [j for j in self.plan if j.source == "generate"]
+        base = sum(j.count for j in generated if j.k in done)
         counts = {"already_done": len(done), "launched": 0, "adopted": 0}
         began, last_line = self.clock(), -math.inf
         first_pass = True
@@ -435,21 +441,20 @@ class ZerosRun:
                 checkpoint("shard launched")
                 counts["launched"] += 1
                 running += 1
-            made = sum(j.count for j in self.plan if j.k in done) + in_flight
+            made = sum(j.count for j in generated if j.k in done) + in_flight
+            made_all = made + sum(j.count for j in self.plan if j.k in done and j.source != "generate")
             now = self.clock()
             finished = len(done) == len(self.plan)
             if finished or now - last_line >= self.progress_s:
                 last_line = now
-                self.out(self._progress_line(made, base, total, len(done), running, now - began))
+                rate = (made - base) / (now - began) if now > began else 0.0
+                self.out(self._progress_line(made_all, total, rate, len(done), running))
             first_pass = False
             if finished:
                 return counts
             self.sleep(self.poll_s)
 
-    def _progress_line(
-        self, made: int, base: int, total: int, shards_done: int, running: int, elapsed: float
-    ) -> str:
-        rate = (made - base) / elapsed if elapsed > 0 else 0.0
+    def _progress_line(self, made: int, total: int, rate: float, shards_done: int, running: int) -> str:
         eta = f"{(total - made) / rate:,.0f} s" if rate > 0 else "?"
         return (
             f"zeros: {shards_done}/{len(self.plan)} shards, {made:,}/{total:,} zeros "

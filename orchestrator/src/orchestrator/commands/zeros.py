@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import click
 
@@ -88,16 +87,8 @@ def zeros(
     """Make zeros start..start+count-1 as a sharded dataset: one job per shard, crash-safe, then merge and verify."""
     from orchestrator.config import CONFIG_DIR
     from orchestrator.errors import ConfigError
-    from orchestrator.zeros import (
-        Throughput,
-        ZerosRun,
-        ZerosSettings,
-        check_out,
-        check_plan,
-    )
-    from orchestrator.zeros import (
-        dry_run as plan_dry_run,
-    )
+    from orchestrator.zeros import Throughput, ZerosRun, ZerosSettings, check_out, check_plan, study_name
+    from orchestrator.zeros import dry_run as plan_dry_run
 
     overrides = pop_infra_overrides(infra)
     if as_json and not dry_run:
@@ -112,26 +103,22 @@ def zeros(
         machine, price = spec["machine_type"], _price(spec["machine_type"])
         if device == "cpu" and workers is None:
             workers = int(spec.get("workers", 1))
-    workers = workers or 1
-    study_out = out.rstrip("/")
+    # One spelling per dataset: the study name (and so which jobs a restart adopts) hashes it.
+    out = out.rstrip("/") if out.startswith("gs://") else os.path.abspath(out)
+    if run_dir is None:
+        run_dir = f"runs/{study_name(out)}" if out.startswith("gs://") else os.path.join(out, ".orchestrator")
     settings = ZerosSettings(
         start=start,
         count=count,
         shards=shards,
         table=table,
-        out=study_out,
-        run_dir="",
+        out=out,
+        run_dir=run_dir,
         parallel=parallel or ((os.cpu_count() or 1) if backend == "local" else 10_000),
         device=device,
-        workers=workers,
+        workers=workers or 1,
         team=f"zeros-{device}",
     )
-    default_dir = (
-        str(Path(study_out, ".orchestrator"))
-        if not study_out.startswith("gs://")
-        else f"runs/{settings.study()}"
-    )
-    settings = ZerosSettings(**{**settings.__dict__, "run_dir": run_dir or default_dir})
     plan = settings.plan()
     if dry_run:
         summary = plan_dry_run(
@@ -150,7 +137,7 @@ def zeros(
         )
         return
     check_out(settings, plan)
-    Path(settings.run_dir).mkdir(parents=True, exist_ok=True)
+    os.makedirs(settings.run_dir, exist_ok=True)
     check_plan(settings, plan)
     from orchestrator.runners.local import default_trainer_command
 
