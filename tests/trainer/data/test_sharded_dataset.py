@@ -166,6 +166,17 @@ def test_shard_with_other_values_is_refused_and_nothing_half_written(tmp_path, t
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["00000.json", "00000.npy"]
 
 
+def test_shards_never_go_into_a_single_file_dataset(tmp_path, odlyzko_small, table):
+    import shutil
+
+    single = tmp_path / "single"
+    shutil.copytree(odlyzko_small, single)
+    with pytest.raises(DataError, match="holds a single-file dataset; write shards into another directory"):
+        write_shard(str(single), 0, table[:100], source="t", first_index=1, abs_accuracy=TABLE_ACCURACY)
+    _fails(["merge", str(single)], "holds a single-file dataset")
+    assert open_dataset(single).count == 30_000 and not (single / "shards").exists()
+
+
 def test_generate_shard_refuses_too_little_disk_before_working(tmp_path):
     _fails(
         ["generate", "--start", "1", "--count", str(10**14), "--out", str(tmp_path / "d"), "--shard", "0"],

@@ -699,6 +699,7 @@ def write_shard(
     where = storage.join(out, shard_name(k))
     validate_zeros(zeros, first_index, where)
     sha = array_sha256(zeros)
+    _refuse_single_file(out)
     old = read_shard_record(out, k)
     if old is not None:
         if old["sha256"] == sha and old["first_index"] == first_index:
@@ -742,6 +743,14 @@ def write_shard(
     return record
 
 
+def _refuse_single_file(out: str) -> None:
+    manifest_uri = storage.join(out, MANIFEST_FILE)
+    if storage.exists(manifest_uri) and "shards" not in _parse_manifest(
+        storage.read_text(manifest_uri), manifest_uri
+    ):
+        raise DataError(f"{out}: holds a single-file dataset; write shards into another directory")
+
+
 def list_shard_records(out: str) -> dict[int, dict]:
     """Shard number -> record, for every complete shard under out/shards/."""
     records = {}
@@ -773,6 +782,7 @@ def merge_shards(out_dir: str | os.PathLike, *, expect: list[tuple[int, int]] | 
         DataError: naming the shard, on a missing, overlapping, non-contiguous or corrupt shard.
     """
     out = str(out_dir)
+    _refuse_single_file(out)
     records = list_shard_records(out)
     if expect is not None:
         for k, (first, count) in enumerate(expect):
