@@ -187,3 +187,13 @@ def test_first_rosser_rule_exception_is_resolved():
     assert stats.max_depth > generate_mod._MERGE_AT
     assert np.all(np.diff(zeros) > 0)
     assert zeros[26] == pytest.approx(float(mpmath.zetazero(13_999_526).imag), abs=2e-9)
+
+
+def test_parallel_pieces_join_into_the_same_zeros(table):
+    # One spawned process per piece, each certifying its own count: the joined array is the range.
+    from trainer.data.generate import generate_zeros_parallel
+
+    zeros, stats = generate_zeros_parallel(50_001, 700, workers=2, chunk=300)
+    assert zeros.size == stats.zeros == 700 and stats.chunks == 4  # 350 + 350, chunks of 300
+    assert np.abs(zeros - table[50_000:50_700]).max() < 5e-9
+    assert len(stats.anchors) == 4
