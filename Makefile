@@ -10,15 +10,16 @@ TOOLS := .tools
 PHASE ?= 2
 TEAM ?= minibatch
 BACKEND ?= local
-PROFILE ?= default
+# Empty: the orchestrator's default for the backend (default locally, cloud on vertex).
+PROFILE ?=
 TRIALS ?=
 PARALLEL ?=
 RUN_DIR ?=
 DATA_DIR ?= data/odlyzko
 
-SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) --profile $(PROFILE) \
+SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFILE),--profile $(PROFILE)) \
 	$(if $(TRIALS),--max-trials $(TRIALS)) $(if $(PARALLEL),--parallel $(PARALLEL)) \
-	$(if $(RUN_DIR),--run-dir $(RUN_DIR))
+	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS))
 
 .PHONY: install test lint swarm status data bench image infra-outputs infra-init infra-plan infra-apply compare clean
 
@@ -69,7 +70,7 @@ clean:
 # The rg_penalty experiment (configs/experiments/compare.yaml): three arms x seeds, then
 # RUN_DIR/report/index.html with the verdict. PROFILE=smoke takes a few minutes.
 compare: install data
-	$(BIN)/orchestrator compare --profile $(PROFILE) --backend $(BACKEND) --run-dir $(or $(RUN_DIR),runs/compare) \
+	$(BIN)/orchestrator compare --profile $(or $(PROFILE),default) --backend $(BACKEND) --run-dir $(or $(RUN_DIR),runs/compare) \
 		$(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS))
 
 # --- infra and image (docs/infra.md) ---------------------------------------------------------

@@ -248,14 +248,20 @@ def test_a_job_that_vertex_refuses_fails_its_trial_and_the_swarm_goes_on(
     mocker, tmp_path, credentials, phase2
 ):
     world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
-    world.cloud.fail("create_custom_job", exceptions.PermissionDenied("403: cannot act as the SA"), times=1)
-    result = world.controller().run(world.round, max_passes=200)
+    world.cloud.fail("create_custom_job", exceptions.InvalidArgument("400: bad machine spec"), times=1)
+    ctl = world.controller()
+    first = ctl.reconcile(world.round)
+    # The refusal fails its trial and stops launches in that pass; the rest of the batch waits
+    # ACTIVE in Vizier, untouched, and is launched by the next pass.
+    assert first.launched == 0 and world.cloud.calls["create_custom_job"] == 1
+    assert sorted(t.state.value for t in ctl.tuner.trials()) == ["ACTIVE"] * (PARALLEL - 1) + ["FAILED"]
+    result = ctl.run(world.round, max_passes=200)
     assert result.done and result.reason == "round complete"
     trials = world.controller().tuner.trials()
     states = sorted(t.state.value for t in trials)
     assert states == ["COMPLETED"] * (MAX_TRIALS - 1) + ["FAILED"]
     failed = next(t for t in trials if t.state is TunerState.FAILED)
-    assert "refused the job" in failed.reason and "403" in failed.reason
+    assert "refused the job" in failed.reason and "400" in failed.reason
     assert not world.jobs.by_labels(trial=failed.id)  # nothing was created for it, nothing retried
 
 
@@ -268,9 +274,30 @@ def test_refused_jobs_still_count_towards_max_failed_trials(mocker, tmp_path, cr
         phase2.model_copy(update={"max_failed_trials": 2}),
         False,
     )
-    world.cloud.fail("create_custom_job", exceptions.PermissionDenied("403: cannot act as the SA"), times=2)
+    world.cloud.fail("create_custom_job", exceptions.InvalidArgument("400: bad machine spec"), times=2)
     result = world.controller().run(world.round, max_passes=200)
     assert result.done and "max_failed_trials=2" in result.reason
+
+
+def test_a_refused_permission_is_one_line_and_loses_no_suggestion(mocker, tmp_path, credentials, phase2):
+    from orchestrator.vertex_settings import CloudPermissionDenied
+
+    world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
+    denied = "Permission 'iam.serviceAccounts.actAs' denied on service account zs-trainer@p.iam"
+    world.cloud.fail("create_custom_job", exceptions.PermissionDenied(denied), times=1)
+    ctl = world.controller()
+    with pytest.raises(CloudPermissionDenied) as e:
+        ctl.reconcile(world.round)
+    message = str(e.value)
+    assert "\n" not in message and e.value.exit_code == 2
+    assert "iam.serviceAccounts.actAs" in message and "roles/iam.serviceAccountUser" in message
+    assert "zs-orchestrator@zeta-swarm-test.iam.gserviceaccount.com" in message
+    snap = json.loads((tmp_path / "run" / "trials.json").read_text())  # written although the pass died
+    assert [t["state"] for t in snap["trials"]] == ["PENDING"] * PARALLEL
+    # After the fix, the next start launches the very trials that were suggested: none lost, none new.
+    result = world.controller().run(world.round, max_passes=200)
+    assert result.reason == "round complete"
+    assert sorted(t.state.value for t in world.controller().tuner.trials()) == ["COMPLETED"] * MAX_TRIALS
 
 
 def _sets(args) -> dict[str, str]:
@@ -309,7 +336,7 @@ def test_cloud_trials_read_a_repo_relative_config_and_the_data_bucket(mocker, tm
         ],
     )
     assert result.exit_code == 0, result.output
-    planned = json.loads(result.output)["jobs"][0]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+    planned = json.loads(result.stdout)["jobs"][0]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
     assert planned[:3] == args[:3] and _sets(planned)["data.path"] == _sets(args)["data.path"]
 
 

@@ -44,12 +44,18 @@ def offline(monkeypatch, cloud, vizier, job_service, mocker):
     return cloud
 
 
+def cloud_study(run_dir) -> str:
+    """The run's cloud name, from the id the dry run recorded in the run dir."""
+    return "phase2-minibatch-" + json.loads((run_dir / "run.json").read_text())["run_id"]
+
+
 def test_json_dry_run_prints_the_study_spec_and_parsable_custom_jobs(offline, tmp_path, monkeypatch):
     monkeypatch.setenv("ZETA_SWARM_INFRA_OUTPUTS", str(INFRA_JSON))  # the flag's environment twin
     result = CliRunner().invoke(main, [*ARGS, "--run-dir", str(tmp_path / "run"), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
-    plan = json.loads(result.output)
+    plan = json.loads(result.stdout)
     assert offline.total_calls == 0
+    study = cloud_study(tmp_path / "run")
     spec = aiplatform_v1.StudySpec.from_json(json.dumps(plan["study"]))
     assert [p.parameter_id for p in spec.parameters] == ["loss.gue_nll_weight", "loss.gue_mmd_weight"]
     assert spec.metrics[0].goal == aiplatform_v1.StudySpec.MetricSpec.GoalType.MINIMIZE
@@ -60,10 +66,11 @@ def test_json_dry_run_prints_the_study_spec_and_parsable_custom_jobs(offline, tm
         assert pool.machine_spec.machine_type == "g2-standard-8"
         assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.NVIDIA_L4
         assert job.job_spec.service_account == "zs-trainer@zeta-swarm-test.iam.gserviceaccount.com"
-        out = f"gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/{i}"
+        out = f"gs://zs-zeta-swarm-test-runs/{study}/trials/{i}"
         assert job.job_spec.base_output_directory.output_uri_prefix == out
         assert list(pool.container_spec.args)[-2:] == ["--output-dir", out]
-        assert job.labels["trial"] == str(i) and job.labels["study"] == "phase2-minibatch"
+        assert job.labels["trial"] == str(i) and job.labels["study"] == study
+        assert job.display_name == f"{study}-t{i}-a1"
         assert pool.container_spec.image_uri.startswith(
             "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:"
         )
@@ -75,9 +82,8 @@ def test_text_dry_run_shows_the_study_and_one_line_per_job(offline, tmp_path):
         main, [*ARGS, "--run-dir", str(tmp_path / "run"), "--infra-outputs", str(INFRA_JSON), "--dry-run"]
     )
     assert result.exit_code == 0, result.output
-    assert (
-        "Vizier study phase2-minibatch: ALGORITHM_UNSPECIFIED, MINIMIZE extrapolation_error" in result.output
-    )
+    study = cloud_study(tmp_path / "run")
+    assert f"Vizier study {study}: ALGORITHM_UNSPECIFIED, MINIMIZE extrapolation_error" in result.output
     assert "loss.gue_nll_weight [0.001, 1.0] UNIT_LOG_SCALE" in result.output
     assert result.output.count("g2-standard-8 + 1 x NVIDIA_L4, us-central1-docker.pkg.dev") == 3
     assert "dry run: nothing was launched" in result.output
@@ -125,10 +131,10 @@ def test_single_infra_flags_override_the_outputs_file(offline, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    job = json.loads(result.output)["jobs"][0]
+    job = json.loads(result.stdout)["jobs"][0]
     assert (
         job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"]
-        == "gs://other-runs/phase2-minibatch/trials/1"
+        == f"gs://other-runs/{cloud_study(tmp_path / 'run')}/trials/1"
     )
     assert (
         "data.path=gs://other-data/odlyzko" in job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]

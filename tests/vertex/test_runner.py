@@ -132,8 +132,8 @@ def test_launch_retries_quota_errors_and_never_creates_twice(
 
 def test_a_refused_job_is_a_permanent_error(recorded, job_service, cloud, calls, credentials):
     runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
-    cloud.fail("create_custom_job", exceptions.PermissionDenied("caller lacks iam.serviceAccounts.actAs"))
-    with pytest.raises(PermanentJobError, match="trial 3 attempt 1.*actAs"):
+    cloud.fail("create_custom_job", exceptions.InvalidArgument("machine_spec: unsupported accelerator"))
+    with pytest.raises(PermanentJobError, match="trial 3 attempt 1.*unsupported accelerator"):
         runner.launch(spec(recorded))
     with pytest.raises(PermanentJobError, match="not a gs:// URL"):
         runner.launch(replace(spec(recorded), output_dir="runs/phase2/trials/3"))

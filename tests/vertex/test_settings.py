@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import random
-import subprocess
 from pathlib import Path
 
 import pytest
 from google.api_core import exceptions
+from google.auth import exceptions as auth_exceptions
 from orchestrator.errors import ConfigError, RetryableCloudError
+from orchestrator.image_tag import content_tag
 from orchestrator.infra_outputs import load_infra_outputs
 from orchestrator.vertex_settings import (
     CloudCalls,
+    CloudPermissionDenied,
     MachineSpec,
     RetryPolicy,
     VertexSettings,
@@ -25,13 +27,7 @@ VERTEX_YAML = ROOT / "configs" / "backends" / "vertex.yaml"
 INFRA_JSON = ROOT / "tests" / "fixtures" / "infra-outputs.json"
 
 
-def _head() -> str:
-    cmd = ["git", "rev-parse", "--short=12", "HEAD"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-
-
 def test_terraform_outputs_and_backend_yaml_make_the_settings():
-    before = _head()  # others commit to this tree meanwhile: HEAD may move during the test
     s = load_vertex_settings(VERTEX_YAML, load_infra_outputs(str(INFRA_JSON), {}))
     assert (s.project, s.region) == ("zeta-swarm-test", "us-central1")
     assert s.runs_bucket == "gs://zs-zeta-swarm-test-runs"
@@ -40,7 +36,8 @@ def test_terraform_outputs_and_backend_yaml_make_the_settings():
     assert s.machines["fullbatch"] == MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1)
     assert s.machines["minibatch"].describe() == "g2-standard-8 + 1 x NVIDIA_L4"
     image = "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:"
-    assert s.image_tag_uri in {image + before, image + _head()}  # the commit, as `make image` tags it
+    assert s.image_tag_uri == image + content_tag()  # the sources' content hash, as `make image` tags it
+    assert s.orchestrator_service_account == "zs-orchestrator@zeta-swarm-test.iam.gserviceaccount.com"
     assert s.trial_dir("phase2-minibatch", "17") == "gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/17"
 
 
@@ -130,13 +127,68 @@ def test_a_permanent_error_is_not_retried(clock):
     calls = CloudCalls(RetryPolicy(), sleeper=clock.sleep)
     n = []
 
+    def invalid():
+        n.append(1)
+        raise exceptions.InvalidArgument("machine_spec: bad accelerator")
+
+    with pytest.raises(exceptions.InvalidArgument):
+        calls.run("create", invalid)
+    assert len(n) == 1 and clock.slept == []
+
+
+def test_a_refused_permission_names_permission_account_and_role_once(clock):
+    calls = CloudCalls(
+        RetryPolicy(), sleeper=clock.sleep, expected_account="zs-orchestrator@p.iam.gserviceaccount.com"
+    )
+    n = []
+
     def denied():
         n.append(1)
-        raise exceptions.PermissionDenied("no actAs on the trainer service account")
+        raise exceptions.PermissionDenied("Permission denied on resource (or it may not exist).")
 
-    with pytest.raises(exceptions.PermissionDenied):
-        calls.run("create", denied)
-    assert len(n) == 1 and clock.slept == []
+    with pytest.raises(CloudPermissionDenied) as e:
+        calls.run("look up IMAGE", denied, permission="artifactregistry.tags.get")
+    assert len(n) == 1 and clock.slept == [] and e.value.exit_code == 2
+    assert str(e.value).startswith(
+        "permission denied: look up IMAGE: the application-default credentials lacks"
+    )
+    assert "artifactregistry.tags.get, which roles/artifactregistry.reader grants" in str(e.value)
+    assert "run as zs-orchestrator@p.iam.gserviceaccount.com" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TimeoutError("suggest LRO still running"), auth_exceptions.TransportError("metadata server")],
+    ids=["lro-timeout", "auth-transport"],
+)
+def test_an_lro_timeout_and_an_auth_transport_error_are_retried(clock, error):
+    calls = CloudCalls(RetryPolicy(attempts=3, base_s=1.0, cap_s=1.0), sleeper=clock.sleep)
+    errors = [error]
+
+    def flaky():
+        if errors:
+            raise errors.pop()
+        return "ok"
+
+    assert calls.run("suggest 50 trials", flaky) == "ok" and len(clock.slept) == 1
+
+
+def test_a_refresh_error_is_retried_only_when_google_says_so(clock):
+    calls = CloudCalls(RetryPolicy(attempts=3, base_s=1.0, cap_s=1.0), sleeper=clock.sleep)
+    errors = [auth_exceptions.RefreshError("temporarily unavailable", retryable=True)]
+
+    def flaky():
+        if errors:
+            raise errors.pop()
+        return "ok"
+
+    assert calls.run("get trial", flaky) == "ok"
+
+    def revoked():
+        raise auth_exceptions.RefreshError("invalid_grant: token revoked", retryable=False)
+
+    with pytest.raises(ConfigError, match="refused the credentials.*application-default login"):
+        calls.run("get trial", revoked)
 
 
 def test_a_team_file_without_a_machine_is_a_config_error(tmp_path):

@@ -4,6 +4,8 @@ final.json read from the runs bucket on the storage emulator."""
 
 from __future__ import annotations
 
+import json
+
 from orchestrator.config import load_settings
 from orchestrator.phases import SwarmRun
 
@@ -22,7 +24,7 @@ def test_phase2_on_vertex_through_the_backends_factory(mocker, tmp_path, credent
     assert snap["backend"] == "vertex" and snap["ended_because"] == "round complete"
     assert [t["state"] for t in snap["trials"]] == ["COMPLETED"] * 3
     assert {t["output_dir"] for t in snap["trials"]} == {
-        f"gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/{i}" for i in (1, 2, 3)
+        f"gs://zs-zeta-swarm-test-runs/{settings.cloud_study}/trials/{i}" for i in (1, 2, 3)
     }
     assert snap["trials"][0]["attempts"] == 2  # preempted once, resumed in the same dir
     assert all(t["machine"] == "g2-standard-8 + 1 x NVIDIA_L4" for t in snap["trials"])
@@ -32,4 +34,5 @@ def test_phase2_on_vertex_through_the_backends_factory(mocker, tmp_path, credent
         f"us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer@{DIGEST}"
     }
     (study,) = world.cloud.requests("create_study")
-    assert study.study.display_name == "phase2-minibatch"
+    assert study.study.display_name == settings.cloud_study == f"phase2-minibatch-{settings.run_id}"
+    assert json.loads((tmp_path / "world" / "run.json").read_text())["run_id"] == settings.run_id

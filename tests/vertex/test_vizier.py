@@ -154,7 +154,10 @@ def test_final_states_reach_vizier_as_measurements_and_reasons(vizier, cloud, cr
         "diverged: loss is nan at epoch 3",
     )
     assert done[int(c.id)].infeasible_reason == "FAILED: preempted 3 times"
-    assert done[int(d.id)].infeasible_reason == "STOPPED: early stop"
+    # Early-stopped: SUCCEEDED with its last value as the final measurement, so Vizier learns from it.
+    assert done[int(d.id)].state == aiplatform_v1.Trial.State.SUCCEEDED
+    stopped = {m.metric_id: m.value for m in done[int(d.id)].final_measurement.metrics}
+    assert stopped == {"extrapolation_error": 0.05, "early_stopped": 1.0}
     assert [r.name for r in cloud.requests("stop_trial")] == [done[int(d.id)].name]
 
 
@@ -174,14 +177,42 @@ def test_a_completion_whose_answer_was_lost_is_a_noop_when_replayed(vizier, clou
 def test_a_stop_interrupted_after_stop_trial_finishes_on_replay(vizier, cloud, credentials, calls):
     tuner = open_tuner(credentials, calls)
     (t,) = tuner.suggest(1)
-    cloud.crash_at(2, after=True)  # add_trial_measurement, stop_trial (applied), then killed
+    tuner.report(t.id, 4, 0.3)
+    cloud.crash_at(1, after=True)  # stop_trial (applied), then killed
     with pytest.raises(Crash):
-        tuner.stop(t.id, "early stop", value=0.3)
+        tuner.stop(t.id, "early stop at epoch 4/8: ...", value=0.3)
     again = open_tuner(credentials, calls)
     assert again.trials()[0].state is TunerState.ACTIVE  # STOPPING in Vizier: not finished yet
-    again.stop(t.id, "early stop", value=0.3)
+    again.stop(t.id, "early stop at epoch 4/8: ...", value=0.3)
     (got,) = again.trials()
-    assert (got.state, got.value, got.reason) == (TunerState.STOPPED, 0.3, "early stop")
+    assert (got.state, got.value) == (TunerState.STOPPED, 0.3)
+    assert got.reason.startswith("early stop at epoch 4")
+
+
+def test_a_stop_without_any_measurement_is_infeasible(vizier, cloud, credentials, calls):
+    tuner = open_tuner(credentials, calls)
+    (t,) = tuner.suggest(1)
+    tuner.stop(t.id, "stopped by `orchestrator stop`")
+    (got,) = open_tuner(credentials, calls).trials()
+    assert got.state is TunerState.STOPPED and got.value is None
+    assert vizier.study("phase2-minibatch").trials[int(t.id)].state == aiplatform_v1.Trial.State.INFEASIBLE
+
+
+def test_intermediate_measurements_are_sent_once_per_step_across_restarts(vizier, cloud, credentials, calls):
+    tuner = open_tuner(credentials, calls)
+    (t,) = tuner.suggest(1)
+    tuner.report(t.id, 1, 0.5)
+    tuner.report(t.id, 2, 0.4)
+    again = open_tuner(credentials, calls)  # a restarted controller: nothing in memory
+    again.trials()
+    for step, value in ((1, 0.5), (2, 0.4), (3, 0.35)):
+        again.report(t.id, step, value)
+    assert [m.step_count for m in vizier.study("phase2-minibatch").trials[int(t.id)].measurements] == [
+        1,
+        2,
+        3,
+    ]
+    assert len(cloud.requests("add_trial_measurement")) == 3
 
 
 def test_finished_trials_are_logged_to_vertex_ai_experiments(vizier, credentials, calls, mocker):

@@ -5,8 +5,10 @@ loads a cloud SDK.
 Backends:
   local   Optuna on RUN_DIR/study.db + local processes; outputs under RUN_DIR/trials/<id>/.
   vertex  Vertex AI Vizier + CustomJobs (orchestrator.tuners.vizier, orchestrator.runners.vertex);
-          outputs under gs://<runs_bucket>/<study>/trials/<id>/, read with
-          `orchestrator.runners.vertex.read_output(output_dir, name)`.
+          outputs under gs://<runs_bucket>/<cloud study>/trials/<id>/, read with
+          `orchestrator.runners.vertex.read_output(output_dir, name)`. Every cloud name is the
+          run's `cloud_study` (phase<N>-<team>-<run id>), so two run dirs never share a study,
+          a job or an output prefix.
 
 Fixed designs (phase 1 rounds, phase 3 replicas) always live in the run directory's Optuna
 study, whatever the backend: a design is a list of points, not a search, and keeping it local
@@ -79,7 +81,7 @@ def make_tuner(settings: SwarmSettings, space: SearchSpace, points: Sequence[dic
         return OptunaTuner(url, settings.study, space, seed=settings.seed)
     if settings.backend.name == "vertex":
         vizier = _vertex_module("orchestrator.tuners.vizier")
-        return vizier.VizierTuner.from_settings(_vertex_settings(settings), settings.study, space)
+        return vizier.VizierTuner.from_settings(_vertex_settings(settings), settings.cloud_study, space)
     raise ConfigError(f"unknown backend {settings.backend.name!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -102,7 +104,7 @@ def make_runner(settings: SwarmSettings, trainer_command: list[str] | None = Non
         )
     if settings.backend.name == "vertex":
         vertex = _vertex_module("orchestrator.runners.vertex")
-        return vertex.VertexRunner(_vertex_settings(settings), settings.study)
+        return vertex.VertexRunner(_vertex_settings(settings), settings.cloud_study)
     raise ConfigError(f"unknown backend {settings.backend.name!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -119,12 +121,15 @@ def make_output_reader(settings: SwarmSettings) -> Reader:
     if settings.backend.name == "local":
         return read_local_output
     if settings.backend.name == "vertex":
-        return _vertex_module("orchestrator.runners.vertex").read_output
+        return functools.partial(
+            _vertex_module("orchestrator.runners.vertex").read_output,
+            project=_vertex_settings(settings).project,
+        )
     raise ConfigError(f"unknown backend {settings.backend.name!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def trial_output_dir(settings: SwarmSettings, trial_id: str) -> str:
     """Where a trial writes: RUN_DIR/trials/<id> locally, the runs bucket on Vertex."""
     if settings.backend.name == "vertex":
-        return _vertex_settings(settings).trial_dir(settings.study, trial_id)
+        return _vertex_settings(settings).trial_dir(settings.cloud_study, trial_id)
     return str(Path(settings.run_dir).resolve() / "trials" / trial_id)

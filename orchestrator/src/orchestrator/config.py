@@ -290,6 +290,8 @@ class SwarmSettings(_Strict):
     max_trials: int
     run_dir: str
     study: str
+    # RUN_DIR/run.json's id; "" for a run dir from before run ids. Every cloud name carries it.
+    run_id: str = ""
     seed: int = 0
     trainer_config: str
     data_path: str
@@ -312,6 +314,13 @@ class SwarmSettings(_Strict):
     ]  # team -> {machine, accelerator_count, price_per_hour, trainer_config}
     trial_hours_estimate: float
     championship: dict[str, Any] | None = None
+
+    @property
+    def cloud_study(self) -> str:
+        """The run's name in the cloud: the Vizier study's display name, the CustomJobs' `study`
+        label and display-name prefix, and the output prefix in the runs bucket. It carries the run
+        id, so a new run dir never adopts another run's study, jobs or outputs."""
+        return f"{self.study}-{self.run_id}" if self.run_id else self.study
 
     def team_of(self, params: dict[str, Any]) -> str:
         """The team a trial runs as: its `train.mode` param (phase 3's control team), else the swarm's."""
@@ -511,6 +520,14 @@ def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: 
             f"gs://<data_bucket>/{name}: {e}"
         ) from None
     return f"gs://{bucket}/{name}"
+
+
+def _run_id(run_dir: Path) -> str:
+    """The run dir's recorded id, or a new one that the first start records (run_files.record_run_id)."""
+    from orchestrator.run_files import new_run_id, read_run_id
+
+    have = read_run_id(run_dir)
+    return new_run_id() if have is None else have
 
 
 def lock_path(run_dir: Path, team: str, phase: int = 1) -> Path:
@@ -735,6 +752,7 @@ def load_settings(
         max_trials=n_trials,
         run_dir=str(rdir),
         study=f"phase{phase}-{team}",
+        run_id=_run_id(rdir),
         trainer_config=trainer_config_of(team_cfg),
         data_path=data_path,
         epochs=prof.epochs * profile_cfg.epoch_scale.get(team, 1),

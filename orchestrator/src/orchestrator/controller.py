@@ -133,6 +133,7 @@ class Controller:
         self._final_curves: set[str] = set()  # trials whose curve can no longer change
         self._read_this_pass: set[str] = set()  # curves already read since the pass began
         self._reported: dict[str, set[int]] = {}
+        self._launch_blocked = ""  # why launches stop for the rest of this pass ("" = they do not)
 
     # -- events -----------------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -168,19 +169,28 @@ class Controller:
         )
 
     def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec, **event: Any) -> int:
-        """Launch (or complete the launch of) a trial's attempt; 1 if a job runs, 0 if the trial failed.
+        """Launch (or complete the launch of) a trial's attempt; 1 if a job runs, 0 otherwise.
 
-        A PermanentJobError (the backend refused the job: bad image, args, permission) can never
-        succeed on retry, so it fails this trial in the tuner and the swarm goes on.
+        A PermanentJobError (the backend refused the job: bad image, args) can never succeed on
+        retry, so it fails this trial in the tuner. It, or a RetryableCloudError (quota spent for
+        now), also stops further launches in this pass: the trials not launched yet stay ACTIVE in
+        the tuner, untouched, and the next pass launches them (an ACTIVE trial without a job).
         """
         kind = event.pop("kind", "started")
+        if self._launch_blocked:
+            return 0
         try:
             self.runner.launch(self.spec(trial, attempt, rnd))
         except PermanentJobError as e:
+            self._launch_blocked = f"trial {trial.id} could not be launched: {e}"
             reason = f"cannot launch attempt {attempt}: {e}"
             self.tuner.fail(trial.id, reason)
             self.event("failed", trial=trial.id, attempt=attempt, reason=reason)
             checkpoint("fail")
+            return 0
+        except RetryableCloudError as e:
+            self._launch_blocked = str(e)
+            self.event("cloud_error", trial=trial.id, detail=f"launches wait for the next pass: {e}")
             return 0
         if kind:
             self.event(kind, trial=trial.id, attempt=attempt, **event)
@@ -265,8 +275,21 @@ class Controller:
 
     # -- one pass ---------------------------------------------------------------------------
     def reconcile(self, rnd: RoundSpec) -> PassResult:
+        """One pass. However it ends (a cloud error, a refused permission), trials.json is rewritten
+        with what the tuner and runner hold, so `status` never shows a pass older than the last one."""
+        try:
+            return self._reconcile(rnd)
+        except Exception:
+            try:
+                self.write_snapshot()
+            except Exception:  # the backend that just failed may fail this read too; keep the first error
+                pass
+            raise
+
+    def _reconcile(self, rnd: RoundSpec) -> PassResult:
         now = self.clock()
         self._read_this_pass.clear()
+        self._launch_blocked = ""
         stop_requested = (self.run_dir / STOP_FILE).exists()
         all_trials = self.tuner.trials()
         trials_by_id = {t.id: t for t in all_trials}
@@ -349,7 +372,7 @@ class Controller:
             reason = f"{failed} failed trials reached max_failed_trials={self.s.max_failed_trials}"
         free = self.s.parallel - len(active)
         room = rnd.max_trials - len(mine)
-        if not reason and free > 0 and room > 0:
+        if not reason and free > 0 and room > 0 and not self._launch_blocked:
             now_jobs = self.runner.jobs() if launched else jobs
             used = self.gpu_hours(now_jobs, trials_by_id)
             per_trial = self.trial_hours_estimate(now_jobs) * max(1, self.s.accelerator_count)

@@ -23,6 +23,9 @@ from orchestrator.errors import ConfigError
 
 # Environment variable naming the outputs file when no --infra-outputs flag is given.
 ENV_VAR = "ZETA_SWARM_INFRA_OUTPUTS"
+# Where `make infra-outputs` writes the file: the repository root. Used when neither the flag nor
+# ENV_VAR names one and the file exists.
+DEFAULT_FILE = Path(__file__).resolve().parents[3] / "infra-outputs.json"
 PATH_FLAG = "--infra-outputs"
 HOW_TO_WRITE = "written by `make infra-outputs` after `terraform -chdir=infra apply`"
 
@@ -122,12 +125,28 @@ def read_outputs(path: str | os.PathLike[str]) -> dict[str, object]:
     return values
 
 
+def outputs_file(path: str | None) -> tuple[str | None, str]:
+    """Which outputs file the settings come from, and why: (path or None, where it was named).
+
+    Args:
+        path: the --infra-outputs flag; None falls back to ENV_VAR, then to DEFAULT_FILE if it exists.
+    """
+    if path:
+        return path, f"from {PATH_FLAG}"
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR], f"from ${ENV_VAR}"
+    if DEFAULT_FILE.is_file():
+        return str(DEFAULT_FILE), "the default, written by `make infra-outputs`"
+    return None, f"none: no {PATH_FLAG}, no ${ENV_VAR} and no {DEFAULT_FILE}"
+
+
 def load_infra_outputs(path: str | None, overrides: dict[str, str | None]) -> InfraSettings:
     """Resolve the swarm's cloud settings from the outputs file and flag overrides.
 
     Args:
         path: the outputs file; None falls back to the ZETA_SWARM_INFRA_OUTPUTS environment
-            variable, and with neither every setting must come from overrides.
+            variable, then to DEFAULT_FILE (what `make infra-outputs` wrote) if it exists; with
+            none of them every setting must come from overrides.
         overrides: setting name (from REQUIRED) -> value from a flag; None means not given.
             A given value wins over the file.
 
@@ -146,7 +165,7 @@ def load_infra_outputs(path: str | None, overrides: dict[str, str | None]) -> In
         )
     given = {name: value for name, value in overrides.items() if value is not None}
 
-    path = path or os.environ.get(ENV_VAR) or None
+    path, _ = outputs_file(path)
     from_file = read_outputs(path) if path is not None else {}
     where = f"infra outputs file {path}" if path is not None else "infra settings"
 
@@ -168,7 +187,7 @@ def load_infra_outputs(path: str | None, overrides: dict[str, str | None]) -> In
     if missing:
         flags = ", ".join(OVERRIDE_FLAGS[name] for name in missing)
         if path is None:
-            source = f"pass {PATH_FLAG} FILE or set {ENV_VAR} (the file is {HOW_TO_WRITE})"
+            source = f"run `make infra-outputs` (it writes {DEFAULT_FILE.name}), pass {PATH_FLAG} FILE or set {ENV_VAR}"
         else:
             source = "re-run `make infra-outputs` after `terraform -chdir=infra apply`"
         raise ConfigError(

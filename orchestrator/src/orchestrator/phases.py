@@ -27,7 +27,7 @@ from orchestrator.atomic_files import write_text_atomic
 from orchestrator.config import RoundPlan, SwarmSettings, points_space
 from orchestrator.controller import Controller, PassResult, RoundSpec
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.run_files import SETTINGS_FILE, STOP_FILE, ControllerLock, read_snapshot
+from orchestrator.run_files import SETTINGS_FILE, STOP_FILE, ControllerLock, read_snapshot, record_run_id
 from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 from orchestrator.tuners.base import TunerState, TunerTrial
 
@@ -130,6 +130,8 @@ class SwarmRun:
         s = self.s
         lines = [
             f"study {s.study}: phase {s.phase}, team {s.team} ({s.machine}), backend {s.backend.name}, profile {s.profile}",
+            f"run id {s.run_id or '(none: a run dir from before run ids)'}"
+            + (f"; cloud names {s.cloud_study}" if s.backend.name == "vertex" else ""),
             f"run dir {s.run_dir}; {s.parallel} trial(s) at once; {s.epochs} epochs per trial; "
             f"retries {s.max_retries}; stop after {s.max_failed_trials} failed trials",
         ]
@@ -274,6 +276,7 @@ class SwarmRun:
         lock.acquire()
         try:
             self._check_same_experiment()
+            record_run_id(self.run_dir, self.s.run_id)
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)  # a new start overrides an old stop
             write_text_atomic(
                 self.run_dir / SETTINGS_FILE,
@@ -282,6 +285,7 @@ class SwarmRun:
             for line in self.describe():
                 self.out(line)
             runner = backends.make_runner(self.s, self.trainer_command)
+            runner.preflight()  # e.g. the trainer image exists: before the tuner suggests anything
             reader = backends.make_output_reader(self.s)
             sleep = self.sleep or getattr(runner, "wait", time.sleep)
             previous: list[TunerTrial] = []

@@ -1,5 +1,5 @@
 """The run directory's files (docs/contracts.md "Run directory"): trials.json, the stop request, the
-controller lock and swarm.yaml. `status` and `report` read only these, never the study database.
+controller lock, swarm.yaml and run.json (the run's id). `status` and `report` read only these, never the study database.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ TRIALS_FILE = "trials.json"
 STOP_FILE = "stop-requested"
 LOCK_FILE = "controller.lock"
 SETTINGS_FILE = "swarm.yaml"
+RUN_FILE = "run.json"
 STATES = ("PENDING", "RUNNING", "COMPLETED", "INFEASIBLE", "FAILED", "STOPPED")
 
 
@@ -102,6 +104,8 @@ def snapshot(
         )
     return {
         "study": settings.study,
+        "run_id": settings.run_id,
+        "cloud_study": settings.cloud_study,
         "phase": settings.phase,
         "team": settings.team,
         "backend": settings.backend.name,
@@ -148,6 +152,52 @@ def read_snapshot(run_dir: str | os.PathLike) -> dict[str, Any]:
         ) from e
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A fresh run id: UTC minute of creation + 4 random hex digits, e.g. "20261203-0945-a3f0".
+
+    It is a valid Vertex label value and short enough for every cloud name that carries it.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def read_run_id(run_dir: str | os.PathLike) -> str | None:
+    """The id recorded in RUN_DIR/run.json; None if the run dir has none yet.
+
+    A run dir from before run ids (swarm.yaml but no run.json) gives "": its cloud names carry no id.
+
+    Raises:
+        ConfigError: run.json exists but is not a JSON object with a string "run_id".
+    """
+    path = Path(run_dir) / RUN_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return "" if (Path(run_dir) / SETTINGS_FILE).exists() else None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the run id ({e})") from e
+    if not isinstance(raw, dict) or not isinstance(raw.get("run_id"), str):
+        raise ConfigError(f'{path}: expected {{"run_id": "..."}}, the file the first start of this run wrote')
+    return raw["run_id"]
+
+
+def record_run_id(run_dir: str | os.PathLike, run_id: str) -> None:
+    """Write RUN_DIR/run.json when the run dir is created; a run dir keeps its first id for good.
+
+    Raises:
+        ConfigError: the run dir already holds another run's id (two starts raced on a new dir).
+    """
+    if not run_id:
+        return  # a run dir from before run ids keeps its id-less names
+    path = Path(run_dir) / RUN_FILE
+    have = read_run_id(run_dir)
+    if have is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"run_id": run_id, "created": time.time()}, indent=1)
+    elif have != run_id:
+        raise ConfigError(f"{path}: this run dir belongs to run {have!r}, not {run_id!r}; start again")
 
 
 def latest_run_dir(root: str | os.PathLike = "runs") -> Path:

@@ -57,9 +57,13 @@ def dry_run_plan(settings: SwarmSettings) -> dict[str, Any]:
 
     vs = backends._vertex_settings(settings)
     plan, points, notes = _first_round(settings)
-    runner = VertexRunner(vs, settings.study, credentials=AnonymousCredentials())
+    runner = VertexRunner(vs, settings.cloud_study, credentials=AnonymousCredentials())
     ctl = Controller(
-        settings, None, runner, backends.read_local_output, lambda tid: vs.trial_dir(settings.study, tid)
+        settings,
+        None,
+        runner,
+        backends.read_local_output,
+        lambda tid: vs.trial_dir(settings.cloud_study, tid),
     )  # type: ignore[arg-type]
     rnd = RoundSpec(plan.name, plan.points, len(points), plan.fixed)
     jobs = []
@@ -78,7 +82,7 @@ def dry_run_lines(settings: SwarmSettings) -> list[str]:
         spec = plan["study"]
         metric = spec["metrics"][0]
         lines.append(
-            f"Vizier study {settings.study}: {spec.get('algorithm', 'ALGORITHM_UNSPECIFIED')}, "
+            f"Vizier study {settings.cloud_study}: {spec.get('algorithm', 'ALGORITHM_UNSPECIFIED')}, "
             f"{metric['goal']} {metric['metricId']}"
         )
         for p in spec["parameters"]:

@@ -82,6 +82,7 @@ def quiet_sdk_logs() -> None:
 
 def _retryable() -> tuple[type[BaseException], ...]:
     from google.api_core import exceptions
+    from google.auth import exceptions as auth
 
     return (
         exceptions.TooManyRequests,
@@ -90,7 +91,73 @@ def _retryable() -> tuple[type[BaseException], ...]:
         exceptions.DeadlineExceeded,
         exceptions.InternalServerError,
         exceptions.Aborted,
+        # A long-running operation (Vizier's SuggestTrials) that outlives result()'s timeout raises
+        # concurrent.futures.TimeoutError, which is the built-in TimeoutError (api_core polling).
+        TimeoutError,
+        # The token endpoint or the metadata server did not answer: the network, not the grant.
+        auth.TransportError,
     )
+
+
+# The permission each kind of call needs and the role that grants it to the orchestrator's account
+# (infra/iam.tf). Keyed by permission; a PermissionDenied names one in its message, else the call's.
+PERMISSION_ROLES = {
+    "artifactregistry.tags.get": "roles/artifactregistry.reader",
+    "artifactregistry.dockerimages.get": "roles/artifactregistry.reader",
+    "aiplatform.customJobs.create": "roles/aiplatform.user",
+    "aiplatform.customJobs.list": "roles/aiplatform.user",
+    "aiplatform.customJobs.get": "roles/aiplatform.user",
+    "aiplatform.customJobs.cancel": "roles/aiplatform.user",
+    "aiplatform.studies.create": "roles/aiplatform.user",
+    "aiplatform.studies.get": "roles/aiplatform.user",
+    "aiplatform.trials.list": "roles/aiplatform.user",
+    "aiplatform.trials.get": "roles/aiplatform.user",
+    "aiplatform.trials.create": "roles/aiplatform.user",
+    "aiplatform.trials.update": "roles/aiplatform.user",
+    "aiplatform.trials.stop": "roles/aiplatform.user",
+    "iam.serviceAccounts.actAs": "roles/iam.serviceAccountUser (on the trainer account)",
+    "storage.objects.get": "roles/storage.objectViewer (on the runs bucket)",
+}
+_PERMISSION_IN_MESSAGE = re.compile(
+    r"\b((?:aiplatform|artifactregistry|iam|storage)\.[A-Za-z]+\.[A-Za-z]+)\b"
+)
+
+
+def caller_account(credentials: Any) -> str:
+    """Who a call ran as, as far as the credentials say without a network call."""
+    email = getattr(credentials, "service_account_email", None)
+    if isinstance(email, str) and "@" in email:
+        return email
+    return "the application-default credentials"
+
+
+def permission_denied(
+    what: str, error: Exception, permission: str, account: str, expected: str
+) -> ConfigError:
+    """One line for a PermissionDenied: the call, the permission, the account and the granting role.
+
+    Args:
+        what: the call, e.g. "look up IMAGE".
+        error: the google.api_core PermissionDenied / Forbidden.
+        permission: what the call needs; a permission named in the error's message wins.
+        account: who the call ran as (caller_account).
+        expected: the orchestrator service account of the infra outputs ("" if unknown).
+    """
+    named = _PERMISSION_IN_MESSAGE.search(str(getattr(error, "message", error)))
+    if named and named.group(1) in PERMISSION_ROLES:
+        permission = named.group(1)
+    role = PERMISSION_ROLES.get(permission, "a role that holds it")
+    fix = "re-apply infra/ (`make infra-apply`)"
+    if expected and account != expected:
+        fix = f"run as {expected}, which infra/iam.tf grants it (docs/infra.md, step 4), or {fix}"
+    return CloudPermissionDenied(
+        f"permission denied: {what}: {account} lacks {permission}, which {role} grants; {fix}. "
+        "Nothing was lost: suggested trials wait in the study for the next start"
+    )
+
+
+class CloudPermissionDenied(ConfigError):
+    """A cloud call was refused for a missing permission: grant it and start again. Exit 2."""
 
 
 @dataclass
@@ -102,30 +169,50 @@ class CloudCalls:
         policy: the RetryPolicy (default RetryPolicy()).
         sleeper: called with the backoff in seconds (default time.sleep).
         rng: source of jitter (default a fresh random.Random()).
+        credentials: the calls' google.auth credentials, named in a permission error (None = ADC).
+        expected_account: the orchestrator service account from the infra outputs, named there too.
     """
 
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleeper: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    credentials: Any = None
+    expected_account: str = ""
     backoffs: int = 0  # how many times a call was retried, for status and benchmarks
 
-    def run(self, what: str, fn: Callable[[], T]) -> T:
+    def run(self, what: str, fn: Callable[[], T], permission: str = "") -> T:
         """Call fn(); on a transient error sleep a jittered backoff and call it again.
 
         Args:
             what: names the call in the error message, e.g. "create CustomJob for trial 7".
             fn: the call; it must be safe to repeat (look up before create).
+            permission: the IAM permission the call needs, named if it is refused.
         Raises:
             RetryableCloudError: still failing after policy.attempts calls; the caller tries again
                 on its next pass.
+            CloudPermissionDenied: the call was refused for a permission (never retried).
+            ConfigError: the credentials were refused for good (a revoked or expired grant).
         """
+        from google.api_core import exceptions
+        from google.auth import exceptions as auth
+
         retryable = _retryable()
         for attempt in range(self.policy.attempts):
             try:
                 return fn()
-            except retryable as e:
+            except exceptions.Forbidden as e:  # PermissionDenied (gRPC) is a Forbidden (HTTP 403)
+                account = caller_account(self.credentials)
+                raise permission_denied(what, e, permission, account, self.expected_account) from e
+            except (*retryable, auth.RefreshError) as e:
+                if isinstance(e, auth.RefreshError) and not e.retryable:
+                    raise ConfigError(
+                        f"{what}: Google refused the credentials ({e}); run "
+                        "`gcloud auth application-default login` (docs/infra.md, step 4)"
+                    ) from e
                 if attempt + 1 == self.policy.attempts:
-                    raise RetryableCloudError(f"{what}: {e} (after {attempt + 1} attempts)") from e
+                    raise RetryableCloudError(
+                        f"{what}: {type(e).__name__}: {e} (after {attempt + 1} attempts)"
+                    ) from e
                 self.backoffs += 1
                 self.sleeper(self.rng.uniform(0, min(self.policy.cap_s, self.policy.base_s * 2**attempt)))
         raise AssertionError("unreachable")
@@ -142,9 +229,12 @@ class VertexSettings:
         runs_bucket: gs:// URL; trial output dirs are <runs_bucket>/<study>/trials/<id>.
         image_repository: Artifact Registry Docker repository, LOCATION-docker.pkg.dev/PROJECT/REPO.
         trainer_service_account: e-mail of the identity the trainer runs as.
+        orchestrator_service_account: e-mail of the identity the orchestrator should run as,
+            named when a call is refused for a permission ("" = unknown).
         machines: team -> MachineSpec (from configs/teams/<team>.yaml).
         image_package: image name inside the repository (default "trainer").
-        image_tag: tag resolved to a digest once per controller start (default "latest").
+        image_tag: tag resolved to a digest once per controller start (default "latest"; from the
+            YAML, null = the checkout's content hash, orchestrator.image_tag).
         timeout_s: a job is killed after this many seconds (default 86400).
         spot: run on Spot VMs (cheaper, preemptible; a preempted job is retried) (default False).
         max_wait_s: give up on provisioning after this many seconds; None = service default (24 h).
@@ -160,6 +250,7 @@ class VertexSettings:
     image_repository: str
     trainer_service_account: str
     machines: dict[str, MachineSpec]
+    orchestrator_service_account: str = ""
     image_package: str = "trainer"
     image_tag: str = "latest"
     timeout_s: int = 86_400
@@ -230,22 +321,16 @@ def load_team_machines(teams_dir: str | Path) -> dict[str, MachineSpec]:
     return machines
 
 
-def head_image_tag(where: Path) -> str:
-    """The tag `make image` gives the trainer image: the 12-character commit of the checkout at `where`."""
-    import subprocess
+def checkout_image_tag() -> str:
+    """The tag `make image` gives the trainer image built from this checkout (its content hash)."""
+    from orchestrator.image_tag import content_tag
 
     try:
-        out = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as e:
+        return content_tag()
+    except OSError as e:
         raise ConfigError(
-            f"image_tag is not set and the git commit of {where} is unknown ({e}); set image_tag in configs/backends/vertex.yaml"
+            f"image_tag is not set and the image sources cannot be hashed ({e}); set image_tag in configs/backends/vertex.yaml"
         ) from e
-    return out.stdout.strip()
 
 
 _KNOBS: dict[str, type | tuple[type, ...]] = {
@@ -265,7 +350,7 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
     Args:
         path: configs/backends/vertex.yaml (keys: image_package, image_tag, timeout_s,
             spot, max_wait_s, boot_disk_gb, experiment, retry); unknown keys are errors. A null
-            image_tag means the commit of this checkout, the tag `make image` pushes. Machines
+            image_tag means the content hash of this checkout's image sources, the tag `make image` pushes. Machines
             come from the sibling directory teams/.
         infra: an InfraSettings (project_id, region, staging_bucket, runs_bucket, image_repository,
             trainer_service_account).
@@ -295,7 +380,7 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
         raise ConfigError(f"{path}: retry: expected attempts, base_s, cap_s")
     retry = RetryPolicy(**retry_raw)
     if overrides.get("image_tag") is None and knobs.get("image_tag") is None:
-        knobs["image_tag"] = head_image_tag(path.parent)  # what `make image` built from this checkout
+        knobs["image_tag"] = checkout_image_tag()  # what `make image` built from this checkout
     settings = VertexSettings(
         project=infra.project_id,
         region=infra.region,
@@ -303,6 +388,7 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
         runs_bucket=infra.runs_bucket,
         image_repository=infra.image_repository,
         trainer_service_account=infra.trainer_service_account,
+        orchestrator_service_account=infra.orchestrator_service_account,
         machines=load_team_machines(path.parent.parent / "teams"),
         retry=retry,
         **knobs,
@@ -335,15 +421,18 @@ def resolve_image_digest(settings: VertexSettings, calls: CloudCalls, credential
         tag = calls.run(
             f"look up {settings.image_tag_uri}",
             lambda: client.get_tag(name=f"{base}/packages/{package}/tags/{settings.image_tag}"),
+            permission="artifactregistry.tags.get",
         )
         digest = tag.version.rsplit("/versions/", 1)[-1]
         image = calls.run(
             f"look up {settings.image_package}@{digest}",
             lambda: client.get_docker_image(name=f"{base}/dockerImages/{package}@{digest}"),
+            permission="artifactregistry.dockerimages.get",
         )
     except exceptions.NotFound as e:
         raise ConfigError(
-            f"trainer image {settings.image_tag_uri} not found in Artifact Registry (make image): {e}"
+            f"trainer image {settings.image_tag_uri} not found in Artifact Registry: build it from this "
+            f"checkout with `make image` (the tag is the content hash of its sources): {e}"
         ) from e
     if "@sha256:" not in image.uri:
         raise ConfigError(

@@ -72,10 +72,17 @@ def swarm(
     from orchestrator.leaderboard import format_leaderboard
     from orchestrator.phases import SwarmRun
 
+    notes = []  # the first lines: which profile and (on vertex) which outputs file are in use
     if profile is None:
         profile = DEFAULT_PROFILES.get(backend, "default")
-        # stdout carries only the JSON plan with --json, so the note goes to stderr there.
-        click.echo(f"profile: {profile} (the default for --backend {backend})", err=as_json)
+        notes.append(f"profile: {profile} (the default for --backend {backend})")
+    elif backend == "vertex":
+        notes.append(f"profile: {profile} (from --profile)")
+    if backend == "vertex":
+        from orchestrator.infra_outputs import outputs_file
+
+        infra_outputs, why = outputs_file(infra_outputs)
+        notes.append(f"infra outputs: {infra_outputs or '(flags only)'} ({why})")
     settings = load_settings(
         phase,
         team=team,
@@ -89,6 +96,16 @@ def swarm(
     )
     if as_json and not (dry_run and backend == "vertex"):
         raise click.UsageError("--json goes with --dry-run --backend vertex")
+    # After the settings are good, so a bad input stays one line. stdout carries only the JSON plan
+    # with --json, so the notes go to stderr there.
+    for line in notes:
+        click.echo(line, err=as_json)
+    if backend == "vertex":
+        from orchestrator.run_files import record_run_id
+
+        # Recorded now, even by a dry run, so the names a dry run shows are the ones the run uses.
+        record_run_id(settings.run_dir, settings.run_id)
+        click.echo(f"run id: {settings.run_id or '(none)'}; cloud names: {settings.cloud_study}", err=as_json)
     run = SwarmRun(settings, out=lambda line: click.echo(line))
     if dry_run:
         if backend == "vertex":  # the cloud requests themselves, built offline by the Vertex backends

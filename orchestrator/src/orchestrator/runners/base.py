@@ -76,3 +76,10 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, job_id: str) -> None: ...
+
+    def preflight(self) -> None:  # noqa: B027 - a hook with nothing to do by default
+        """Check what every launch needs (e.g. the trainer image) before any trial is suggested.
+
+        Raises:
+            ConfigError: something a launch needs is missing or not allowed; nothing was suggested.
+        """

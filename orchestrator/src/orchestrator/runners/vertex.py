@@ -25,6 +25,7 @@ google-cloud-aiplatform is imported inside the methods: `orchestrator` starts wi
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from typing import Any
@@ -55,6 +56,7 @@ _STATE_MAP = {
     "JOB_STATE_CANCELLING": JobState.RUNNING,
     "JOB_STATE_CANCELLED": JobState.CANCELLED,
 }
+log = logging.getLogger(__name__)
 _LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]")
 
 
@@ -74,18 +76,21 @@ def api_dict(message: Any) -> dict[str, Any]:
 
 
 @functools.cache
-def _storage_client(emulator: str | None):  # one client per process (and per emulator, in tests)
+def _storage_client(emulator: str | None, project: str | None):  # one per process, project (and emulator)
     from google.cloud import storage
 
-    return storage.Client()
+    # The project explicitly: without it the client asks ADC for one, which an impersonated or
+    # user credential may not carry (and then every read fails on a machine without gcloud config).
+    return storage.Client(project=project)
 
 
-def read_output(output_dir: str, name: str) -> str | None:
+def read_output(output_dir: str, name: str, project: str | None = None) -> str | None:
     """Read <output_dir>/<name> (e.g. final.json) from the runs bucket; None if it is not there yet.
 
     Args:
         output_dir: the trial's gs://bucket/prefix.
         name: file name inside it.
+        project: the project the client bills and reports against (the infra outputs' project_id).
     Raises:
         RetryableCloudError: Cloud Storage kept failing (the client's own retries are spent).
     """
@@ -95,7 +100,7 @@ def read_output(output_dir: str, name: str) -> str | None:
         raise PermanentJobError(f"output dir {output_dir!r} is not a gs:// URL")
     bucket, _, prefix = output_dir.removeprefix("gs://").partition("/")
     blob = (
-        _storage_client(os.environ.get("STORAGE_EMULATOR_HOST"))
+        _storage_client(os.environ.get("STORAGE_EMULATOR_HOST"), project)
         .bucket(bucket)
         .blob(f"{prefix.rstrip('/')}/{name}")
     )
@@ -103,6 +108,12 @@ def read_output(output_dir: str, name: str) -> str | None:
         return blob.download_as_text()
     except exceptions.NotFound:
         return None
+    except exceptions.Forbidden as e:
+        from orchestrator.vertex_settings import caller_account, permission_denied
+
+        client = _storage_client(os.environ.get("STORAGE_EMULATOR_HOST"), project)
+        who = caller_account(getattr(client, "_credentials", None))
+        raise permission_denied(f"read {output_dir}/{name}", e, "storage.objects.get", who, "") from e
     except (exceptions.TooManyRequests, exceptions.ServiceUnavailable, exceptions.InternalServerError) as e:
         raise RetryableCloudError(f"read {output_dir}/{name}: {e}") from e
 
@@ -117,7 +128,8 @@ class VertexRunner(Runner):
 
     Args:
         settings: VertexSettings (project, region, buckets, image, machines, service account).
-        study: the study's label value (also the display-name prefix of its jobs).
+        study: the run's cloud name (SwarmSettings.cloud_study: phase<N>-<team>-<run id>), the
+            `study` label and display-name prefix of its jobs; jobs of other runs are never seen.
         credentials: google.auth credentials; None = application default credentials.
         calls: CloudCalls (retry policy, injected sleeper); default CloudCalls(settings.retry).
         image_uri: a pinned image (…@sha256:…); None = resolve the tag on the first launch.
@@ -140,6 +152,8 @@ class VertexRunner(Runner):
         self.study = study
         self.credentials = credentials
         self.calls = calls or CloudCalls(settings.retry)
+        self.calls.credentials = self.calls.credentials or credentials
+        self.calls.expected_account = self.calls.expected_account or settings.orchestrator_service_account
         self._image_uri = image_uri
         self._live: dict[str, Job] = {}  # resource name -> unfinished job
         self._done: dict[str, Job] = {}  # resource name -> job in a final state (never changes again)
@@ -148,6 +162,11 @@ class VertexRunner(Runner):
         quiet_sdk_logs()
 
     # ------------------------------------------------------------------ building requests
+
+    def preflight(self) -> None:
+        """Pin the trainer image before the swarm asks its tuner for anything: a missing image or a
+        missing permission then fails with nothing suggested (ConfigError, exit 2)."""
+        self.image_uri()
 
     def image_uri(self) -> str:
         """The trainer image pinned to a digest, resolved once per runner (= per controller start)."""
@@ -161,7 +180,7 @@ class VertexRunner(Runner):
 
     def labels(self, spec: JobSpec) -> dict[str, str]:
         base = {
-            "study": spec.study,
+            "study": self.study,
             "trial": spec.trial_id,
             "attempt": spec.attempt,
             "phase": spec.phase,
@@ -180,10 +199,6 @@ class VertexRunner(Runner):
         """The SDK CustomJob for one attempt (built locally; nothing is sent)."""
         from google.cloud import aiplatform
 
-        if spec.study != self.study:
-            raise PermanentJobError(
-                f"job spec for study {spec.study!r} given to the runner of {self.study!r}"
-            )
         if not spec.output_dir.startswith("gs://"):
             raise PermanentJobError(
                 f"trial {spec.trial_id}: output dir {spec.output_dir!r} is not a gs:// URL"
@@ -199,7 +214,7 @@ class VertexRunner(Runner):
             "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": self.settings.boot_disk_gb},
         }
         return aiplatform.CustomJob(
-            display_name=f"{spec.study}-t{spec.trial_id}-a{spec.attempt}",
+            display_name=f"{self.study}-t{spec.trial_id}-a{spec.attempt}",
             worker_pool_specs=[pool],
             base_output_dir=spec.output_dir,
             labels=self.labels(spec),
@@ -279,7 +294,7 @@ class VertexRunner(Runner):
         known = self._by_key.get((spec.trial_id, spec.attempt))
         if known is not None:  # seen in a listing or launched by this runner: no call needed
             return known
-        key = f'labels.study="{spec.study}" AND labels.trial="{label_value(spec.trial_id)}" AND labels.attempt="{spec.attempt}"'
+        key = f'labels.study="{self.study}" AND labels.trial="{label_value(spec.trial_id)}" AND labels.attempt="{spec.attempt}"'
 
         def find_or_create():
             found = self._list(key)
@@ -290,7 +305,11 @@ class VertexRunner(Runner):
             return job.gca_resource
 
         try:
-            proto = self.calls.run(f"launch trial {spec.trial_id} attempt {spec.attempt}", find_or_create)
+            proto = self.calls.run(
+                f"launch trial {spec.trial_id} attempt {spec.attempt}",
+                find_or_create,
+                permission="aiplatform.customJobs.create",
+            )
         except exceptions.GoogleAPICallError as e:
             raise PermanentJobError(
                 f"trial {spec.trial_id} attempt {spec.attempt}: Vertex AI refused the job: {e}"
@@ -302,17 +321,27 @@ class VertexRunner(Runner):
 
         study = f'labels.study="{self.study}"'
         if not self._synced:
-            for proto in self.calls.run("list jobs", lambda: self._list(study)):
+            for proto in self.calls.run(
+                "list jobs", lambda: self._list(study), permission="aiplatform.customJobs.list"
+            ):
                 self._remember(proto)
             self._synced = True
         else:
             unfinished = " AND ".join([study, *(f'state!="{s}"' for s in _FINAL)])
             seen = set()
-            for proto in self.calls.run("list unfinished jobs", lambda: self._list(unfinished)):
+            for proto in self.calls.run(
+                "list unfinished jobs",
+                lambda: self._list(unfinished),
+                permission="aiplatform.customJobs.list",
+            ):
                 seen.add(self._remember(proto).job_id)
             for name in [n for n in self._live if n not in seen]:  # finished since the last pass
                 try:
-                    self._remember(self.calls.run(f"get {name}", lambda n=name: self._get(n)))
+                    self._remember(
+                        self.calls.run(
+                            f"get {name}", lambda n=name: self._get(n), permission="aiplatform.customJobs.get"
+                        )
+                    )
                 except exceptions.NotFound:  # deleted by hand: a lost attempt, which the controller retries
                     job = self._live.pop(name)
                     job.state, job.detail = JobState.FAILED, f"the CustomJob was deleted ({job.detail})"
@@ -340,11 +369,13 @@ class VertexRunner(Runner):
             aiplatform_v1.CustomJob(name=job_id), credentials=self.credentials
         )
         try:
-            self.calls.run(f"cancel {job_id}", job.cancel)
+            self.calls.run(f"cancel {job_id}", job.cancel, permission="aiplatform.customJobs.cancel")
         except exceptions.FailedPrecondition:
             pass  # already finished or cancelling: the contract makes this a no-op
-        except exceptions.GoogleAPICallError as e:
-            raise PermanentJobError(f"cancel {job_id}: {e}") from e
+        except (exceptions.GoogleAPICallError, RetryableCloudError) as e:
+            # The job keeps running for now; the controller asks again on its next pass (a finished
+            # trial whose job still runs is cancelled then), so a cancel error never stops the swarm.
+            log.warning("cancel %s failed, tried again next pass: %s", job_id, e)
 
     # ------------------------------------------------------------------ mapping
 

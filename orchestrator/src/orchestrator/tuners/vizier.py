@@ -10,10 +10,13 @@ How our final states live in Vizier, which knows only SUCCEEDED and INFEASIBLE:
   COMPLETED  -> SUCCEEDED, final measurement = objective + the other final metrics (stderr, baselines)
   INFEASIBLE -> INFEASIBLE, infeasible_reason = the reason
   FAILED     -> INFEASIBLE, infeasible_reason = "FAILED: <reason>"
-  STOPPED    -> the value (if any) as an intermediate measurement, stop_trial (STOPPING), then
-                INFEASIBLE with "STOPPED: <reason>"; read back, its value is the last measurement.
-Vizier's model therefore learns only from completed trials, and a trial the controller gave up on
-(infrastructure, early stop) steers the search no more than a diverged one.
+  STOPPED    -> stop_trial (STOPPING), then SUCCEEDED with the last measurement as the final one
+                plus the marker metric `early_stopped` = 1, so Vizier's model learns from the
+                region it sampled (a poor value there is information); without any measurement,
+                INFEASIBLE with "STOPPED: <reason>". Read back, the marker makes it STOPPED again.
+Only failures (infrastructure) and divergence are infeasible, so they alone steer the search away.
+Intermediate measurements are sent once per step: the trial proto holds the steps already
+measured, so a restarted controller (which lists the trials afresh) never sends a step twice.
 
 SDK pitfalls worked around (GCP.md A.3): `Study.trials()` returns only the first page, so trials are
 listed by paging `list_trials` ourselves; `materialize_study_config()` passes an argument the
@@ -54,6 +57,11 @@ log = logging.getLogger(__name__)
 
 FAILED_PREFIX = "FAILED: "
 STOPPED_PREFIX = "STOPPED: "
+# In the final measurement of a stopped SUCCEEDED trial: why it stopped (the reason's own text has
+# no field in Vizier; the numbers behind a rule are in the run's events.jsonl).
+STOPPED_METRIC = "early_stopped"
+_BY_RULE, _BY_REQUEST = 1.0, 2.0
+_REQUESTED = "stopped by `orchestrator stop`"
 
 
 def _numeric_choices(choices: tuple[str, ...]) -> list[float] | None:
@@ -135,6 +143,7 @@ class VizierTuner(Tuner):
         self.project, self.region, self.worker = project, region, worker
         self.credentials = credentials
         self.calls = calls or CloudCalls()
+        self.calls.credentials = self.calls.credentials or credentials
         self.experiment = experiment
         self._cache: dict[int, Any] = {}  # trial uid -> latest aiplatform_v1.Trial proto
         self._view: dict[int, TunerTrial] = {}  # trial uid -> that proto as a TunerTrial
@@ -150,6 +159,7 @@ class VizierTuner(Tuner):
             lambda: Study.create_or_load(
                 display_name=study, problem=config, project=project, location=region, credentials=credentials
             ),
+            permission="aiplatform.studies.create",
         )
         self._check_spec(config.to_proto())
         if experiment:
@@ -165,7 +175,9 @@ class VizierTuner(Tuner):
             settings: VertexSettings.
             study: display name; space: the knobs; kw: other VizierTuner arguments.
         """
-        kw.setdefault("calls", CloudCalls(settings.retry))
+        kw.setdefault(
+            "calls", CloudCalls(settings.retry, expected_account=settings.orchestrator_service_account)
+        )
         return cls(
             study,
             space,
@@ -217,7 +229,9 @@ class VizierTuner(Tuner):
 
     def trials(self) -> list[TunerTrial]:
         if not self._synced:
-            for proto in self.calls.run("list Vizier trials", self._list_all):
+            for proto in self.calls.run(
+                "list Vizier trials", self._list_all, permission="aiplatform.trials.list"
+            ):
                 self._store(proto)
             self._synced = True
             self._refreshed = self.clock()
@@ -265,6 +279,15 @@ class VizierTuner(Tuner):
         metrics = {m.metric_id: float(m.value) for m in proto.final_measurement.metrics}
         if state == "SUCCEEDED":
             value = metrics.pop(self.objective, None)
+            why = metrics.pop(STOPPED_METRIC, None)
+            if why is not None:
+                step = proto.final_measurement.step_count
+                reason = (
+                    _REQUESTED
+                    if why == _BY_REQUEST
+                    else f"early stop at epoch {step}; its last measurement is its final one (the rule: events.jsonl)"
+                )
+                return TunerTrial(tid, self._params(proto), TunerState.STOPPED, value, reason=reason)
             return TunerTrial(tid, self._params(proto), TunerState.COMPLETED, value, metrics)
         if state == "INFEASIBLE":
             reason = proto.infeasible_reason
@@ -297,9 +320,12 @@ class VizierTuner(Tuner):
             and self._cache[uid].state.name == "ACTIVE"  # not STOPPING: Vizier hands out only ACTIVE ones
             and self._cache[uid].client_id == self.worker
         }
+        # Safe to repeat (a suggest LRO that timed out is retried): Vizier hands this worker its
+        # ACTIVE trials first, so the trials of a lost answer come back instead of new ones.
         got = self.calls.run(
             f"suggest {count} trials",
             lambda: self._study.suggest(count=count + len(mine), worker=self.worker),
+            permission="aiplatform.trials.create",
         )
         new = []
         for t in got:
@@ -358,7 +384,11 @@ class VizierTuner(Tuner):
         m = self._measurement({**metrics, self.objective: value})
 
         def act(proto):
-            self.calls.run(f"complete trial {trial_id}", lambda: self._trial_sdk(proto).complete(m))
+            self.calls.run(
+                f"complete trial {trial_id}",
+                lambda: self._trial_sdk(proto).complete(m),
+                permission="aiplatform.trials.update",
+            )
 
         self._finish(trial_id, TunerState.COMPLETED, act)
 
@@ -366,7 +396,9 @@ class VizierTuner(Tuner):
         def act(proto):
             sdk = self._trial_sdk(proto)
             self.calls.run(
-                f"complete trial {trial_id} as infeasible", lambda: sdk.complete(infeasible_reason=reason)
+                f"complete trial {trial_id} as infeasible",
+                lambda: sdk.complete(infeasible_reason=reason),
+                permission="aiplatform.trials.update",
             )
 
         self._finish(trial_id, target, act)
@@ -385,31 +417,55 @@ class VizierTuner(Tuner):
         def act(proto):
             sdk = self._trial_sdk(proto)
             if proto.state.name == "ACTIVE":
-                if value is not None and math.isfinite(value):
-                    self.calls.run(
-                        f"measure trial {trial_id}",
-                        lambda: sdk.add_measurement(self._measurement({self.objective: value})),
-                    )
                 try:  # no SDK wrapper for StopTrial: the gapic call
                     self.calls.run(
                         f"stop trial {trial_id}",
                         lambda: sdk.api_client.stop_trial(request={"name": proto.name}),
+                        permission="aiplatform.trials.stop",
                     )
                 except exceptions.FailedPrecondition:
                     pass  # already STOPPING (a replay after a crash)
+            steps = [ms.step_count for ms in proto.measurements]
+            last = value if value is not None and math.isfinite(value) else self._last_measured(proto)
+            if last is None:  # nothing measured: nothing Vizier could learn from
+                self.calls.run(
+                    f"complete stopped trial {trial_id}",
+                    lambda: sdk.complete(infeasible_reason=STOPPED_PREFIX + reason),
+                    permission="aiplatform.trials.update",
+                )
+                return
+            why = _BY_REQUEST if reason == _REQUESTED else _BY_RULE
+            final = self._measurement({self.objective: last, STOPPED_METRIC: why}, step=max(steps, default=0))
             self.calls.run(
                 f"complete stopped trial {trial_id}",
-                lambda: sdk.complete(infeasible_reason=STOPPED_PREFIX + reason),
+                lambda: sdk.complete(final),
+                permission="aiplatform.trials.update",
             )
 
         self._finish(trial_id, TunerState.STOPPED, act)
+
+    def _last_measured(self, proto) -> float | None:
+        values = [m.value for ms in proto.measurements for m in ms.metrics if m.metric_id == self.objective]
+        return float(values[-1]) if values else None
 
     def report(self, trial_id: str, step: int, value: float) -> None:
         if not math.isfinite(value):
             return  # Vizier rejects NaN; the final state says what happened
         proto = self._proto(trial_id)
+        if any(ms.step_count == step for ms in proto.measurements):
+            return  # sent before (maybe by a controller that restarted since): once per step
+        if proto.state.name != "ACTIVE":
+            return  # stopping or finished: Vizier takes no more measurements
         m = self._measurement({self.objective: value}, step=step)
-        self.calls.run(f"measure trial {trial_id}", lambda: self._trial_sdk(proto).add_measurement(m))
+        self.calls.run(
+            f"measure trial {trial_id}",
+            lambda: self._trial_sdk(proto).add_measurement(m),
+            permission="aiplatform.trials.update",
+        )
+        from google.cloud.aiplatform.vizier import pyvizier as vz
+
+        proto.measurements.append(vz.MeasurementConverter.to_proto(m))  # what Vizier now holds
+        self._store(proto)
 
     # ------------------------------------------------------------------ experiment tracking
 
