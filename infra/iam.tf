@@ -65,6 +65,16 @@ resource "google_artifact_registry_repository_iam_member" "vertex_image_reader" 
   member     = local.vertex_custom_code_agent
 }
 
+# Before it launches anything, the orchestrator pins the trainer image to its digest (get tag, get
+# image: artifactregistry.tags.get and .dockerimages.get), which roles/aiplatform.user does not hold.
+resource "google_artifact_registry_repository_iam_member" "orchestrator_image_reader" {
+  project    = var.project_id
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.reader"
+  member     = google_service_account.orchestrator.member
+}
+
 resource "google_artifact_registry_repository_iam_member" "builder_image_writer" {
   project    = var.project_id
   location   = google_artifact_registry_repository.images.location

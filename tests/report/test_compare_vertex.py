@@ -50,8 +50,10 @@ def test_compare_on_vertex_fakes(mocker, tmp_path, credentials, storage_emulator
         snap = json.loads((tmp_path / "cmp" / arm.name / "trials.json").read_text())
         assert snap["backend"] == "vertex"
         assert [t["state"] for t in snap["trials"]] == ["COMPLETED"] * len(design.seeds)
+        # Every cloud name carries the arm's run id (RUN_DIR/<arm>/run.json).
+        assert snap["cloud_study"] == f"compare-{arm.name}-{snap['run_id']}" and snap["run_id"]
         assert all(
-            t["output_dir"].startswith(f"gs://zs-zeta-swarm-test-runs/compare-{arm.name}/")
+            t["output_dir"].startswith(f"gs://zs-zeta-swarm-test-runs/{snap['cloud_study']}/")
             for t in snap["trials"]
         )
         machine = "a2-ultragpu-1g" if arm.team == "fullbatch" else "g2-standard-8"
@@ -60,7 +62,7 @@ def test_compare_on_vertex_fakes(mocker, tmp_path, credentials, storage_emulator
     assert sum("retry      attempt 2: Preempted" in line for line in lines) == len(design.arms)
     for job in world.jobs.jobs.values():
         args = list(job.job_spec.worker_pool_specs[0].container_spec.args)
-        arm = next(a for a in design.arms if job.labels["study"] == f"compare-{a.name}")
+        arm = next(a for a in design.arms if job.labels["study"].startswith(f"compare-{a.name}-"))
         for key in ("loss.rg_penalty_weight", "train.epochs", "data.train_count"):
             assert f"{key}={arm.overrides[key]}" in args, (arm.name, key)
     md = (report / "summary.md").read_text()

@@ -7,6 +7,13 @@ as a real v1 request proto. The fakes keep state like the service does (studies,
 states and measurements, jobs moving through their states on a fake clock) and answer with real
 response protos, so the tests assert what the service would hold, not what a mock was told.
 
+Strict like the service, so a wrong request fails a test instead of the first real run:
+* IAM (`FakeIam.from_terraform`): each RPC needs its permission, held by the caller through the
+  grants parsed from infra/*.tf (project, repository and service-account level); a create also
+  needs actAs on the job's service account. Refusals are PermissionDenied with the service's text.
+* CustomJobs: machine/accelerator pairing, boot disk type and size, label rules, display-name
+  length, and per-region GPU quota (429 RESOURCE_EXHAUSTED beyond it, counting unfinished jobs).
+
 Fault injection: `FakeCloud.fail(method, exc, times)` makes the next calls of one method raise;
 `FakeCloud.crash_at(k, after=...)` raises `Crash` (a BaseException, like a SIGKILL that unwinds
 nothing the code could catch) at the k-th cloud call, either before the service applies it or
@@ -67,11 +74,116 @@ class FakeClock:
         return ts
 
 
-class FakeCloud:
-    """Call accounting and fault injection shared by every fake service of one test."""
+# --------------------------------------------------------------------------- IAM
 
-    def __init__(self, clock: FakeClock):
+# What each role holds, for the permissions the orchestrator's calls need (public role lists;
+# roles/aiplatform.user holds aiplatform.* of jobs, studies and trials but no artifactregistry.*).
+ROLE_PERMISSIONS = {
+    "roles/aiplatform.user": {
+        *(f"aiplatform.customJobs.{v}" for v in ("create", "get", "list", "cancel")),
+        *(f"aiplatform.studies.{v}" for v in ("create", "get", "list", "search")),
+        *(f"aiplatform.trials.{v}" for v in ("create", "get", "list", "update", "stop", "suggest")),
+    },
+    "roles/artifactregistry.reader": {
+        "artifactregistry.tags.get",
+        "artifactregistry.dockerimages.get",
+        "artifactregistry.repositories.downloadArtifacts",
+    },
+    "roles/artifactregistry.writer": {"artifactregistry.tags.get", "artifactregistry.dockerimages.get"},
+    "roles/iam.serviceAccountUser": {"iam.serviceAccounts.actAs"},
+}
+
+# The permission of each faked RPC.
+METHOD_PERMISSIONS = {
+    "create_study": "aiplatform.studies.create",
+    "lookup_study": "aiplatform.studies.search",
+    "get_study": "aiplatform.studies.get",
+    "suggest_trials": "aiplatform.trials.suggest",
+    "list_trials": "aiplatform.trials.list",
+    "get_trial": "aiplatform.trials.get",
+    "add_trial_measurement": "aiplatform.trials.update",
+    "complete_trial": "aiplatform.trials.update",
+    "stop_trial": "aiplatform.trials.stop",
+    "check_trial_early_stopping_state": "aiplatform.trials.get",
+    "create_custom_job": "aiplatform.customJobs.create",
+    "get_custom_job": "aiplatform.customJobs.get",
+    "list_custom_jobs": "aiplatform.customJobs.list",
+    "cancel_custom_job": "aiplatform.customJobs.cancel",
+    "get_tag": "artifactregistry.tags.get",
+    "get_docker_image": "artifactregistry.dockerimages.get",
+}
+
+
+@dataclass
+class FakeIam:
+    """Who holds which role where: ("project", project) / ("repository", repo id) /
+    ("serviceAccount", email) -> {member: {roles}}; calls run as `caller` (a member string)."""
+
+    caller: str
+    grants: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
+
+    def grant(self, scope: tuple[str, str], member: str, role: str) -> None:
+        self.grants.setdefault(scope, {}).setdefault(member, set()).add(role)
+
+    def allowed(self, permission: str, scopes: list[tuple[str, str]]) -> bool:
+        for scope in scopes:
+            for role in self.grants.get(scope, {}).get(self.caller, ()):
+                if permission in ROLE_PERMISSIONS.get(role, ()):
+                    return True
+        return False
+
+    def check(self, permission: str, scopes: list[tuple[str, str]], resource: str) -> None:
+        if not self.allowed(permission, scopes):
+            raise exceptions.PermissionDenied(
+                f"Permission '{permission}' denied on resource '{resource}' (or it may not exist)."
+            )
+
+    @classmethod
+    def from_terraform(
+        cls, infra_dir, project: str, prefix: str = "zs", caller: str = "orchestrator"
+    ) -> FakeIam:
+        """The grants of infra/*.tf (python-hcl2), with google_service_account.X.member resolved to
+        serviceAccount:PREFIX-X@PROJECT.iam.gserviceaccount.com; calls run as service account `caller`."""
+        from pathlib import Path
+
+        import hcl2
+
+        def account(ref: str) -> str | None:
+            m = re.search(r"google_service_account\.([a-z_]+)\.(member|name|email)", ref)
+            return f"{prefix}-{m.group(1)}@{project}.iam.gserviceaccount.com" if m else None
+
+        iam = cls(caller=f"serviceAccount:{prefix}-{caller}@{project}.iam.gserviceaccount.com")
+        options = hcl2.SerializationOptions(
+            with_comments=False, explicit_blocks=False, strip_string_quotes=True
+        )
+        for path in sorted(Path(infra_dir).glob("*.tf")):
+            with path.open() as f:
+                parsed = hcl2.load(f, serialization_options=options)
+            for block in parsed.get("resource", []):
+                for kind, by_name in block.items():
+                    for body in by_name.values():
+                        email = account(str(body.get("member", "")))
+                        if email is None:
+                            continue  # a service agent, a group or for_each members: not callers here
+                        member = f"serviceAccount:{email}"
+                        if kind == "google_project_iam_member":
+                            iam.grant(("project", project), member, body["role"])
+                        elif kind == "google_artifact_registry_repository_iam_member":
+                            iam.grant(("repository", "*"), member, body["role"])
+                        elif kind == "google_service_account_iam_member":
+                            target = account(str(body["service_account_id"]))
+                            if target:
+                                iam.grant(("serviceAccount", target), member, body["role"])
+        return iam
+
+
+class FakeCloud:
+    """Call accounting, fault injection and (when `iam` is given) permission checks shared by
+    every fake service of one test."""
+
+    def __init__(self, clock: FakeClock, iam: FakeIam | None = None):
         self.clock = clock
+        self.iam = iam
         self.calls: collections.Counter[str] = collections.Counter()
         self.log: list[tuple[str, object]] = []  # (method, request proto) in call order
         self._faults: dict[str, list[tuple[BaseException, bool]]] = collections.defaultdict(list)
@@ -96,9 +208,28 @@ class FakeCloud:
     def requests(self, method: str) -> list:
         return [req for name, req in self.log if name == method]
 
+    def authorize(self, method: str, request: object) -> None:
+        """PermissionDenied unless the caller holds the RPC's permission (no-op without IAM)."""
+        if self.iam is None:
+            return
+        parent = str(getattr(request, "parent", "") or getattr(request, "name", ""))
+        project = re.match(r"projects/([^/]+)", parent)
+        scopes = [("project", project.group(1) if project else "")]
+        if method in ("get_tag", "get_docker_image"):
+            scopes.append(("repository", "*"))
+        self.iam.check(METHOD_PERMISSIONS[method], scopes, f"//{parent}")
+        if method == "create_custom_job":  # running the job as an account needs actAs on it
+            account = request.custom_job.job_spec.service_account
+            self.iam.check(
+                "iam.serviceAccounts.actAs",
+                [scopes[0], ("serviceAccount", account)],
+                f"projects/-/serviceAccounts/{account}",
+            )
+
     def enter(self, method: str, request: object) -> None:
         self.calls[method] += 1
         self.log.append((method, request))
+        self.authorize(method, request)
         if self._crash_at == self.total_calls and not self._crash_after:
             self._crash_at = None
             raise Crash(f"killed before {method}")
@@ -199,6 +330,8 @@ class FakeVizierService:
 
     # -- RPCs
     def create_study(self, req: v1.CreateStudyRequest) -> v1.Study:
+        if not req.study.display_name or len(req.study.display_name) > MAX_DISPLAY_NAME:
+            raise exceptions.InvalidArgument(f"study display_name must be 1-{MAX_DISPLAY_NAME} characters")
         if any(s.proto.display_name == req.study.display_name for s in self.studies.values()):
             raise exceptions.AlreadyExists(f"study {req.study.display_name} exists")
         if not req.study.study_spec.metrics or not req.study.study_spec.parameters:
@@ -351,6 +484,50 @@ class Outcome:
     error: str = ""  # the error message of a FAILED job (e.g. a preemption)
 
 
+# Machine family -> the accelerator it carries and the count per machine type (Compute Engine's
+# accelerator-optimized families: a G2 or A2 machine comes with its GPUs, nothing else fits).
+_MACHINE_GPUS = {
+    "g2-standard-4": ("NVIDIA_L4", 1),
+    "g2-standard-8": ("NVIDIA_L4", 1),
+    "g2-standard-12": ("NVIDIA_L4", 1),
+    "g2-standard-16": ("NVIDIA_L4", 1),
+    "g2-standard-24": ("NVIDIA_L4", 2),
+    "g2-standard-32": ("NVIDIA_L4", 1),
+    "g2-standard-48": ("NVIDIA_L4", 4),
+    "g2-standard-96": ("NVIDIA_L4", 8),
+    "a2-ultragpu-1g": ("NVIDIA_A100_80GB", 1),
+    "a2-ultragpu-2g": ("NVIDIA_A100_80GB", 2),
+    "a2-ultragpu-4g": ("NVIDIA_A100_80GB", 4),
+    "a2-ultragpu-8g": ("NVIDIA_A100_80GB", 8),
+    "a2-highgpu-1g": ("NVIDIA_TESLA_A100", 1),
+}
+_CPU_ONLY = re.compile(r"^(n1|n2|n2d|e2|c2)-(standard|highmem|highcpu)-[0-9]+$")
+BOOT_DISK_TYPES = {"pd-ssd", "pd-standard", "hyperdisk-balanced"}
+MAX_DISPLAY_NAME = 128
+MAX_LABELS = 64
+# The legacy metric Vertex names in a custom-training GPU quota error, by accelerator.
+_QUOTA_METRIC = {
+    "NVIDIA_L4": "custom_model_training_nvidia_l4_gpus",
+    "NVIDIA_A100_80GB": "custom_model_training_nvidia_a100_80gb_gpus",
+}
+
+
+def check_machine(machine) -> None:
+    """InvalidArgument for a machine type / accelerator pairing Vertex AI training refuses."""
+    mtype, acc, count = machine.machine_type, machine.accelerator_type.name, machine.accelerator_count
+    if mtype in _MACHINE_GPUS:
+        want = _MACHINE_GPUS[mtype]
+        if (acc, count) != want:
+            raise exceptions.InvalidArgument(
+                f"machine type {mtype} requires accelerator {want[0]} x {want[1]}, got {acc} x {count}"
+            )
+    elif _CPU_ONLY.match(mtype):
+        if count and not mtype.startswith("n1-"):
+            raise exceptions.InvalidArgument(f"machine type {mtype} cannot attach accelerators")
+    else:
+        raise exceptions.InvalidArgument(f"machine type {mtype!r} is not supported for custom training")
+
+
 class FakeJobService:
     """CustomJobs moving QUEUED -> PENDING -> RUNNING -> SUCCEEDED/FAILED (or CANCELLING -> CANCELLED)
     on the fake clock. `outcome(job)` decides each new job's fate; `on_success(job)` plays the trainer
@@ -364,8 +541,12 @@ class FakeJobService:
         cloud: FakeCloud,
         outcome: Callable[[v1.CustomJob], Outcome] = lambda job: Outcome(),
         on_success: Callable[[v1.CustomJob], None] | None = None,
+        gpu_quota: dict[tuple[str, str], int] | None = None,
     ):
+        """gpu_quota: (region, accelerator type name) -> GPUs that unfinished jobs may hold there;
+        a pair not listed is unlimited."""
         self.cloud = cloud
+        self.gpu_quota = dict(gpu_quota or {})
         self.outcome = outcome
         self.on_success = on_success
         self.jobs: dict[str, v1.CustomJob] = {}
@@ -392,21 +573,65 @@ class FakeJobService:
         return self
 
     def _validate(self, job: v1.CustomJob) -> None:
-        if not job.display_name:
-            raise exceptions.InvalidArgument("display_name is required")
+        if not job.display_name or len(job.display_name) > MAX_DISPLAY_NAME:
+            raise exceptions.InvalidArgument(
+                f"display_name must be 1-{MAX_DISPLAY_NAME} characters, got {len(job.display_name)}"
+            )
+        if len(job.labels) > MAX_LABELS:
+            raise exceptions.InvalidArgument(f"at most {MAX_LABELS} labels, got {len(job.labels)}")
         for k, v in job.labels.items():
             if not _LABEL_KEY_RE.match(k) or not _LABEL_RE.match(v):
                 raise exceptions.InvalidArgument(f"label {k}={v!r} is not a valid label")
         pools = job.job_spec.worker_pool_specs
         if not pools or not pools[0].container_spec.image_uri or pools[0].replica_count < 1:
             raise exceptions.InvalidArgument("worker_pool_specs[0] needs an image and a replica")
+        for pool in pools:
+            check_machine(pool.machine_spec)
+            disk = pool.disk_spec
+            if disk.boot_disk_type and disk.boot_disk_type not in BOOT_DISK_TYPES:
+                raise exceptions.InvalidArgument(
+                    f"boot_disk_type {disk.boot_disk_type!r} is not one of {sorted(BOOT_DISK_TYPES)}"
+                )
+            if disk.boot_disk_size_gb and not 100 <= disk.boot_disk_size_gb <= 64_000:
+                raise exceptions.InvalidArgument(
+                    f"boot_disk_size_gb {disk.boot_disk_size_gb} is not in [100, 64000]"
+                )
         out = job.job_spec.base_output_directory.output_uri_prefix
         if out and not out.startswith("gs://"):
             raise exceptions.InvalidArgument(f"base_output_directory {out!r} is not a gs:// URI")
 
+    def gpus_in_use(self, region: str, accelerator: str) -> int:
+        """GPUs of one type held by unfinished jobs in one region (the quota's usage)."""
+        used = 0
+        for name, job in self.jobs.items():
+            if f"/locations/{region}/" not in name:
+                continue
+            self._advance(job)
+            if self._state[name] in _FINAL_NAMES:
+                continue
+            for pool in job.job_spec.worker_pool_specs:
+                if pool.machine_spec.accelerator_type.name == accelerator:
+                    used += pool.machine_spec.accelerator_count * pool.replica_count
+        return used
+
+    def _check_quota(self, parent: str, job: v1.CustomJob) -> None:
+        region = parent.rsplit("/locations/", 1)[-1]
+        for pool in job.job_spec.worker_pool_specs:
+            acc = pool.machine_spec.accelerator_type.name
+            limit = self.gpu_quota.get((region, acc))
+            if limit is None:
+                continue
+            want = pool.machine_spec.accelerator_count * pool.replica_count
+            if self.gpus_in_use(region, acc) + want > limit:
+                raise exceptions.ResourceExhausted(
+                    "The following quota metrics exceed quota limits: "
+                    f"aiplatform.googleapis.com/{_QUOTA_METRIC.get(acc, acc.lower())} (limit {limit} in {region})"
+                )
+
     def create_custom_job(self, req: v1.CreateCustomJobRequest) -> v1.CustomJob:
         job = v1.CustomJob(req.custom_job)
         self._validate(job)
+        self._check_quota(req.parent, job)
         job.name = f"{req.parent}/customJobs/{len(self.jobs) + 7_000_000}"
         now = self.cloud.clock()
         job.create_time = job.update_time = self.cloud.clock.timestamp(now)

@@ -130,8 +130,6 @@ class SwarmRun:
         s = self.s
         lines = [
             f"study {s.study}: phase {s.phase}, team {s.team} ({s.machine}), backend {s.backend.name}, profile {s.profile}",
-            f"run id {s.run_id or '(none: a run dir from before run ids)'}"
-            + (f"; cloud names {s.cloud_study}" if s.backend.name == "vertex" else ""),
             f"run dir {s.run_dir}; {s.parallel} trial(s) at once; {s.epochs} epochs per trial; "
             f"retries {s.max_retries}; stop after {s.max_failed_trials} failed trials",
         ]

@@ -171,8 +171,13 @@ class VertexRunner(Runner):
     def image_uri(self) -> str:
         """The trainer image pinned to a digest, resolved once per runner (= per controller start)."""
         if self._image_uri is None:
+            from google.cloud import aiplatform
             from google.cloud.aiplatform import initializer
 
+            # The project first: with none set, reading the SDK's credentials turns
+            # $GOOGLE_CLOUD_PROJECT into a project id through Resource Manager, a call the
+            # orchestrator's account has no permission for (a logged traceback and a 60 s retry).
+            aiplatform.init(project=self.settings.project, location=self.settings.region)
             # The same identity as the aiplatform calls: explicit, else aiplatform.init's, else ADC.
             creds = self.credentials or initializer.global_config.credentials
             self._image_uri = resolve_image_digest(self.settings, self.calls, creds)
