@@ -32,7 +32,6 @@ if os.environ.get("ZETA_SWARM_FAKE_CLOUD"):
     import google.auth
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
-
     from vertex.fakes import (
         FakeArtifactRegistry,
         FakeClock,
