@@ -386,3 +386,49 @@ def test_status_of_a_vertex_run_shows_machine_age_and_console_link(mocker, tmp_p
         CliRunner().invoke(main, ["status", "--run-dir", str(tmp_path / "run"), "--json"]).output
     )
     assert as_json["summary"]["counts"]["RUNNING"] == PARALLEL
+
+
+def test_a_pass_that_ends_early_still_writes_trials_json(mocker, tmp_path, credentials, phase2):
+    from orchestrator.errors import RetryableCloudError
+
+    world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
+    ctl = world.controller()
+    ctl.reconcile(world.round)  # launches the first batch
+    world.clock.advance(60)
+    (tmp_path / "run" / "trials.json").unlink()
+    world.cloud.fail("get_custom_job", exceptions.TooManyRequests("429"), times=4)
+    world.cloud.fail("list_custom_jobs", exceptions.TooManyRequests("429"), times=4)
+    with pytest.raises(RetryableCloudError):
+        ctl.reconcile(world.round)
+    snap = json.loads((tmp_path / "run" / "trials.json").read_text())  # rewritten on the way out
+    assert len(snap["trials"]) == PARALLEL
+
+
+def test_two_run_dirs_never_share_a_study_a_job_or_an_output_prefix(
+    mocker, tmp_path, credentials, storage_emulator
+):
+    from orchestrator.phases import SwarmRun
+
+    names = []
+    world = None
+    for name in ("one", "two"):
+        settings = load_settings(
+            2, "minibatch", "vertex", "smoke", 2, 2, tmp_path / name, infra_outputs=str(INFRA_JSON)
+        )
+        if world is None:
+            world = World(mocker, tmp_path / "w", credentials, set(), settings, emulator=True)
+        s = settings.model_copy(update={"run_dir": str(tmp_path / name)})
+        SwarmRun(s, clock=world.clock, sleep=world.clock.sleep, out=lambda line: None).run()
+        names.append(s.cloud_study)
+    assert names[0] != names[1]
+    studies = [r.study.display_name for r in world.cloud.requests("create_study")]
+    assert studies == names  # the second run made its own study, not the first one's
+    by_study = {n: [j for j in world.jobs.jobs.values() if j.labels["study"] == n] for n in names}
+    assert [len(v) for v in by_study.values()] == [2, 2]
+    prefixes = {
+        n: {j.job_spec.base_output_directory.output_uri_prefix for j in v} for n, v in by_study.items()
+    }
+    assert not prefixes[names[0]] & prefixes[names[1]]
+    for n in names:
+        snap = json.loads((tmp_path / ("one" if n == names[0] else "two") / "trials.json").read_text())
+        assert [t["state"] for t in snap["trials"]] == ["COMPLETED"] * 2  # from its own final.json

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(__file__).parent / "fake_cloud_site"
 PROJECT = "zeta-swarm-test"
 REPOSITORY = f"us-central1-docker.pkg.dev/{PROJECT}/zs-images"
+TRIALS = 20  # > the 16 L4s granted in the recorded outputs, so the first batch meets the quota
 
 
 def _make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -40,22 +41,30 @@ def _make(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def first_contact(tmp_path, storage_emulator):
-    """(run `make ARGS...`, the fresh outputs file, the cloud state after the last command)."""
-    bin_dir = tmp_path / "bin"
+@pytest.fixture(scope="module")
+def fresh_outputs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """`make infra-outputs` once, with a stand-in `terraform` printing the recorded outputs."""
+    tmp = tmp_path_factory.mktemp("infra")
+    bin_dir = tmp / "bin"
     bin_dir.mkdir()
     terraform = bin_dir / "terraform"
     terraform.write_text(
         f"#!/bin/sh\n# stands in for `terraform -chdir=infra output -json`\ncat {INFRA_JSON}\n"
     )
     terraform.chmod(0o755)
-    outputs = tmp_path / "infra-outputs.json"
+    outputs = tmp / "infra-outputs.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZETA_SWARM_")}
     env["PATH"] = f"{bin_dir}:{env['PATH']}"
     made = _make("infra-outputs", f"INFRA_OUTPUTS={outputs}", env=env)
     assert made.returncode == 0 and f"wrote {outputs}" in made.stdout, made.stderr
+    return outputs, env
 
+
+@pytest.fixture
+def first_contact(fresh_outputs, tmp_path, storage_emulator):
+    """(run `make ARGS...`, the fresh outputs file, the cloud state after the last command)."""
+    outputs, env = fresh_outputs
+    env = env | {k: os.environ[k] for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
     granted = json.loads(outputs.read_text())["gpu_quotas"]["value"]["l4"]["granted"]
     config = {
         "state": str(tmp_path / "cloud.pickle"),
@@ -89,7 +98,7 @@ def test_make_swarm_on_vertex_from_fresh_outputs_then_a_second_run_that_shares_n
     run, outputs, state = first_contact
     one, two = tmp_path / "run1", tmp_path / "run2"
 
-    first = run("swarm", "PHASE=2", "BACKEND=vertex", f"RUN_DIR={one}", "TRIALS=50")
+    first = run("swarm", "PHASE=2", "BACKEND=vertex", f"RUN_DIR={one}", f"TRIALS={TRIALS}")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     run_id = json.loads((one / "run.json").read_text())["run_id"]
     study = f"phase2-minibatch-{run_id}"
@@ -102,19 +111,20 @@ def test_make_swarm_on_vertex_from_fresh_outputs_then_a_second_run_that_shares_n
         f"run id: {run_id}; cloud names: {study}",
     ]
     snap = json.loads((one / "trials.json").read_text())
-    assert snap["run_id"] == run_id and len(snap["trials"]) == 50
+    assert snap["run_id"] == run_id and len(snap["trials"]) == TRIALS
     assert {t["state"] for t in snap["trials"]} == {"COMPLETED"}
     assert all(
         t["output_dir"].startswith(f"gs://zs-zeta-swarm-test-runs/{study}/trials/") for t in snap["trials"]
     )
     cloud = state()
     (vizier_study,) = cloud["studies"].values()
-    assert vizier_study.proto.display_name == study and len(vizier_study.trials) == 50
+    assert vizier_study.proto.display_name == study and len(vizier_study.trials) == TRIALS
     jobs = _jobs_of(cloud, study)
-    assert len(jobs) == 50 and all(j.display_name.startswith(f"{study}-t") for j in jobs)
+    assert len(jobs) == TRIALS and all(j.display_name.startswith(f"{study}-t") for j in jobs)
     assert {j.job_spec.worker_pool_specs[0].machine_spec.machine_type for j in jobs} == {"g2-standard-8"}
-    # 16 L4s granted: the rest of the batch met 429 and waited in Vizier for a later pass.
-    assert cloud["calls"]["create_custom_job"] > 50
+    # 16 L4s granted: the rest of the first batch (50 on the cloud profile) met 429 and waited in
+    # Vizier, untouched, for a later pass.
+    assert cloud["calls"]["create_custom_job"] > TRIALS
 
     second = run("swarm", "PHASE=2", "BACKEND=vertex", f"RUN_DIR={two}", "TRIALS=4", "PARALLEL=2")
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
@@ -123,16 +133,16 @@ def test_make_swarm_on_vertex_from_fresh_outputs_then_a_second_run_that_shares_n
     cloud = state()
     studies = {s.proto.display_name: s for s in cloud["studies"].values()}
     assert set(studies) == {study, other} and len(studies[other].trials) == 4  # counts this run only
-    assert len(_jobs_of(cloud, other)) == 4 and len(_jobs_of(cloud, study)) == 50
+    assert len(_jobs_of(cloud, other)) == 4 and len(_jobs_of(cloud, study)) == TRIALS
     dirs_one = {j.job_spec.base_output_directory.output_uri_prefix for j in _jobs_of(cloud, study)}
     dirs_two = {j.job_spec.base_output_directory.output_uri_prefix for j in _jobs_of(cloud, other)}
     assert not dirs_one & dirs_two and all(f"/{other}/" in d for d in dirs_two)
 
-    again = run("swarm", "PHASE=2", "BACKEND=vertex", f"RUN_DIR={one}", "TRIALS=50")  # continuing run 1
+    again = run("swarm", "PHASE=2", "BACKEND=vertex", f"RUN_DIR={one}", f"TRIALS={TRIALS}")  # run 1 again
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"run id: {run_id};" in again.stdout and "round complete" in again.stdout
     cloud = state()
-    assert len(cloud["studies"]) == 2 and len(_jobs_of(cloud, study)) == 50  # it found its own
+    assert len(cloud["studies"]) == 2 and len(_jobs_of(cloud, study)) == TRIALS  # it found its own
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:

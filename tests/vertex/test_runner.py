@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from google.api_core import exceptions
 from google.cloud import aiplatform_v1
-from orchestrator.errors import PermanentJobError
+from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.infra_outputs import load_infra_outputs
 from orchestrator.runners.base import JobSpec, JobState
 from orchestrator.runners.vertex import VertexRunner, api_dict, label_value, map_state, read_output
@@ -242,3 +242,66 @@ def test_a_job_deleted_by_hand_counts_as_a_failed_attempt(recorded, job_service,
     del job_service.jobs[job.job_id]
     (gone,) = runner.jobs()
     assert gone.state is JobState.FAILED and gone.detail.startswith("the CustomJob was deleted")
+
+
+def test_a_cancel_error_is_logged_and_the_cancel_is_asked_again_later(
+    recorded, job_service, cloud, calls, credentials, caplog
+):
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    job = runner.launch(spec(recorded))
+    cloud.fail("cancel_custom_job", exceptions.InternalServerError("500: backend error"), times=5)
+    runner.cancel(job.job_id)  # the policy's 5 attempts all fail: logged, not raised
+    assert "cancel" in caplog.text and job_service.jobs[job.job_id].state == JS.JOB_STATE_QUEUED
+    runner.cancel(job.job_id)  # the next pass
+    assert job_service.jobs[job.job_id].state == JS.JOB_STATE_CANCELLING
+
+
+def test_the_storage_client_is_given_the_project(storage_emulator, monkeypatch):
+    from orchestrator.runners import vertex
+
+    vertex._storage_client.cache_clear()
+    assert (
+        read_output("gs://zs-zeta-swarm-test-runs/none/trials/1", "final.json", project="p-from-outputs")
+        is None
+    )
+    (client,) = [vertex._storage_client(storage_emulator, "p-from-outputs")]
+    assert client.project == "p-from-outputs"
+
+
+def test_strict_fakes_refuse_what_vertex_refuses(recorded, job_service, cloud, calls, credentials):
+    from orchestrator.vertex_settings import MachineSpec
+
+    bad_machines = {
+        "minibatch": MachineSpec("g2-standard-8", "NVIDIA_A100_80GB", 1),  # an L4 machine
+        "fullbatch": MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 2),  # one GPU on -1g
+    }
+    runner = VertexRunner(
+        replace(recorded, machines=bad_machines), STUDY, credentials=credentials, calls=calls
+    )
+    for team in bad_machines:
+        with pytest.raises(PermanentJobError, match="requires accelerator"):
+            runner.launch(spec(recorded, team=team, trial=team))
+    disk = VertexRunner(replace(recorded, boot_disk_gb=20), STUDY, credentials=credentials, calls=calls)
+    with pytest.raises(PermanentJobError, match="boot_disk_size_gb 20"):
+        disk.launch(spec(recorded, trial="4"))
+    from google.cloud import aiplatform
+
+    job = runner._sdk_job(
+        spec(recorded, team="minibatch"), "us-docker.pkg.dev/p/r/trainer@sha256:" + "a" * 64
+    )
+    job._gca_resource.display_name = "x" * 129
+    job._gca_resource.job_spec.worker_pool_specs[0].machine_spec.accelerator_type = "NVIDIA_L4"
+    with pytest.raises(exceptions.InvalidArgument, match="display_name must be 1-128"):
+        job.submit()
+    assert isinstance(job, aiplatform.CustomJob)
+
+
+def test_the_fake_gpu_quota_answers_429_beyond_the_grant(recorded, mocker, cloud, calls, credentials):
+    from vertex.fakes import FakeJobService
+
+    FakeJobService(cloud, gpu_quota={("us-central1", "NVIDIA_L4"): 2}).install(mocker)
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    runner.launch(spec(recorded, trial="1"))
+    runner.launch(spec(recorded, trial="2"))
+    with pytest.raises(RetryableCloudError, match="exceed quota limits.*nvidia_l4"):
+        runner.launch(spec(recorded, trial="3"))

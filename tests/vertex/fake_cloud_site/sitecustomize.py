@@ -84,7 +84,7 @@ if os.environ.get("ZETA_SWARM_FAKE_CLOUD"):
 
     quota = {tuple(k.split("/")): v for k, v in _config.get("gpu_quota", {}).items()}
     jobs = FakeJobService(
-        cloud, lambda job: Outcome(run_s=1800), on_success=_trainer_writes_final, gpu_quota=quota
+        cloud, lambda job: Outcome(run_s=300), on_success=_trainer_writes_final, gpu_quota=quota
     ).install(_patcher)
     for name in ("jobs", "_plan", "_labels", "_state", "_cancel_at"):
         getattr(jobs, name).update(_state.get(f"jobs.{name}", {}))
