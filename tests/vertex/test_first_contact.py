@@ -18,12 +18,19 @@ from pathlib import Path
 
 import pytest
 from google.cloud import storage
-from orchestrator.image_tag import content_tag
 
 from vertex.conftest import DIGEST
 from vertex.test_settings import INFRA_JSON
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def content_tag() -> str:
+    from orchestrator.image_tag import content_tag as tag  # the tag `make image` pushes
+
+    return tag()
+
+
 SITE = Path(__file__).parent / "fake_cloud_site"
 PROJECT = "zeta-swarm-test"
 REPOSITORY = f"us-central1-docker.pkg.dev/{PROJECT}/zs-images"
@@ -79,7 +86,8 @@ def first_contact(fresh_outputs, tmp_path, storage_emulator):
     def run(*args: str, **overrides) -> subprocess.CompletedProcess:
         path = tmp_path / "fake-cloud.json"
         path.write_text(json.dumps(config | overrides))
-        run_env = env | {"PYTHONPATH": str(SITE), "ZETA_SWARM_FAKE_CLOUD": str(path)}
+        pythonpath = os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))
+        run_env = env | {"PYTHONPATH": pythonpath, "ZETA_SWARM_FAKE_CLOUD": str(path)}
         return _make(*args, f"INFRA_OUTPUTS={outputs}", env=run_env)
 
     def state() -> dict:

@@ -9,11 +9,9 @@ import pytest
 from google.api_core import exceptions
 from google.auth import exceptions as auth_exceptions
 from orchestrator.errors import ConfigError, RetryableCloudError
-from orchestrator.image_tag import content_tag
 from orchestrator.infra_outputs import load_infra_outputs
 from orchestrator.vertex_settings import (
     CloudCalls,
-    CloudPermissionDenied,
     MachineSpec,
     RetryPolicy,
     VertexSettings,
@@ -36,6 +34,8 @@ def test_terraform_outputs_and_backend_yaml_make_the_settings():
     assert s.machines["fullbatch"] == MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1)
     assert s.machines["minibatch"].describe() == "g2-standard-8 + 1 x NVIDIA_L4"
     image = "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:"
+    from orchestrator.image_tag import content_tag
+
     assert s.image_tag_uri == image + content_tag()  # the sources' content hash, as `make image` tags it
     assert s.orchestrator_service_account == "zs-orchestrator@zeta-swarm-test.iam.gserviceaccount.com"
     assert s.trial_dir("phase2-minibatch", "17") == "gs://zs-zeta-swarm-test-runs/phase2-minibatch/trials/17"
@@ -137,6 +137,8 @@ def test_a_permanent_error_is_not_retried(clock):
 
 
 def test_a_refused_permission_names_permission_account_and_role_once(clock):
+    from orchestrator.vertex_settings import CloudPermissionDenied
+
     calls = CloudCalls(
         RetryPolicy(), sleeper=clock.sleep, expected_account="zs-orchestrator@p.iam.gserviceaccount.com"
     )
