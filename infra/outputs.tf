@@ -11,7 +11,7 @@ output "project_id" {
 output "region" {
   description = "Region of the Vertex AI jobs, buckets and Docker repository."
   value       = var.region
-  depends_on  = [google_cloud_quotas_quota_preference.gpu]
+  depends_on  = [google_cloud_quotas_quota_preference.quota]
 }
 
 output "data_bucket" {
@@ -39,11 +39,12 @@ output "staging_bucket" {
 }
 
 output "image_repository" {
-  description = "Docker repository path; the trainer image is IMAGE_REPOSITORY/trainer:GIT_SHA."
+  description = "Docker repository path; the trainer image is IMAGE_REPOSITORY/trainer:TAG, TAG the content hash of its sources (python -m orchestrator.image_tag)."
   value       = "${google_artifact_registry_repository.images.location}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
   depends_on = [
     google_artifact_registry_repository_iam_member.vertex_image_reader,
     google_artifact_registry_repository_iam_member.builder_image_writer,
+    google_artifact_registry_repository_iam_member.orchestrator_image_reader,
   ]
 }
 
@@ -77,10 +78,10 @@ output "builder_service_account" {
   ]
 }
 
-output "gpu_quotas" {
-  description = "Per accelerator: the quota ID, the value asked for and the value granted so far (granted may lag or be lower)."
+output "quotas" {
+  description = "Per request (GPUs, and the vCPUs of their machine family): the quota ID, the value asked for and the value granted so far (granted may lag or be lower)."
   value = {
-    for k, p in google_cloud_quotas_quota_preference.gpu : k => {
+    for k, p in google_cloud_quotas_quota_preference.quota : k => {
       quota_id  = p.quota_id
       preferred = p.quota_config[0].preferred_value
       granted   = p.quota_config[0].granted_value

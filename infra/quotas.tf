@@ -1,26 +1,52 @@
 locals {
-  # Keyed by accelerator so adding one is a new entry, not a new resource.
-  gpu_quota_requests = {
+  # What one trial holds, per team (configs/teams/*.yaml): Team 2 on g2-standard-8 (1 L4,
+  # 8 vCPUs), Team 1 on a2-ultragpu-1g (1 A100 80GB, 12 vCPUs). A G2 or A2 machine draws on
+  # its family's vCPU quota as well as the GPU quota, so both are requested.
+  vcpus_per_gpu = { l4 = 8, a100_80gb = 12 }
+
+  # Spot VMs (configs/backends/vertex.yaml `spot: true`) draw on the preemptible GPU quotas,
+  # not the on-demand ones. Quota IDs follow the Cloud Quotas names of the aiplatform.googleapis.com
+  # metrics (custom_model_training_[preemptible_]nvidia_l4_gpus, custom_model_training_g2_cpus, ...);
+  # check one with `gcloud beta quotas info describe QUOTA_ID --service=aiplatform.googleapis.com`.
+  gpu_quota_ids = {
+    l4        = var.spot ? "CustomModelTrainingPreemptibleL4GPUsPerProjectPerRegion" : "CustomModelTrainingL4GPUsPerProjectPerRegion"
+    a100_80gb = var.spot ? "CustomModelTrainingPreemptibleA10080GBGPUsPerProjectPerRegion" : "CustomModelTrainingA10080GBGPUsPerProjectPerRegion"
+  }
+
+  # Keyed by what is asked for, so adding one is a new entry, not a new resource.
+  quota_requests = {
     l4 = {
-      quota_id  = "CustomModelTrainingL4GPUsPerProjectPerRegion"
+      quota_id  = local.gpu_quota_ids.l4
       preferred = var.l4_quota
-      use       = "Team 2 mini-batch trials, one L4 (g2-standard-8) each"
+      use       = "Team 2 mini-batch trials, one L4 (g2-standard-8) each${var.spot ? ", on Spot VMs" : ""}"
     }
     a100_80gb = {
-      quota_id  = "CustomModelTrainingA10080GBGPUsPerProjectPerRegion"
+      quota_id  = local.gpu_quota_ids.a100_80gb
       preferred = var.a100_80gb_quota
-      use       = "the Team 1 full-batch control, one A100 80GB (a2-ultragpu-1g)"
+      use       = "Team 1 full-batch trials, one A100 80GB (a2-ultragpu-1g) each${var.spot ? ", on Spot VMs" : ""}"
+    }
+    g2_vcpus = {
+      quota_id  = "CustomModelTrainingG2CPUsPerProjectPerRegion"
+      preferred = var.l4_quota * local.vcpus_per_gpu.l4
+      use       = "the vCPUs of the g2-standard-8 machines that carry the L4s (8 per L4)"
+    }
+    a2_vcpus = {
+      quota_id  = "CustomModelTrainingA2CPUsPerProjectPerRegion"
+      preferred = var.a100_80gb_quota * local.vcpus_per_gpu.a100_80gb
+      use       = "the vCPUs of the a2-ultragpu-1g machines that carry the A100s (12 per A100)"
     }
   }
   # A zero request is dropped: lowering a granted quota is a decision for the console, not a
   # side effect of apply.
-  gpu_quotas = { for name, q in local.gpu_quota_requests : name => q if q.preferred > 0 }
+  quota_preferences = { for name, q in local.quota_requests : name => q if q.preferred > 0 }
 }
 
-# A preference is a request: the granted value (output gpu_quotas) may be lower, and
-# `terraform destroy` leaves the quota in place (the provider only forgets it).
-resource "google_cloud_quotas_quota_preference" "gpu" {
-  for_each      = local.gpu_quotas
+# A preference is a request: the granted value (output quotas) may be lower, and
+# `terraform destroy` leaves the quota in place (the provider only forgets it). The contact
+# e-mail must belong to an account with permission to update quotas (provider docs), or the
+# request is refused: see var.contact_email.
+resource "google_cloud_quotas_quota_preference" "quota" {
+  for_each      = local.quota_preferences
   parent        = "projects/${var.project_id}"
   name          = "${var.prefix}-${replace(each.key, "_", "-")}-${var.region}"
   service       = "aiplatform.googleapis.com"

@@ -33,9 +33,9 @@ variable "prefix" {
 }
 
 variable "l4_quota" {
-  description = "NVIDIA L4 GPUs to request for Vertex AI custom training in the region (quota CustomModelTrainingL4GPUsPerProjectPerRegion): one per Team 2 trial, so 50 runs a 50-trial phase fully parallel. 0 requests nothing."
+  description = "NVIDIA L4 GPUs to request for Vertex AI custom training in the region (CustomModelTrainingL4GPUsPerProjectPerRegion, or the Preemptible one with spot), plus 8 G2 vCPUs each: one per Team 2 trial, so 55 runs the cloud profile's widest phase (phase 3: 50 Team 2 trials at once, and headroom) fully parallel. 0 requests nothing."
   type        = number
-  default     = 50
+  default     = 55
   nullable    = false
   validation {
     condition     = var.l4_quota >= 0 && var.l4_quota <= 1000 && floor(var.l4_quota) == var.l4_quota
@@ -44,14 +44,21 @@ variable "l4_quota" {
 }
 
 variable "a100_80gb_quota" {
-  description = "NVIDIA A100 80GB GPUs to request for Vertex AI custom training in the region (quota CustomModelTrainingA10080GBGPUsPerProjectPerRegion): one for the Team 1 full-batch control. 0 requests nothing."
+  description = "NVIDIA A100 80GB GPUs to request for Vertex AI custom training in the region (CustomModelTrainingA10080GBGPUsPerProjectPerRegion, or the Preemptible one with spot), plus 12 A2 vCPUs each: one per Team 1 trial, so 5 runs phase 3's full-batch control (5 seeds) at once. 0 requests nothing."
   type        = number
-  default     = 1
+  default     = 5
   nullable    = false
   validation {
     condition     = var.a100_80gb_quota >= 0 && var.a100_80gb_quota <= 64 && floor(var.a100_80gb_quota) == var.a100_80gb_quota
     error_message = "a100_80gb_quota must be a whole number of GPUs between 0 and 64; use 0 to leave the A100 80GB quota alone."
   }
+}
+
+variable "spot" {
+  description = "Request the preemptible GPU quotas that Spot VMs draw on instead of the on-demand ones; set it as configs/backends/vertex.yaml sets `spot`."
+  type        = bool
+  default     = false
+  nullable    = false
 }
 
 variable "billing_account" {
@@ -97,7 +104,7 @@ variable "budget_thresholds" {
 }
 
 variable "contact_email" {
-  description = "E-mail address that Google contacts about the GPU quota requests and that receives budget alerts."
+  description = "E-mail address that Google contacts about the quota requests and that receives budget alerts. It must belong to an account that may update quotas in this project (roles/cloudquotas.admin or Owner; provider docs for google_cloud_quotas_quota_preference), or the quota requests are refused: use the platform owner's own address."
   type        = string
   nullable    = false
   validation {

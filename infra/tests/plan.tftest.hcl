@@ -59,27 +59,43 @@ run "buckets_are_private_and_kept" {
   }
 }
 
-run "gpu_quota_preferences" {
+run "quota_preferences" {
   command = plan
 
   assert {
-    condition     = google_cloud_quotas_quota_preference.gpu["l4"].quota_id == "CustomModelTrainingL4GPUsPerProjectPerRegion"
+    condition     = google_cloud_quotas_quota_preference.quota["l4"].quota_id == "CustomModelTrainingL4GPUsPerProjectPerRegion"
     error_message = "L4 preference must target CustomModelTrainingL4GPUsPerProjectPerRegion"
   }
   assert {
-    condition     = google_cloud_quotas_quota_preference.gpu["a100_80gb"].quota_id == "CustomModelTrainingA10080GBGPUsPerProjectPerRegion"
+    condition     = google_cloud_quotas_quota_preference.quota["a100_80gb"].quota_id == "CustomModelTrainingA10080GBGPUsPerProjectPerRegion"
     error_message = "A100 80GB preference must target CustomModelTrainingA10080GBGPUsPerProjectPerRegion"
   }
   assert {
     condition = alltrue([
-      for p in google_cloud_quotas_quota_preference.gpu :
+      for p in google_cloud_quotas_quota_preference.quota :
       p.service == "aiplatform.googleapis.com" && p.dimensions["region"] == "us-central1" && p.parent == "projects/zeta-swarm-test"
     ])
     error_message = "quota preferences must be for aiplatform.googleapis.com in the stack's region"
   }
   assert {
-    condition     = tonumber(google_cloud_quotas_quota_preference.gpu["l4"].quota_config[0].preferred_value) == 50
-    error_message = "L4 preference must default to 50 GPUs"
+    condition     = tonumber(google_cloud_quotas_quota_preference.quota["l4"].quota_config[0].preferred_value) == 55
+    error_message = "L4 preference must default to 55 GPUs"
+  }
+  assert {
+    condition     = tonumber(google_cloud_quotas_quota_preference.quota["g2_vcpus"].quota_config[0].preferred_value) == 440
+    error_message = "G2 vCPU preference must be 8 per L4"
+  }
+}
+
+run "spot_asks_for_preemptible_gpus" {
+  command = plan
+  variables {
+    spot = true
+  }
+
+  assert {
+    condition     = google_cloud_quotas_quota_preference.quota["l4"].quota_id == "CustomModelTrainingPreemptibleL4GPUsPerProjectPerRegion"
+    error_message = "with spot the L4 preference must target the preemptible quota"
   }
 }
 
@@ -90,8 +106,8 @@ run "zero_quota_requests_nothing" {
   }
 
   assert {
-    condition     = length(google_cloud_quotas_quota_preference.gpu) == 1 && contains(keys(google_cloud_quotas_quota_preference.gpu), "l4")
-    error_message = "a zero quota must not create a preference"
+    condition     = !contains(keys(google_cloud_quotas_quota_preference.quota), "a100_80gb") && !contains(keys(google_cloud_quotas_quota_preference.quota), "a2_vcpus")
+    error_message = "a zero quota must not create a preference, for the GPUs or their vCPUs"
   }
 }
 

@@ -187,7 +187,7 @@ def test_module_prints_settings_and_single_outputs():
     assert "runs_bucket = zs-zeta-swarm-test-runs" in checked.stdout.splitlines()
     got = run_module(str(FIXTURE), "--get", "builder_service_account")
     assert got.stdout == "zs-builder@zeta-swarm-test.iam.gserviceaccount.com\n"
-    quotas = run_module(str(FIXTURE), "--get", "gpu_quotas")
+    quotas = run_module(str(FIXTURE), "--get", "quotas")
     assert json.loads(quotas.stdout)["l4"]["quota_id"] == "CustomModelTrainingL4GPUsPerProjectPerRegion"
 
 

@@ -99,6 +99,8 @@ def test_one_file_per_concern(stack):
     # The range must start at or after 5.23, where google_cloud_quotas_quota_preference appeared.
     lower = re.match(r">=\s*(\d+)\.(\d+)", google["version"])
     assert lower and (int(lower[1]), int(lower[2])) >= (5, 23), google["version"]
+    # 7.9: no preferred_value permadiff; 6.17: "7d"/"90d" cleanup durations accepted.
+    assert google["version"] == ">= 7.9, < 8.0"
     assert "<" in google["version"], "pin an upper bound so a major release is not picked up silently"
 
 
@@ -166,22 +168,46 @@ def test_vertex_custom_code_agent_can_pull(stack):
     )
 
 
-def test_gpu_quota_preferences(stack):
-    pref = stack.get("google_cloud_quotas_quota_preference", "gpu").body
+def test_quota_preferences_cover_gpus_and_their_vcpu_families(stack):
+    pref = stack.get("google_cloud_quotas_quota_preference", "quota").body
     assert pref["service"] == "aiplatform.googleapis.com"
     assert pref["dimensions"] == {"region": "${var.region}"}
     assert pref["parent"] == "projects/${var.project_id}"
     assert pref["quota_id"] == "${each.value.quota_id}"
     assert only(pref["quota_config"])["preferred_value"] == "${each.value.preferred}"
-    assert pref["for_each"] == "${local.gpu_quotas}"
-    assert "local.gpu_quota_requests" in stack.locals["gpu_quotas"]
-    requests = stack.locals["gpu_quota_requests"]
-    assert {k: (v["quota_id"], v["preferred"]) for k, v in requests.items()} == {
-        "l4": ("CustomModelTrainingL4GPUsPerProjectPerRegion", "${var.l4_quota}"),
-        "a100_80gb": ("CustomModelTrainingA10080GBGPUsPerProjectPerRegion", "${var.a100_80gb_quota}"),
+    assert pref["for_each"] == "${local.quota_preferences}"
+    assert pref["contact_email"] == "${var.contact_email}"
+    requests = stack.locals["quota_requests"]
+    assert {k: v["preferred"] for k, v in requests.items()} == {
+        "l4": "${var.l4_quota}",
+        "a100_80gb": "${var.a100_80gb_quota}",
+        "g2_vcpus": "${var.l4_quota * local.vcpus_per_gpu.l4}",
+        "a2_vcpus": "${var.a100_80gb_quota * local.vcpus_per_gpu.a100_80gb}",
     }
-    assert stack.variables["l4_quota"]["default"] == 50
-    assert stack.variables["a100_80gb_quota"]["default"] == 1
+    assert requests["g2_vcpus"]["quota_id"] == "CustomModelTrainingG2CPUsPerProjectPerRegion"
+    assert requests["a2_vcpus"]["quota_id"] == "CustomModelTrainingA2CPUsPerProjectPerRegion"
+    ids = stack.locals["gpu_quota_ids"]  # Spot draws on the preemptible GPU quotas
+    assert ids["l4"] == (
+        "${var.spot ? \"CustomModelTrainingPreemptibleL4GPUsPerProjectPerRegion\" : "
+        "\"CustomModelTrainingL4GPUsPerProjectPerRegion\"}"
+    )
+    assert "CustomModelTrainingPreemptibleA10080GBGPUsPerProjectPerRegion" in ids["a100_80gb"]
+    assert stack.locals["vcpus_per_gpu"] == {"l4": 8, "a100_80gb": 12}
+
+
+def test_quota_defaults_are_sized_from_the_cloud_profiles_parallelism(stack):
+    """The GPUs requested by default run each phase of the cloud profile fully parallel."""
+    import yaml
+
+    configs = REPO / "configs"
+    profile = yaml.safe_load((configs / "profiles" / "cloud.yaml").read_text())
+    teams = {t: yaml.safe_load((configs / "teams" / f"{t}.yaml").read_text()) for t in ("minibatch", "fullbatch")}
+    assert (teams["minibatch"]["machine_type"], teams["fullbatch"]["machine_type"]) == ("g2-standard-8", "a2-ultragpu-1g")
+    widest = max(p["parallel"] for p in profile["phases"].values())
+    champ = profile["phases"][3]
+    assert stack.variables["l4_quota"]["default"] >= widest - champ["replicas"]  # phase 3: the control runs on A100s
+    assert stack.variables["l4_quota"]["default"] >= profile["phases"][2]["parallel"]
+    assert stack.variables["a100_80gb_quota"]["default"] >= champ["replicas"]  # the control's seeds at once
 
 
 def test_budget_only_with_billing_account(stack):

@@ -72,7 +72,7 @@ def first_contact(fresh_outputs, tmp_path, storage_emulator):
     """(run `make ARGS...`, the fresh outputs file, the cloud state after the last command)."""
     outputs, env = fresh_outputs
     env = env | {k: os.environ[k] for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
-    granted = json.loads(outputs.read_text())["gpu_quotas"]["value"]["l4"]["granted"]
+    granted = json.loads(outputs.read_text())["quotas"]["value"]["l4"]["granted"]
     config = {
         "state": str(tmp_path / "cloud.pickle"),
         "infra": str(ROOT / "infra"),
