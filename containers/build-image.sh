@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build and push the trainer image IMAGE_REPOSITORY/trainer:GIT_SHA, reading the repository,
+# Build and push the trainer image IMAGE_REPOSITORY/trainer:TAG, reading the repository,
 # project, region, staging bucket and builder account from the infra outputs file.
 # Cloud Build (gcloud) when installed, else a local Docker engine; with neither, say what to install.
 #
@@ -23,10 +23,18 @@ repository="$(output image_repository)"
 project="$(output project_id)"
 region="$(output region)"
 
-# The tag must name what is inside, so the sources that go into the image must be committed.
-tag="$(git rev-parse --short=12 HEAD)"
-if ! git diff --quiet HEAD -- trainer configs containers constraints.txt .dockerignore; then
-    fail "uncommitted changes under trainer/, configs/, containers/ or constraints.txt; commit them so the tag ${tag} names what the image holds"
+# The tag is the content hash of exactly what goes into the image (orchestrator.image_tag), the
+# tag `orchestrator swarm` looks for. Those sources must be committed and hold no untracked file,
+# so the tag also names a commit's worth of sources that anyone can rebuild.
+mapfile -t sources < <("$python" -m orchestrator.image_tag --sources)
+tag="$("$python" -m orchestrator.image_tag --root .)"
+shown="${sources[*]}"
+if ! git diff --quiet HEAD -- "${sources[@]}"; then
+    fail "uncommitted changes under ${shown// /, }; commit them so the tag ${tag} names what the image holds"
+fi
+untracked="$(git ls-files --others --exclude-standard -- "${sources[@]}")"
+if [[ -n "${untracked}" ]]; then
+    fail "untracked files would go into the image: ${untracked//$'\n'/, }; commit or remove them"
 fi
 image="${repository}/trainer:${tag}"
 

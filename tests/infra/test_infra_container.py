@@ -112,7 +112,14 @@ def test_dockerignore_sends_only_what_the_image_copies():
         "configs/smoke.yaml",
     ):
         assert not _docker_excluded(patterns, path), path
+    from orchestrator.image_tag import IMAGE_SOURCES
+
+    # The tag hashes what the context sends (plus the Dockerfile and this file): the same list.
+    allowed = [p.removeprefix("!").rstrip("/") for p in patterns if p.startswith("!")]
+    assert sorted(allowed) == sorted(set(IMAGE_SOURCES) - {".dockerignore", "containers/trainer/Dockerfile"})
     for path in (
+        "configs/phases/phase2.yaml",
+        "configs/profiles/cloud.yaml",
         ".venv/bin/python",
         ".git/HEAD",
         "data/odlyzko/zeros.npy",
@@ -143,12 +150,20 @@ def test_cloudbuild_pushes_the_tagged_trainer_image():
 @pytest.fixture
 def build_repo(tmp_path) -> Path:
     repo = tmp_path / "repo"
-    (repo / "trainer").mkdir(parents=True)
-    (repo / "trainer" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    for source in ("trainer/pyproject.toml", "configs/trainer/defaults.yaml", "configs/smoke.yaml"):
+        (repo / source).parent.mkdir(parents=True, exist_ok=True)
+        (repo / source).write_text(f"# {source}\n")
+    (repo / "containers" / "trainer").mkdir(parents=True)
+    for source in (".dockerignore", "containers/trainer/Dockerfile", "constraints.txt"):
+        shutil.copy(REPO / source, repo / source)
+    (repo / "configs" / "phases").mkdir()
+    (repo / "configs" / "phases" / "phase2.yaml").write_text("phase: 2\n")  # not in the image
     shutil.copy(FIXTURE, repo / "infra-outputs.json")
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "trainer"], check=True)
+    subprocess.run(
+        [*git, "add", "trainer", "configs", "containers", "constraints.txt", ".dockerignore"], check=True
+    )
     subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
     return repo
 
@@ -183,8 +198,11 @@ def test_make_image_submits_to_cloud_build(tmp_path, build_repo):
     result = run_build(build_repo, path)
     assert result.returncode == 0, result.stderr
     sha = subprocess.run(
-        ["git", "-C", str(build_repo), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+        [str(PYTHON), "-m", "orchestrator.image_tag", "--root", str(build_repo)],
+        capture_output=True,
+        text=True,
     ).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{16}", sha)
     image = f"us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:{sha}"
     assert result.stdout.splitlines()[-1] == image
     args = calls.read_text().splitlines()
@@ -225,6 +243,26 @@ def test_make_image_refuses_uncommitted_sources(tmp_path, build_repo):
     (build_repo / "trainer" / "pyproject.toml").write_text("[project]\nname = 'changed'\n")
     result = run_build(build_repo, fake_bin(tmp_path, {"gcloud": "exit 0"}))
     assert result.returncode == 2 and "uncommitted changes" in result.stderr
+
+
+def test_make_image_refuses_untracked_files_under_what_it_ships(tmp_path, build_repo):
+    (build_repo / "trainer" / "stray.py").write_text("print('not committed')\n")
+    result = run_build(build_repo, fake_bin(tmp_path, {"gcloud": "exit 0"}))
+    assert (
+        result.returncode == 2
+        and "untracked files would go into the image: trainer/stray.py" in result.stderr
+    )
+
+
+def test_the_tag_changes_with_what_the_image_holds_and_nothing_else(tmp_path, build_repo):
+    from orchestrator.image_tag import content_tag
+
+    before = content_tag(build_repo)
+    (build_repo / "configs" / "phases" / "phase2.yaml").write_text("phase: 2\nparallel: 3\n")
+    (build_repo / "orchestrator.py").write_text("# an orchestrator-only change\n")
+    assert content_tag(build_repo) == before
+    (build_repo / "configs" / "trainer" / "defaults.yaml").write_text("# changed\n")
+    assert content_tag(build_repo) != before
 
 
 def test_make_image_names_a_missing_outputs_file(tmp_path, build_repo):

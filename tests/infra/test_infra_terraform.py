@@ -188,8 +188,8 @@ def test_quota_preferences_cover_gpus_and_their_vcpu_families(stack):
     assert requests["a2_vcpus"]["quota_id"] == "CustomModelTrainingA2CPUsPerProjectPerRegion"
     ids = stack.locals["gpu_quota_ids"]  # Spot draws on the preemptible GPU quotas
     assert ids["l4"] == (
-        "${var.spot ? \"CustomModelTrainingPreemptibleL4GPUsPerProjectPerRegion\" : "
-        "\"CustomModelTrainingL4GPUsPerProjectPerRegion\"}"
+        '${var.spot ? "CustomModelTrainingPreemptibleL4GPUsPerProjectPerRegion" : '
+        '"CustomModelTrainingL4GPUsPerProjectPerRegion"}'
     )
     assert "CustomModelTrainingPreemptibleA10080GBGPUsPerProjectPerRegion" in ids["a100_80gb"]
     assert stack.locals["vcpus_per_gpu"] == {"l4": 8, "a100_80gb": 12}
@@ -201,11 +201,18 @@ def test_quota_defaults_are_sized_from_the_cloud_profiles_parallelism(stack):
 
     configs = REPO / "configs"
     profile = yaml.safe_load((configs / "profiles" / "cloud.yaml").read_text())
-    teams = {t: yaml.safe_load((configs / "teams" / f"{t}.yaml").read_text()) for t in ("minibatch", "fullbatch")}
-    assert (teams["minibatch"]["machine_type"], teams["fullbatch"]["machine_type"]) == ("g2-standard-8", "a2-ultragpu-1g")
+    teams = {
+        t: yaml.safe_load((configs / "teams" / f"{t}.yaml").read_text()) for t in ("minibatch", "fullbatch")
+    }
+    assert (teams["minibatch"]["machine_type"], teams["fullbatch"]["machine_type"]) == (
+        "g2-standard-8",
+        "a2-ultragpu-1g",
+    )
     widest = max(p["parallel"] for p in profile["phases"].values())
     champ = profile["phases"][3]
-    assert stack.variables["l4_quota"]["default"] >= widest - champ["replicas"]  # phase 3: the control runs on A100s
+    assert (
+        stack.variables["l4_quota"]["default"] >= widest - champ["replicas"]
+    )  # phase 3: the control runs on A100s
     assert stack.variables["l4_quota"]["default"] >= profile["phases"][2]["parallel"]
     assert stack.variables["a100_80gb_quota"]["default"] >= champ["replicas"]  # the control's seeds at once
 

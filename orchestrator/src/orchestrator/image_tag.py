@@ -8,7 +8,8 @@ that was not built. `make image` (containers/build-image.sh) tags with it; the o
 the same tag from the same checkout and checks that the image exists before a swarm asks its tuner
 for anything.
 
-Run as a module: ``python -m orchestrator.image_tag [--files]`` prints the tag (or the hashed files).
+Run as a module: ``python -m orchestrator.image_tag [--root DIR] [--files | --sources]`` prints the
+tag of the checkout at DIR (default this one), or the hashed files, or the source paths.
 """
 
 from __future__ import annotations
@@ -65,13 +66,23 @@ def content_tag(root: Path = REPO_ROOT) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--files"]:
-        print("\n".join(p.as_posix() for p in image_files()))
-    elif not args:
-        print(content_tag())
-    else:
-        print("usage: python -m orchestrator.image_tag [--files]", file=sys.stderr)
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.image_tag", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the checkout (default: this one)")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--files", action="store_true", help="print the hashed files instead")
+    what.add_argument("--sources", action="store_true", help="print IMAGE_SOURCES instead")
+    args = parser.parse_args(argv)
+    try:
+        if args.sources:
+            print("\n".join(IMAGE_SOURCES))
+        elif args.files:
+            print("\n".join(p.as_posix() for p in image_files(args.root)))
+        else:
+            print(content_tag(args.root))
+    except FileNotFoundError as e:
+        print(f"image_tag: {e}", file=sys.stderr)
         return 2
     return 0
 
