@@ -1,11 +1,6 @@
 # Least privilege: storage roles are granted per bucket, actAs per service account, and only
 # roles/aiplatform.user and roles/logging.logWriter at project level. No keys, no basic roles.
 
-locals {
-  # Vertex AI pulls custom images as this agent, never as the job's own service account.
-  vertex_custom_code_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
-}
-
 # --- trainer: read datasets, write its own trial outputs --------------------------------------
 
 resource "google_storage_bucket_iam_member" "trainer_data_reader" {
@@ -57,13 +52,13 @@ resource "google_service_account_iam_member" "orchestrator_impersonators" {
 
 # --- images: Vertex AI pulls, the builder pushes ----------------------------------------------
 
-resource "google_artifact_registry_repository_iam_member" "vertex_image_reader" {
-  project    = var.project_id
-  location   = google_artifact_registry_repository.images.location
-  repository = google_artifact_registry_repository.images.name
-  role       = "roles/artifactregistry.reader"
-  member     = local.vertex_custom_code_agent
-}
+# Vertex AI pulls custom images as its custom code service agent
+# (service-NUMBER@gcp-sa-aiplatform-cc.iam.gserviceaccount.com), never as the job's own account.
+# Nothing is granted to it here: its project-level role (roles/aiplatform.customCodeServiceAgent)
+# already holds artifactregistry.repositories.downloadArtifacts for repositories in this project,
+# and a grant to an agent that does not exist yet (Vertex creates it on first use) fails the first
+# apply on a fresh project. Fabric's practice is the same: rely on the agent's role, or create
+# the identity first (google_project_service_identity, google-beta only).
 
 # Before it launches anything, the orchestrator pins the trainer image to its digest (get tag, get
 # image: artifactregistry.tags.get and .dockerimages.get), which roles/aiplatform.user does not hold.

@@ -42,7 +42,6 @@ output "image_repository" {
   description = "Docker repository path; the trainer image is IMAGE_REPOSITORY/trainer:TAG, TAG the content hash of its sources (python -m orchestrator.image_tag)."
   value       = "${google_artifact_registry_repository.images.location}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
   depends_on = [
-    google_artifact_registry_repository_iam_member.vertex_image_reader,
     google_artifact_registry_repository_iam_member.builder_image_writer,
     google_artifact_registry_repository_iam_member.orchestrator_image_reader,
   ]

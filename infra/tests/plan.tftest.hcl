@@ -158,7 +158,7 @@ run "orchestrator_acts_only_as_trainer" {
     error_message = "serviceAccountUser must be granted on the trainer account, not elsewhere"
   }
   assert {
-    condition     = google_artifact_registry_repository_iam_member.vertex_image_reader.member == "serviceAccount:service-123456789012@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
-    error_message = "the Vertex AI custom code service agent must be able to pull images"
+    condition     = google_artifact_registry_repository_iam_member.orchestrator_image_reader.role == "roles/artifactregistry.reader"
+    error_message = "the orchestrator must be able to read the image tag and digest before a launch"
   }
 }

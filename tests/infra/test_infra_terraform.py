@@ -159,13 +159,15 @@ def test_trainer_storage_is_bucket_scoped(stack):
     assert "${google_service_account.trainer.member}" not in project_members
 
 
-def test_vertex_custom_code_agent_can_pull(stack):
-    reader = stack.get("google_artifact_registry_repository_iam_member", "vertex_image_reader").body
+def test_the_orchestrator_reads_the_image_and_no_grant_waits_for_a_service_agent(stack):
+    reader = stack.get("google_artifact_registry_repository_iam_member", "orchestrator_image_reader").body
     assert reader["role"] == "roles/artifactregistry.reader"
-    assert reader["member"] == "${local.vertex_custom_code_agent}"
-    assert stack.locals["vertex_custom_code_agent"] == (
-        "serviceAccount:service-${data.google_project.this.number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
-    )
+    assert reader["member"] == "${google_service_account.orchestrator.member}"
+    assert reader["repository"] == "${google_artifact_registry_repository.images.name}"
+    # Vertex pulls as its custom code agent, whose own project role already allows it; a grant to
+    # that agent would fail the first apply on a fresh project, where it does not exist yet.
+    members = [r.body.get("member", "") for r in stack.resources if r.type.endswith("_iam_member")]
+    assert not any("gcp-sa-aiplatform" in m or "vertex_custom_code_agent" in m for m in members)
 
 
 def test_quota_preferences_cover_gpus_and_their_vcpu_families(stack):
