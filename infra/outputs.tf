@@ -87,3 +87,9 @@ output "quotas" {
     }
   }
 }
+
+output "tensorboard" {
+  description = "Resource name of the Vertex AI TensorBoard the trials' CustomJobs are attached to; \"\" when var.tensorboard is false."
+  value       = var.tensorboard ? google_vertex_ai_tensorboard.trials[0].id : ""
+  depends_on  = [google_project_iam_member.trainer_tensorboard_writer]
+}

@@ -61,6 +61,13 @@ variable "spot" {
   nullable    = false
 }
 
+variable "tensorboard" {
+  description = "Create a Vertex AI TensorBoard instance and attach every trial's CustomJob to it (output tensorboard), so the trainer's event files show up there."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 variable "billing_account" {
   description = "Billing account ID (XXXXXX-XXXXXX-XXXXXX) paying for the project. When set, a budget with e-mail alerts is created on it; null creates no budget. Needs roles/billing.costsManager on the account."
   type        = string

@@ -64,6 +64,7 @@ def test_checkov_skips_are_inline_with_reasons(checkov_report):
         ("CKV_GCP_62", "google_storage_bucket.access_logs"),
         ("CKV_GCP_78", "google_storage_bucket.staging"),
         ("CKV_GCP_84", "google_artifact_registry_repository.images"),
+        ("CKV2_GCP_26", "google_vertex_ai_tensorboard.trials"),
     }
     for key, reason in reasons.items():
         assert len(reason) > 40, f"{key}: a skip needs its reason"

@@ -89,7 +89,7 @@ def test_terraform_fmt_is_clean():
 def test_one_file_per_concern(stack):
     expected = {
         "versions.tf", "providers.tf", "variables.tf", "apis.tf", "storage.tf", "registry.tf",
-        "service-accounts.tf", "iam.tf", "quotas.tf", "budget.tf", "outputs.tf",
+        "service-accounts.tf", "iam.tf", "quotas.tf", "budget.tf", "outputs.tf", "tensorboard.tf",
     }  # fmt: skip
     assert set(stack.files) == expected
     versions = only(stack.files["versions.tf"]["terraform"])
@@ -155,8 +155,25 @@ def test_trainer_storage_is_bucket_scoped(stack):
         ("${google_storage_bucket.data.name}", "roles/storage.objectViewer"),
         ("${google_storage_bucket.runs.name}", "roles/storage.objectUser"),
     }
-    project_members = {r.body["member"] for r in stack.of_type("google_project_iam_member")}
-    assert "${google_service_account.trainer.member}" not in project_members
+    # At project level only with a TensorBoard, whose event-file uploads run as the trainer.
+    project_grants = [
+        r
+        for r in stack.of_type("google_project_iam_member")
+        if r.body["member"] == "${google_service_account.trainer.member}"
+    ]
+    assert [(r.name, r.body["role"], r.body["count"]) for r in project_grants] == [
+        ("trainer_tensorboard_writer", "roles/aiplatform.user", "${var.tensorboard ? 1 : 0}")
+    ]
+
+
+def test_an_optional_tensorboard_for_the_trials(stack):
+    board = stack.get("google_vertex_ai_tensorboard", "trials").body
+    assert board["count"] == "${var.tensorboard ? 1 : 0}" and board["region"] == "${var.region}"
+    assert stack.variables["tensorboard"]["default"] is False
+    assert (
+        stack.outputs["tensorboard"]["value"]
+        == '${var.tensorboard ? google_vertex_ai_tensorboard.trials[0].id : ""}'
+    )
 
 
 def test_the_orchestrator_reads_the_image_and_no_grant_waits_for_a_service_agent(stack):

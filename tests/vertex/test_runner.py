@@ -305,3 +305,30 @@ def test_the_fake_gpu_quota_answers_429_beyond_the_grant(recorded, mocker, cloud
     runner.launch(spec(recorded, trial="2"))
     with pytest.raises(RetryableCloudError, match="exceed quota limits.*nvidia_l4"):
         runner.launch(spec(recorded, trial="3"))
+
+
+def test_jobs_are_attached_to_the_terraform_tensorboard(recorded, job_service, cloud, calls, credentials):
+    board = "projects/zeta-swarm-test/locations/us-central1/tensorboards/4242"
+    runner = VertexRunner(replace(recorded, tensorboard=board), STUDY, credentials=credentials, calls=calls)
+    s = spec(recorded)
+    planned = runner.job_request(s)
+    runner.launch(s)
+    sent = cloud.requests("create_custom_job")[0].custom_job
+    assert sent.job_spec.tensorboard == board and sent == planned
+    assert sent.job_spec.base_output_directory.output_uri_prefix == s.output_dir  # holds logs/
+
+
+def test_the_tensorboard_output_is_optional_and_checked(tmp_path):
+    from orchestrator.errors import ConfigError
+
+    raw = json.loads(INFRA_JSON.read_text())
+    assert load_infra_outputs(str(INFRA_JSON), {}).tensorboard == ""
+    board = "projects/zeta-swarm-test/locations/us-central1/tensorboards/4242"
+    (tmp_path / "with.json").write_text(json.dumps(raw | {"tensorboard": {"value": board}}))
+    infra = load_infra_outputs(str(tmp_path / "with.json"), {})
+    assert load_vertex_settings(VERTEX_YAML, infra).tensorboard == board
+    (tmp_path / "bad.json").write_text(json.dumps(raw | {"tensorboard": {"value": "4242"}}))
+    with pytest.raises(
+        ConfigError, match="tensorboard = '4242' is not projects/P/locations/R/tensorboards/ID"
+    ):
+        load_infra_outputs(str(tmp_path / "bad.json"), {})

@@ -68,7 +68,9 @@ def content_tag(root: Path = REPO_ROOT) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.image_tag", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.image_tag", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the checkout (default: this one)")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--files", action="store_true", help="print the hashed files instead")

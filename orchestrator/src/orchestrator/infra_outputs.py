@@ -41,6 +41,10 @@ REQUIRED = (
     "orchestrator_service_account",
 )
 
+# Outputs the orchestrator uses when they are there and not empty (older stacks lack them).
+OPTIONAL = ("tensorboard",)
+_TENSORBOARD = re.compile(r"projects/[^/]+/locations/[a-z0-9-]+/tensorboards/[0-9]+")
+
 # The CLI flag that overrides each setting, named in errors so the message says what to pass.
 OVERRIDE_FLAGS = {name: "--" + name.replace("_", "-") for name in REQUIRED}
 
@@ -80,6 +84,7 @@ class InfraSettings:
     image_repository: str
     trainer_service_account: str
     orchestrator_service_account: str
+    tensorboard: str = ""  # projects/P/locations/R/tensorboards/N, or "" (none)
 
     def trainer_image(self, tag: str) -> str:
         """The trainer image URI that `make image` pushes.
@@ -151,7 +156,8 @@ def load_infra_outputs(path: str | None, overrides: dict[str, str | None]) -> In
             A given value wins over the file.
 
     Returns:
-        The settings, each checked for shape (bucket names without gs://, e-mails, ...).
+        The settings, each checked for shape (bucket names without gs://, e-mails, ...), and
+        the optional `tensorboard` output ("" when absent).
 
     Raises:
         ConfigError: one line naming the file and every setting that is missing, empty or
@@ -193,7 +199,10 @@ def load_infra_outputs(path: str | None, overrides: dict[str, str | None]) -> In
         raise ConfigError(
             f"{where}: missing or empty setting(s) {', '.join(missing)}: {source}, or pass {flags}"
         )
-    return InfraSettings(**resolved)
+    board = from_file.get("tensorboard") or ""
+    if board and not (isinstance(board, str) and _TENSORBOARD.fullmatch(board)):
+        raise ConfigError(f"{where}: tensorboard = {board!r} is not projects/P/locations/R/tensorboards/ID")
+    return InfraSettings(**resolved, tensorboard=board)
 
 
 def main(argv: list[str] | None = None) -> int:

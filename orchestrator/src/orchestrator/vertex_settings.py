@@ -231,6 +231,8 @@ class VertexSettings:
         trainer_service_account: e-mail of the identity the trainer runs as.
         orchestrator_service_account: e-mail of the identity the orchestrator should run as,
             named when a call is refused for a permission ("" = unknown).
+        tensorboard: a Vertex AI TensorBoard's resource name (Terraform output `tensorboard`);
+            every CustomJob is attached to it ("" = none).
         machines: team -> MachineSpec (from configs/teams/<team>.yaml).
         image_package: image name inside the repository (default "trainer").
         image_tag: tag resolved to a digest once per controller start (default "latest"; from the
@@ -251,6 +253,7 @@ class VertexSettings:
     trainer_service_account: str
     machines: dict[str, MachineSpec]
     orchestrator_service_account: str = ""
+    tensorboard: str = ""
     image_package: str = "trainer"
     image_tag: str = "latest"
     timeout_s: int = 86_400
@@ -389,6 +392,7 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
         image_repository=infra.image_repository,
         trainer_service_account=infra.trainer_service_account,
         orchestrator_service_account=infra.orchestrator_service_account,
+        tensorboard=infra.tensorboard,
         machines=load_team_machines(path.parent.parent / "teams"),
         retry=retry,
         **knobs,

@@ -241,6 +241,8 @@ class VertexRunner(Runner):
             "scheduling_strategy": aiplatform_v1.Scheduling.Strategy.SPOT if s.spot else None,
             "max_wait_duration": s.max_wait_s,
             "create_request_timeout": 60.0,
+            # The trainer's event files (AIP_TENSORBOARD_LOG_DIR, under base_output_dir) go there.
+            "tensorboard": s.tensorboard or None,
         }
 
     def job_request(self, spec: JobSpec, image_uri: str | None = None):
@@ -264,6 +266,8 @@ class VertexRunner(Runner):
         if kw["max_wait_duration"] is not None:
             scheduling["max_wait_duration"] = {"seconds": kw["max_wait_duration"]}
         proto.job_spec.scheduling = scheduling
+        if kw["tensorboard"]:
+            proto.job_spec.tensorboard = kw["tensorboard"]
         return proto
 
     # ------------------------------------------------------------------ Runner
