@@ -15,11 +15,13 @@ PROFILE ?=
 TRIALS ?=
 PARALLEL ?=
 RUN_DIR ?=
+EXPERIMENTS ?=
 DATA_DIR ?= data/odlyzko
 
 SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFILE),--profile $(PROFILE)) \
 	$(if $(TRIALS),--max-trials $(TRIALS)) $(if $(PARALLEL),--parallel $(PARALLEL)) \
-	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS))
+	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS)) \
+	$(if $(EXPERIMENTS),--experiments)
 
 .PHONY: install test lint swarm status data bench image infra-outputs infra-init infra-plan infra-apply compare clean
 

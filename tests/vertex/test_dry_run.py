@@ -216,3 +216,27 @@ def test_the_banner_names_vizier_as_the_vertex_tuner(tmp_path):
     assert "Vertex AI Vizier, ALGORITHM_UNSPECIFIED" in round_line("vertex")
     assert "TPE" not in round_line("vertex")
     assert "Optuna TPE, constant liar" in round_line("local")
+
+
+def test_experiments_need_the_infra_tensorboard_and_say_so_in_one_line(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            *ARGS,
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--infra-outputs",
+            str(INFRA_JSON),
+            "--experiments",
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert (
+        "--experiments needs a Vertex AI TensorBoard" in result.output
+        and "tensorboard = true" in result.output
+    )
+    local = CliRunner().invoke(
+        main, ["swarm", "--phase", "2", "--run-dir", str(tmp_path / "l"), "--experiments"]
+    )
+    assert local.exit_code == 2 and "Vertex AI Experiments needs --backend vertex" in local.output

@@ -215,31 +215,94 @@ def test_intermediate_measurements_are_sent_once_per_step_across_restarts(vizier
     assert len(cloud.requests("add_trial_measurement")) == 3
 
 
-def test_finished_trials_are_logged_to_vertex_ai_experiments(vizier, credentials, calls, mocker):
-    # The Metadata service behind Experiments is large; we patch the SDK's thin tracker entry points.
+class ExperimentRuns:
+    """Vertex AI Experiments in memory, standing in for the Metadata and TensorBoard services
+    behind `aiplatform.ExperimentRun` (too large to fake at the gapic level): runs by name, their
+    params, summary metrics, time series and state."""
+
+    def __init__(self):
+        self.runs: dict[str, dict] = {}
+
+    def install(self, mocker) -> ExperimentRuns:
+        store = self
+
+        class Run:
+            def __init__(self, name, experiment, **_):
+                if name not in store.runs:
+                    raise exceptions.NotFound(f"run {name}")
+                self.name, self.data = name, store.runs[name]
+
+            @classmethod
+            def create(cls, name, *, experiment, tensorboard, **_):
+                store.runs[name] = {"experiment": experiment, "tensorboard": tensorboard, "params": {},
+                                    "metrics": {}, "series": [], "state": None}  # fmt: skip
+                return cls(name, experiment)
+
+            def get_metrics(self):
+                return dict(self.data["metrics"])
+
+            def log_time_series_metrics(self, metrics, step):
+                self.data["series"].append((step, metrics))
+
+            def log_metrics(self, metrics):
+                self.data["metrics"].update(metrics)
+
+            def log_params(self, params):
+                self.data["params"].update(params)
+
+            def update_state(self, state):
+                self.data["state"] = state
+
+        mocker.patch.object(aiplatform, "ExperimentRun", Run)
+        return self
+
+
+BOARD = "projects/zeta-swarm-test/locations/us-central1/tensorboards/4242"
+
+
+def tracked(inner, mocker):
+    from orchestrator.experiments import TrackedTuner
+
+    return TrackedTuner(inner, "phase2-minibatch-r1", "phase2-minibatch-r1", project="zeta-swarm-test",
+                        region="us-central1", tensorboard=BOARD)  # fmt: skip
+
+
+def test_every_epoch_and_the_result_reach_vertex_ai_experiments_once(vizier, credentials, calls, mocker):
     set_experiment = mocker.patch.object(metadata._experiment_tracker, "set_experiment")
-    start = mocker.patch.object(aiplatform, "start_run")
-    params = mocker.patch.object(aiplatform, "log_params")
-    metrics = mocker.patch.object(aiplatform, "log_metrics")
-    end = mocker.patch.object(aiplatform, "end_run")
-    tuner = open_tuner(credentials, calls, experiment="zeta-swarm-phase2")
-    assert set_experiment.call_args.kwargs["experiment"] == "zeta-swarm-phase2"
+    set_board = mocker.patch.object(metadata._experiment_tracker, "set_tensorboard")
+    runs = ExperimentRuns().install(mocker)
+    tuner = tracked(open_tuner(credentials, calls), mocker)
+    assert set_experiment.call_args.kwargs["experiment"] == "phase2-minibatch-r1"
+    assert set_experiment.call_args.kwargs["backing_tensorboard"] == BOARD
+    assert set_board.call_args.kwargs["tensorboard"] == BOARD
     a, b = tuner.suggest(2)
-    tuner.complete(a.id, 0.0123, {"extrapolation_stderr": 0.001})
-    tuner.complete(a.id, 0.0123, {"extrapolation_stderr": 0.001})  # a replay logs nothing more
-    tuner.infeasible(b.id, "diverged")
-    assert [c.args[0] for c in start.call_args_list] == [
-        f"phase2-minibatch-t{a.id}",
-        f"phase2-minibatch-t{b.id}",
-    ]
-    assert params.call_args_list[0].args[0] == {**a.params, "state": "COMPLETED"}
-    assert metrics.call_args_list == [
-        mocker.call({"extrapolation_stderr": 0.001, "extrapolation_error": 0.0123})
-    ]
-    assert [c.kwargs["state"] for c in end.call_args_list] == [
-        aiplatform_v1.Execution.State.COMPLETE,
-        aiplatform_v1.Execution.State.FAILED,
-    ]
+    tuner.report(a.id, 1, 0.05)
+    tuner.report(a.id, 2, 0.03)
+    again = tracked(open_tuner(credentials, calls), mocker)  # a restarted controller replays its curve
+    for step, value in ((1, 0.05), (2, 0.03), (3, 0.02)):
+        again.report(a.id, step, value)
+    again.complete(a.id, 0.0123, {"extrapolation_stderr": 0.001})
+    again.fail(b.id, "preempted 3 times")
+    run_a = runs.runs[f"phase2-minibatch-r1-t{a.id}"]
+    assert run_a["series"] == [(1, {"extrapolation_error": 0.05}), (2, {"extrapolation_error": 0.03}),
+                               (3, {"extrapolation_error": 0.02})]  # fmt: skip
+    assert run_a["tensorboard"] == BOARD and run_a["params"] == {**a.params, "state": "COMPLETED"}
+    assert run_a["metrics"]["extrapolation_error"] == 0.0123
+    assert run_a["state"] == aiplatform_v1.Execution.State.COMPLETE
+    assert runs.runs[f"phase2-minibatch-r1-t{b.id}"]["state"] == aiplatform_v1.Execution.State.FAILED
+
+
+def test_an_experiments_error_never_stops_the_swarm(vizier, credentials, calls, mocker, caplog):
+    mocker.patch.object(metadata._experiment_tracker, "set_experiment")
+    mocker.patch.object(metadata._experiment_tracker, "set_tensorboard")
+    mocker.patch.object(
+        aiplatform, "ExperimentRun", side_effect=exceptions.ServiceUnavailable("metadata down")
+    )
+    tuner = tracked(open_tuner(credentials, calls), mocker)
+    (t,) = tuner.suggest(1)
+    tuner.report(t.id, 1, 0.05)
+    tuner.complete(t.id, 0.01, {})
+    assert tuner.trials()[0].state is TunerState.COMPLETED and "metadata down" in caplog.text
 
 
 def test_a_trial_stopped_from_the_console_is_noticed_after_refresh_s(vizier, credentials, calls, clock):

@@ -76,13 +76,40 @@ def make_tuner(settings: SwarmSettings, space: SearchSpace, points: Sequence[dic
 
     url = storage_url(study_db(settings))
     if points is not None:
-        return FixedDesignTuner(url, settings.study, space, points)
-    if settings.backend.name == "local":
-        return OptunaTuner(url, settings.study, space, seed=settings.seed)
-    if settings.backend.name == "vertex":
+        tuner: Tuner = FixedDesignTuner(url, settings.study, space, points)
+    elif settings.backend.name == "local":
+        tuner = OptunaTuner(url, settings.study, space, seed=settings.seed)
+    elif settings.backend.name == "vertex":
         vizier = _vertex_module("orchestrator.tuners.vizier")
-        return vizier.VizierTuner.from_settings(_vertex_settings(settings), settings.cloud_study, space)
-    raise ConfigError(f"unknown backend {settings.backend.name!r}; choose one of {', '.join(BACKENDS)}")
+        tuner = vizier.VizierTuner.from_settings(_vertex_settings(settings), settings.cloud_study, space)
+    else:
+        raise ConfigError(f"unknown backend {settings.backend.name!r}; choose one of {', '.join(BACKENDS)}")
+    if settings.experiments:
+        vs = experiments_settings(settings)
+        return _vertex_module("orchestrator.experiments").TrackedTuner(
+            tuner,
+            vs.experiment or settings.cloud_study,
+            settings.cloud_study,
+            project=vs.project,
+            region=vs.region,
+            tensorboard=vs.tensorboard,
+        )
+    return tuner
+
+
+def experiments_settings(settings: SwarmSettings) -> Any:
+    """The VertexSettings `--experiments` tracks with.
+
+    Raises:
+        ConfigError: the infra outputs name no TensorBoard, which per-epoch series need.
+    """
+    vs = _vertex_settings(settings)
+    if not vs.tensorboard:
+        raise ConfigError(
+            "--experiments needs a Vertex AI TensorBoard for the per-epoch series: set tensorboard = true "
+            "in infra/terraform.tfvars, then `make infra-apply` and `make infra-outputs` (docs/infra.md)"
+        )
+    return vs
 
 
 def make_runner(settings: SwarmSettings, trainer_command: list[str] | None = None) -> Runner:

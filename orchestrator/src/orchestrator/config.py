@@ -292,6 +292,8 @@ class SwarmSettings(_Strict):
     study: str
     # RUN_DIR/run.json's id; "" for a run dir from before run ids. Every cloud name carries it.
     run_id: str = ""
+    # vertex: every trial's per-epoch curve and result in Vertex AI Experiments (--experiments)
+    experiments: bool = False
     seed: int = 0
     trainer_config: str
     data_path: str
@@ -551,6 +553,7 @@ def load_settings(
     infra_outputs: str | None = None,
     infra_overrides: dict[str, str | None] | None = None,
     data_path: str | None = None,
+    experiments: bool = False,
 ) -> SwarmSettings:
     """Read and check every config file of a swarm and resolve them into one SwarmSettings.
 
@@ -568,6 +571,7 @@ def load_settings(
             wins over the outputs file (see orchestrator.infra_outputs.OVERRIDE_FLAGS).
         data_path: zeros dataset, relative to the working directory or gs://; default
             $ZETA_SWARM_DATA, then the profile's data_path (relative to the repository root).
+        experiments: vertex only: mirror every trial to Vertex AI Experiments.
 
     Raises:
         ConfigError: every problem found, one line each naming file, line and key. Nothing is launched.
@@ -578,6 +582,8 @@ def load_settings(
         problems.add("--phase", f"{phase} is not a phase; choose 1, 2 or 3")
     if team not in TEAMS:
         problems.add("--team", f"{team!r} is not a team; choose {' or '.join(TEAMS)}")
+    if experiments and backend != "vertex":
+        problems.add("--experiments", "Vertex AI Experiments needs --backend vertex")
     if parallel is not None and parallel < 1:
         problems.add("--parallel", f"{parallel} must be at least 1")
     if max_trials is not None and max_trials < 1:
@@ -753,6 +759,7 @@ def load_settings(
         run_dir=str(rdir),
         study=f"phase{phase}-{team}",
         run_id=_run_id(rdir),
+        experiments=experiments,
         trainer_config=trainer_config_of(team_cfg),
         data_path=data_path,
         epochs=prof.epochs * profile_cfg.epoch_scale.get(team, 1),

@@ -241,7 +241,7 @@ class VertexSettings:
         spot: run on Spot VMs (cheaper, preemptible; a preempted job is retried) (default False).
         max_wait_s: give up on provisioning after this many seconds; None = service default (24 h).
         boot_disk_gb: boot disk size in GB (default 100).
-        experiment: Vertex AI Experiments name; None = no experiment tracking.
+        experiment: Vertex AI Experiments name used by --experiments; None = the run's cloud name.
         retry: RetryPolicy for transient cloud errors.
     """
 

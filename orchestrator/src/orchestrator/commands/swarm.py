@@ -56,6 +56,11 @@ DEFAULT_PROFILES = {"local": "default", "vertex": "cloud"}
     default=None,
     help="Terraform outputs (vertex backend).",
 )
+@click.option(
+    "--experiments",
+    is_flag=True,
+    help="Vertex: every trial's per-epoch curve and result in Vertex AI Experiments (needs the infra TensorBoard).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the study and the trial commands; launch nothing.")
 @click.option(
     "--json",
@@ -65,7 +70,18 @@ DEFAULT_PROFILES = {"local": "default", "vertex": "cloud"}
 )
 @infra_options
 def swarm(
-    phase, team, backend, profile, parallel, max_trials, run_dir, infra_outputs, dry_run, as_json, **infra
+    phase,
+    team,
+    backend,
+    profile,
+    parallel,
+    max_trials,
+    run_dir,
+    infra_outputs,
+    experiments,
+    dry_run,
+    as_json,
+    **infra,
 ):
     """Run a phase's swarm to its end, with live progress and the leaderboard at the end."""
     from orchestrator.config import load_settings
@@ -93,7 +109,12 @@ def swarm(
         run_dir=run_dir,
         infra_outputs=infra_outputs,
         infra_overrides=pop_infra_overrides(infra),
+        experiments=experiments,
     )
+    if experiments:
+        from orchestrator.backends import experiments_settings
+
+        experiments_settings(settings)  # a missing TensorBoard fails here, before anything runs
     if as_json and not (dry_run and backend == "vertex"):
         raise click.UsageError("--json goes with --dry-run --backend vertex")
     # After the settings are good, so a bad input stays one line. stdout carries only the JSON plan

@@ -36,7 +36,6 @@ for count + our active trials and keep only the new ones, so a suggestion whose 
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -52,8 +51,6 @@ from orchestrator.tuners.base import (
     TunerTrial,
 )
 from orchestrator.vertex_settings import CloudCalls, VertexSettings, quiet_sdk_logs
-
-log = logging.getLogger(__name__)
 
 FAILED_PREFIX = "FAILED: "
 STOPPED_PREFIX = "STOPPED: "
@@ -115,8 +112,6 @@ class VizierTuner(Tuner):
         worker: the client id under which this controller asks for suggestions.
         credentials: google.auth credentials; None = application default credentials.
         calls: CloudCalls (retry policy, injected sleeper); default CloudCalls().
-        experiment: Vertex AI Experiments name; None = no tracking. One run per finished trial
-            with its parameters and final metrics.
         refresh_s: re-read unfinished trials from Vizier at most this often, in seconds (default 60).
         clock: unix seconds (default time.time; tests inject a fake clock).
     """
@@ -131,7 +126,6 @@ class VizierTuner(Tuner):
         worker: str = "zeta-swarm-controller",
         credentials: Any = None,
         calls: CloudCalls | None = None,
-        experiment: str | None = None,
         refresh_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ):
@@ -144,7 +138,6 @@ class VizierTuner(Tuner):
         self.credentials = credentials
         self.calls = calls or CloudCalls()
         self.calls.credentials = self.calls.credentials or credentials
-        self.experiment = experiment
         self._cache: dict[int, Any] = {}  # trial uid -> latest aiplatform_v1.Trial proto
         self._view: dict[int, TunerTrial] = {}  # trial uid -> that proto as a TunerTrial
         self._synced = False
@@ -162,14 +155,12 @@ class VizierTuner(Tuner):
             permission="aiplatform.studies.create",
         )
         self._check_spec(config.to_proto())
-        if experiment:
-            aiplatform.init(project=project, location=region, credentials=credentials, experiment=experiment)
 
     @classmethod
     def from_settings(
         cls, settings: VertexSettings, study: str, space: SearchSpace, **kw: Any
     ) -> VizierTuner:
-        """The study in settings.project / settings.region, with its retry policy and experiment.
+        """The study in settings.project / settings.region, with its retry policy.
 
         Args:
             settings: VertexSettings.
@@ -183,7 +174,6 @@ class VizierTuner(Tuner):
             space,
             project=settings.project,
             region=settings.region,
-            experiment=settings.experiment,
             **kw,
         )
 
@@ -375,7 +365,6 @@ class VizierTuner(Tuner):
                     raise
                 proto = self._proto(trial_id, refresh=True)  # someone (a dead predecessor) got there first
         self._proto(trial_id, refresh=True)
-        self._track(trial_id, target)
         return True
 
     def complete(self, trial_id: str, value: float, metrics: dict[str, float]) -> None:
@@ -466,33 +455,3 @@ class VizierTuner(Tuner):
 
         proto.measurements.append(vz.MeasurementConverter.to_proto(m))  # what Vizier now holds
         self._store(proto)
-
-    # ------------------------------------------------------------------ experiment tracking
-
-    def _track(self, trial_id: str, state: TunerState) -> None:
-        """Log a finished trial to Vertex AI Experiments: run <study>-t<id>, params and metrics.
-
-        Best effort: the study in Vizier is the record; a tracking error is logged, not raised.
-        """
-        if not self.experiment:
-            return
-        from google.cloud import aiplatform, aiplatform_v1
-
-        from orchestrator.runners.vertex import label_value
-
-        t = self._view[int(trial_id)]
-        run = label_value(f"{self.display_name}-t{trial_id}").replace("_", "-")
-        metrics = dict(t.metrics) | ({self.objective: t.value} if t.value is not None else {})
-        end = (
-            aiplatform_v1.Execution.State.COMPLETE
-            if state is TunerState.COMPLETED
-            else aiplatform_v1.Execution.State.FAILED
-        )
-        try:
-            aiplatform.start_run(run, resume=False)
-            aiplatform.log_params({k: v for k, v in t.params.items()} | {"state": state.value})
-            if metrics:
-                aiplatform.log_metrics(metrics)
-            aiplatform.end_run(state=end)
-        except Exception as e:  # tracking must never stop the swarm
-            log.warning("experiment tracking for trial %s failed: %s", trial_id, e)
