@@ -38,23 +38,38 @@ if [[ -n "${untracked}" ]]; then
 fi
 image="${repository}/trainer:${tag}"
 
+# The base is published under a moving tag (:latest); the build uses the digest it has now and
+# records it in the image's org.opencontainers.image.base.name label, so the image can be rebuilt
+# from exactly that base (--build-arg BASE_IMAGE=...@sha256:...).
+base="$(sed -n 's/^ARG BASE_IMAGE=//p' containers/trainer/Dockerfile)"
+[[ -n "${base}" ]] || fail "containers/trainer/Dockerfile has no ARG BASE_IMAGE=... default"
+pin() { # stdin: a digest (sha256:...) or REPO@sha256:...; prints BASE_WITHOUT_TAG@sha256:...
+    local digest
+    digest="$(grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1)"
+    [[ -n "${digest}" ]] || fail "could not resolve the digest of the base image ${base}"
+    echo "${base%:*}@${digest}"
+}
+
 if command -v gcloud > /dev/null 2>&1; then
     repository_id="${repository##*/}"
     [[ "${repository}" == "${region}-docker.pkg.dev/${project}/${repository_id}" ]] \
         || fail "image_repository ${repository} is not ${region}-docker.pkg.dev/${project}/REPO, which containers/cloudbuild.yaml pushes to"
     staging="$(output staging_bucket)"
     builder="$(output builder_service_account)"
-    echo "Building ${image} with Cloud Build in ${project}/${region} (about 10-20 minutes)..." >&2
+    pinned="$(gcloud artifacts docker images describe "${base}" --format='value(image_summary.digest)' | pin)"
+    echo "Building ${image} from ${pinned} with Cloud Build in ${project}/${region} (about 10-20 minutes)..." >&2
     gcloud builds submit . \
         --project="${project}" \
         --region="${region}" \
         --config=containers/cloudbuild.yaml \
-        --substitutions="_REGION=${region},_REPOSITORY=${repository_id},_TAG=${tag}" \
+        --substitutions="_REGION=${region},_REPOSITORY=${repository_id},_TAG=${tag},_BASE_IMAGE=${pinned}" \
         --service-account="projects/${project}/serviceAccounts/${builder}" \
         --gcs-source-staging-dir="gs://${staging}/cloudbuild/source"
 elif docker info > /dev/null 2>&1; then
-    echo "Building ${image} with the local Docker engine..." >&2
-    docker build --file containers/trainer/Dockerfile --tag "${image}" \
+    docker pull --quiet "${base}" > /dev/null
+    pinned="$(docker image inspect --format '{{index .RepoDigests 0}}' "${base}" | pin)"
+    echo "Building ${image} from ${pinned} with the local Docker engine..." >&2
+    docker build --file containers/trainer/Dockerfile --tag "${image}" --build-arg "BASE_IMAGE=${pinned}" \
         --label "org.opencontainers.image.revision=${tag}" .
     docker push "${image}"
 else

@@ -19,6 +19,8 @@ BUILD_SCRIPT = REPO / "containers" / "build-image.sh"
 FIXTURE = REPO / "tests" / "fixtures" / "infra-outputs.json"
 PYTHON = REPO / ".venv" / "bin" / "python"
 IMAGE = "${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/trainer:${_TAG}"
+# The Dockerfile's base, as make image pins it (the fakes answer this digest).
+PINNED_BASE = "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py311@sha256:" + "cd" * 32
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -172,8 +174,8 @@ def fake_bin(tmp_path: Path, tools: dict[str, str]) -> str:
     """A PATH holding git plus the given fake tools (name -> bash body), and nothing else."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "git").symlink_to(shutil.which("git"))
-    (bin_dir / "dirname").symlink_to(shutil.which("dirname"))
+    for tool in ("git", "dirname", "sed", "grep", "head"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
     for name, body in tools.items():
         (bin_dir / name).write_text(f"#!{shutil.which('bash')}\n{body}\n")
         (bin_dir / name).chmod(0o755)
@@ -194,7 +196,13 @@ def run_build(repo: Path, path: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_make_image_submits_to_cloud_build(tmp_path, build_repo):
     calls = tmp_path / "gcloud-calls"
-    path = fake_bin(tmp_path, {"gcloud": f'printf "%s\\n" "$@" > {calls}'})
+    answer = (
+        'if [ "$1" = artifacts ]; then echo "$@" > '
+        + str(tmp_path / "describe")
+        + "; echo sha256:"
+        + "cd" * 32
+    )
+    path = fake_bin(tmp_path, {"gcloud": f'{answer}; else printf "%s\\n" "$@" > {calls}; fi'})
     result = run_build(build_repo, path)
     assert result.returncode == 0, result.stderr
     sha = subprocess.run(
@@ -211,7 +219,7 @@ def test_make_image_submits_to_cloud_build(tmp_path, build_repo):
         "--project=zeta-swarm-test",
         "--region=us-central1",
         "--config=containers/cloudbuild.yaml",
-        f"--substitutions=_REGION=us-central1,_REPOSITORY=zs-images,_TAG={sha}",
+        f"--substitutions=_REGION=us-central1,_REPOSITORY=zs-images,_TAG={sha},_BASE_IMAGE={PINNED_BASE}",
         "--service-account=projects/zeta-swarm-test/serviceAccounts/zs-builder@zeta-swarm-test.iam.gserviceaccount.com",
         "--gcs-source-staging-dir=gs://zs-zeta-swarm-test-staging/cloudbuild/source",
     }
@@ -222,14 +230,19 @@ def test_make_image_submits_to_cloud_build(tmp_path, build_repo):
 
 def test_make_image_uses_docker_without_gcloud(tmp_path, build_repo):
     calls = tmp_path / "docker-calls"
-    path = fake_bin(tmp_path, {"docker": f'echo "$*" >> {calls}'})
+    digest = "sha256:" + "cd" * 32
+    inspect = f'if [ "$1" = image ]; then echo us-docker.pkg.dev/vertex-ai/training/x@{digest}; fi'
+    path = fake_bin(tmp_path, {"docker": f'echo "$*" >> {calls}; {inspect}'})
     result = run_build(build_repo, path)
     assert result.returncode == 0, result.stderr
     image = result.stdout.splitlines()[-1]
     lines = calls.read_text().splitlines()
     assert lines[0] == "info"
-    assert lines[1].startswith("build --file containers/trainer/Dockerfile --tag " + image)
-    assert lines[2] == f"push {image}"
+    assert lines[1] == f"pull --quiet {PINNED_BASE.split('@')[0]}:latest"
+    assert lines[3].startswith(
+        f"build --file containers/trainer/Dockerfile --tag {image} --build-arg BASE_IMAGE={PINNED_BASE}"
+    )
+    assert lines[4] == f"push {image}"
 
 
 def test_make_image_without_gcloud_or_docker_says_what_to_install(tmp_path, build_repo):
