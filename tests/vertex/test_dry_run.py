@@ -113,6 +113,7 @@ def test_a_missing_infra_setting_is_one_line_and_exit_2(tmp_path, monkeypatch):
 def test_the_vertex_modules_import_no_cloud_sdk():
     code = (
         "import sys, orchestrator.runners.vertex, orchestrator.tuners.vizier, orchestrator.vertex_settings, "
+        "orchestrator.vertex_experiments, orchestrator.image_tag, "
         "orchestrator.vertex_plan\n"
         # bare `google.cloud` is a namespace package a .pth file creates at interpreter start
         "loaded = [m for m in sys.modules if m.startswith(('google.cloud.', 'vizier', 'grpc'))]\n"

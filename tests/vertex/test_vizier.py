@@ -261,7 +261,7 @@ BOARD = "projects/zeta-swarm-test/locations/us-central1/tensorboards/4242"
 
 
 def tracked(inner, mocker):
-    from orchestrator.experiments import TrackedTuner
+    from orchestrator.vertex_experiments import TrackedTuner
 
     return TrackedTuner(inner, "phase2-minibatch-r1", "phase2-minibatch-r1", project="zeta-swarm-test",
                         region="us-central1", tensorboard=BOARD)  # fmt: skip

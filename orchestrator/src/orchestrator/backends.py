@@ -86,7 +86,7 @@ def make_tuner(settings: SwarmSettings, space: SearchSpace, points: Sequence[dic
         raise ConfigError(f"unknown backend {settings.backend.name!r}; choose one of {', '.join(BACKENDS)}")
     if settings.experiments:
         vs = experiments_settings(settings)
-        return _vertex_module("orchestrator.experiments").TrackedTuner(
+        return _vertex_module("orchestrator.vertex_experiments").TrackedTuner(
             tuner,
             vs.experiment or settings.cloud_study,
             settings.cloud_study,
