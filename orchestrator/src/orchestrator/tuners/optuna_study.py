@@ -29,6 +29,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from orchestrator.errors import OrchestratorError
 from orchestrator.tuners.base import (
     FloatParam,
     IntParam,
@@ -154,7 +155,10 @@ class OptunaTuner(Tuner):
                 trial.set_user_attr(_STATE_ATTR, DUPLICATE)
                 self.study.tell(ft.number, state=TrialState.FAIL)
             else:
-                raise RuntimeError(f"the sampler repeated earlier points {MAX_RESAMPLES} times in a row")
+                raise OrchestratorError(
+                    f"the sampler repeated earlier points {MAX_RESAMPLES} times in a row: the search space "
+                    "has no point left that no trial has run; widen it or lower --max-trials"
+                )
             out.append(self._to_tuner_trial(ft))
         return out
 
