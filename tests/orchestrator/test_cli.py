@@ -231,7 +231,7 @@ def test_stop_cancels_running_jobs_and_stops_their_trials(tmp_path, study_db):
     assert Path(run_dir / "stop-requested").exists()
 
 
-def test_stop_makes_a_running_controller_exit(tmp_path, study_db):
+def test_stop_makes_a_running_controller_exit(tmp_path, study_db, zeros):
     """Real processes: `orchestrator swarm` with hanging trials, then `orchestrator stop`."""
     import os
     import subprocess

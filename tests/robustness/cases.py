@@ -444,6 +444,8 @@ ORCH_FLAGS = [
     Case("repair of a missing run dir", "flags", lambda ws: ["orchestrator", "repair", "--run-dir", str(ws.root / "nope")]),
     Case("report --out the run dir itself", "data loss", report_into(lambda ws: ws.run_dir), check=run_dir_intact),
     Case("report --out the parent of runs", "data loss", report_into(lambda ws: ws.root), check=run_dir_intact),
+    Case("report of a list-shaped trials.json", "run dir", damage("trials.json", "[1]", lambda ws: ["report", "--run-dir", str(ws.run_dir), "--out", str(ws.root / "r"), "--no-plots"])),
+    Case("report of a garbage metrics.jsonl", "run dir", damage("trials/0/metrics.jsonl", "garbage\n\x00\n", lambda ws: ["report", "--run-dir", str(ws.run_dir), "--out", str(ws.root / "r"), "--no-plots"])),
     Case("report --out a directory that is not a report", "data loss", report_into(lambda ws: (ws.root / "notes").mkdir() or _write(ws.root / "notes" / "todo.txt", "x").parent)),
 ]  # fmt: skip
 

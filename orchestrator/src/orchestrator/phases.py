@@ -495,6 +495,17 @@ def _corner(param: dict[str, Any], end: str) -> Any:
     return int(param[end]) if param["type"] == "int" else float(param[end])
 
 
+def checking_trainer() -> list[str]:
+    """The trainer whose schema checks the configs: this environment's `trainer` (the installed
+    package), else $ZETA_SWARM_TRAINER. ZETA_SWARM_TRAINER alone may be a stand-in that only trains."""
+    import sys
+
+    from orchestrator.runners.local import default_trainer_command
+
+    own = Path(sys.executable).with_name("trainer")
+    return [str(own)] if own.exists() else default_trainer_command()
+
+
 def check_trainer_configs(settings: SwarmSettings, trainer_command: list[str] | None = None) -> int:
     """Check every distinct config the swarm may launch with the trainer's own schema and dataset
     checks (`trainer check-config --batch`, one subprocess; the orchestrator never imports the
@@ -506,7 +517,6 @@ def check_trainer_configs(settings: SwarmSettings, trainer_command: list[str] | 
     import subprocess
 
     from orchestrator.config import REPO_ROOT
-    from orchestrator.runners.local import default_trainer_command
 
     ctl = Controller(settings, None, None, backends.read_local_output, lambda _i: "-")  # type: ignore[arg-type]
     lines: list[str] = []
@@ -517,7 +527,7 @@ def check_trainer_configs(settings: SwarmSettings, trainer_command: list[str] | 
             lines.append(line)
     if not lines:
         return 0
-    argv = [*(trainer_command or default_trainer_command()), "check-config", "--batch"]
+    argv = [*(trainer_command or checking_trainer()), "check-config", "--batch"]
     try:
         proc = subprocess.run(
             argv, input="\n".join(lines) + "\n", capture_output=True, text=True, cwd=REPO_ROOT, timeout=600

@@ -66,18 +66,18 @@ def problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def trial_count(path: str | os.PathLike, study: str) -> int:
-    """Trials of `study` in a healthy study file, WAITING design points excluded (0 if no such study)."""
+def trial_numbers(path: str | os.PathLike, study: str) -> set[int]:
+    """Numbers of the trials of `study` in a healthy study file, WAITING design points excluded."""
     con = _connect(Path(path))
     try:
-        row = con.execute(
-            "SELECT COUNT(*) FROM trials t JOIN studies s ON t.study_id = s.study_id "
+        rows = con.execute(
+            "SELECT t.number FROM trials t JOIN studies s ON t.study_id = s.study_id "
             "WHERE s.study_name = ? AND t.state != 'WAITING'",
             (study,),
-        ).fetchone()
+        ).fetchall()
     finally:
         con.close()
-    return int(row[0])
+    return {int(r[0]) for r in rows}
 
 
 def backups(run_dir: str | os.PathLike) -> list[Path]:
@@ -130,10 +130,10 @@ def check_covers_jobs(run_dir: str | os.PathLike, study: str) -> None:
     if not held:
         return
     path = study_path(run_dir)
-    have = trial_count(path, study) if path.exists() else 0
-    beyond = sorted(t for t in held if t >= have)
+    have = trial_numbers(path, study) if path.exists() else set()
+    beyond = sorted(held - have)
     if beyond:
-        state = "is missing" if not path.exists() else f"has {have} trial(s) of study {study}"
+        state = "is missing" if not path.exists() else f"has {len(have)} trial(s) of study {study}"
         raise DamagedFile(
             path,
             f"{state} but {Path(run_dir) / 'jobs'} holds work of trial(s) "

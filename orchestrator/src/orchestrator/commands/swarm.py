@@ -99,7 +99,8 @@ def swarm(
     if not dry_run:
         run.check_run_dir()  # a damaged run dir is refused before anything else runs or changes
     checked = check_trainer_configs(settings)
-    click.echo(f"checked {checked} trainer config(s) with `trainer check-config`", err=as_json)
+    if not as_json:  # stdout is the JSON plan alone, and tests read stderr mixed into it
+        click.echo(f"checked {checked} trainer config(s) with `trainer check-config`")
     if dry_run:
         if backend == "vertex":  # the cloud requests themselves, built offline by the Vertex backends
             from orchestrator.vertex_plan import dry_run_lines, dry_run_plan
