@@ -34,7 +34,7 @@ def check_one(config_path: str, overrides: list[str] | tuple[str, ...]) -> None:
             )
         ds = open_dataset(path)
         first = cfg.data.train_start - cfg.model.window
-        last = cfg.last_index_needed()
+        last = cfg.last_tune_index()
         if first < ds.first_index or last > ds.last_index:
             raise ConfigError(
                 f"data.path: {path} holds zeros n = {ds.first_index}..{ds.last_index}, but this trial reads "
