@@ -177,12 +177,12 @@ def run_case(case: Case, ws: Workspace) -> Outcome:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if "Traceback" in proc.stderr:
         return Outcome(case, "traceback", lines[-1] if lines else "", proc.returncode, proc.stderr)
-    if case.expect != 0 and proc.returncode == 0:
-        return Outcome(case, "accepted", "exit 0", proc.returncode, proc.stderr)
-    if case.check is not None:
+    if case.check is not None:  # before "accepted": a report over a run that exits 0 lost the run
         problem = case.check(ws, proc)
         if problem:
             return Outcome(case, "data", problem, proc.returncode, proc.stderr)
+    if case.expect != 0 and proc.returncode == 0:
+        return Outcome(case, "accepted", "exit 0", proc.returncode, proc.stderr)
     if proc.returncode != case.expect:
         return Outcome(
             case, "unclean", f"exit {proc.returncode}, expected {case.expect}", proc.returncode, proc.stderr
