@@ -163,7 +163,6 @@ def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a dataset or record is for every reader
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
