@@ -23,7 +23,7 @@ SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFIL
 	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS)) \
 	$(if $(EXPERIMENTS),--experiments)
 
-.PHONY: install test lint swarm status data bench image infra-outputs infra-init infra-plan infra-apply compare clean
+.PHONY: install test lint swarm status data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
 
 install: $(VENV)/.installed $(TOOLS)/.installed
 
@@ -61,6 +61,10 @@ status: install
 
 bench: install
 	$(BIN)/python bench/zeros.py
+
+# Issue 17's table: every bad input and damaged run dir of tests/robustness/cases.py against the CLIs.
+robustness-table: install
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python tests/robustness/table.py
 	$(BIN)/python bench/baselines.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/swarm_overheads.py

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from orchestrator.cli import main
@@ -21,7 +22,14 @@ def _invoke(*args):
     return CliRunner().invoke(main, list(args))
 
 
-def test_dry_run_prints_the_study_and_commands_and_launches_nothing(tmp_path):
+@pytest.fixture
+def zeros(odlyzko_prefix, monkeypatch):
+    """A dataset covering the default and smoke windows: a dry run checks every trainer config
+    against it (`trainer check-config`), and a fresh clone has no data/odlyzko."""
+    monkeypatch.setenv("ZETA_SWARM_DATA", str(odlyzko_prefix(120_000)))
+
+
+def test_dry_run_prints_the_study_and_commands_and_launches_nothing(tmp_path, zeros):
     run_dir = tmp_path / "phase1-minibatch"
     r = _invoke("swarm", "--phase", "1", "--profile", "default", "--run-dir", str(run_dir), "--dry-run")
     assert r.exit_code == 0, r.output
@@ -36,7 +44,7 @@ def test_dry_run_prints_the_study_and_commands_and_launches_nothing(tmp_path):
     assert not run_dir.exists()
 
 
-def test_dry_run_of_phase2_says_when_it_uses_default_architecture(tmp_path):
+def test_dry_run_of_phase2_says_when_it_uses_default_architecture(tmp_path, zeros):
     r = _invoke(
         "swarm",
         "--phase",
@@ -223,7 +231,7 @@ def test_stop_cancels_running_jobs_and_stops_their_trials(tmp_path, study_db):
     assert Path(run_dir / "stop-requested").exists()
 
 
-def test_stop_makes_a_running_controller_exit(tmp_path, study_db):
+def test_stop_makes_a_running_controller_exit(tmp_path, study_db, zeros):
     """Real processes: `orchestrator swarm` with hanging trials, then `orchestrator stop`."""
     import os
     import subprocess

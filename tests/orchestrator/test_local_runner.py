@@ -87,6 +87,7 @@ def test_a_missing_trainer_executable_fails_the_job_with_a_log_line(harness, tmp
     runner = LocalRunner(harness.run_dir, "contract", trainer_command=[str(tmp_path / "no-such-trainer")])
     job = runner.launch(harness.spec("m"))
     done = _wait(runner, job.job_id, {JobState.FAILED})
-    assert done.detail == "exit code 127"
     log = (harness.run_dir / "trials" / "m" / "attempt-1.log").read_text()
     assert "cannot start" in log and "no-such-trainer" in log
+    # The detail carries the log's last line, so the failure's reason reaches trials.json and status.
+    assert done.exit_code == 127 and done.detail == f"exit code 127: {log.strip().splitlines()[-1]}"

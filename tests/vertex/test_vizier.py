@@ -314,3 +314,19 @@ def test_a_trial_stopped_from_the_console_is_noticed_after_refresh_s(vizier, cre
     clock.advance(31)
     (got,) = tuner.trials()
     assert (got.state, got.reason) == (TunerState.FAILED, "stopped by hand")
+
+
+def test_a_suggestion_repeating_a_finished_point_is_set_aside_and_never_listed(vizier, credentials, calls):
+    # Two possible points: the fake service (like Vizier) avoids only ACTIVE duplicates, so after
+    # both have run it can only repeat one; the tuner must set it aside rather than launch it twice.
+    tuner = open_tuner(credentials, calls, space=(CategoricalParam("optim.lr", ("1e-3", "5e-4")),))
+    handed = []
+    for _ in range(6):
+        for t in tuner.suggest(1):
+            handed.append(t)
+            tuner.complete(t.id, 0.01, {})
+    listed = tuner.trials()
+    assert sorted(t.params["optim.lr"] for t in handed) == ["1e-3", "5e-4"]
+    assert [t.id for t in listed] == sorted((t.id for t in handed), key=int)
+    reasons = [t.infeasible_reason for t in vizier.study("phase2-minibatch").trials.values()]
+    assert sum(r.startswith("duplicate of trial ") for r in reasons) == 6 - 2

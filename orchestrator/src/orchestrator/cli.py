@@ -1,9 +1,10 @@
 """The `orchestrator` command: a thin click layer over the engine.
 
 Subcommands live in `orchestrator.commands.*`; they import optuna, cloud SDKs and matplotlib
-inside the command functions, so `orchestrator --help` starts fast. Every OrchestratorError
-becomes one line on stderr and its exit code. Options can also come from the environment with
-the prefix ZETA_SWARM_ (e.g. ZETA_SWARM_RUN_DIR).
+inside the command functions, so `orchestrator --help` starts fast. Every OrchestratorError and
+every usage error becomes one line on stderr and its exit code. Every `--run-dir` also reads
+ZETA_SWARM_RUN_DIR; any other option reads ZETA_SWARM_<COMMAND>_<OPTION> (click's automatic
+names, e.g. ZETA_SWARM_STATUS_INTERVAL).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ class _Group(click.Group):
         except OrchestratorError as e:
             click.echo(f"orchestrator: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:  # one line, like every other bad input
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            click.echo(f"orchestrator: error: {e.format_message()}{hint}", err=True)
+            sys.exit(2)
         except Exception as e:
             if _is_missing_credentials(e):
                 click.echo(f"orchestrator: error: {_NO_CREDENTIALS}", err=True)

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator import reading
 from orchestrator.errors import ConfigError
 from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, Param
 
@@ -31,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "configs"
 TEAMS = ("fullbatch", "minibatch")
 DATA_ENV = "ZETA_SWARM_DATA"
+CONFIGS_ENV = "ZETA_SWARM_CONFIGS"  # another configs/ directory (default: the repository's)
 PROFILES_HINT = "default, smoke, cloud"
 
 Value = float | int | str | list[int] | list[float] | bool
@@ -361,6 +363,8 @@ class _Problems:
         self.lines.append(f"{where}: {message}")
 
     def raise_if_any(self) -> None:
+        if len(self.lines) == 1:  # one problem, one line
+            raise ConfigError(f"{self.lines[0]} (nothing was launched)")
         if self.lines:
             n = len(self.lines)
             head = f"{n} problem{'s' if n > 1 else ''} in the swarm configuration (nothing was launched):"
@@ -393,29 +397,37 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
 
 
 def _load_yaml(path: Path, problems: _Problems) -> tuple[Any, yaml.Node | None]:
+    """A config file's mapping and its node tree (for line numbers); (None, None) after a problem.
+
+    Read through orchestrator.reading: a binary file, a duplicated key, an empty file or a top
+    level that is not a mapping is a problem of its own, never a crash further on.
+    """
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        problems.add(_rel(path), "file not found")
-        return None, None
-    except OSError as e:
-        problems.add(_rel(path), f"cannot read: {e.strerror}")
+        text = reading.read_text(path, "", missing_ok=False)
+    except reading.DamagedFile as e:
+        problems.add(_rel(path), "file not found" if e.problem == "not found" else e.problem)
         return None, None
     try:
-        return yaml.safe_load(text), yaml.compose(text)
+        raw, node = reading.parse_yaml(text), yaml.compose(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{_rel(path)}:{mark.line + 1}" if mark else _rel(path)
-        problems.add(where, f"not valid YAML: {getattr(e, 'problem', e)}")
+        line, problem = reading.yaml_problem(e)
+        problems.add(f"{_rel(path)}:{line}" if line else _rel(path), f"not valid YAML: {problem}")
         return None, None
+    if raw is None:
+        problems.add(_rel(path), "is empty; restore it from the repository (`git checkout -- FILE`)")
+        return None, None
+    if not isinstance(raw, dict):
+        problems.add(_rel(path), f"top level must be a mapping, not {type(raw).__name__}")
+        return None, None
+    return raw, node
 
 
 def _validate(model: type[BaseModel], path: Path, problems: _Problems) -> Any:
     raw, node = _load_yaml(path, problems)
-    if raw is None and node is None:
+    if raw is None:
         return None
     try:
-        return model.model_validate(raw if raw is not None else {})
+        return model.model_validate(raw)
     except ValidationError as e:
         for err in e.errors():
             # Drop pydantic's union-branch tags (e.g. 'bayesian') that are not keys in the file.
@@ -565,7 +577,7 @@ def load_settings(
         parallel: trials at once; None = profile, then phase, then backend default.
         max_trials: trials in all; None = profile, then phase.
         run_dir: default runs/phase<N>-<team>.
-        config_dir: the configs/ directory (default: the repository's).
+        config_dir: the configs/ directory (default: $ZETA_SWARM_CONFIGS, else the repository's).
         infra_outputs: the Terraform outputs file (vertex only).
         infra_overrides: vertex only: infra setting name -> value from a flag (None: not given);
             wins over the outputs file (see orchestrator.infra_outputs.OVERRIDE_FLAGS).
@@ -576,7 +588,7 @@ def load_settings(
     Raises:
         ConfigError: every problem found, one line each naming file, line and key. Nothing is launched.
     """
-    cdir = Path(config_dir) if config_dir else CONFIG_DIR
+    cdir = Path(config_dir or os.environ.get(CONFIGS_ENV) or CONFIG_DIR)
     problems = _Problems()
     if phase not in (1, 2, 3):
         problems.add("--phase", f"{phase} is not a phase; choose 1, 2 or 3")
@@ -657,10 +669,13 @@ def load_settings(
     if phase_cfg.lock is not None:
         lp = lock_path(rdir, team, phase_cfg.lock.from_phase)
         if lp.exists():
-            raw, _ = _load_yaml(lp, problems)
-            winners = (raw or {}).get("winners", {}) if isinstance(raw, dict) else {}
+            raw, _ = _load_yaml(lp, problems)  # a damaged file is its own problem, said once
+            winners = raw.get("winners", {}) if raw is not None else {}
+            if not isinstance(winners, dict):
+                problems.add(_rel(lp), "winners: must be a mapping of locked keys to values")
+                winners = {}
             missing = [k for k in phase_cfg.lock.keys if k not in winners]
-            if missing:
+            if missing and raw is not None:
                 problems.add(_rel(lp), f"winners: missing {missing}")
             lock_values = {k: winners[k] for k in phase_cfg.lock.keys if k in winners}
             lock_source = _rel(lp)

@@ -26,17 +26,20 @@ import math
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import study_db
 from orchestrator.atomic_files import append_line
 from orchestrator.config import SwarmSettings, set_arg
 from orchestrator.crash_injection import checkpoint
 from orchestrator.errors import PermanentJobError, RetryableCloudError
-from orchestrator.run_files import STOP_FILE, job_hours, write_snapshot
-from orchestrator.runners.base import Job, JobSpec, JobState, Runner
+from orchestrator.reading import DamagedFile, repair_hint
+from orchestrator.run_files import EVENTS_FILE, STOP_FILE, job_hours, write_snapshot
+from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobSpec, JobState, Runner
 from orchestrator.trial_outputs import (
     Reader,
     best_baseline,
@@ -93,6 +96,7 @@ class PassResult:
     launched: int
     reason: str = ""
     changed: bool = False  # a job finished during the pass: reconcile again without sleeping
+    failed: bool = False  # the round ended without a usable result (reason says which and why)
 
 
 class Controller:
@@ -138,7 +142,13 @@ class Controller:
     # -- events -----------------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
         ev = {"time": round(self.clock(), 3), "event": kind, **fields}
-        append_line(self.run_dir / "events.jsonl", json.dumps(ev, default=str))
+        path = self.run_dir / EVENTS_FILE
+        try:
+            append_line(path, json.dumps(ev, default=str))
+        except (IsADirectoryError, PermissionError) as e:
+            raise DamagedFile(
+                path, f"cannot be appended to ({e.strerror})", repair_hint(self.run_dir)
+            ) from None
         if self.on_event:
             self.on_event(ev)
 
@@ -295,7 +305,9 @@ class Controller:
         trials_by_id = {t.id: t for t in all_trials}
         jobs = self.runner.jobs()
         latest: dict[str, Job] = {}
+        attempts: dict[str, list[Job]] = {}
         for j in jobs:
+            attempts.setdefault(j.trial_id, []).append(j)
             if j.trial_id not in latest or j.attempt > latest[j.trial_id].attempt:
                 latest[j.trial_id] = j
         mine = [t for t in all_trials if rnd.owns(t)]
@@ -329,12 +341,31 @@ class Controller:
                 self._running(t, job, mine)
                 continue
             if job.state is JobState.SUCCEEDED:
-                final = parse_final(self.read_output(job.output_dir or self.output_dir(t.id), "final.json"))
+                out_dir = job.output_dir or self.output_dir(t.id)
+                text = self.read_output(out_dir, "final.json")
+                final = parse_final(text)
                 status = (final or {}).get("status")
+                if final is None or not isinstance(status, str):
+                    # The trainer exited 0, so its work is in the checkpoint: a final.json lost or
+                    # damaged since is re-derived by running it again on the same output dir (it
+                    # resumes at the last epoch and writes final.json anew), not counted as a failure.
+                    what = "missing" if text is None else "damaged"
+                    set_aside = _set_aside(out_dir, "final.json") if text is not None else None
+                    launched += self._retry_or_fail(
+                        t,
+                        job,
+                        f"exit 0 but final.json is {what}"
+                        + (f" (kept as {set_aside})" if set_aside else "")
+                        + "; re-deriving it from the checkpoint",
+                        rnd,
+                        attempts.get(t.id, [job]),
+                    )
+                    continue
                 if status == "completed" and _finite(final.get("extrapolation_error")):
                     self._report_curve(t)
                     metrics = final_metrics(final)
                     self.tuner.complete(t.id, float(final["extrapolation_error"]), metrics)
+                    study_db.backup(self.run_dir, int(t.id) if t.id.isdigit() else 0)
                     self.event(
                         "completed",
                         trial=t.id,
@@ -353,11 +384,13 @@ class Controller:
                     self.event("infeasible", trial=t.id, reason=reason)
                     checkpoint("infeasible")
                     continue
-                detail = "exit 0 but final.json " + ("is missing" if final is None else f"says {status!r}")
-                launched += self._retry_or_fail(t, job, detail, rnd)
+                detail = f"exit 0 but final.json says {status!r}"
+                launched += self._retry_or_fail(t, job, detail, rnd, attempts.get(t.id, [job]))
                 continue
             # FAILED, or CANCELLED by someone other than this controller (it stops the trial first).
-            launched += self._retry_or_fail(t, job, job.detail or job.state.value.lower(), rnd)
+            launched += self._retry_or_fail(
+                t, job, job.detail or job.state.value.lower(), rnd, attempts.get(t.id, [job])
+            )
 
         # Re-read after this pass's writes so the counts below are the truth, not a guess.
         all_trials = self.tuner.trials()
@@ -366,10 +399,15 @@ class Controller:
         active = [t for t in mine if t.state is TunerState.ACTIVE]
         failed = sum(t.state is TunerState.FAILED for t in mine)
         reason = ""
+        swarm_failed = False
         if stop_requested:
             reason = "stopped by `orchestrator stop`"
         elif failed >= self.s.max_failed_trials:
-            reason = f"{failed} failed trials reached max_failed_trials={self.s.max_failed_trials}"
+            reason = (
+                f"{failed} failed trials reached max_failed_trials={self.s.max_failed_trials}"
+                + _first_failure(mine)
+            )
+            swarm_failed = True
         free = self.s.parallel - len(active)
         room = rnd.max_trials - len(mine)
         if not reason and free > 0 and room > 0 and not self._launch_blocked:
@@ -401,12 +439,28 @@ class Controller:
         done = not active and (bool(reason) or room <= 0 or not self._can_suggest_more(rnd, mine))
         if done and not reason:
             reason = "round complete"
+            if mine and not any(t.state is TunerState.COMPLETED for t in mine):
+                swarm_failed = True
+                counts = Counter(t.state.value.lower() for t in mine)
+                reason = (
+                    f"no trial of round {rnd.name} completed ("
+                    + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+                    + ")"
+                    + _first_failure(mine)
+                )
         later = self.write_snapshot(now)
         checkpoint("snapshot")
         # A job that finished while this pass ran gets the next pass at once, not after poll_s.
         was_running = {j.job_id for j in jobs if not j.state.finished}
         changed = any(j.state.finished and j.job_id in was_running for j in later)
-        return PassResult(done=done, active=len(active), launched=launched, reason=reason, changed=changed)
+        return PassResult(
+            done=done,
+            active=len(active),
+            launched=launched,
+            reason=reason,
+            changed=changed,
+            failed=swarm_failed,
+        )
 
     def _can_suggest_more(self, rnd: RoundSpec, mine: list[TunerTrial]) -> bool:
         if rnd.points is None:
@@ -434,8 +488,24 @@ class Controller:
                 self.tuner.report(t.id, epoch, float(value))
                 done.add(epoch)
 
-    def _retry_or_fail(self, t: TunerTrial, job: Job, detail: str, rnd: RoundSpec) -> int:
-        if job.attempt <= self.s.max_retries:
+    def _retry_or_fail(
+        self, t: TunerTrial, job: Job, detail: str, rnd: RoundSpec, attempts: Sequence[Job]
+    ) -> int:
+        """Launch the next attempt, unless the trainer refused its input or the retries are used up.
+
+        Attempts that do not count against max_retries: one that exited 0 (its final.json is being
+        re-derived) and one the environment failed (disk full, permission: EXIT_ENVIRONMENT), up to
+        MAX_FREE_ATTEMPTS of them.
+        """
+        if job.exit_code == EXIT_BAD_INPUT:
+            reason = f"the trainer refused its input (not retried): {detail}"
+            self.tuner.fail(t.id, reason)
+            self.event("failed", trial=t.id, reason=reason)
+            checkpoint("fail")
+            return 0
+        counted = sum(_counts_as_failure(a) for a in attempts)
+        free = len(attempts) - counted
+        if counted <= self.s.max_retries and free <= MAX_FREE_ATTEMPTS:
             return self._launch(t, job.attempt + 1, rnd, kind="retried", detail=detail)
         reason = f"gave up after {job.attempt} attempt(s): {detail}"
         self.tuner.fail(t.id, reason)
@@ -481,6 +551,40 @@ class Controller:
 # intermediate reports, the median rule and the baseline rule read these; the tuner's final value
 # is final.json's `extrapolation_error` (tune windows).
 VAL_OBJECTIVE, VAL_DIFF, VAL_STDERR = "val_extrapolation_error", "val_paired_diff", "val_paired_stderr"
+
+
+# Attempts a trial may use beyond max_retries on re-derivations and errors of the environment, so a
+# disk that stays full or a final.json that is damaged again and again still ends.
+MAX_FREE_ATTEMPTS = 5
+
+
+def _counts_as_failure(job: Job) -> bool:
+    """Whether a finished attempt uses up one of the trial's retries (see _retry_or_fail)."""
+    return job.state is not JobState.SUCCEEDED and job.exit_code != EXIT_ENVIRONMENT
+
+
+def _first_failure(trials: Sequence[TunerTrial]) -> str:
+    """'; first failure: trial N: <reason>' of the lowest-numbered failed or infeasible trial, else ''."""
+    bad = [t for t in trials if t.state in (TunerState.FAILED, TunerState.INFEASIBLE)]
+    if not bad:
+        return ""
+    first = min(bad, key=lambda t: int(t.id) if t.id.isdigit() else 0)
+    return f"; first failure: trial {first.id}: {first.reason or first.state.value.lower()}"
+
+
+def _set_aside(output_dir: str, name: str) -> str | None:
+    """Rename a damaged local output file to <name>.damaged-<n> (never deleted); None on gs://."""
+    if output_dir.startswith("gs://"):
+        return None
+    path = Path(output_dir) / name
+    n = 1
+    while (aside := path.with_name(f"{name}.damaged-{n}")).exists():
+        n += 1
+    try:
+        path.rename(aside)
+    except FileNotFoundError:
+        return None
+    return aside.name
 
 
 def _finite(v: Any) -> bool:

@@ -19,6 +19,19 @@ class BudgetExceeded(OrchestratorError):
     exit_code = 3
 
 
+class SwarmFailed(OrchestratorError):
+    """The swarm ran but produced nothing usable: every trial of a round failed (or diverged), or
+    max_failed_trials was reached. The message names which and the first failure's reason. Exit 5."""
+
+    exit_code = 5
+
+
+class Interrupted(OrchestratorError):
+    """Ctrl-C: the message says what is left running and how to pick it up. Exit 130."""
+
+    exit_code = 130
+
+
 class RetryableCloudError(OrchestratorError):
     """A transient cloud error (429, RESOURCE_EXHAUSTED, 503): back off and call again."""
 

@@ -15,19 +15,32 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from orchestrator import backends
+from orchestrator import backends, study_db
 from orchestrator.atomic_files import write_text_atomic
 from orchestrator.config import RoundPlan, SwarmSettings, points_space
 from orchestrator.controller import Controller, PassResult, RoundSpec
-from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.run_files import SETTINGS_FILE, STOP_FILE, ControllerLock, read_snapshot, record_run_id
+from orchestrator.errors import ConfigError, OrchestratorError, SwarmFailed
+from orchestrator.reading import DamagedFile, repair_hint
+from orchestrator.run_files import (
+    EVENTS_FILE,
+    LOCK_FILE,
+    SETTINGS_FILE,
+    STOP_FILE,
+    TRIALS_FILE,
+    ControllerLock,
+    read_settings,
+    read_snapshot,
+    record_run_id,
+)
 from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 from orchestrator.tuners.base import TunerState, TunerTrial
 
@@ -43,8 +56,8 @@ TUNER_NAMES = {
 }
 
 
-class RoundFailed(OrchestratorError):
-    """A round produced nothing a later round can build on (every trial failed or diverged)."""
+class RoundFailed(SwarmFailed):
+    """A round produced nothing a later round can build on (every trial failed or diverged). Exit 5."""
 
 
 def decode(value: Any) -> Any:
@@ -120,6 +133,7 @@ class SwarmRun:
         self.sleep = sleep
         self.out = out
         self.run_dir = Path(settings.run_dir)
+        self._noted = False  # the damaged-trials.json note is said once
 
     # -- planning ---------------------------------------------------------------------------
     def output_dir(self, trial_id: str) -> str:
@@ -267,13 +281,30 @@ class SwarmRun:
         if line:
             self.out(line)
 
+    def check_run_dir(self) -> None:
+        """Read-only checks of what the run directory already holds (`run` repeats them under the
+        lock; the CLI calls this first, so a refusal leaves every file as it was).
+
+        Raises:
+            ConfigError: other settings than the run started with.
+            DamagedFile: a damaged study, settings file, events log or lock; a study without
+                trials that jobs/ holds work of.
+        """
+        if not self.run_dir.is_dir():
+            return
+        lock = self.run_dir / LOCK_FILE
+        if lock.exists() and not lock.is_file():
+            raise DamagedFile(lock, "is not a plain file", repair_hint(self.run_dir))
+        self._check_same_experiment()
+        self._check_run_files()
+
     def run(self) -> dict[str, Any]:
         """Run the phase to its end (or a stop) and return the final trials.json object."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         lock = ControllerLock(self.run_dir)
         lock.acquire()
         try:
-            self._check_same_experiment()
+            self.check_run_dir()
             record_run_id(self.run_dir, self.s.run_id)
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)  # a new start overrides an old stop
             write_text_atomic(
@@ -306,6 +337,9 @@ class SwarmRun:
                     self.s, tuner, runner, reader, self.output_dir, self.clock, sleep, self._on_event
                 )
                 result = ctl.run(rnd)
+                if result.failed:
+                    self.out(f"phase {self.s.phase} failed: {result.reason}")
+                    break
                 if result.reason != "round complete":
                     self.out(f"phase {self.s.phase} ends early: {result.reason}")
                     break
@@ -316,6 +350,7 @@ class SwarmRun:
                     self._write_lock(previous)
             snap = read_snapshot(self.run_dir)
             snap["ended_because"] = result.reason
+            snap["failed"] = result.failed
             if self.s.championship is not None and result.reason == "round complete":
                 for line in championship_lines(str(self.run_dir), snap):
                     self.out(line)
@@ -338,9 +373,9 @@ class SwarmRun:
 
     def _check_same_experiment(self) -> None:
         path = self.run_dir / SETTINGS_FILE
-        if not path.exists():
+        before = read_settings(self.run_dir)
+        if before is None:
             return
-        before = yaml.safe_load(path.read_text()) or {}
         now = self.s.model_dump(mode="json")
         changed = [k for k in self._SAME_EXPERIMENT if k in before and before[k] != now[k]]
         if changed:
@@ -348,6 +383,26 @@ class SwarmRun:
                 f"{path}: this run was started with different {', '.join(changed)}; its trials would not be "
                 "comparable with new ones. Use another --run-dir (or remove this one) to start afresh."
             )
+
+    def _check_run_files(self) -> None:
+        """What the run directory already holds, checked before anything is launched: the study (the
+        one file that cannot be rebuilt) must be readable and hold every trial that jobs/ has work
+        of; a damaged trials.json is derived state, rewritten by the first pass (said here)."""
+        for name in (EVENTS_FILE, TRIALS_FILE):
+            if (self.run_dir / name).is_dir():
+                raise DamagedFile(
+                    self.run_dir / name, "is a directory, not a file", repair_hint(self.run_dir)
+                )
+        study_db.check(self.run_dir)
+        study_db.check_covers_jobs(self.run_dir, self.s.study)
+        if self.s.backend.name == "local":
+            backends.make_runner(self.s).jobs()  # every job file readable (DamagedFile if not)
+        if (self.run_dir / TRIALS_FILE).exists() and not self._noted:
+            try:
+                read_snapshot(self.run_dir)
+            except DamagedFile as e:
+                self.out(f"note: {e.path}: {e.problem}; rebuilding it from the study")
+                self._noted = True
 
     def _resolve_points(
         self, plan: RoundPlan, previous: list[TunerTrial], previous_spec: RoundSpec | None
@@ -411,6 +466,118 @@ def _quote(arg: str) -> str:
     return f"'{arg}'" if any(c in arg for c in " []<>'\"") else arg
 
 
+def validation_points(settings: SwarmSettings) -> list[tuple[RoundSpec, dict[str, Any]]]:
+    """The distinct trainer configs a swarm may launch, as (round, params): a Bayesian round's two
+    corners (every knob at its low end, then at its high end), every design point with each value a
+    carried knob can take, and phase 3's championship points when phase 2 has results."""
+    out: list[tuple[RoundSpec, dict[str, Any]]] = []
+    previous: list[dict[str, Any]] = []
+    for r in settings.rounds:
+        rnd = RoundSpec(r.name, r.points, len(r.points or []), r.fixed)
+        if r.kind == "bayesian":
+            corners = [{p["name"]: _corner(p, end) for p in r.space} for end in ("low", "high")]
+            pts = corners
+        elif r.kind == "championship":
+            try:
+                pts = championship_points(settings)
+            except ConfigError:
+                pts = []  # no phase-2 results yet: the run itself says so before it launches
+        else:
+            pts = list(r.points or [])
+            if r.carry:
+                carried = [{k: p[k] for k in r.carry if k in p} for p in previous] or [{}]
+                pts = [{**p, **c} for p in pts for c in carried]
+        out += [(rnd, p) for p in pts]
+        previous = pts
+    return out
+
+
+def _corner(param: dict[str, Any], end: str) -> Any:
+    if param["type"] == "categorical":
+        return param["choices"][0 if end == "low" else -1]
+    return int(param[end]) if param["type"] == "int" else float(param[end])
+
+
+def checking_trainer() -> list[str]:
+    """The trainer whose schema checks the configs: this environment's `trainer` (the installed
+    package), else $ZETA_SWARM_TRAINER. ZETA_SWARM_TRAINER alone may be a stand-in that only trains."""
+    import sys
+
+    from orchestrator.runners.local import default_trainer_command
+
+    own = Path(sys.executable).with_name("trainer")
+    return [str(own)] if own.exists() else default_trainer_command()
+
+
+def check_trainer_configs(settings: SwarmSettings, trainer_command: list[str] | None = None) -> int:
+    """Check every distinct config the swarm may launch with the trainer's own schema and dataset
+    checks (`trainer check-config --batch`, one subprocess; the orchestrator never imports the
+    trainer). Returns how many configs were checked.
+
+    Raises:
+        ConfigError: the trainer's problems, one line each, or no trainer to ask.
+    """
+    import subprocess
+
+    from orchestrator.config import REPO_ROOT
+
+    ctl = Controller(settings, None, None, backends.read_local_output, lambda _i: "-")  # type: ignore[arg-type]
+    lines: list[str] = []
+    for rnd, params in validation_points(settings):
+        args = list(ctl.trainer_args(TunerTrial(id="0", params=params, state=TunerState.ACTIVE), rnd))
+        line = json.dumps(args[1 : args.index("--output-dir")])  # --config ... --set ..., no `train`
+        if line not in lines:
+            lines.append(line)
+    if not lines:
+        return 0
+    argv = [*(trainer_command or checking_trainer()), "check-config", "--batch"]
+    try:
+        proc = subprocess.run(
+            argv, input="\n".join(lines) + "\n", capture_output=True, text=True, cwd=REPO_ROOT, timeout=600
+        )
+    except OSError as e:
+        raise ConfigError(
+            f"cannot run {argv[0]} to check the trainer configs ({e.strerror}); install the trainer "
+            "(`make install`) or point $ZETA_SWARM_TRAINER at it"
+        ) from None
+    if proc.returncode != 0:
+        problems: list[str] = []
+        for line in proc.stderr.splitlines():
+            # "config N: <problem>": the same problem in every config is said once
+            problem = re.sub(r"^config \d+: ", "", line.removeprefix("trainer: error: ").strip())
+            if problem and problem not in problems:
+                problems.append(problem)
+        problems = problems or [f"{argv[0]} exited {proc.returncode}"]
+        if len(problems) == 1:
+            raise ConfigError(f"trainer config of this swarm: {problems[0]} (nothing was launched)")
+        head = f"{len(problems)} problems in the trainer configs of this swarm (nothing was launched):"
+        raise ConfigError("\n".join([head, *("  " + p for p in problems[:20])]))
+    return len(lines)
+
+
+def load_run_settings(run_dir: str | os.PathLike) -> SwarmSettings:
+    """RUN_DIR/swarm.yaml as the SwarmSettings the run was started with.
+
+    Raises:
+        ConfigError: no swarm has run there.
+        DamagedFile: the file is damaged or does not hold swarm settings.
+    """
+    raw = read_settings(run_dir)
+    path = Path(run_dir) / SETTINGS_FILE
+    if raw is None:
+        raise ConfigError(f"{path}: not found; no swarm has run in {run_dir}")
+    try:
+        return SwarmSettings.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise DamagedFile(
+            path,
+            f"does not hold swarm settings ({where}: {err['msg']})",
+            "restore it from a copy, or move the run directory aside and start afresh",
+        ) from None
+
+
 def stop_run(
     run_dir: str | os.PathLike, out: Callable[[str], None] = print, wait_s: float = 60.0
 ) -> dict[str, Any]:
@@ -425,10 +592,8 @@ def stop_run(
         wait_s: how long to wait for a running controller to exit (seconds, default 60).
     """
     run_dir = Path(run_dir)
-    settings_path = run_dir / SETTINGS_FILE
-    if not settings_path.exists():
-        raise ConfigError(f"{settings_path}: not found; no swarm has run in {run_dir}")
-    settings = SwarmSettings.model_validate(yaml.safe_load(settings_path.read_text()))
+    settings = load_run_settings(run_dir)
+    study_db.check(run_dir)
     write_text_atomic(run_dir / STOP_FILE, f"{time.time()}\n")
     runner = backends.make_runner(settings)
     cancelled = 0

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.atomic_files import write_json_atomic
 from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.reading import DamagedFile, read_json_object, read_yaml_mapping, repair_hint
 from orchestrator.trial_outputs import baselines as baselines_of
 from orchestrator.trial_outputs import beats_baseline, trial_vs_baseline
 
@@ -28,6 +29,7 @@ STOP_FILE = "stop-requested"
 LOCK_FILE = "controller.lock"
 SETTINGS_FILE = "swarm.yaml"
 RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
 STATES = ("PENDING", "RUNNING", "COMPLETED", "INFEASIBLE", "FAILED", "STOPPED")
 
 
@@ -137,21 +139,56 @@ def write_snapshot(
     return obj
 
 
+_TRIAL_KEYS: dict[str, Any] = {
+    "id": str,
+    "state": str,
+    "params": dict,
+    "value": (int, float, type(None)),
+    "metrics": dict,
+}
+
+
 def read_snapshot(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """RUN_DIR/trials.json.
+    """RUN_DIR/trials.json, checked for the shape `status`, the leaderboard and phase 3 rely on.
 
     Raises:
-        ConfigError: the file is missing (no swarm ran there) or is not valid JSON.
+        ConfigError: the file is missing (no swarm ran there).
+        DamagedFile: it is unreadable, not JSON, or not the trials.json object (it is derived state:
+            `orchestrator repair` rebuilds it from the study and the trial directories).
     """
     path = Path(run_dir) / TRIALS_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise ConfigError(
-            f"{path}: not found; no swarm has run in {run_dir} (start one with `make swarm`)"
-        ) from e
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    fix = repair_hint(run_dir)
+    snap = read_json_object(path, fix, {"trials": list})
+    if snap is None:
+        raise ConfigError(f"{path}: not found; no swarm has run in {run_dir} (start one with `make swarm`)")
+    for i, t in enumerate(snap["trials"]):
+        if not isinstance(t, dict):
+            raise DamagedFile(path, f"trials[{i}] is not an object", fix)
+        for key, kind in _TRIAL_KEYS.items():
+            if not isinstance(t.get(key), kind) or isinstance(t.get(key), bool):
+                raise DamagedFile(path, f"trials[{i}].{key} is missing or of the wrong type", fix)
+        if t["state"] not in STATES:
+            raise DamagedFile(
+                path, f"trials[{i}].state {t['state']!r} is not one of {', '.join(STATES)}", fix
+            )
+    for key in ("baselines", "budget"):
+        if not isinstance(snap.get(key, {}), dict):
+            raise DamagedFile(path, f"{key!r} is not an object", fix)
+    return snap
+
+
+def read_settings(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """RUN_DIR/swarm.yaml as a mapping (None when no swarm has started there).
+
+    Raises:
+        DamagedFile: unreadable, empty, not YAML or not a mapping.
+    """
+    path = Path(run_dir) / SETTINGS_FILE
+    fix = (
+        "it records the settings this run started with: restore it from a copy, or move the run "
+        "directory aside and start afresh"
+    )
+    return read_yaml_mapping(path, fix, missing_ok=True)
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -220,9 +257,19 @@ class ControllerLock:
         self.path = Path(run_dir) / LOCK_FILE
         self.fd: int | None = None
 
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise DamagedFile(
+                self.path,
+                f"cannot be opened ({e.strerror})",
+                f"remove it (`orchestrator repair --run-dir {self.path.parent}` moves it aside)",
+            ) from None
+
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
@@ -238,14 +285,14 @@ class ControllerLock:
     def holder(self) -> str:
         try:
             return self.path.read_text().split()[0]
-        except (OSError, IndexError):
+        except (OSError, IndexError, UnicodeDecodeError):
             return "?"
 
     def held_by_other(self) -> bool:
         """Whether some process holds the lock now (a running controller)."""
         if not self.path.exists():
             return False
-        fd = os.open(self.path, os.O_RDWR)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,11 +7,17 @@ on stderr and its exit code.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
 
 from trainer.errors import TrainerError
+
+# An error of the environment, not of the input or the code: the orchestrator retries a trial that
+# exits with EXIT_ENVIRONMENT without using up one of its retries (docs/contracts.md "Exit codes").
+EXIT_ENVIRONMENT = 75
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 class _Group(click.Group):
@@ -21,6 +27,20 @@ class _Group(click.Group):
         except TrainerError as e:
             click.echo(f"trainer: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:  # one line, like every other bad input
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+            click.echo(f"trainer: error: {e.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            if e.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(
+                f"trainer: error: {where}{e.strerror} (the environment: free space or fix permissions, "
+                "then rerun; a trial resumes from its checkpoint)",
+                err=True,
+            )
+            sys.exit(EXIT_ENVIRONMENT)
         except Exception as e:
             if _is_missing_credentials(e):
                 click.echo(f"trainer: error: {_NO_CREDENTIALS}", err=True)

@@ -20,12 +20,15 @@ from pathlib import Path
 import torch
 
 from trainer import storage
+from trainer.errors import DataError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 FINAL_FILE = "final.json"
 PREDICTIONS_FILE = "predictions.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+# What a resume reads from a checkpoint (training._loop); a file without them is not one of ours.
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "ema", "rng", "epoch", "step")
 
 OBJECTIVE = "extrapolation_error"  # on the tune windows: what the tuner sees
 VAL_OBJECTIVE = "val_extrapolation_error"  # on the val windows: the per-epoch curve
@@ -123,14 +126,27 @@ class TrialOutputs:
         self._put(CHECKPOINT_FILE, buffer.getvalue())
 
     def load_checkpoint(self) -> dict | None:
-        """The saved state, or None when there is no checkpoint yet."""
+        """The saved state, or None when there is no checkpoint yet.
+
+        Raises:
+            DataError: the file is truncated, not a checkpoint, or lacks the keys a resume reads
+                (one line: delete it to train the trial from the start).
+        """
         where = self.where(CHECKPOINT_FILE)
         if not storage.exists(where):
             return None
         local = self.local / CHECKPOINT_FILE
         if self.remote:
             storage.download_file(where, local)
-        return torch.load(local, map_location="cpu", weights_only=True)
+        fix = "delete it to train this trial from the start"
+        try:
+            state = torch.load(local, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many kinds for a damaged file: EOF, unpickling, zip
+            raise DataError(f"{where}: not a readable checkpoint ({type(e).__name__}); {fix}") from None
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise DataError(f"{where}: not a trainer checkpoint (no {', '.join(missing)}); {fix}")
+        return state
 
 
 class MetricSinks:

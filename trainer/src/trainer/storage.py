@@ -133,6 +133,10 @@ def read_text(uri: str | os.PathLike) -> str:
         raise DataError(f"{uri}: not UTF-8 text ({e})") from e
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _temp_beside(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -154,11 +158,11 @@ def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a written file honours the umask
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a dataset or record is for every reader
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

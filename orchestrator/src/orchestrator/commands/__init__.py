@@ -13,6 +13,7 @@ _COMMANDS = {
     "orchestrator.commands.report": ("report",),
     "orchestrator.commands.compare": ("compare",),
     "orchestrator.commands.zeros": ("zeros",),
+    "orchestrator.commands.repair": ("repair",),
 }
 
 

@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import click
 
+from orchestrator.commands.swarm import RUN_DIR_ENV
+
 
 @click.command()
 @click.option(
-    "--run-dir", type=click.Path(file_okay=False), default=None, help="Default: the latest run under runs/."
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar=RUN_DIR_ENV,
+    help=f"Default: ${RUN_DIR_ENV}, else the latest run under runs/.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the trials.json object plus a `summary`.")
 @click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
 @click.option(
-    "--interval", type=float, default=2.0, show_default=True, help="Seconds between refreshes with --watch."
+    "--interval",
+    type=float,
+    callback=lambda ctx, param, v: _interval(v),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
 )
 def status(run_dir, as_json, watch, interval):
     """Trials by state, running trials with age, the best value ± stderr, GPU-hours and cost."""
     from orchestrator.leaderboard import format_leaderboard, format_status, summary
-    from orchestrator.run_files import latest_run_dir, read_snapshot
+    from orchestrator.run_files import latest_run_dir
 
     run_dir = run_dir or latest_run_dir()
     while True:
-        snap = read_snapshot(run_dir)
+        snap = _snapshot(run_dir)
         if as_json:
             click.echo(json.dumps({**snap, "summary": summary(snap)}, indent=1))
         else:
@@ -39,3 +51,29 @@ def status(run_dir, as_json, watch, interval):
             time.sleep(interval)
         except KeyboardInterrupt:
             return
+
+
+def _snapshot(run_dir) -> dict:
+    """trials.json; when it is damaged, the state rebuilt from the study and the jobs (said on
+    stderr, nothing written: `orchestrator repair` rewrites the file)."""
+    from orchestrator.reading import DamagedFile
+    from orchestrator.run_files import read_snapshot
+
+    try:
+        return read_snapshot(run_dir)
+    except DamagedFile as e:
+        from orchestrator.repair import rebuilt_snapshot
+
+        snap = rebuilt_snapshot(run_dir)
+        click.echo(
+            f"note: {e.path}: {e.problem}; showing the state rebuilt from the study "
+            f"(`orchestrator repair --run-dir {run_dir}` rewrites the file)",
+            err=True,
+        )
+        return snap
+
+
+def _interval(value: float) -> float:
+    if not math.isfinite(value) or not 0.1 <= value <= 86_400:
+        raise click.BadParameter(f"{value} is not a number of seconds between 0.1 and 86400")
+    return value

@@ -7,8 +7,10 @@ import json
 import click
 
 from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
+from orchestrator.errors import Interrupted, SwarmFailed
 
 TEAMS = ("fullbatch", "minibatch")
+RUN_DIR_ENV = "ZETA_SWARM_RUN_DIR"  # what every --run-dir option reads when the flag is not given
 # A cloud swarm without --profile gets GPU-sized trials; the local default fits 2 CPU cores.
 DEFAULT_PROFILES = {"local": "default", "vertex": "cloud"}
 
@@ -48,7 +50,11 @@ DEFAULT_PROFILES = {"local": "default", "vertex": "cloud"}
     "--max-trials", type=click.IntRange(min=1), default=None, help="Trials in all (default: profile, phase)."
 )
 @click.option(
-    "--run-dir", type=click.Path(file_okay=False), default=None, help="Default runs/phase<N>-<team>."
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar=RUN_DIR_ENV,
+    help=f"Default runs/phase<N>-<team> (or ${RUN_DIR_ENV}).",
 )
 @click.option(
     "--infra-outputs",
@@ -86,7 +92,7 @@ def swarm(
     """Run a phase's swarm to its end, with live progress and the leaderboard at the end."""
     from orchestrator.config import load_settings
     from orchestrator.leaderboard import format_leaderboard
-    from orchestrator.phases import SwarmRun
+    from orchestrator.phases import SwarmRun, check_trainer_configs
 
     notes = []  # the first lines: which profile and (on vertex) which outputs file are in use
     if profile is None:
@@ -128,6 +134,11 @@ def swarm(
         record_run_id(settings.run_dir, settings.run_id)
         click.echo(f"run id: {settings.run_id or '(none)'}; cloud names: {settings.cloud_study}", err=as_json)
     run = SwarmRun(settings, out=lambda line: click.echo(line))
+    if not dry_run:
+        run.check_run_dir()  # a damaged run dir is refused before anything else runs or changes
+    checked = check_trainer_configs(settings)
+    if not as_json:  # stdout is the JSON plan alone, and tests read stderr mixed into it
+        click.echo(f"checked {checked} trainer config(s) with `trainer check-config`")
     if dry_run:
         if backend == "vertex":  # the cloud requests themselves, built offline by the Vertex backends
             from orchestrator.vertex_plan import dry_run_lines, dry_run_plan
@@ -139,17 +150,45 @@ def swarm(
             click.echo(line)
         click.echo("dry run: nothing was launched")
         return
-    snap = run.run()
+    try:
+        snap = run.run()
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_line(settings)) from None
     click.echo("")
     click.echo(format_leaderboard(snap))
+    if snap.get("failed"):
+        raise SwarmFailed(f"phase {phase} failed: {snap.get('ended_because')}")
     click.echo(
         f"\nfinished: {snap.get('ended_because')}; `orchestrator status --run-dir {settings.run_dir}` shows the same"
     )
 
 
+def interrupted_line(settings) -> str:
+    """What Ctrl-C leaves behind: the trials still running (they outlive the controller) and how to
+    pick them up or stop them."""
+    from orchestrator import backends
+
+    try:
+        running = [j for j in backends.make_runner(settings).jobs() if not j.state.finished]
+    except Exception as e:  # the message must still come out; say why the list is missing
+        return f"interrupted; could not list the running trials ({e}); see `orchestrator status`"
+    if not running:
+        return f"interrupted: no trial is running; rerun the same command to resume {settings.run_dir}"
+    ids = ", ".join(sorted({j.trial_id for j in running}, key=lambda i: int(i) if i.isdigit() else 0))
+    return (
+        f"interrupted: the controller stopped but {len(running)} trial job(s) keep running (trial {ids}); "
+        f"rerun the same command to pick them up, or `orchestrator stop --run-dir {settings.run_dir}` "
+        "to cancel them"
+    )
+
+
 @click.command()
 @click.option(
-    "--run-dir", type=click.Path(file_okay=False), default=None, help="Default: the latest run under runs/."
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    envvar=RUN_DIR_ENV,
+    help=f"Default: ${RUN_DIR_ENV}, else the latest run under runs/.",
 )
 @click.option(
     "--wait",

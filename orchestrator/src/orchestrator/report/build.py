@@ -35,6 +35,39 @@ def _draw(loaded, tmp: Path, progress: Callable[[str], None]) -> list[str]:
     return written
 
 
+# What a report directory holds; an existing --out with anything else is not a previous report.
+_REPORT_SUFFIXES = (".html", ".md", ".png")
+_RUN_MARKERS = ("trials.json", "experiment.json", "study.db", "swarm.yaml", "events.jsonl", "jobs", "trials")
+
+
+def _check_replaceable(out: Path, paths: list[str]) -> None:
+    """Refuse an --out that replacing would destroy data: a directory that is, holds or lies above a
+    run directory, or any existing directory that is not a previous report.
+
+    Raises:
+        ConfigError: one line naming what is in the way.
+    """
+    target = out.resolve()
+    for p in paths:
+        if not p.startswith("gs://"):
+            src = Path(p).resolve()
+            if src == target or target in src.parents:
+                raise ConfigError(f"--out {out}: would replace the run directory {p}; choose a new directory")
+    if not out.exists():
+        return
+    for f in out.rglob("*"):
+        if f.name in _RUN_MARKERS:
+            raise ConfigError(
+                f"--out {out}: holds {f.relative_to(out)}, part of a run; a report never replaces a run, "
+                "choose a new directory"
+            )
+        if f.is_dir() or f.suffix not in _REPORT_SUFFIXES:
+            raise ConfigError(
+                f"--out {out}: exists and is not a previous report (it holds {f.relative_to(out)}); "
+                "choose a new directory or remove it yourself"
+            )
+
+
 def build_report(
     paths: list[str],
     out: str | Path,
@@ -60,6 +93,7 @@ def build_report(
         raise ConfigError(f"--out {out}: the report is written locally; copy it to gs:// afterwards")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
+    _check_replaceable(out, paths)
     loaded = load(paths)  # before any output, so bad input prints its one error line alone
     progress(f"read {len(loaded.runs)} run(s), {sum(len(r.trials) for r in loaded.runs)} trial(s)")
     page_data = dict(

@@ -65,6 +65,14 @@ class Job:
     machine: str = ""  # e.g. "local-cpu", "g2-standard-8 + 1 x NVIDIA_L4"
     detail: str = ""  # why it failed, the exit code, the console link
     output_dir: str = ""
+    exit_code: int | None = None  # the trainer's exit code where the backend knows it (local)
+
+
+# The trainer's exit codes the controller acts on (docs/contracts.md "Exit codes"): bad input is
+# never retried; an error of the environment (disk full, permission) is retried without using up
+# one of the trial's retries.
+EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 75
 
 
 class Runner(abc.ABC):

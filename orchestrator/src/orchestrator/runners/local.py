@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import shlex
 import signal
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from orchestrator.atomic_files import write_json_atomic
 from orchestrator.crash_injection import checkpoint
+from orchestrator.reading import DamagedFile, read_json_object
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
 
 _WRAPPER = Path(__file__).with_name("local_wrapper.py")
@@ -41,11 +41,28 @@ def default_trainer_command() -> list[str]:
     return [str(Path(sys.executable).with_name("trainer"))]
 
 
+# The keys (and their types) each job file must hold; every file is written atomically, so one
+# that is not valid JSON or lacks a key was damaged after the fact, never caught half-written.
+_JOB_FILE_KEYS: dict[str, dict] = {
+    "spec.json": {"trial_id": (str, int), "attempt": int, "argv": list, "output_dir": str},
+    "started": {"started": (int, float)},
+    "exit.json": {"code": int, "ended": (int, float)},
+    "spawned": {"pid": int},
+    "pid": {"pid": int},
+    "cancel": {"requested": (int, float)},
+}
+
+
 def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    """A job file through the reading layer; None while it does not exist.
+
+    Raises:
+        DamagedFile: the file is unreadable or malformed (one line: `orchestrator repair` moves the
+            job directory aside, and the trial's next attempt resumes from its checkpoint).
+    """
+    run_dir = path.parent.parent.parent
+    fix = f"run `orchestrator repair --run-dir {run_dir}` to set this job aside (its trial runs again)"
+    return read_json_object(path, fix, _JOB_FILE_KEYS.get(path.name))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,6 +78,47 @@ def _pid_alive(pid: int) -> bool:
         return done == 0
     except ChildProcessError:
         return True
+
+
+def _last_line(log: str | None) -> str:
+    """The last non-empty line of a job's log (the trainer's one-line error), at most 300 characters."""
+    if not log:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def set_values(argv: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The `--set key=value` pairs of a trainer command line."""
+    return {
+        argv[i + 1].partition("=")[0]: argv[i + 1].partition("=")[2]
+        for i in range(len(argv) - 1)
+        if argv[i] == "--set"
+    }
+
+
+def _check_same_settings(path: Path, recorded: dict, spec: JobSpec) -> None:
+    """Refuse to adopt a job recorded with other `--set` values than the trial now asks for (a study
+    replaced or recreated under existing jobs would otherwise take another point's result)."""
+    before, now = set_values(recorded["argv"]), set_values(spec.trainer_args)
+    differ = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if differ:
+        k = differ[0]
+        run_dir = path.parent.parent.parent
+        raise DamagedFile(
+            path,
+            f"this job ran trial {spec.trial_id} with {k}={before.get(k, '(unset)')} but the study's "
+            f"trial {spec.trial_id} has {k}={now.get(k, '(unset)')} ({len(differ)} value(s) differ), so "
+            "study.db does not belong to these jobs",
+            f"restore study.db from {run_dir}/backups/, or move {run_dir}/jobs and {run_dir}/trials "
+            "aside to start afresh",
+        )
 
 
 class LocalRunner(Runner):
@@ -105,7 +163,10 @@ class LocalRunner(Runner):
             checkpoint("job dir created")
         except FileExistsError:
             pass
-        if not (job_dir / "spec.json").exists():
+        recorded = _read_json(job_dir / "spec.json")
+        if recorded is not None:
+            _check_same_settings(job_dir / "spec.json", recorded, spec)
+        else:
             Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
             write_json_atomic(
                 job_dir / "spec.json",
@@ -148,6 +209,12 @@ class LocalRunner(Runner):
             fd = os.open(job_dir / "lock", os.O_RDWR)
         except FileNotFoundError:
             return False
+        except OSError as e:
+            raise DamagedFile(
+                job_dir / "lock",
+                f"cannot be opened ({e.strerror})",
+                f"run `orchestrator repair --run-dir {job_dir.parent.parent}` to set this job aside",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as e:
@@ -188,6 +255,7 @@ class LocalRunner(Runner):
             return job
         code = int(exit_rec["code"])
         job.ended = float(exit_rec["ended"])
+        job.exit_code = code
         if code == 0:
             job.state = JobState.SUCCEEDED
         elif exit_rec.get("cancelled") or (job_dir / "cancel").exists():
@@ -195,7 +263,12 @@ class LocalRunner(Runner):
             job.detail = f"cancelled (exit code {code})"
         else:
             job.state = JobState.FAILED
-            job.detail = f"exit code {code}" + (f" (signal {-code})" if code < 0 else "")
+            last = _last_line(spec.get("log"))
+            job.detail = (
+                f"exit code {code}"
+                + (f" (signal {-code})" if code < 0 else "")
+                + (f": {last}" if last else "")
+            )
         if job.started is None:
             job.started = job.ended
         return job

@@ -28,13 +28,34 @@ import time
 LOCK_WAIT_S = 10.0
 
 
+RECORD_RETRY_S = 5.0  # between tries of a record the disk refused (full, read-only for a while)
+
+
 def _write_json(path: str, obj: dict) -> None:
+    """Write a job record atomically; a write the disk refuses leaves no temporary file behind."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_record(path: str, obj: dict) -> None:
+    """A record the controller must see (exit.json): retried until the disk takes it (a full disk
+    frees up), the lock held meanwhile, so the job reads as running, never as lost."""
+    while True:
+        try:
+            return _write_json(path, obj)
+        except OSError:
+            time.sleep(RECORD_RETRY_S)
 
 
 def main(job_dir: str) -> int:
@@ -81,7 +102,7 @@ def main(job_dir: str) -> int:
 
     grace[0] = float(spec.get("grace_s", 30.0))
     if cancelled.is_set():  # cancelled before it ever ran
-        _write_json(
+        _write_record(
             os.path.join(job_dir, "exit.json"), {"code": -15, "ended": time.time(), "cancelled": True}
         )
         return 0
@@ -101,7 +122,7 @@ def main(job_dir: str) -> int:
         except OSError as e:  # no such trainer, not executable: a failed job, said in its log
             log.write(f"cannot start {spec['argv'][0]}: {e}\n".encode())
             log.flush()
-            _write_json(
+            _write_record(
                 os.path.join(job_dir, "exit.json"), {"code": 127, "ended": time.time(), "cancelled": False}
             )
             return 0
@@ -110,7 +131,7 @@ def main(job_dir: str) -> int:
         if cancelled.is_set():  # SIGTERM arrived before the child existed
             on_term(signal.SIGTERM, None)
         code = proc.wait()
-    _write_json(
+    _write_record(
         os.path.join(job_dir, "exit.json"),
         {"code": code, "ended": time.time(), "cancelled": cancelled.is_set()},
     )

@@ -17,6 +17,7 @@ killed in between leaves a RUNNING trial with missing parameters; opening the tu
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 
 import optuna
@@ -28,6 +29,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from orchestrator.errors import OrchestratorError
 from orchestrator.tuners.base import (
     FloatParam,
     IntParam,
@@ -46,6 +48,18 @@ _REASON_ATTR = "zs_reason"
 _METRICS_ATTR = "zs_metrics"
 _STOP_VALUE_ATTR = "zs_stop_value"
 _FIXED_PARAMS = "fixed_params"  # Optuna's own system attribute for enqueued trials
+
+
+# A suggestion with exactly an earlier trial's parameters is marked with this `zs_state` and failed;
+# `trials()` leaves it out, so no listing, snapshot or retry ever sees it.
+DUPLICATE = "DUPLICATE"
+MAX_RESAMPLES = 20
+
+
+def sampler_seed(study_name: str, seed: int | None, n_trials: int) -> int:
+    """The TPE seed of a controller process: the run (study name, configured seed) and the number
+    of trials the study already holds, so every restart draws a fresh, reproducible stream."""
+    return zlib.crc32(f"{study_name}:{seed}:{n_trials}".encode())
 
 
 def storage_url(db_path: str) -> str:
@@ -92,7 +106,8 @@ class OptunaTuner(Tuner):
         storage: SQLAlchemy URL, normally `sqlite:///RUN_DIR/study.db`.
         study_name: the study's name (the run's study label).
         space: the knobs to search.
-        seed: sampler seed (deterministic suggestions for a fresh study).
+        seed: the run's sampler seed; each process seeds TPE with it, the study name and the
+            number of trials already stored (`sampler_seed`). None: not reproducible.
         n_startup_trials: random trials before TPE takes over (default 10).
     """
 
@@ -106,29 +121,56 @@ class OptunaTuner(Tuner):
     ) -> None:
         self.space = list(space)
         self._dists = {p.name: _distribution(p) for p in self.space}
-        sampler = optuna.samplers.TPESampler(
-            seed=seed,
-            multivariate=True,
-            constant_liar=True,
-            n_startup_trials=n_startup_trials,
-        )
         self.study = optuna.create_study(
             storage=open_storage(storage),
             study_name=study_name,
             direction="minimize",
-            sampler=sampler,
             load_if_exists=True,
+        )
+        # Seeded by the run and the trials already in the study: a restarted controller continues
+        # the sequence instead of replaying the first process's start-up points (TPESampler(seed)
+        # alone repeats them after every restart).
+        self.study.sampler = optuna.samplers.TPESampler(
+            seed=None
+            if seed is None
+            else sampler_seed(study_name, seed, len(self.study.get_trials(deepcopy=False))),
+            multivariate=True,
+            constant_liar=True,
+            n_startup_trials=n_startup_trials,
         )
         self._repair_interrupted_suggestions()
 
     # -- suggestions ---------------------------------------------------------------------------
     def suggest(self, count: int) -> list[TunerTrial]:
+        """New trials whose points differ from every earlier trial's (a repeat is set aside as a
+        DUPLICATE trial that no listing shows, and sampled again)."""
         out = []
         for _ in range(count):
-            trial = self.study.ask()
-            self._fill_params(trial, self._expected_params(trial._trial_id))
-            out.append(self._to_tuner_trial(self.study._storage.get_trial(trial._trial_id)))
+            for _tries in range(MAX_RESAMPLES):
+                trial = self.study.ask()
+                self._fill_params(trial, self._expected_params(trial._trial_id))
+                ft = self.study._storage.get_trial(trial._trial_id)
+                if not self._repeats_earlier(ft):
+                    break
+                trial.set_user_attr(_STATE_ATTR, DUPLICATE)
+                self.study.tell(ft.number, state=TrialState.FAIL)
+            else:
+                raise OrchestratorError(
+                    f"the sampler repeated earlier points {MAX_RESAMPLES} times in a row: the search space "
+                    "has no point left that no trial has run; widen it or lower --max-trials"
+                )
+            out.append(self._to_tuner_trial(ft))
         return out
+
+    def _repeats_earlier(self, ft: FrozenTrial) -> bool:
+        """Whether a Bayesian suggestion has exactly the parameters of an earlier (listed) trial."""
+        if not self._dists or self._expected_params(ft._trial_id) != list(self._dists):
+            return False  # a design point: repeats across rounds are the design's business
+        return any(
+            t.number != ft.number and t.params == ft.params
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state is not TrialState.WAITING and t.user_attrs.get(_STATE_ATTR) != DUPLICATE
+        )
 
     def _expected_params(self, trial_id: int) -> list[str]:
         return list(self._dists)
@@ -238,7 +280,7 @@ class OptunaTuner(Tuner):
         return [
             self._to_tuner_trial(ft)
             for ft in sorted(frozen, key=lambda t: t.number)
-            if ft.state is not TrialState.WAITING
+            if ft.state is not TrialState.WAITING and ft.user_attrs.get(_STATE_ATTR) != DUPLICATE
         ]
 
 

@@ -61,6 +61,15 @@ _BY_RULE, _BY_REQUEST = 1.0, 2.0
 _REQUESTED = "stopped by `orchestrator stop`"
 
 
+# A suggestion with exactly an earlier trial's parameters is completed INFEASIBLE with this reason
+# and left out of `trials()` (issue 17: a point is never launched twice).
+DUPLICATE_PREFIX = "duplicate of trial "
+
+
+def _duplicate(t: TunerTrial) -> bool:
+    return t.state is TunerState.INFEASIBLE and (t.reason or "").startswith(DUPLICATE_PREFIX)
+
+
 def _numeric_choices(choices: tuple[str, ...]) -> list[float] | None:
     try:
         values = [float(c) for c in choices]
@@ -235,7 +244,7 @@ class VizierTuner(Tuner):
                             f"get trial {uid}", lambda n=name: self._study.api_client.get_trial(name=n)
                         )
                     )
-        return [self._view[uid] for uid in sorted(self._view)]
+        return [self._view[uid] for uid in sorted(self._view) if not _duplicate(self._view[uid])]
 
     def _proto(self, trial_id: str, refresh: bool = False):
         uid = int(trial_id)
@@ -323,6 +332,12 @@ class VizierTuner(Tuner):
             uid = int(proto.name.rsplit("/", 1)[-1])
             trial = self._store(proto)
             if uid not in mine and len(new) < count:
+                twin = next(
+                    (o for o in self._view.values() if o.id != trial.id and o.params == trial.params), None
+                )
+                if twin is not None:  # never launch a point twice: set it aside, unlisted
+                    self.infeasible(trial.id, f"{DUPLICATE_PREFIX}{twin.id}")
+                    continue
                 new.append(trial)
         return new
 

@@ -21,6 +21,7 @@ import click
 @click.option(
     "--output-dir",
     required=True,
+    callback=lambda ctx, param, v: _check_output_dir(ctx, param, v),
     help="Local directory or gs:// prefix; rerunning with the same one resumes.",
 )
 @click.option(
@@ -37,3 +38,23 @@ def train(config_path: str, overrides: tuple[str, ...], output_dir: str, tensorb
 
     code = run_trial(cfg, output_dir, tensorboard_dir=tensorboard_dir, echo=lambda line: click.echo(line))
     sys.exit(code)
+
+
+def _check_output_dir(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse, before anything loads, an output dir that is empty (it would write into the working
+    directory), an existing file, or under a file."""
+    from pathlib import Path
+
+    if not value.strip():
+        raise click.BadParameter("is empty; name the trial's output directory", ctx, param)
+    if value.startswith("gs://"):
+        return value
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{value} exists and is not a directory", ctx, param)
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise click.BadParameter(f"{value} is under {parent}, which is a file", ctx, param)
+            break
+    return value

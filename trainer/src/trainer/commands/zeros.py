@@ -10,14 +10,70 @@ With --shard K, odlyzko and generate write shard K of a sharded dataset instead 
 from __future__ import annotations
 
 import json
+import math
 
 import click
+
+# Sizes checked before any work: a count or index beyond these is refused in one line, not
+# attempted (an array of 1e15 float64 ordinates is 8 PB). Near n = 1e12 a float64 ordinate
+# (t ~ 2.7e11) resolves 6e-5, a 4,000th of the mean spacing there.
+MAX_COUNT = 100_000_000  # 800 MB of float64 ordinates, plus the generator's work arrays
+MAX_INDEX = 10**12
+_PSEUDO_FS = ("/proc", "/sys", "/dev")
+
+
+def _check_out(ctx: click.Context, param: click.Parameter, out: str) -> str:
+    """--out names a dataset directory that can be created: not empty, not on a pseudo file system,
+    not an existing file, and its nearest existing ancestor a writable directory."""
+    from pathlib import Path
+
+    if not out.strip():
+        raise click.BadParameter("is empty; name the dataset directory to create", ctx, param)
+    if out.startswith("gs://"):
+        return out
+    path = Path(out).absolute()
+    if any(str(path) == fs or str(path).startswith(fs + "/") for fs in _PSEUDO_FS):
+        raise click.BadParameter(f"{out} is on a kernel pseudo file system, not a disk", ctx, param)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{out} exists and is not a directory", ctx, param)
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise click.BadParameter(f"{ancestor} is a file, so {out} cannot be created under it", ctx, param)
+    import os
+
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{ancestor} is not writable, so {out} cannot be created", ctx, param)
+    return out
+
+
+def _check_space(out: str, count: int) -> None:
+    """Refuse before work when the disk under --out cannot take `count` float64 ordinates."""
+    import shutil
+    from pathlib import Path
+
+    from trainer.errors import DataError
+
+    if out.startswith("gs://"):
+        return
+    ancestor = Path(out).absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    need = 8 * count + (1 << 20)
+    free = shutil.disk_usage(ancestor).free
+    if need > free:
+        raise DataError(
+            f"--out {out}: needs about {need / 1e9:.2f} GB, but {ancestor} has {free / 1e9:.2f} GB free"
+        )
+
 
 _OUT = click.option(
     "--out",
     "out",
     required=True,
     metavar="DIR",
+    callback=_check_out,
     help="Dataset directory to create (local path or gs:// URL).",
 )
 
@@ -65,6 +121,7 @@ def odlyzko(out: str, count: int | None, shard: int | None) -> None:
     """Write the Odlyzko table (first 2,001,052 zeros, accuracy 4e-9) as a dataset."""
     from trainer.data.odlyzko import DISTRIBUTION, TABLE_ACCURACY, load_table
 
+    _check_space(out, count or 2_001_052)
     zeros_ = load_table(count)
     _write(
         out,
@@ -89,6 +146,7 @@ def odlyzko(out: str, count: int | None, shard: int | None) -> None:
 @click.option(
     "--abs-accuracy",
     type=click.FloatRange(min=0, min_open=True),
+    callback=lambda ctx, param, v: _finite(ctx, param, v),
     default=None,
     help="Absolute accuracy of the ordinates (default: half a unit of the last printed digit; "
     "for .sobj, float64 rounding).",
@@ -117,8 +175,10 @@ def import_(file: str, out: str, first_index: int | None, abs_accuracy: float | 
 
 
 @zeros.command()
-@click.option("--start", type=click.IntRange(min=1), required=True, help="1-based index of the first zero.")
-@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of zeros.")
+@click.option(
+    "--start", type=click.IntRange(1, MAX_INDEX), required=True, help="1-based index of the first zero."
+)
+@click.option("--count", type=click.IntRange(1, MAX_COUNT), required=True, help="Number of zeros.")
 @_OUT
 @click.option(
     "--device",
@@ -162,6 +222,13 @@ def generate(
     check_free_space(out, 2 * 8 * count + (1 << 20), "--count")  # before hours of work, not after
 
     check_free_space(out, 2 * 8 * count + (1 << 20), "--count")  # before hours of work, not after
+
+    if start + count - 1 > MAX_INDEX:
+        raise click.BadParameter(
+            f"--start {start} + --count {count} reaches n = {start + count - 1}, beyond {MAX_INDEX:.0e}",
+            param_hint="--count",
+        )
+    _check_space(out, count)
 
     def progress(done: int, total: int, stats) -> None:
         rate = done / max(stats.seconds, 1e-9)
@@ -234,7 +301,8 @@ def merge(directory: str, expect: str | None) -> None:
 )
 @click.option(
     "--tolerance",
-    type=float,
+    type=click.FloatRange(min=0),
+    callback=lambda ctx, param, v: _finite(ctx, param, v),
     default=None,
     help="Largest allowed |difference| with --against (default: the two manifests' abs_accuracy summed).",
 )
@@ -265,6 +333,10 @@ def verify(directory: str, against: str | None, tolerance: float | None) -> None
         raise DataError(
             f"{directory} (n = {a.first_index}..{a.last_index}) and {against} (n = {b.first_index}..{b.last_index}) do not overlap"
         )
+    for ds, name in ((a, directory), (b, against)):
+        acc = ds.manifest.get("abs_accuracy")
+        if not isinstance(acc, int | float) or not math.isfinite(acc) or acc < 0:
+            raise DataError(f"{name}/manifest.json: abs_accuracy {acc!r} is not a finite number >= 0")
     tol = tolerance if tolerance is not None else a.manifest["abs_accuracy"] + b.manifest["abs_accuracy"]
     diff = 0.0
     worst_n = lo
@@ -277,6 +349,12 @@ def verify(directory: str, against: str | None, tolerance: float | None) -> None
     if diff > tol:
         raise DataError(f"{directory} vs {against}: {message}")
     click.echo(f"ok against {against}: {message}")
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx, param)
+    return value
 
 
 @zeros.command()
