@@ -189,3 +189,13 @@ def test_the_three_window_sets_never_share_a_zero_with_each_other_or_training():
     assert max(sets["val"]) < min(sets["tune"]) and max(sets["tune"]) + d.horizon <= min(sets["test"])
     assert max(sets["test"]) + d.horizon == 2_001_052
     assert sets["tune"] == cfg.window_starts()
+
+
+def test_duplicate_keys_and_binary_files_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dup.yaml").write_text("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"^dup.yaml: line 3: invalid YAML \(duplicate key 'lr'\)$"):
+        load_config(tmp_path / "dup.yaml")
+    (tmp_path / "bin.yaml").write_bytes(b"seed: \xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"^bin.yaml: not a text file \(byte 6 is not UTF-8\)"):
+        load_config(tmp_path / "bin.yaml")

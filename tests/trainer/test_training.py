@@ -401,3 +401,19 @@ def test_cluster_nodes_are_built_once_and_joined_like_a_fresh_build(tiny_config_
     trial.cfg.train.node_cache_mb = 0
     trial.batch((0, 3))
     assert not trial._cluster_nodes
+
+
+def test_damaged_final_json_and_metrics_lines_are_derived_again(tiny_config_file, tmp_path):
+    cfg = load_config(tiny_config_file, ["train.epochs=2", "train.eval_every=1"])
+    out = tmp_path / "out"
+    assert run_trial(cfg, str(out), echo=_quiet) == 0
+    good = json.loads((out / "final.json").read_text())
+    (out / "final.json").write_text("[garbage")
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write("not json\n[1, 2]\n")
+    lines = []
+    assert run_trial(cfg, str(out), echo=lines.append) == 0
+    assert any("final.json is damaged" in line for line in lines)
+    again = json.loads((out / "final.json").read_text())
+    assert _without_timing(again) == _without_timing(good)
+    assert [r["epoch"] for r in _rows(out)] == [1, 2]

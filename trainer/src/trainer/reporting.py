@@ -109,9 +109,19 @@ class TrialOutputs:
     def load_metrics(self, up_to_epoch: int) -> list[dict]:
         """Read existing metrics lines and keep those with epoch <= up_to_epoch (resume)."""
         text = self.read_text(METRICS_FILE) or ""
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        rows = [r for r in rows if r.get("epoch", 0) <= up_to_epoch]
-        self._metrics = [dumps(r) for r in rows]
+        rows = []
+        for line in text.splitlines():
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                row = None  # a damaged line: the epochs before the checkpoint are kept, it is dropped
+            if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+                rows.append(row)
+        kept = [r for r in rows if r["epoch"] <= up_to_epoch]
+        self._metrics = [dumps(r) for r in kept]
+        if len(rows) != sum(1 for line in text.splitlines() if line.strip()):  # damaged lines: drop them now
+            self.write_text(METRICS_FILE, "".join(line + "\n" for line in self._metrics))
+        rows = kept
         return rows
 
     def append_metrics(self, row: dict) -> None:

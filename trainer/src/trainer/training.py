@@ -445,8 +445,7 @@ def run_trial(
     _check_ranges(cfg, dataset)  # bad input stops here, before anything is written
     outputs = TrialOutputs(output_dir)
     try:
-        final = outputs.read_text(FINAL_FILE)
-        status = json.loads(final).get("status") if final is not None else None
+        status = _final_status(outputs, echo)
         if status in ("completed", "diverged"):
             echo(f"{outputs.where(FINAL_FILE)} already says {status}: nothing to do")
             return 0
@@ -461,6 +460,22 @@ def run_trial(
         return _guarded(cfg, dataset, device, outputs, state, tensorboard_dir, echo, started)
     finally:
         outputs.close()
+
+
+def _final_status(outputs: TrialOutputs, echo) -> str | None:
+    """final.json's status, or None when there is none yet or it is damaged (then the run goes on
+    from checkpoint.pt and writes it again: it is derived from the training, never trusted blindly)."""
+    text = outputs.read_text(FINAL_FILE)
+    if text is None:
+        return None
+    try:
+        final = json.loads(text)
+    except json.JSONDecodeError:
+        final = None
+    if not isinstance(final, dict):
+        echo(f"{outputs.where(FINAL_FILE)} is damaged (not a JSON object): deriving it again")
+        return None
+    return final.get("status")
 
 
 def _guarded(cfg, dataset, device, outputs: TrialOutputs, state, tensorboard_dir, echo, started) -> int:
