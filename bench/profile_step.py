@@ -24,17 +24,34 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_trial(mode: str, n: int, extra: list[str]):
+TABLE = 2_001_052  # zeros in the Odlyzko table
+VAL = 64  # validation zeros after a training range that reaches the table's end
+
+
+def build_trial(
+    mode: str, n: int, extra: list[str], repo: Path = REPO, data: str | None = None, cluster_size: int = 2000
+):
+    """The real trainer.training.Trial of `mode` over n training zeros (configs from `repo`).
+
+    Training starts at zero 100,001 when it fits, else right after the first 16 zeros of history;
+    a range that reaches the table's end is shortened to leave VAL validation zeros after it, and
+    its (unused here) windows are placed inside it. Returns (trial, cfg); cfg.data.train_count is
+    the n actually used.
+    """
     import torch
     from trainer.config import load_config
     from trainer.data.dataset import open_dataset
     from trainer.training import Trial
 
-    clusters = max(1, n // 2000) if mode == "minibatch" else 1
+    clusters = max(1, n // cluster_size) if mode == "minibatch" else 1
+    start = 100_001 if 100_001 + n + 5_000 + 200_000 <= TABLE else 17
+    n = min(n, TABLE - start - VAL - 1)
+    window_start = None if start == 100_001 else 1_000
     overrides = [
         f"data.train_count={n}",
-        "data.train_start=100001",
-        "data.val_count=2000",
+        f"data.train_start={start}",
+        f"data.window_start={'null' if window_start is None else window_start}",
+        f"data.val_count={2000 if window_start is None else VAL}",
         "data.val_windows=4",
         "data.windows=4",
         "data.test_windows=4",
@@ -45,37 +62,50 @@ def build_trial(mode: str, n: int, extra: list[str]):
         "train.device=cpu",
         *extra,
     ]
-    cfg = load_config(REPO / "configs" / "trainer" / f"{mode}.yaml", overrides)
+    if data is not None:
+        overrides.append(f"data.path={data}")
+    cfg = load_config(Path(repo) / "configs" / "trainer" / f"{mode}.yaml", overrides)
     torch.set_num_threads(cfg.train.cpu_threads or torch.get_num_threads())
     torch.use_deterministic_algorithms(True)
     return Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu")), cfg
 
 
-def steps(trial, cfg, count: int):
-    """`count` training steps of the real loop body (trainer.training._loop)."""
-    import torch
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+class Stepper:
+    """The real training loop body (trainer.training._loop) over a trial, step after step: one
+    optimizer, EMA, epoch plan and MMD generator kept across calls."""
 
-    model = trial.model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
-    rng = np.random.default_rng(0)
-    gen = torch.Generator().manual_seed(1)
-    nodes = 0
-    plan = []
-    for _ in range(count):
-        if not plan:
-            plan = trial.epoch_plan(rng)
-        batch = trial.batch(plan.pop(0))
-        model.train()
-        total, _ = trial.loss(model, batch, gen)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema.update_parameters(model)
-        nodes += len(batch.nodes)
-    return nodes, ema
+    def __init__(self, trial):
+        import torch
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.trial = trial
+        self.opt = torch.optim.AdamW(trial.model.parameters(), lr=1e-3)
+        self.ema = AveragedModel(trial.model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+        self.rng = np.random.default_rng(0)
+        self.gen = torch.Generator().manual_seed(1)
+        self.plan: list[tuple[int, ...]] = []
+
+    def steps_per_epoch(self) -> int:
+        return len(self.trial.epoch_plan(np.random.default_rng(0)))
+
+    def run(self, count: int) -> int:
+        """`count` steps; returns the number of nodes they trained on."""
+        import torch
+
+        model, nodes = self.trial.model, 0
+        for _ in range(count):
+            if not self.plan:
+                self.plan = self.trial.epoch_plan(self.rng)
+            batch = self.trial.batch(self.plan.pop(0))
+            model.train()
+            total, _ = self.trial.loss(model, batch, self.gen)
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            self.opt.step()
+            self.ema.update_parameters(model)
+            nodes += len(batch.nodes)
+        return nodes
 
 
 def main() -> None:
@@ -86,21 +116,25 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--set", action="append", default=[], help="trainer --set overrides")
+    p.add_argument("--data", default=os.environ.get("ZETA_SWARM_DATA", str(REPO / "data" / "odlyzko")))
     args = p.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     from torch.profiler import ProfilerActivity, profile
 
     t0 = time.perf_counter()
-    trial, cfg = build_trial(args.mode, args.n, [f"train.cpu_threads={args.threads}", *args.set])
+    trial, _ = build_trial(
+        args.mode, args.n, [f"train.cpu_threads={args.threads}", *args.set], data=args.data
+    )
     print(
         f"trial built in {time.perf_counter() - t0:.1f} s ({args.mode}, N = {args.n:,}, {args.threads} thread(s))"
     )
-    steps(trial, cfg, 2)  # warm-up: allocators, caches, lazy imports
+    stepper = Stepper(trial)
+    stepper.run(2)  # warm-up: allocators, caches, lazy imports
 
     prof = cProfile.Profile()
     t0, c0 = time.perf_counter(), time.process_time()
     prof.enable()
-    nodes, ema = steps(trial, cfg, args.steps)
+    nodes = stepper.run(args.steps)
     prof.disable()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(
@@ -115,11 +149,11 @@ def main() -> None:
     print(out.getvalue())
 
     with profile(activities=[ProfilerActivity.CPU]) as tp:
-        steps(trial, cfg, max(1, args.steps // 4))
+        stepper.run(max(1, args.steps // 4))
     print(tp.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
 
     t0 = time.perf_counter()
-    trial.evaluate(ema.module, ("val",))
+    trial.evaluate(stepper.ema.module, ("val",))
     print(f"one evaluation of the val windows: {time.perf_counter() - t0:.2f} s")
 
 

@@ -1,23 +1,40 @@
-"""Training throughput and memory of one trial's step function (prints figures; not a test).
+"""Training throughput and memory of one trial's REAL step (prints figures; not a test).
 
     .venv/bin/python bench/train.py                      # everything (long on a small CPU)
-    .venv/bin/python bench/train.py --only fullbatch --sizes 10000 100000
-    .venv/bin/python bench/train.py --only minibatch --sizes 100000 1000000 10000000
+    .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1
+    .venv/bin/python bench/train.py --only fullbatch --sizes 2001035 --threads 1 [--set train.checkpoint_layers=true]
+    .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1 --compare main
+    .venv/bin/python bench/train.py --only fullbatch --fit-gb 20     # largest full-batch N in 20 GB
     .venv/bin/python bench/train.py --only partition
 
-* fullbatch: one graph over N real zeros (hidden 64, depth 3, all four losses); build time
-  (features + graph from the memmap), seconds per epoch (= one step) and peak RSS.
-  N = 2,001,035 is the whole Odlyzko table less the 16 zeros of history the first node needs
-  and the last zero (the target of the last node).
-* minibatch: Cluster-GCN with contiguous clusters of --cluster-size zeros, q = 4 per step;
-  nodes/s over --steps steps whose clusters are drawn across the whole range, and peak RSS.
-  Beyond the --data dataset's last zero (e.g. a sharded dataset of 1e7 real zeros made by
-  `orchestrator zeros`; by default the table) the zeros are a SYNTHETIC TAIL: x_n = n - 1/2 + delta_m with the real
+Every figure comes from the real trainer.training.Trial (bench/profile_step.py builds it: hidden
+64, depth 3, window 16, six primes, the team's config file) and the real loop body: Trial.batch,
+Trial.loss, backward, gradient clipping, AdamW, EMA. Each measurement runs in a fresh subprocess,
+so its peak RSS (ru_maxrss) is its own.
+
+* minibatch: Cluster-GCN, contiguous clusters of --cluster-size zeros, q = 5 per step (rg off);
+  one epoch of warm-up (every cluster's nodes built and cached), then --steps timed steps.
+  Beyond the table the zeros are a SYNTHETIC TAIL: x_n = n - 1/2 + delta_m with the real
   fluctuations delta_m recycled (m = n mod 2,001,052), t_n = N̄^{-1}(x_n). It has the real
   statistics and heights but is not zeta zeros: it measures cost, not accuracy.
+* fullbatch: the whole range as one graph, all four losses; build = Trial + the batch, then
+  --steps timed steps (one step per epoch). A range reaching the table's end is shortened by the
+  64 validation zeros that must follow it (N = 2,001,035 becomes 2,000,970). --fit-gb G bisects
+  (each probe a subprocess: build + one step, its peak RSS measured; beyond the table on the
+  synthetic tail) for the largest N that peaks under G GB, within --fit-seconds.
 * partition: contiguous blocks vs METIS (pymetis) on N = 1e6, k = 500.
 
-Each measurement runs in a fresh subprocess, so its peak RSS (ru_maxrss) is its own.
+Columns: nodes/s (wall and per CPU-second: time.process_time, the figure that survives a loaded
+machine), seconds per step (wall, CPU), peak RSS, the model's FLOPs per node COUNTED by
+torch.utils.flop_counter.FlopCounterMode over one forward+backward of the model on a batch (dense
+matmuls; the sparse neighbour aggregation is not counted), the achieved model GFLOP/s per
+CPU-second, torch's own float32 matmul GFLOP/s (1024^3, best of 5, per CPU-second, same threads)
+and their ratio: a roofline fraction that means the same on any machine.
+
+--compare REV runs the same measurement (this harness) on the trainer of another git revision:
+a `git worktree` of REV in a temp dir, this venv, PYTHONPATH=<worktree>/trainer/src and REV's
+config files; both rows are printed per N, the runs interleaved. The figures are also written to
+--out (default bench/results/train-<UTC time>.json; bench/results/ is gitignored).
 """
 
 from __future__ import annotations
@@ -35,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 TABLE = 2_001_052
 WINDOW = 16
 FULL_SIZES = [10_000, 100_000, 1_000_000, TABLE - WINDOW - 1]
@@ -45,143 +63,86 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _cfg(data: str, n: int, mode: str, extra: list[str]):
-    from trainer.config import TrialConfig, _apply_set
-
-    settings = {
-        "data": {"path": data, "train_start": WINDOW + 1, "train_count": n, "window_start": None},
-        "model": {"hidden": 64, "depth": 3, "window": WINDOW},
-        "loss": {
-            "gue_nll_weight": 0.01,
-            "gue_mmd_weight": 0.1,
-            "rg_penalty_weight": 0.1 if mode == "fullbatch" else 0.0,
-        },
-        "train": {"mode": mode, "device": "cpu"},
-    }
-    for item in extra:  # the same key=value overrides as `trainer train --set`
-        settings = _apply_set(settings, item, {})
-    return TrialConfig.model_validate(settings)
-
-
-def _setup(cfg, dataset):
-    """The pieces of trainer.training.Trial a training step needs (no validation windows)."""
+def _matmul_flops() -> float:
+    """torch's float32 matmul FLOP/s per CPU-second on this process's threads (1024^3, best of 5)."""
     import torch
-    from trainer.features import feature_names, fit_classical, read_unfolded
-    from trainer.losses import LossWeights, rg_target
-    from trainer.model import SpacingGNN
-    from trainer.rmt import default_scales, sample_wigner
-    from trainer.training import LossSetup
 
-    d, m, loss = cfg.data, cfg.model, cfg.loss
-    start, stop = d.train_start, d.train_start + d.train_count
-    b = cfg.baselines
-    classical = fit_classical(dataset, start, stop, X=b.prime_cutoff, beta=b.beta, max_samples=b.fit_samples)
-    torch.manual_seed(0)
-    model = SpacingGNN(
-        len(feature_names(m.window, True)),
-        hidden=m.hidden,
-        depth=m.depth,
-        checkpoint_layers=cfg.train.checkpoint_layers,
-    )
-    weights = LossWeights(
-        mse=loss.mse_weight,
-        gue_nll=loss.gue_nll_weight,
-        gue_mmd=loss.gue_mmd_weight,
-        rg_penalty=loss.rg_penalty_weight,
-    )
-    reference = sample_wigner(8192, torch.Generator().manual_seed(0))
-    target, scales = None, None
-    if weights.rg_penalty > 0:
-        scales = default_scales(d.train_count)
-        target = rg_target(torch.from_numpy(np.diff(read_unfolded(dataset, start, stop + 1))), scales).float()
-    losses = LossSetup(weights, reference, target, scales, tuple(loss.mmd_bandwidths))
-    return classical.smoothed, model, losses
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        c0 = time.process_time()
+        torch.mm(a, b)
+        best = min(best, time.process_time() - c0)
+    return 2 * 1024**3 / best
 
 
-def _batch(model, nodes):
+def _model_flops(trial, batch) -> int:
+    """FLOPs of one forward+backward of the trial's model on batch, counted by torch's
+    FlopCounterMode; a sparse x dense product (the neighbour aggregation) counts 2 nnz x columns,
+    not the dense formula torch would apply to its shape."""
     import torch
-    from trainer.training import to_batch
+    from torch.utils.flop_counter import FlopCounterMode, addmm_flop, mm_flop
 
-    return to_batch(nodes, model, torch.device("cpu"))
+    def sparse_aware(dense):
+        def count(*args, out_val=None, **kwargs):
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            sparse = [a for a in tensors if a.layout != torch.strided]
+            if sparse:
+                return 2 * int(sparse[0]._nnz()) * int(out_val.shape[-1])
+            return dense(*args, out_val=out_val, **kwargs)  # torch's formula, on the shapes
+
+        count._get_raw = True
+        return count
+
+    aten = torch.ops.aten
+    mapping = {aten.mm: sparse_aware(mm_flop), aten.addmm: sparse_aware(addmm_flop)}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        trial.forward(trial.model, batch).sum().backward()
+    trial.model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
-def _step(model, optimizer, losses, batch, generator) -> float:
-    total, _ = losses(batch.base + model(batch.x, batch.graph), batch, generator)
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
-    return float(total.detach())
-
-
-def child_fullbatch(data: str, n: int, steps: int, extra: list[str]) -> dict:
+def child_step(
+    mode: str, repo: str, data: str, n: int, steps: int, cluster_size: int, extra: list[str]
+) -> dict:
     import torch
-    from trainer.data.dataset import open_dataset
-    from trainer.features import build_nodes
+    from profile_step import Stepper, build_trial
 
-    cfg = _cfg(data, n, "fullbatch", extra)
-    dataset = open_dataset(data)
-    smoothed, model, losses = _setup(cfg, dataset)
+    import trainer
+
     t0 = time.perf_counter()
-    nodes = build_nodes(
-        dataset,
-        [(cfg.data.train_start, cfg.data.train_start + n)],
-        primes=cfg.model.primes,
-        window=WINDOW,
-        smoothed=smoothed,
-        residual=True,
-    )
-    batch = _batch(model, nodes)
+    trial, cfg = build_trial(mode, n, extra, repo=Path(repo), data=data, cluster_size=cluster_size)
+    stepper = Stepper(trial)
+    first = trial.epoch_plan(np.random.default_rng(0))[0]
+    batch = trial.batch(first)
     build = time.perf_counter() - t0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(1)
-    times, totals = [], []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        totals.append(_step(model, optimizer, losses, batch, generator))
-        times.append(time.perf_counter() - t0)
+    flops = _model_flops(trial, batch)
+    flops_per_node = flops / len(batch.nodes)
+    del batch
+    warm = stepper.steps_per_epoch() if mode == "minibatch" else 1
+    stepper.run(warm)  # every cluster's nodes built (and cached) once, allocators warm
+    t0, c0 = time.perf_counter(), time.process_time()
+    nodes = stepper.run(steps)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    mm = _matmul_flops()
     return {
-        "n": n,
+        "mode": mode,
+        "n": cfg.data.train_count,
+        "trainer": str(Path(trainer.__file__).resolve().parent),
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "nodes_per_step": nodes / steps,
         "build_s": build,
-        "epoch_s": float(np.median(times)),
-        "loss": totals[-1],
+        "nodes_per_s": nodes / wall,
+        "nodes_per_cpu_s": nodes / cpu,
+        "step_s": wall / steps,
+        "step_cpu_s": cpu / steps,
         "peak_rss": _peak_rss(),
-        "threads": torch.get_num_threads(),
-    }
-
-
-def child_minibatch(data: str, n: int, steps: int, cluster_size: int, extra: list[str]) -> dict:
-    import torch
-    from trainer.data.dataset import open_dataset
-    from trainer.features import build_nodes
-    from trainer.partition import contiguous
-
-    cfg = _cfg(data, n, "minibatch", extra)
-    dataset = open_dataset(data)
-    smoothed, model, losses = _setup(cfg, dataset)
-    k, q = n // cluster_size, 4
-    clusters = contiguous(cfg.data.train_start, cfg.data.train_start + n, k)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(1)
-    rng = np.random.default_rng(0)
-    done, t0 = 0, None
-    for i in range(steps + 2):
-        if i == 2:  # the first steps warm up allocators and caches
-            done, t0 = 0, time.perf_counter()
-        chosen = sorted(rng.choice(k, size=q, replace=False))
-        runs = [run for c in chosen for run in clusters[c]]
-        nodes = build_nodes(
-            dataset, runs, primes=cfg.model.primes, window=WINDOW, smoothed=smoothed, residual=True
-        )
-        _step(model, optimizer, losses, _batch(model, nodes), generator)
-        done += len(nodes)
-    seconds = time.perf_counter() - t0
-    return {
-        "n": n,
-        "k": k,
-        "q": q,
-        "nodes_per_s": done / seconds,
-        "peak_rss": _peak_rss(),
-        "threads": torch.get_num_threads(),
+        "model_flops_per_node": flops_per_node,
+        "model_flops_per_cpu_s": flops_per_node * nodes / cpu,
+        "matmul_flops_per_cpu_s": mm,
+        "roofline": flops_per_node * nodes / cpu / mm,
     }
 
 
@@ -235,14 +196,13 @@ def synthetic_dataset(real: str, count: int, out: Path) -> str:
     return str(out)
 
 
-def _last_index(data: str) -> int:
-    from trainer.data.dataset import open_dataset
-
-    return open_dataset(data).last_index
-
-
-def _run_child(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=REPO)
+def _run_child(args: list[str], pythonpath: str | None = None) -> dict:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, cwd=REPO, env=env
+    )
     if proc.returncode != 0:
         return {
             "error": proc.stderr.strip().splitlines()[-1]
@@ -256,15 +216,88 @@ def _gb(b: int) -> str:
     return f"{b / 1e9:.2f} GB"
 
 
+class Revision:
+    """This checkout, or a temporary `git worktree` of another revision (removed on exit)."""
+
+    def __init__(self, rev: str | None):
+        self.rev, self.tmp = rev, None
+        if rev is None:
+            self.label, self.repo, self.pythonpath = "this", REPO, None
+            return
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", rev], capture_output=True, text=True, cwd=REPO, check=True
+        ).stdout.strip()
+        self.tmp = tempfile.mkdtemp(prefix="zeta-bench-")
+        self.repo = Path(self.tmp) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(self.repo), sha],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        self.label, self.pythonpath = sha, str(self.repo / "trainer" / "src")
+
+    def close(self) -> None:
+        if self.tmp is not None:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(self.repo)], cwd=REPO, capture_output=True
+            )
+            os.rmdir(self.tmp)
+
+
+HEADER = (
+    f"{'N':>10} {'data':>10} {'nodes/s':>9} {'rev':>8} {'nodes/CPUs':>10} {'s/step':>7} {'CPUs/step':>9} "
+    f"{'peak RSS':>9} {'FLOP/node':>10} {'GFLOP/CPUs':>10} {'mm GFLOP/s':>10} {'roofline':>8}"
+)
+
+
+def _row(n: int, source: str, label: str, r: dict) -> str:
+    if "error" in r:
+        return f"{n:>10} {source:>10} {'':>9} {label:>8} failed: {r['error']}"
+    return (
+        f"{r['n']:>10} {source:>10} {r['nodes_per_s']:>9.0f} {label:>8} {r['nodes_per_cpu_s']:>10.0f} "
+        f"{r['step_s']:>7.3f} {r['step_cpu_s']:>9.3f} {_gb(r['peak_rss']):>9} {r['model_flops_per_node']:>10.3g} "
+        f"{r['model_flops_per_cpu_s'] / 1e9:>10.2f} {r['matmul_flops_per_cpu_s'] / 1e9:>10.1f} {r['roofline']:>8.2%}"
+    )
+
+
+def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
+    """Largest full-batch N whose build + one step peaks under args.fit_gb GB, per revision:
+    doubling from 250,000, then bisection, until args.fit_seconds run out (the bracket is printed)."""
+    cap = args.fit_gb * 1e9
+    out = {}
+    step1 = [*common, "--steps", "1"]  # the later --steps wins
+    for rev in revs:
+        lo, hi, n, probes = 0, None, 250_000, []
+        deadline = time.monotonic() + args.fit_seconds
+        while time.monotonic() < deadline and (hi is None or hi - lo > max(10_000, lo // 50)):
+            r = _run_child(
+                ["--child", "fullbatch", str(n), "--repo", str(rev.repo), "--data", data_for(n), *step1],
+                rev.pythonpath,
+            )
+            fits = "error" not in r and r["peak_rss"] <= cap
+            probes.append({"n": n, "peak_rss": r.get("peak_rss"), "error": r.get("error"), "fits": fits})
+            print(
+                f"  {rev.label}: N = {n:,}: {_gb(r['peak_rss']) if 'peak_rss' in r else r['error']}",
+                flush=True,
+            )
+            if fits:
+                lo = n
+            else:
+                hi = n
+            n = 2 * lo if hi is None else (lo + hi) // 2
+        out[rev.label] = {"largest_fitting": lo, "smallest_failing": hi, "probes": probes}
+        print(f"{rev.label}: largest full-batch N under {args.fit_gb} GB: {lo:,} (next failing: {hi})")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=["fullbatch", "minibatch", "partition"], action="append")
     p.add_argument("--sizes", type=int, nargs="+", help="N values (default: the table's sizes for each part)")
     p.add_argument("--data", default=os.environ.get("ZETA_SWARM_DATA", str(REPO / "data" / "odlyzko")))
-    p.add_argument(
-        "--steps", type=int, default=2, help="full-batch epochs timed (median) / mini-batch steps x 10"
-    )
-    p.add_argument("--cluster-size", type=int, default=2500)
+    p.add_argument("--steps", type=int, default=0, help="timed steps (default: 20 mini-batch, 2 full-batch)")
+    p.add_argument("--cluster-size", type=int, default=2000)
     p.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "zeta-swarm-bench"))
     p.add_argument(
         "--set",
@@ -274,19 +307,25 @@ def main() -> None:
         help="section.key=VALUE (YAML, as trainer train --set), e.g. train.checkpoint_layers=true",
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--compare", metavar="REV", help="also measure the trainer of git revision REV")
+    p.add_argument("--fit-gb", type=float, help="full-batch: find the largest N peaking under this many GB")
+    p.add_argument("--fit-seconds", type=float, default=1800, help="time bound of the --fit-gb search")
+    p.add_argument("--out", help="JSON file of the figures (default bench/results/train-<UTC time>.json)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--repo", default=str(REPO), help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.child:
         if args.threads:
+            os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
             import torch
 
             torch.set_num_threads(args.threads)
         kind, n = args.child[0], int(args.child[1])
-        if kind == "fullbatch":
-            out = child_fullbatch(args.data, n, args.steps, args.extra)
-        elif kind == "minibatch":
-            out = child_minibatch(args.data, n, args.steps * 10, args.cluster_size, args.extra)
+        extra = list(args.extra) + ([f"train.cpu_threads={args.threads}"] if args.threads else [])
+        if kind in ("fullbatch", "minibatch"):
+            steps = args.steps or (20 if kind == "minibatch" else 2)
+            out = child_step(kind, args.repo, args.data, n, steps, args.cluster_size, extra)
         else:
             out = child_partition(n, 500)
         print(json.dumps(out))
@@ -304,49 +343,68 @@ def main() -> None:
     for item in args.extra:
         common += ["--set", item]
     threads = args.threads or "torch default"
+    load = os.getloadavg()
     print(
-        f"bench/train.py on {os.cpu_count()} CPUs, threads {threads}; data {args.data}; settings {args.extra or 'defaults'}"
+        f"bench/train.py on {os.cpu_count()} CPUs (load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}), threads {threads}; "
+        f"data {args.data}; settings {args.extra or 'defaults'}"
     )
-    if "fullbatch" in parts:
-        print("\nfull-batch (hidden 64, depth 3, all four losses; one step per epoch)")
-        print(f"{'N':>10} {'build s':>8} {'epoch s':>8} {'peak RSS':>10}")
-        for n in args.sizes or FULL_SIZES:
-            r = _run_child(["--child", "fullbatch", str(n), "--data", args.data, *common])
-            if "error" in r:
-                print(f"{n:>10} failed: {r['error']}")
-                continue
-            print(f"{n:>10} {r['build_s']:>8.2f} {r['epoch_s']:>8.2f} {_gb(r['peak_rss']):>10}")
-    if "minibatch" in parts:
-        print(
-            f"\nmini-batch (contiguous clusters of {args.cluster_size}, q = 4, rg off; {args.steps * 10} steps across the range)"
-        )
-        print(f"{'N':>10} {'data':>10} {'nodes/s':>9} {'peak RSS':>10}")
-        sizes = args.sizes or MINI_SIZES
-        data = args.data
-        last = _last_index(args.data)  # a sharded dataset of 1e7 real zeros needs no tail
-        if max(sizes) + WINDOW + 1 > last:
-            data = synthetic_dataset(
-                args.data,
-                max(sizes) + WINDOW + 2,
-                Path(args.work_dir) / f"synthetic-{max(sizes) + WINDOW + 2}",
-            )
+    results: dict = {"argv": sys.argv[1:], "cpus": os.cpu_count(), "load_before": load, "runs": []}
+    revs = [Revision(args.compare)] if args.compare else []
+    revs.append(Revision(None))
+    results["revisions"] = {r.label: r.rev or "this checkout" for r in revs}
+
+    def data_for(n: int) -> str:
+        if n + WINDOW + 1 + 64 <= TABLE:
+            return args.data
+        count = n + WINDOW + 2 + 300_000  # room for validation and the (unused) windows after it
+        return synthetic_dataset(args.data, count, Path(args.work_dir) / f"synthetic-{count}")
+
+    def measure(kind: str, sizes: list[int]) -> None:
+        print(HEADER)
         for n in sizes:
-            source = "real" if n + WINDOW + 1 <= last else "SYNTHETIC"
-            r = _run_child(["--child", "minibatch", str(n), "--data", data, *common])
-            if "error" in r:
-                print(f"{n:>10} failed: {r['error']}")
-                continue
-            print(f"{n:>10} {source:>10} {r['nodes_per_s']:>9.0f} {_gb(r['peak_rss']):>10}")
-    if "partition" in parts:
-        r = _run_child(["--child", "partition", "1000000"])
-        print("\npartition of N = 1e6 zeros into k = 500 clusters (primes 2..13)")
-        if "error" in r:
-            print(f"failed: {r['error']}")
-        else:
-            print(f"contiguous: {r['contiguous_s'] * 1e3:.2f} ms, {r['contiguous_cut']} edges cut")
+            source = "real" if n + WINDOW + 1 <= TABLE else "SYNTHETIC"
+            for rev in revs:
+                r = _run_child(
+                    ["--child", kind, str(n), "--repo", str(rev.repo), "--data", data_for(n), *common],
+                    rev.pythonpath,
+                )
+                results["runs"].append({"kind": kind, "rev": rev.label, "settings": args.extra, **r})
+                print(_row(n, source, rev.label, r), flush=True)
+
+    try:
+        if "fullbatch" in parts:
+            print("\nfull-batch (all four losses; one step per epoch)")
+            if args.fit_gb:
+                results["fit"] = _fit(args, common, revs, data_for)
+            else:
+                measure("fullbatch", args.sizes or FULL_SIZES)
+        if "minibatch" in parts:
             print(
-                f"METIS:      {r['metis_s']:.2f} s, {r['metis_cut']} edges cut, {r['metis_runs']} runs of consecutive zeros"
+                f"\nmini-batch (contiguous clusters of {args.cluster_size}, q = 5, rg off; one warm-up epoch)"
             )
+            measure("minibatch", args.sizes or MINI_SIZES)
+        if "partition" in parts:
+            r = _run_child(["--child", "partition", "1000000"])
+            results["partition"] = r
+            print("\npartition of N = 1e6 zeros into k = 500 clusters (primes 2..13)")
+            if "error" in r:
+                print(f"failed: {r['error']}")
+            else:
+                print(f"contiguous: {r['contiguous_s'] * 1e3:.2f} ms, {r['contiguous_cut']} edges cut")
+                print(
+                    f"METIS:      {r['metis_s']:.2f} s, {r['metis_cut']} edges cut, {r['metis_runs']} runs of consecutive zeros"
+                )
+    finally:
+        for rev in revs:
+            rev.close()
+    results["load_after"] = os.getloadavg()
+    out = Path(
+        args.out
+        or REPO / "bench" / "results" / f"train-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nfigures written to {out}")
 
 
 if __name__ == "__main__":
