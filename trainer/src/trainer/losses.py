@@ -101,23 +101,41 @@ def gue_mmd(
     return _GaussianMMD.apply(x, y, tuple(float(b) for b in bandwidths))
 
 
-# Rows of one side per block of the kernel sums: blocks of 256 x 2048 float32 (2 MiB) stay in cache.
-_MMD_BLOCK = 256
+# Rows of one side per block of the kernel sums: blocks of 64 rows x up to 2048 columns x the
+# bandwidths (1.5 MiB of float32 for three) stay in cache (measured: 64 beats 128 and 256).
+_MMD_BLOCK = 64
 
 
-def _kernel_sums(a: torch.Tensor, b: torch.Tensor, gammas: tuple[float, ...], grad: bool):
+def _kernel_sums(a: torch.Tensor, b: torch.Tensor | None, gammas: tuple[float, ...], grad: bool):
     """For each gamma = -1/(2 sigma^2): S = sum_ij exp(gamma (a_i - b_j)^2), and (when grad) the
-    vector dS/da_i = 2 gamma sum_j (a_i - b_j) exp(gamma (a_i - b_j)^2), in blocks of rows of a."""
-    sums = [a.new_zeros(()) for _ in gammas]
-    grads = [a.new_zeros(a.shape) for _ in gammas] if grad else None
+    rows dS/da_i = 2 gamma sum_j (a_i - b_j) exp(gamma (a_i - b_j)^2), as tensors [G] and [G, len(a)].
+
+    All bandwidths share one pass over each block (one difference, one square, one exp of the
+    stacked [G, rows, cols] block). b = None means b = a: the kernel matrix is symmetric, so only
+    its upper block triangle is built (about half the work); the diagonal blocks are summed once
+    and every off-diagonal block twice, and its (odd) gradient terms go to both its rows and, with
+    the sign flipped, its columns. Equal to the full double sum up to the order of float summation.
+    """
+    symmetric = b is None
+    gam = torch.tensor(gammas, dtype=a.dtype, device=a.device)[:, None, None]
+    sums = a.new_zeros(len(gammas))
+    grads = a.new_zeros(len(gammas), a.shape[0]) if grad else None
     for lo in range(0, a.shape[0], _MMD_BLOCK):
-        diff = a[lo : lo + _MMD_BLOCK, None] - b[None, :]
-        sq = diff.square()
-        for i, g in enumerate(gammas):
-            k = torch.exp(sq * g)
-            sums[i] = sums[i] + k.sum()
-            if grad:
-                grads[i][lo : lo + _MMD_BLOCK] = (k * diff).sum(dim=1) * (2.0 * g)
+        hi = min(lo + _MMD_BLOCK, a.shape[0])
+        cols = a[lo:] if symmetric else b
+        diff = a[lo:hi, None] - cols[None, :]
+        k = torch.mul(diff.square(), gam).exp_()  # [G, rows, cols]
+        if symmetric:  # [:, :, : hi - lo] is the diagonal block, the rest lies above it
+            sums += 2.0 * k.sum(dim=(1, 2)) - k[:, :, : hi - lo].sum(dim=(1, 2))
+        else:
+            sums += k.sum(dim=(1, 2))
+        if grad:
+            k.mul_(diff)  # the terms (a_i - b_j) k_ij
+            grads[:, lo:hi] += k.sum(dim=2)
+            if symmetric:
+                grads[:, hi:] -= k[:, :, hi - lo :].sum(dim=1)
+    if grad:
+        grads *= 2.0 * gam[:, :, 0]
     return sums, grads
 
 
@@ -125,9 +143,10 @@ class _GaussianMMD(torch.autograd.Function):
     """gue_mmd's estimate with its gradient computed in the same pass over the kernel blocks.
 
     Autograd through exp((x - y)^2 g) keeps every n x m intermediate and walks it again three
-    times backwards; here each block is visited once, the reference's self-term (no gradient)
-    gets no backward at all, and memory is O(block x m). Equal to the autograd form up to the
-    order of float summation.
+    times backwards; here each block is visited once for all bandwidths, the two self-terms
+    only on their upper triangle, the reference's self-term (no gradient) gets no backward at
+    all, and memory is O(block x m). Equal to the autograd form up to the order of float
+    summation.
     """
 
     @staticmethod
@@ -135,8 +154,8 @@ class _GaussianMMD(torch.autograd.Function):
         gammas = tuple(-1.0 / (2.0 * s * s) for s in bandwidths)
         m, n = x.shape[0], y.shape[0]
         need = ctx.needs_input_grad[0]
-        sxx, gxx = _kernel_sums(x, x, gammas, need)
-        syy, _ = _kernel_sums(y, y, gammas, False)
+        sxx, gxx = _kernel_sums(x, None, gammas, need)
+        syy, _ = _kernel_sums(y, None, gammas, False)
         sxy, gxy = _kernel_sums(x, y, gammas, need)
         total = x.new_zeros(())
         grad = x.new_zeros(x.shape) if need else None
