@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 TABLE = 2_001_052  # zeros in the Odlyzko table
-VAL = 64  # validation zeros after a training range that reaches the table's end
+VAL = 64  # validation zeros after a training range that reaches the table's end ...
+TAIL = 80  # ... and the zeros it keeps free after training for them and six one-zero windows
 
 
 def build_trial(
@@ -34,27 +35,30 @@ def build_trial(
     """The real trainer.training.Trial of `mode` over n training zeros (configs from `repo`).
 
     Training starts at zero 100,001 when it fits, else right after the first 16 zeros of history;
-    a range that reaches the table's end is shortened to leave VAL validation zeros after it, and
-    its (unused here) windows are placed inside it. Returns (trial, cfg); cfg.data.train_count is
-    the n actually used.
+    a range that reaches the table's end is shortened to leave TAIL zeros after it for VAL
+    validation zeros and six (unused here) windows of one zero. Returns (trial, cfg);
+    cfg.data.train_count is the n actually used.
     """
     import torch
     from trainer.config import load_config
     from trainer.data.dataset import open_dataset
     from trainer.training import Trial
 
+    table = TABLE if data is None else open_dataset(data).last_index
     clusters = max(1, n // cluster_size) if mode == "minibatch" else 1
-    start = 100_001 if 100_001 + n + 5_000 + 200_000 <= TABLE else 17
-    n = min(n, TABLE - start - VAL - 1)
-    window_start = None if start == 100_001 else 1_000
+    if 100_001 + n + 2_000 + 200_000 <= table:  # room for the usual validation and windows after it
+        start, after = (
+            100_001,
+            ["data.val_count=2000", "data.val_windows=4", "data.windows=4", "data.test_windows=4"],
+        )
+    else:  # the table's end: VAL validation zeros and six windows of one zero right after training
+        start, n = 17, min(n, table - 17 - TAIL)
+        after = [f"data.val_count={VAL}", "data.val_windows=2", "data.windows=2", "data.test_windows=2"]
+        after += ["data.horizon=1", "data.window_stride=1"]
     overrides = [
         f"data.train_count={n}",
         f"data.train_start={start}",
-        f"data.window_start={'null' if window_start is None else window_start}",
-        f"data.val_count={2000 if window_start is None else VAL}",
-        "data.val_windows=4",
-        "data.windows=4",
-        "data.test_windows=4",
+        *after,
         "model.hidden=64",
         "model.depth=3",
         f"train.num_clusters={clusters}",

@@ -19,7 +19,7 @@ so its peak RSS (ru_maxrss) is its own.
   statistics and heights but is not zeta zeros: it measures cost, not accuracy.
 * fullbatch: the whole range as one graph, all four losses; build = Trial + the batch, then
   --steps timed steps (one step per epoch). A range reaching the table's end is shortened by the
-  64 validation zeros that must follow it (N = 2,001,035 becomes 2,000,970). --fit-gb G bisects
+  80 zeros of validation and windows that must follow it (N = 2,001,035 becomes 2,000,955). --fit-gb G bisects
   (each probe a subprocess: build + one step, its peak RSS measured; beyond the table on the
   synthetic tail) for the largest N that peaks under G GB, within --fit-seconds.
 * partition: contiguous blocks vs METIS (pymetis) on N = 1e6, k = 500.
@@ -57,6 +57,7 @@ TABLE = 2_001_052
 WINDOW = 16
 FULL_SIZES = [10_000, 100_000, 1_000_000, TABLE - WINDOW - 1]
 MINI_SIZES = [100_000, 1_000_000, 10_000_000]
+TAIL = 80  # zeros after a full-batch range at the table's end (bench/profile_step.py TAIL)
 
 
 def _peak_rss() -> int:
@@ -117,11 +118,12 @@ def child_step(
     first = trial.epoch_plan(np.random.default_rng(0))[0]
     batch = trial.batch(first)
     build = time.perf_counter() - t0
+    build_rss = _peak_rss()
     flops = _model_flops(trial, batch)
     flops_per_node = flops / len(batch.nodes)
     del batch
-    warm = stepper.steps_per_epoch() if mode == "minibatch" else 1
-    stepper.run(warm)  # every cluster's nodes built (and cached) once, allocators warm
+    if mode == "minibatch":  # every cluster's nodes built (and cached) once, allocators warm
+        stepper.run(stepper.steps_per_epoch())  # (full-batch: the counted pass above warmed up)
     t0, c0 = time.perf_counter(), time.process_time()
     nodes = stepper.run(steps)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -139,6 +141,7 @@ def child_step(
         "step_s": wall / steps,
         "step_cpu_s": cpu / steps,
         "peak_rss": _peak_rss(),
+        "build_peak_rss": build_rss,
         "model_flops_per_node": flops_per_node,
         "model_flops_per_cpu_s": flops_per_node * nodes / cpu,
         "matmul_flops_per_cpu_s": mm,
@@ -258,6 +261,11 @@ def _row(n: int, source: str, label: str, r: dict) -> str:
         f"{r['n']:>10} {source:>10} {r['nodes_per_s']:>9.0f} {label:>8} {r['nodes_per_cpu_s']:>10.0f} "
         f"{r['step_s']:>7.3f} {r['step_cpu_s']:>9.3f} {_gb(r['peak_rss']):>9} {r['model_flops_per_node']:>10.3g} "
         f"{r['model_flops_per_cpu_s'] / 1e9:>10.2f} {r['matmul_flops_per_cpu_s'] / 1e9:>10.1f} {r['roofline']:>8.2%}"
+        + (
+            f"  (build {r['build_s']:.0f} s, peak {_gb(r['build_peak_rss'])} after it)"
+            if r["mode"] == "fullbatch"
+            else ""
+        )
     )
 
 
@@ -354,9 +362,9 @@ def main() -> None:
     results["revisions"] = {r.label: r.rev or "this checkout" for r in revs}
 
     def data_for(n: int) -> str:
-        if n + WINDOW + 1 + 64 <= TABLE:
+        if n + WINDOW + 1 + TAIL <= TABLE:
             return args.data
-        count = n + WINDOW + 2 + 300_000  # room for validation and the (unused) windows after it
+        count = n + WINDOW + 1 + TAIL  # room for validation and the (unused) windows after training
         return synthetic_dataset(args.data, count, Path(args.work_dir) / f"synthetic-{count}")
 
     def measure(kind: str, sizes: list[int]) -> None:
