@@ -14,7 +14,8 @@ so its peak RSS (ru_maxrss) is its own.
 
 * minibatch: Cluster-GCN, contiguous clusters of --cluster-size zeros, q = 5 per step (rg off);
   one epoch of warm-up (every cluster's nodes built and cached), then --steps timed steps.
-  Beyond the table the zeros are a SYNTHETIC TAIL: x_n = n - 1/2 + delta_m with the real
+  Beyond the --data dataset's last zero (e.g. a sharded dataset of 1e7 real zeros made by
+  `orchestrator zeros`; by default the table) the zeros are a SYNTHETIC TAIL: x_n = n - 1/2 + delta_m with the real
   fluctuations delta_m recycled (m = n mod 2,001,052), t_n = N̄^{-1}(x_n). It has the real
   statistics and heights but is not zeta zeros: it measures cost, not accuracy.
 * fullbatch: the whole range as one graph, all four losses; build = Trial + the batch, then
@@ -199,6 +200,12 @@ def synthetic_dataset(real: str, count: int, out: Path) -> str:
     return str(out)
 
 
+def _last_index(data: str) -> int:
+    from trainer.data.dataset import open_dataset
+
+    return open_dataset(data).last_index
+
+
 def _run_child(args: list[str], pythonpath: str | None = None) -> dict:
     env = dict(os.environ)
     if pythonpath is not None:
@@ -361,8 +368,10 @@ def main() -> None:
     revs.append(Revision(None))
     results["revisions"] = {r.label: r.rev or "this checkout" for r in revs}
 
+    last = _last_index(args.data)  # a sharded dataset of 1e7 real zeros needs no tail
+
     def data_for(n: int) -> str:
-        if n + WINDOW + 1 + TAIL <= TABLE:
+        if n + WINDOW + 1 + TAIL <= last:
             return args.data
         count = n + WINDOW + 1 + TAIL  # room for validation and the (unused) windows after training
         return synthetic_dataset(args.data, count, Path(args.work_dir) / f"synthetic-{count}")
@@ -370,7 +379,7 @@ def main() -> None:
     def measure(kind: str, sizes: list[int]) -> None:
         print(HEADER)
         for n in sizes:
-            source = "real" if n + WINDOW + 1 <= TABLE else "SYNTHETIC"
+            source = "real" if n + WINDOW + 1 + TAIL <= last else "SYNTHETIC"
             for rev in revs:
                 r = _run_child(
                     ["--child", kind, str(n), "--repo", str(rev.repo), "--data", data_for(n), *common],
