@@ -15,20 +15,22 @@ so its peak RSS (ru_maxrss) is its own.
 * minibatch: Cluster-GCN, contiguous clusters of --cluster-size zeros, q = 5 per step (rg off);
   one epoch of warm-up (every cluster's nodes built and cached), then --steps timed steps.
   Beyond the --data dataset's last zero (e.g. a sharded dataset of 1e7 real zeros made by
-  `orchestrator zeros`; by default the table) the zeros are a SYNTHETIC TAIL: x_n = n - 1/2 + delta_m with the real
-  fluctuations delta_m recycled (m = n mod 2,001,052), t_n = N̄^{-1}(x_n). It has the real
+  `orchestrator zeros`; by default the table) the zeros are a SYNTHETIC TAIL:
+  x_n = n - 1/2 + delta_m with the real fluctuations delta_m recycled (m = n mod 2,001,052), t_n = N̄^{-1}(x_n). It has the real
   statistics and heights but is not zeta zeros: it measures cost, not accuracy.
 * fullbatch: the whole range as one graph, all four losses; build = Trial + the batch, then
-  --steps timed steps (one step per epoch). A range reaching the table's end is shortened by the
-  80 zeros of validation and windows that must follow it (N = 2,001,035 becomes 2,000,955). --fit-gb G bisects
-  (each probe a subprocess: build + one step, its peak RSS measured; beyond the table on the
-  synthetic tail) for the largest N that peaks under G GB, within --fit-seconds.
+  one warm-up step, then --steps timed steps (one step per epoch). At the table's end (N =
+  2,001,035 trains on every zero that has 16 before it and 1 after it) the 80 zeros of validation
+  and (unused) one-zero windows that must follow training come from the synthetic tail.
+  --fit-gb G: doubling then bisection (each probe a subprocess: build + two steps, its peak RSS
+  measured; beyond the table on the synthetic tail) for the largest N that peaks under G GB,
+  within --fit-seconds.
 * partition: contiguous blocks vs METIS (pymetis) on N = 1e6, k = 500.
 
 Columns: nodes/s (wall and per CPU-second: time.process_time, the figure that survives a loaded
-machine), seconds per step (wall, CPU), peak RSS, the model's FLOPs per node COUNTED by
-torch.utils.flop_counter.FlopCounterMode over one forward+backward of the model on a batch (dense
-matmuls; the sparse neighbour aggregation is not counted), the achieved model GFLOP/s per
+machine), seconds per step (wall, CPU), peak RSS (build and steps), the model's FLOPs per node
+COUNTED by torch.utils.flop_counter.FlopCounterMode over one forward+backward of the model on a
+batch (after the timed steps; the sparse neighbour aggregation counted as 2 nnz x columns), the achieved model GFLOP/s per
 CPU-second, torch's own float32 matmul GFLOP/s (1024^3, best of 5, per CPU-second, same threads)
 and their ratio: a roofline fraction that means the same on any machine.
 
@@ -120,14 +122,15 @@ def child_step(
     batch = trial.batch(first)
     build = time.perf_counter() - t0
     build_rss = _peak_rss()
-    flops = _model_flops(trial, batch)
-    flops_per_node = flops / len(batch.nodes)
+    nodes_in_batch = len(batch.nodes)
     del batch
-    if mode == "minibatch":  # every cluster's nodes built (and cached) once, allocators warm
-        stepper.run(stepper.steps_per_epoch())  # (full-batch: the counted pass above warmed up)
+    # Warm-up: full-batch one step, mini-batch one epoch (every cluster's nodes built and cached).
+    stepper.run(stepper.steps_per_epoch() if mode == "minibatch" else 1)
     t0, c0 = time.perf_counter(), time.process_time()
     nodes = stepper.run(steps)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = _peak_rss()  # before the counted pass below, which runs under FlopCounterMode
+    flops_per_node = _model_flops(trial, trial.batch(first)) / nodes_in_batch
     mm = _matmul_flops()
     return {
         "mode": mode,
@@ -141,7 +144,7 @@ def child_step(
         "nodes_per_cpu_s": nodes / cpu,
         "step_s": wall / steps,
         "step_cpu_s": cpu / steps,
-        "peak_rss": _peak_rss(),
+        "peak_rss": peak,
         "build_peak_rss": build_rss,
         "model_flops_per_node": flops_per_node,
         "model_flops_per_cpu_s": flops_per_node * nodes / cpu,
@@ -379,7 +382,7 @@ def main() -> None:
     def measure(kind: str, sizes: list[int]) -> None:
         print(HEADER)
         for n in sizes:
-            source = "real" if n + WINDOW + 1 + TAIL <= last else "SYNTHETIC"
+            source = "real" if n + WINDOW + 1 <= last else "SYNTHETIC"  # the nodes trained on
             for rev in revs:
                 r = _run_child(
                     ["--child", kind, str(n), "--repo", str(rev.repo), "--data", data_for(n), *common],
