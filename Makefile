@@ -42,8 +42,10 @@ $(TOOLS)/.installed: constraints-checkov.txt
 	$(TOOLS)/checkov/bin/pip install -q -c constraints-checkov.txt checkov
 	touch $@
 
+# ruff, then the layers between the packages (import-linter; contracts in pyproject.toml).
 lint: install
 	$(BIN)/ruff check trainer orchestrator tests bench
+	$(BIN)/lint-imports --no-cache
 
 # One BLAS thread per process: the suite runs trainer subprocesses side by side on few cores,
 # and oversubscribed OpenBLAS is ~20x slower on the baselines' least squares.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from orchestrator.tuners.designs import latin_hypercube
+from orchestrator.designs import latin_hypercube
 from orchestrator.tuners.optuna_study import FixedDesignTuner, OptunaTuner, storage_url
 from tuner_contract import ExhaustibleDesignContract, TunerContract
 
