@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 
 from orchestrator.controller import Controller, RoundSpec, _best_upto, _finite, _last_value
+from orchestrator.run_files import job_hours
+from orchestrator.runners.base import Job, JobState
 from orchestrator.tuners.base import TunerState, TunerTrial
 from swarm_helpers import FAKE_TRAINER, FakeClock, settings
 
@@ -118,3 +120,13 @@ def test_last_value_is_the_latest_epoch_with_a_finite_value():
     curve = _curve({1: 0.05, 2: 0.02, 3: float("nan")})
     assert _last_value(curve) == 0.02
     assert _last_value({}) is None
+
+
+def test_job_hours_count_wall_hours_from_start_to_end_or_now():
+    def job(started, ended):
+        return Job("j", "1", 1, JobState.RUNNING, created=0.0, started=started, ended=ended)
+
+    assert job_hours(job(1_000.0, 4_600.0), now=99_999.0) == 1.0  # ended: until its end
+    assert job_hours(job(1_000.0, None), now=2_800.0) == 0.5  # running: until now
+    assert job_hours(job(1_000.0, None), now=500.0) == 0.0  # a clock behind the start counts 0
+    assert job_hours(job(None, None), now=2_800.0) == 0.0  # not started
