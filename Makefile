@@ -23,7 +23,7 @@ SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFIL
 	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS)) \
 	$(if $(EXPERIMENTS),--experiments)
 
-.PHONY: install test lint swarm status data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
+.PHONY: install test lint mutation swarm status data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
 
 install: $(VENV)/.installed $(TOOLS)/.installed
 
@@ -42,13 +42,22 @@ $(TOOLS)/.installed: constraints-checkov.txt
 	$(TOOLS)/checkov/bin/pip install -q -c constraints-checkov.txt checkov
 	touch $@
 
+# ruff, then the layers between the packages (import-linter; contracts in pyproject.toml).
 lint: install
 	$(BIN)/ruff check trainer orchestrator tests bench
+	$(BIN)/lint-imports --no-cache
 
 # One BLAS thread per process: the suite runs trainer subprocesses side by side on few cores,
 # and oversubscribed OpenBLAS is ~20x slower on the baselines' least squares.
 test: install lint
 	OPENBLAS_NUM_THREADS=1 $(BIN)/pytest -q
+
+# Mutation testing (mutmut, not part of `make test`): the controller's rules, the tuners and the
+# loss wiring against their fast tests; prints killed/survived counts and every surviving mutant.
+# Capped at MUTATION_MINUTES (default 30); the staging copy and results are in .mutation/.
+mutation: install
+	$(BIN)/pip install -q -c constraints.txt mutmut
+	tests/mutation/run.sh
 
 data: install
 	@test -f $(DATA_DIR)/manifest.json || $(BIN)/trainer zeros odlyzko --out $(DATA_DIR)

@@ -3,11 +3,18 @@
 Usage: controller_proc.py RUN_DIR MAX_TRIALS CYCLE
 
 Imports everything once, then forks children one after the other, each running the controller
-(phase 2, smoke profile, the fake trainer, fast polling) and armed to die with os._exit: first at
-the first step of each kind in TARGETED, then at its k-th checkpoint, k = 1, 2, ..., CYCLE, 1, 2, ...;
-each child is the restart of the one before. Small k keep every life short, so each position in a
-pass is crashed through many times over the run. Stops when a child finishes without crashing and
-prints one line per life: "life <k> exit <code>". The fake trainer's knobs (FAKE_*) come from the
+(phase 2, smoke profile, the fake trainer, fast polling) and armed to die with os._exit; each child
+is the restart of the one before. First one life per step in TARGETED, dying at the first step of
+that kind: each is reached whatever the timing, because the lives before it leave that step as
+the next thing to do (a suggested trial with no job dir, a job dir with no spec, ...) or because
+every pass ends with it (the snapshot) or every run reaches it (a completion). Then 2 x CYCLE lives
+die at their k-th checkpoint, k = 1, 2, ..., CYCLE, 1, 2, ..., CYCLE, which crashes through other
+positions (which ones depends on timing: the test asserts nothing about them beyond "nothing
+lost, nothing duplicated"), and a last, unarmed life runs the swarm to its end. Stops at the first
+child that finishes without crashing (a cycle life may find the run already done).
+
+On stderr, in order: each crash line of a child, then the parent's line for that life,
+"life <i> target <name or -> k <k> exit <code>". The fake trainer's knobs (FAKE_*) come from the
 environment. Forking keeps each life to milliseconds of start-up instead of seconds of imports.
 """
 
@@ -18,17 +25,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+from orchestrator.phases import SwarmRun
+from orchestrator.tuners.optuna_study import OptunaTuner
+from swarm_helpers import FAKE_TRAINER, settings  # this script's folder is sys.path[0]
 
-from orchestrator.phases import SwarmRun  # noqa: E402
-from orchestrator.tuners.optuna_study import OptunaTuner  # noqa: E402
-from swarm_helpers import FAKE_TRAINER, settings  # noqa: E402
+from orchestrator import crash_injection
 
-from orchestrator import crash_injection  # noqa: E402
-
-# First one life per kind of step, each dying at the first step of that kind (while the run still
-# has all its work ahead), then the cycle of k-th checkpoints.
-TARGETED = ("suggest", "job dir created", "job spec written", "wrapper spawned", "launch", "complete")
+# The steps whose interruption could lose or duplicate a trial, in the order a run first reaches
+# them, and the end-of-pass snapshot: one life dies at the first step of each kind.
+TARGETED = (
+    "suggest",
+    "job dir created",
+    "job spec written",
+    "wrapper spawned",
+    "launch",
+    "complete",
+    "snapshot",
+)
 
 
 def life(run_dir: Path, max_trials: int, k: int, name: str | None) -> None:
@@ -50,7 +63,10 @@ def main() -> int:
         tuner = OptunaTuner(f"sqlite:///{tmp}/warm.db", "warm-up", warm.rounds[0].params())
         tuner.suggest(1)
         del tuner
-    schedule = [(1, name) for name in TARGETED] + [(1 + i % cycle, None) for i in range(2000)]
+    # A fixed number of lives whatever the load: the targeted ones, two rounds of the cycle, then
+    # one unarmed life that runs the swarm to its end (k = 0 disarms).
+    schedule = [(1, name) for name in TARGETED] + [(1 + i % cycle, None) for i in range(2 * cycle)]
+    schedule.append((0, None))
     for i, (k, name) in enumerate(schedule):
         pid = os.fork()
         if pid == 0:
@@ -62,10 +78,10 @@ def main() -> int:
             os._exit(0)
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        print(f"life {i + 1} k {k} exit {code}", flush=True)
+        print(f"life {i + 1} target {name or '-'} k {k} exit {code}", file=sys.stderr, flush=True)
         if code != crash_injection.CRASH_EXIT_CODE:
             return code
-    return 1
+    return 1  # not reached: the unarmed last life never exits with the crash code
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import math
 
 import optuna
 import pytest
+from orchestrator.designs import fractional_factorial, grid, latin_hypercube
 from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, TunerState
-from orchestrator.tuners.designs import fractional_factorial, grid, latin_hypercube
 from orchestrator.tuners.optuna_study import FixedDesignTuner, OptunaTuner, storage_url
 
 

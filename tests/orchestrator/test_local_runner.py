@@ -9,9 +9,9 @@ import signal
 import time
 
 import pytest
+from contracts.backends import LocalHarness
 from orchestrator.runners.base import JobState
 from orchestrator.runners.local import LocalRunner
-from test_runner_contract_local import LocalHarness
 
 
 def _wait(runner, job_id, states, timeout=20.0):

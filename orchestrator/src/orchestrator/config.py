@@ -487,7 +487,7 @@ def points_space(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def design_points(rnd: PointsRound | LatinHypercubeRound, seed: int = 0) -> list[dict[str, Any]]:
     """The points of a fixed-design round (before carry and fixed knobs are added)."""
-    from orchestrator.tuners import designs
+    from orchestrator import designs
 
     if isinstance(rnd, LatinHypercubeRound):
         params = RoundPlan(

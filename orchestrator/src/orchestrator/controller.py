@@ -463,10 +463,8 @@ class Controller:
         )
 
     def _can_suggest_more(self, rnd: RoundSpec, mine: list[TunerTrial]) -> bool:
-        if rnd.points is None:
-            return len(mine) < rnd.max_trials
-        remaining = getattr(self.tuner, "remaining", None)
-        return bool(remaining()) if remaining else len(mine) < rnd.max_trials
+        left = self.tuner.remaining() if rnd.points is not None else None
+        return left > 0 if left is not None else len(mine) < rnd.max_trials
 
     def _running(self, t: TunerTrial, job: Job, peers: list[TunerTrial]) -> None:
         curve = self._curve(t, final=False)

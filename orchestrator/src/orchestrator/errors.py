@@ -13,12 +13,6 @@ class ConfigError(OrchestratorError):
     exit_code = 2
 
 
-class BudgetExceeded(OrchestratorError):
-    """Starting another trial would pass the phase's GPU-hour cap: raise the cap or stop here."""
-
-    exit_code = 3
-
-
 class SwarmFailed(OrchestratorError):
     """The swarm ran but produced nothing usable: every trial of a round failed (or diverged), or
     max_failed_trials was reached. The message names which and the first failure's reason. Exit 5."""

@@ -579,7 +579,11 @@ def load_run_settings(run_dir: str | os.PathLike) -> SwarmSettings:
 
 
 def stop_run(
-    run_dir: str | os.PathLike, out: Callable[[str], None] = print, wait_s: float = 60.0
+    run_dir: str | os.PathLike,
+    out: Callable[[str], None] = print,
+    wait_s: float = 60.0,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """`orchestrator stop`: cancel running jobs, stop their trials, leave the study consistent.
 
@@ -590,11 +594,13 @@ def stop_run(
         run_dir: the run directory.
         out: progress lines.
         wait_s: how long to wait for a running controller to exit (seconds, default 60).
+        clock: unix seconds (injected: tests move it).
+        sleep: waits between looks at the controller lock (injected: tests do not wait).
     """
     run_dir = Path(run_dir)
     settings = load_run_settings(run_dir)
     study_db.check(run_dir)
-    write_text_atomic(run_dir / STOP_FILE, f"{time.time()}\n")
+    write_text_atomic(run_dir / STOP_FILE, f"{clock()}\n")
     runner = backends.make_runner(settings)
     cancelled = 0
     for job in runner.jobs():
@@ -603,9 +609,9 @@ def stop_run(
             cancelled += 1
     out(f"asked {cancelled} running job(s) to stop (SIGTERM; the trainer checkpoints)")
     lock = ControllerLock(run_dir)
-    deadline = time.monotonic() + wait_s
-    while lock.held_by_other() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    deadline = clock() + wait_s
+    while lock.held_by_other() and clock() < deadline:
+        sleep(0.2)
     if lock.held_by_other():
         raise OrchestratorError(f"the controller (pid {lock.holder()}) did not exit within {wait_s:g} s")
     lock.acquire()
@@ -619,6 +625,8 @@ def stop_run(
             runner,
             backends.make_output_reader(settings),
             lambda i: backends.trial_output_dir(settings, i),
+            clock,
+            sleep,
         )
         ctl.reconcile(RoundSpec("stop", None, 0))
         snap = read_snapshot(run_dir)

@@ -19,11 +19,6 @@ _COMMANDS = {
 
 def register(group: click.Group) -> None:
     for module_name, attrs in _COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name == module_name:  # not written yet; the rest of the CLI still works
-                continue
-            raise
+        module = importlib.import_module(module_name)
         for attr in attrs:
             group.add_command(getattr(module, attr))

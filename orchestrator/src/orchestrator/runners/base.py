@@ -1,5 +1,5 @@
 """The Runner contract. Every backend (local process pool, Vertex AI CustomJob) passes
-`tests/orchestrator/runner_contract.py`.
+`tests/contracts/runner.py` (the backends are listed in tests/contracts/backends.py).
 
 A runner turns a JobSpec into a running `trainer` and reports what is running. It keeps no
 state the controller needs in memory: `jobs()` reads the truth (process table and job files for

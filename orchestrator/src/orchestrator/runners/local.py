@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.atomic_files import write_json_atomic
@@ -131,6 +132,9 @@ class LocalRunner(Runner):
         grace_s: seconds between SIGTERM and SIGKILL on cancel (default 30).
         env: extra environment variables for the trainer.
         machine: what `Job.machine` says (default "local-cpu").
+        clock: unix seconds, for the times it records (created, cancel requested) and the cancel
+            grace period (injected: tests move it). The wrapper, another process, stamps started
+            and ended with the real clock.
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class LocalRunner(Runner):
         grace_s: float = 30.0,
         env: dict[str, str] | None = None,
         machine: str = "local-cpu",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.jobs_dir = Path(run_dir) / "jobs"
         self.study = study
@@ -148,6 +153,7 @@ class LocalRunner(Runner):
         self.grace_s = grace_s
         self.env = dict(env or {})
         self.machine = machine
+        self.clock = clock
         self._seen_finished: set[str] = set()  # job ids `jobs()` last reported finished (for `wait`)
 
     def job_id(self, trial_id: str, attempt: int) -> str:
@@ -182,7 +188,7 @@ class LocalRunner(Runner):
                     "labels": dict(spec.labels),
                     "env": self.env,
                     "grace_s": self.grace_s,
-                    "created": time.time(),
+                    "created": self.clock(),
                 },
             )
             checkpoint("job spec written")
@@ -305,11 +311,12 @@ class LocalRunner(Runner):
             return
         cancel_file = job_dir / "cancel"
         if not cancel_file.exists():
-            write_json_atomic(cancel_file, {"requested": time.time()})
-        first = float((_read_json(cancel_file) or {}).get("requested", time.time()))
+            write_json_atomic(cancel_file, {"requested": self.clock()})
+        now = self.clock()
+        first = float((_read_json(cancel_file) or {}).get("requested", now))
         # The wrapper leads the job's process group: SIGTERM reaches it (it records the cancel and
         # escalates) and the trainer (it checkpoints). Past the grace period, kill the whole group.
-        sig = signal.SIGKILL if time.time() - first > self.grace_s else signal.SIGTERM
+        sig = signal.SIGKILL if now - first > self.grace_s else signal.SIGTERM
         pgid = self._process_group(job_dir)
         if pgid is not None:
             try:

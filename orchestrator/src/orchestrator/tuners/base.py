@@ -1,10 +1,10 @@
 """The Tuner contract. Every backend (Optuna on SQLite, fixed designs, Vertex AI Vizier) passes
-`tests/orchestrator/tuner_contract.py`.
+`tests/contracts/tuner.py` (the backends are listed in tests/contracts/backends.py).
 
 A tuner owns the study: which trials exist, their parameters, and their outcome. It knows
 nothing about jobs or processes; the controller joins tuner trials to runner jobs by trial id.
 
-Contract:
+Contract (tests/contracts/tuner.py):
 * `suggest(count)` creates up to `count` new ACTIVE trials and returns them. Their parameters
   are distinct from each other and from every trial still ACTIVE (Bayesian backends must account
   for running trials: constant liar / Vizier's own bookkeeping). It may return fewer (a fixed
@@ -15,6 +15,9 @@ Contract:
   calling one again on a trial already in that same final state is a no-op (crash-safe replays),
   on a trial in a different final state it raises ValueError.
 * `trials()` returns every trial of the study (all pages), ordered by id.
+* `remaining()` is how many more trials `suggest` can create: None for a tuner with no limit of its
+  own (Bayesian: the round's max_trials decides), else a count that each suggestion lowers and
+  that reaches 0 exactly when `suggest` starts returning [] (a fixed design).
 * `report(trial_id, step, value)` records an intermediate objective (early stopping, curves).
 * Reopening a tuner on the same study (same run dir / display name) sees the same trials.
 """
@@ -84,6 +87,10 @@ class Tuner(abc.ABC):
 
     @abc.abstractmethod
     def suggest(self, count: int) -> list[TunerTrial]: ...
+
+    def remaining(self) -> int | None:
+        """Trials `suggest` can still create; None: no limit of its own (the default)."""
+        return None
 
     @abc.abstractmethod
     def complete(self, trial_id: str, value: float, metrics: dict[str, float]) -> None: ...

@@ -29,6 +29,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from orchestrator.designs import Point, contains
 from orchestrator.errors import OrchestratorError
 from orchestrator.tuners.base import (
     FloatParam,
@@ -39,7 +40,6 @@ from orchestrator.tuners.base import (
     TunerState,
     TunerTrial,
 )
-from orchestrator.tuners.designs import Point, contains
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,15 +1,11 @@
 """The Tuner contract as a reusable test suite (orchestrator/tuners/base.py says what it promises).
 
-Use it by subclassing `TunerContract` in a test module under tests/orchestrator/ (`from tuner_contract
-import TunerContract`: pytest puts that folder on sys.path) and providing the fixture `open_tuner`:
-a zero-argument callable that opens the *same* study every time it is called (the first call
-creates it), over `TunerContract.SPACE` (a fixed design must hold at least `DESIGN_MIN` points).
-A fixed design also mixes in `ExhaustibleDesignContract` (it returns [] once its points are used up).
-
-    class TestOptunaTuner(TunerContract):
-        @pytest.fixture
-        def open_tuner(self, tmp_path):
-            return lambda: OptunaTuner(f"sqlite:///{tmp_path}/s.db", "s", self.SPACE, seed=1)
+tests/contracts/test_backends.py runs it against every backend in backends.py. To run it elsewhere,
+subclass `TunerContract` (`from contracts.tuner import TunerContract`) and provide the fixture
+`open_tuner`: a zero-argument callable that opens the *same* study every time it is called (the
+first call creates it), over `TunerContract.SPACE`. A fixed design (at least `DESIGN_MIN` points)
+is also run through `ExhaustibleDesignContract` with the fixture `open_design`: it returns [] once
+its points are used up, and `remaining()` counts down to 0.
 """
 
 from __future__ import annotations
@@ -121,6 +117,16 @@ class TunerContract:
         assert not {t.id for t in before} & {t.id for t in after}
         assert len(again.trials()) == 4
 
+    def test_remaining_is_none_or_counts_down_with_each_suggestion(self, open_tuner):
+        tuner = open_tuner()
+        before = tuner.remaining()
+        made = tuner.suggest(2)
+        after = tuner.remaining()
+        if before is None:  # no limit of its own (Bayesian): the round's max_trials decides
+            assert after is None
+        else:
+            assert after == before - len(made)
+
     def test_values_are_finite_floats(self, open_tuner):
         tuner = open_tuner()
         (t,) = tuner.suggest(1)
@@ -130,15 +136,19 @@ class TunerContract:
 
 
 class ExhaustibleDesignContract:
-    """Extra promise of a fixed design: it hands out each point once and then returns []."""
+    """Extra promise of a fixed design: it hands out each point once and then returns []; remaining()
+    says how many points are left, also after reopening."""
 
-    def test_exhausted_design_returns_nothing(self, open_tuner):
-        tuner = open_tuner()
+    def test_exhausted_design_returns_nothing(self, open_design):
+        tuner = open_design()
+        total = tuner.remaining()
         got = []
         for _ in range(100):
             batch = tuner.suggest(5)
             if not batch:
                 break
             got += batch
-        assert len(got) >= DESIGN_MIN
+            assert open_design().remaining() == total - len(got)
+        assert len(got) == total >= DESIGN_MIN
+        assert tuner.remaining() == 0
         assert tuner.suggest(3) == []
