@@ -23,7 +23,7 @@ SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFIL
 	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS)) \
 	$(if $(EXPERIMENTS),--experiments)
 
-.PHONY: install test lint swarm status data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
+.PHONY: install test lint swarm status dashboard data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
 
 install: $(VENV)/.installed $(TOOLS)/.installed
 
@@ -32,7 +32,7 @@ $(VENV)/.installed: trainer/pyproject.toml orchestrator/pyproject.toml constrain
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e 'trainer[data,metis,dev]' -e 'orchestrator[vertex,report,dev]'
+	$(BIN)/pip install -q -c constraints.txt -e 'trainer[data,metis,dev]' -e 'orchestrator[vertex,report,dashboard,dev]'
 	touch $@
 
 # checkov pins its own dependency tree, so it lives in a venv of its own.
@@ -49,6 +49,11 @@ lint: install
 # and oversubscribed OpenBLAS is ~20x slower on the baselines' least squares.
 test: install lint
 	OPENBLAS_NUM_THREADS=1 $(BIN)/pytest -q
+
+# optuna-dashboard (read-only) on the latest run's study.db, or RUN_DIR's: http://127.0.0.1:$(PORT)/dashboard
+PORT ?= 8080
+dashboard: install
+	$(BIN)/orchestrator dashboard $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(PORT)
 
 data: install
 	@test -f $(DATA_DIR)/manifest.json || $(BIN)/trainer zeros odlyzko --out $(DATA_DIR)
