@@ -23,9 +23,9 @@ SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFIL
 	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS)) \
 	$(if $(EXPERIMENTS),--experiments)
 
-.PHONY: install test lint swarm status dashboard data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
+.PHONY: install chromium test lint swarm status dashboard data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
 
-install: $(VENV)/.installed $(TOOLS)/.installed
+install: $(VENV)/.installed $(TOOLS)/.installed chromium
 
 # torch first, as the local CPU wheel: any other spec pulls several GB of CUDA packages.
 $(VENV)/.installed: trainer/pyproject.toml orchestrator/pyproject.toml constraints.txt
@@ -34,6 +34,13 @@ $(VENV)/.installed: trainer/pyproject.toml orchestrator/pyproject.toml constrain
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e 'trainer[data,metis,dev]' -e 'orchestrator[vertex,report,dashboard,dev]'
 	touch $@
+
+# Debian's chromium for the browser test of the report (tests/browser), installed where it is
+# missing and apt-get exists; elsewhere that test skips and says where it runs.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # checkov pins its own dependency tree, so it lives in a venv of its own.
 $(TOOLS)/.installed: constraints-checkov.txt
