@@ -97,7 +97,7 @@ def record(ns: argparse.Namespace) -> None:
 
     def run(cell):
         i, j, seed = cell
-        out = work / f"nll{i}-mmd{j}-seed{seed}"
+        out = work / f"nll{nlls[i]:.4g}-mmd{mmds[j]:.4g}-seed{seed}"  # by value: grids can share points
         params = {NLL: nlls[i], MMD: mmds[j], "seed": seed}
         t0 = time.monotonic()
         final = _run_one(trainer, _trainer_args(s, params, str(out)), out)
@@ -300,9 +300,13 @@ def replay(ns: argparse.Namespace) -> None:
     if vizier_note:
         print(vizier_note)
     curves: dict[str, list[list[float]]] = {}
-    for name, tuner in _tuners(include_vizier).items():
+    slow = {"Optuna GP": ns.gp_replays, "OSS Vizier (default)": ns.vizier_replays}
+    chosen = _tuners(include_vizier)
+    if ns.only:  # random search always runs: it sets the target
+        chosen = {k: v for k, v in chosen.items() if k == "random search" or k in ns.only}
+    for name, tuner in chosen.items():
         t0 = time.monotonic()
-        replays = ns.replays if name != "OSS Vizier (default)" else min(ns.replays, ns.vizier_replays)
+        replays = min(ns.replays, slow.get(name) or ns.replays)
         curves[name] = [_incumbents(land, tuner(land, ns.trials, seed)) for seed in range(replays)]
         print(f"  {name}: {replays} replays in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     target = statistics.median(c[-1] for c in curves["random search"])
@@ -345,8 +349,14 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--landscape", default=str(LANDSCAPE))
     q.add_argument("--trials", type=int, default=50)
     q.add_argument("--replays", type=int, default=50)
-    q.add_argument("--vizier-replays", type=int, default=50, help="replays of OSS Vizier (slow on a CPU)")
+    q.add_argument(
+        "--gp-replays", type=int, default=None, help="fewer replays of Optuna GP (seconds a suggestion)"
+    )
+    q.add_argument(
+        "--vizier-replays", type=int, default=None, help="fewer replays of OSS Vizier (slower still)"
+    )
     q.add_argument("--no-vizier", action="store_true")
+    q.add_argument("--only", nargs="+", default=None, help='tuners by name, e.g. --only "Optuna GP"')
     q.set_defaults(func=replay)
     ns = p.parse_args(argv)
     ns.func(ns)

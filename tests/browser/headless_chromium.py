@@ -20,6 +20,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -233,12 +234,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=900, help="viewport height")
     p.add_argument("--max-height", type=int, default=None, help="cut the full-page shot at this height")
     p.add_argument("--wait", default=None, help="JavaScript expression to wait for before the shot")
+    p.add_argument("--colors", type=int, default=None, help="palette size, for a small PNG (Pillow)")
     ns = p.parse_args(argv)
-    with Chromium(ns.width, ns.height) as browser:
-        report = browser.open(ns.url, wait=ns.wait)
-        for line in report.console_errors + report.failed_loads:
-            print(f"page: {line}")
-        print(browser.screenshot(ns.out, ns.max_height))
+    try:
+        with Chromium(ns.width, ns.height) as browser:
+            report = browser.open(ns.url, wait=ns.wait)
+            for line in report.console_errors + report.failed_loads:
+                print(f"page: {line}")
+            out = browser.screenshot(ns.out, ns.max_height)
+    except (RuntimeError, OSError, TimeoutError) as e:
+        print(f"headless_chromium: error: {e}", file=sys.stderr)
+        return 2
+    if ns.colors:
+        from PIL import Image
+
+        Image.open(out).convert("RGB").quantize(ns.colors).save(out, optimize=True)
+    print(out)
     return 0
 
 
