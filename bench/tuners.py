@@ -304,26 +304,41 @@ def replay(ns: argparse.Namespace) -> None:
     chosen = _tuners(include_vizier)
     if ns.only:  # random search always runs: it sets the target
         chosen = {k: v for k, v in chosen.items() if k == "random search" or k in ns.only}
-    for name, tuner in chosen.items():
+    never = ns.trials + 1
+    target = None
+
+    def hits(curve: list[float]) -> int:
+        return next((k + 1 for k, v in enumerate(curve) if v <= target), never)
+
+    for name, tuner in chosen.items():  # random search first: its replays set the target
         t0 = time.monotonic()
         replays = min(ns.replays, slow.get(name) or ns.replays)
-        curves[name] = [_incumbents(land, tuner(land, ns.trials, seed)) for seed in range(replays)]
+        curves[name] = []
+        for seed in range(replays):
+            curves[name].append(_incumbents(land, tuner(land, ns.trials, seed)))
+            if target is not None and name in slow:  # slow tuners: each replay as it ends
+                c = curves[name][-1]
+                print(
+                    f"  {name} replay {seed}: target reached after {hits(c)} trials; after 20: {c[min(19, len(c) - 1)]:.5g}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if target is None:
+            target = statistics.median(c[-1] for c in curves["random search"])
         print(f"  {name}: {replays} replays in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
-    target = statistics.median(c[-1] for c in curves["random search"])
-    never = ns.trials + 1
     print(f"\ntarget: random search's best of {ns.trials} (median over replays, noise-free) = {target:.5g}\n")
     header = f"{'tuner':<22} {'replays':>7} {'trials to target: median [q1, q3]':>36} {'reached':>8} {'best after 20':>14}"
     print(header)
     print("-" * len(header))
     for name, cs in curves.items():
-        hits = [next((k + 1 for k, v in enumerate(c) if v <= target), never) for c in cs]
-        q1, med, q3 = np.percentile(hits, [25, 50, 75], method="lower")
+        counts = [hits(c) for c in cs]
+        q1, med, q3 = np.percentile(counts, [25, 50, 75], method="lower")
 
         def show(h):
             return f">{ns.trials}" if h >= never else str(int(h))
 
         after20 = statistics.median(c[min(19, len(c) - 1)] for c in cs)
-        reached = sum(h < never for h in hits)
+        reached = sum(h < never for h in counts)
         print(
             f"{name:<22} {len(cs):>7} {show(med) + ' [' + show(q1) + ', ' + show(q3) + ']':>36} "
             f"{f'{reached}/{len(cs)}':>8} {after20:>14.5g}"
