@@ -14,7 +14,8 @@ again). It writes bench/data/tuners_landscape.json: the grid, every trial's obje
 and seconds, the command line and the git commit it was recorded at.
 
 `replay` interpolates the seed-mean objective bilinearly in (log10 nll, log10 mmd) and adds
-Gaussian noise with the recorded seed-to-seed spread (pooled over the grid), so each suggestion
+Gaussian noise with the recorded seed-to-seed spread (each grid point's, interpolated the same way:
+on the smoke landscape it grows with gue_mmd_weight), so each suggestion
 costs microseconds. Each tuner minimises that noisy objective for --trials trials, --replays times
 with different seeds: random search, Latin hypercube (scipy.stats.qmc), Optuna TPE (the swarm's
 settings: multivariate, 10 random start-up trials), Optuna's GP sampler, and Open Source Vizier's
@@ -165,10 +166,13 @@ class Landscape:
             missing = np.argwhere(np.isnan(vals).all(axis=2))
             raise SystemExit(f"{LANDSCAPE}: grid points without a completed trial: {missing.tolist()}")
         self.mean = np.nanmean(vals, axis=2)
-        # Pooled seed-to-seed standard deviation (cells with at least two completed seeds).
-        var = np.nanvar(vals, axis=2, ddof=1) if vals.shape[2] > 1 else np.zeros_like(self.mean)
-        self.noise = float(math.sqrt(np.nanmean(var))) if vals.shape[2] > 1 else 0.0
+        # The seed-to-seed standard deviation of each grid point (two seeds: |a - b| / sqrt 2),
+        # interpolated like the mean: on this landscape the noise grows with the weights.
+        sd = np.nanstd(vals, axis=2, ddof=1) if vals.shape[2] > 1 else np.zeros_like(self.mean)
+        sd = np.where(np.isnan(sd), np.nanmean(sd) if np.isfinite(sd).any() else 0.0, sd)
+        self.noise = float(math.sqrt(np.mean(sd**2)))  # pooled, for the header line
         self._f = RegularGridInterpolator((self.x, self.y), self.mean, method="linear")
+        self._sd = RegularGridInterpolator((self.x, self.y), sd, method="linear")
         self.bounds = ((self.x[0], self.x[-1]), (self.y[0], self.y[-1]))
         fine = np.stack(
             np.meshgrid(np.linspace(*self.bounds[0], 201), np.linspace(*self.bounds[1], 201), indexing="ij"),
@@ -180,7 +184,7 @@ class Landscape:
         return float(self._f([[lx, ly]])[0])
 
     def noisy(self, lx: float, ly: float, rng: np.random.Generator) -> float:
-        return self.true(lx, ly) + self.noise * float(rng.standard_normal())
+        return self.true(lx, ly) + float(self._sd([[lx, ly]])[0]) * float(rng.standard_normal())
 
 
 # A tuner: (landscape, trials, seed) -> the points it evaluated, in order, with observed values.
@@ -293,7 +297,7 @@ def replay(ns: argparse.Namespace) -> None:
             vizier_note = f"OSS Vizier left out: {e}"
     print(
         f"landscape: {len(data['nll'])} x {len(data['mmd'])} grid x {data['seeds']} seeds, recorded at "
-        f"{data['commit'][:12]} ({data['command']}); seed noise sd {land.noise:.3g}; "
+        f"{data['commit'][:12]} ({data['command']}); seed noise sd {land.noise:.3g} (rms over the grid); "
         f"interpolated minimum {land.minimum:.5g}; best baseline "
         + (f"{min(data['baselines'].values()):.5g}" if data.get("baselines") else "?")
     )
