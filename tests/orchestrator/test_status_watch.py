@@ -21,7 +21,10 @@ BASELINES = {"baseline_index": 0.11, "baseline_ar": 0.066, "baseline_explicit": 
 
 
 def _trial(tid, state, value=None, stderr=None, params=None, output_dir=""):
-    metrics = {"extrapolation_stderr": stderr, **BASELINES} if value is not None else {}
+    metrics = {}
+    if value is not None:  # as the controller stores them: paired against the best baseline
+        metrics = {"extrapolation_stderr": stderr, **BASELINES}
+        metrics |= {"paired_diff": value - min(BASELINES.values()), "paired_stderr": stderr}
     return {
         "id": tid,
         "state": state,
@@ -120,7 +123,7 @@ def test_watch_redraws_in_place_until_the_controller_lets_go(tmp_path):
     assert "slots: 2 of 2 running, 1 pending" in first
     assert "trial 2     [#####---------------] epoch 1/4     objective 0.02000  ETA 1m30s" in first
     assert "trial 3     [--------------------] epoch 0/8     objective -  ETA -" in first
-    assert "best so far: 0.01210 ± 0.00040 (trial 0)  |  best baseline 0.01400: beats it" in first
+    assert "best so far: 0.01210 ± 0.00040 (trial 0)  |  best baseline (explicit) 0.01400: beats it" in first
     assert "GPU-hours: 0.350 of cap 4 (9%); cost 0.35 USD" in first
     assert "Leaderboard" in first
     # 62 s for 2 epochs: 31 s per epoch, 2 to go; the half-written third row is not read yet.
@@ -141,7 +144,10 @@ def test_a_finished_run_is_printed_once(tmp_path):
     Watch(run, out, clock=lambda: NOW, sleep=never, tty=False).run()
     text = out.getvalue()
     assert text.count("phase2-minibatch  phase 2") == 1 and "\x1b[" not in text
-    assert "best so far: 0.03000 ± 0.00100 (trial 0)  |  best baseline 0.01400: does not beat it" in text
+    assert (
+        "best so far: 0.03000 ± 0.00100 (trial 0)  |  best baseline (explicit) 0.01400: does not beat it"
+        in text
+    )
     assert text.rstrip().endswith("(the run is over: nothing more to watch)")
 
     r = CliRunner().invoke(main, ["status", "--run-dir", str(run), "--watch"])

@@ -159,18 +159,25 @@ def frame(run_dir: str, snap: dict[str, Any], settings: dict[str, Any], now: flo
         eta = f"ETA {duration(p.eta_s)}" if p.eta_s is not None else "ETA -"
         lines.append(f"  trial {t['id']:<5} {bar(p.epoch, p.epochs)} epoch {of:<7} {objective}  {eta}")
     best = s["best"]
-    base = s["best_baseline"]
-    base_text = f"best baseline {base:.5f}" if base is not None else "best baseline ?"
     if best:
         verdict = {BEATS: "beats it", WITHIN_NOISE: "within noise", WORSE: "does not beat it", None: "?"}[
             best["vs_baseline"]
         ]
         stderr = f" ± {best['stderr']:.5f}" if _number(best.get("stderr")) else ""
+        name = (best.get("best_baseline_name") or "").removeprefix("baseline_")
+        base = best.get("best_baseline")
+        base_text = f"best baseline{' (' + name + ')' if name else ''} " + (
+            f"{base:.5f}" if _number(base) else "?"
+        )
         lines.append(
             f"best so far: {best['value']:.5f}{stderr} (trial {','.join(best['ids'])})  |  {base_text}: {verdict}"
         )
     else:
-        lines.append(f"best so far: no completed trial yet  |  {base_text}")
+        base = s["best_baseline"]
+        lines.append(
+            "best so far: no completed trial yet  |  best baseline "
+            + (f"{base:.5f}" if _number(base) else "?")
+        )
     budget = snap.get("budget") or {}
     if budget:
         used, cap = float(budget.get("gpu_hours") or 0.0), budget.get("gpu_hour_cap")
