@@ -250,7 +250,10 @@ def _vizier(land: Landscape, n: int, seed: int):
     for i in range(n):
         (suggestion,) = designer.suggest(1)
         trial = suggestion.to_trial(i + 1)
-        lx, ly = float(trial.parameters["lx"].value), float(trial.parameters["ly"].value)
+        values = trial.parameters.as_dict()
+        if set(values) != {"lx", "ly"}:
+            raise RuntimeError(f"OSS Vizier suggested {values} at trial {i + 1} of replay {seed}")
+        lx, ly = float(values["lx"]), float(values["ly"])
         v = land.noisy(lx, ly, rng)
         trial.complete(vz.Measurement(metrics={"objective": v}))
         designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
