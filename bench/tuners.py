@@ -242,8 +242,8 @@ def _vizier(land: Landscape, n: int, seed: int):
     rng = np.random.default_rng(seed + 2_000_003)
     (x0, x1), (y0, y1) = land.bounds
     problem = vz.ProblemStatement()
-    problem.search_space.root.add_float_param("lx", x0, x1)
-    problem.search_space.root.add_float_param("ly", y0, y1)
+    problem.search_space.root.add_float_param("lx", float(x0), float(x1))
+    problem.search_space.root.add_float_param("ly", float(y0), float(y1))
     problem.metric_information.append(vz.MetricInformation("objective", goal=vz.ObjectiveMetricGoal.MINIMIZE))
     designer = gp_ucb_pe.VizierGPUCBPEBandit(problem, rng=jax.random.PRNGKey(seed))
     out = []
@@ -255,7 +255,7 @@ def _vizier(land: Landscape, n: int, seed: int):
             raise RuntimeError(f"OSS Vizier suggested {values} at trial {i + 1} of replay {seed}")
         lx, ly = float(values["lx"]), float(values["ly"])
         v = land.noisy(lx, ly, rng)
-        trial.complete(vz.Measurement(metrics={"objective": v}))
+        trial.complete(vz.Measurement(metrics={"objective": float(v)}))
         designer.update(vza.CompletedTrials([trial]), vza.ActiveTrials())
         out.append((lx, ly, v))
     return out
