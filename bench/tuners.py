@@ -322,7 +322,12 @@ def replay(ns: argparse.Namespace) -> None:
         replays = min(ns.replays, slow.get(name) or ns.replays)
         curves[name] = []
         for seed in range(replays):
-            curves[name].append(_incumbents(land, tuner(land, ns.trials, seed)))
+            try:
+                curves[name].append(_incumbents(land, tuner(land, ns.trials, seed)))
+            except RuntimeError as e:  # a tuner that cannot finish a replay is left out, saying why
+                print(f"{name} left out: {e}")
+                del curves[name]
+                break
             if target is not None and name in slow:  # slow tuners: each replay as it ends
                 c = curves[name][-1]
                 print(
