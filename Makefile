@@ -23,17 +23,24 @@ SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFIL
 	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS)) \
 	$(if $(EXPERIMENTS),--experiments)
 
-.PHONY: install test lint mutation swarm status data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
+.PHONY: install chromium test lint mutation swarm status dashboard data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
 
-install: $(VENV)/.installed $(TOOLS)/.installed
+install: $(VENV)/.installed $(TOOLS)/.installed chromium
 
 # torch first, as the local CPU wheel: any other spec pulls several GB of CUDA packages.
 $(VENV)/.installed: trainer/pyproject.toml orchestrator/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e 'trainer[data,metis,dev]' -e 'orchestrator[vertex,report,dev]'
+	$(BIN)/pip install -q -c constraints.txt -e 'trainer[data,metis,dev]' -e 'orchestrator[vertex,report,dashboard,dev]'
 	touch $@
+
+# Debian's chromium for the browser test of the report (tests/browser), installed where it is
+# missing and apt-get exists; elsewhere that test skips and says where it runs.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # checkov pins its own dependency tree, so it lives in a venv of its own.
 $(TOOLS)/.installed: constraints-checkov.txt
@@ -58,6 +65,11 @@ test: install lint
 mutation: install
 	$(BIN)/pip install -q -c constraints.txt mutmut
 	tests/mutation/run.sh
+
+# optuna-dashboard (read-only) on the latest run's study.db, or RUN_DIR's: http://127.0.0.1:$(PORT)/dashboard
+PORT ?= 8080
+dashboard: install
+	$(BIN)/orchestrator dashboard $(if $(RUN_DIR),--run-dir $(RUN_DIR)) --port $(PORT)
 
 data: install
 	@test -f $(DATA_DIR)/manifest.json || $(BIN)/trainer zeros odlyzko --out $(DATA_DIR)

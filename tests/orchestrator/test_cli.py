@@ -278,25 +278,3 @@ def test_stop_makes_a_running_controller_exit(tmp_path, study_db, zeros):
     assert [t["state"] for t in json.loads((run_dir / "trials.json").read_text())["trials"]] == [
         "STOPPED"
     ] * 2
-
-
-def test_status_watch_refreshes_until_interrupted(tmp_path, monkeypatch):
-    path = tmp_path / "trials.json"
-    path.write_text(json.dumps(_snapshot(time.time())))
-    ticks = []
-
-    def fake_sleep(seconds):
-        ticks.append(seconds)
-        if len(ticks) == 1:  # the swarm moves on between two refreshes
-            snap = _snapshot(time.time())
-            snap["trials"][2]["state"] = "COMPLETED"
-            snap["trials"][2]["value"] = 0.011
-            path.write_text(json.dumps(snap))
-        else:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr("orchestrator.commands.status.time.sleep", fake_sleep)
-    r = _invoke("status", "--run-dir", str(tmp_path), "--watch", "--interval", "5")
-    assert r.exit_code == 0 and ticks == [5.0, 5.0]
-    assert r.output.count("Leaderboard") == 2
-    assert "running 1" in r.output and "completed 3" in r.output

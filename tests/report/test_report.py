@@ -61,6 +61,7 @@ def test_report_writes_pages_and_every_plot(losing_report):
         "spacings.png",
         "block_variance.png",
         "curves.png",
+        "horizon.png",
     }
     assert {"index.html", "summary.md"} | expected == names
     html = (losing_report / "index.html").read_text()

@@ -40,6 +40,7 @@ from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.reading import DamagedFile, repair_hint
 from orchestrator.run_files import EVENTS_FILE, STOP_FILE, job_hours, write_snapshot
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobSpec, JobState, Runner
+from orchestrator.trial_attrs import trial_attrs
 from orchestrator.trial_outputs import (
     Reader,
     best_baseline,
@@ -364,6 +365,7 @@ class Controller:
                 if status == "completed" and _finite(final.get("extrapolation_error")):
                     self._report_curve(t)
                     metrics = final_metrics(final)
+                    self.tuner.annotate(t.id, trial_attrs(final, job.output_dir or self.output_dir(t.id)))
                     self.tuner.complete(t.id, float(final["extrapolation_error"]), metrics)
                     study_db.backup(self.run_dir, int(t.id) if t.id.isdigit() else 0)
                     self.event(

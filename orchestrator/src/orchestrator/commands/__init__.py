@@ -14,6 +14,7 @@ _COMMANDS = {
     "orchestrator.commands.compare": ("compare",),
     "orchestrator.commands.zeros": ("zeros",),
     "orchestrator.commands.repair": ("repair",),
+    "orchestrator.commands.dashboard": ("dashboard",),
 }
 
 

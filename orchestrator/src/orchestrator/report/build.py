@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
-from orchestrator.report import analysis, plots
+from orchestrator.report import analysis, horizon, plots
 from orchestrator.report.html import PLOT_CAPTIONS, Page, render_html, render_markdown
 from orchestrator.report.load import load
 
@@ -25,6 +25,8 @@ def _draw(loaded, tmp: Path, progress: Callable[[str], None]) -> list[str]:
         "spacings.png": lambda p: plots.spacings(chosen, p),
         "block_variance.png": lambda p: plots.block_variance(chosen, p),
         "curves.png": lambda p: plots.curves(chosen, p),
+        "horizon.png": lambda p: horizon.horizon(loaded, p),
+        "arm_horizons.png": lambda p: horizon.arm_horizons(loaded, p),
     }
     assert drawers.keys() == PLOT_CAPTIONS.keys()
     written = []

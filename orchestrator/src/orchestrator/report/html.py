@@ -40,6 +40,8 @@ PLOT_CAPTIONS = {
     "spacings.png": "Predicted unfolded spacings against the data and the Wigner surmise.",
     "block_variance.png": "Block-sum variance across scales L, predicted against the data.",
     "curves.png": "Loss curves and the val-window error per epoch of the best trials.",
+    "horizon.png": "Error at each step k of the rollout: the champion against every baseline, tune and test windows.",
+    "arm_horizons.png": "Error at each step k per arm (seeds averaged) against the baselines, tune and test windows.",
 }
 
 

@@ -19,6 +19,7 @@ Contract (tests/contracts/tuner.py):
   own (Bayesian: the round's max_trials decides), else a count that each suggestion lowers and
   that reaches 0 exactly when `suggest` starts returning [] (a fixed design).
 * `report(trial_id, step, value)` records an intermediate objective (early stopping, curves).
+* `annotate(trial_id, attrs)` attaches display attributes to an ACTIVE trial (optional).
 * Reopening a tuner on the same study (same run dir / display name) sees the same trials.
 """
 
@@ -109,3 +110,9 @@ class Tuner(abc.ABC):
 
     @abc.abstractmethod
     def trials(self) -> list[TunerTrial]: ...
+
+    def annotate(self, trial_id: str, attrs: dict[str, str | float]) -> None:  # noqa: B027 (optional)
+        """Attach display attributes (orchestrator.trial_attrs: baselines, the paired verdict, the
+        output dir) to an ACTIVE trial; calling it again overwrites them. Backends whose study
+        has no free per-trial attributes ignore them: the Vizier console shows the final
+        measurement's metrics instead."""

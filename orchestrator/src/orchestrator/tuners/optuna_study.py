@@ -242,6 +242,15 @@ class OptunaTuner(Tuner):
             attrs[_STOP_VALUE_ATTR] = float(value)
         self._finish(trial_id, TunerState.STOPPED, attrs, state=TrialState.PRUNED)
 
+    def annotate(self, trial_id: str, attrs: dict[str, str | float]) -> None:
+        """Set user attributes (what optuna-dashboard's trial table shows) on a RUNNING trial; a
+        replay on a trial that has finished since is a no-op (Optuna refuses to change it)."""
+        ft = self._frozen(trial_id)
+        if ft.state is not TrialState.RUNNING:
+            return
+        for key, value in attrs.items():
+            self.study._storage.set_trial_user_attr(ft._trial_id, key, value)
+
     def report(self, trial_id: str, step: int, value: float) -> None:
         ft = self._frozen(trial_id)
         if ft.state is not TrialState.RUNNING or step in ft.intermediate_values:
