@@ -195,7 +195,9 @@ def test_vertex_defaults_to_the_cloud_profile_and_says_so(offline, tmp_path):
     assert text.exit_code == 0 and "profile: cloud (the default for --backend vertex)" in text.stdout
 
 
-def test_the_local_backend_keeps_the_default_profile(tmp_path):
+def test_the_local_backend_keeps_the_default_profile(tmp_path, odlyzko_prefix, monkeypatch):
+    # The dry run checks the dataset covers the profile's windows; a fresh clone has no data/.
+    monkeypatch.setenv("ZETA_SWARM_DATA", str(odlyzko_prefix(200_000)))
     result = CliRunner().invoke(
         main, ["swarm", "--phase", "2", "--run-dir", str(tmp_path / "run"), "--dry-run"]
     )

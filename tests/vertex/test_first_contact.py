@@ -110,7 +110,11 @@ def test_make_swarm_on_vertex_from_fresh_outputs_then_a_second_run_that_shares_n
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     run_id = json.loads((one / "run.json").read_text())["run_id"]
     study = f"phase2-minibatch-{run_id}"
-    command, *lines = first.stdout.splitlines()  # make echoes the command first
+    out = first.stdout.splitlines()
+    # make echoes the command first (after `make data`'s line on a clone that had no data yet)
+    command, *lines = out[
+        next(i for i, line in enumerate(out) if line.startswith(".venv/bin/orchestrator")) :
+    ]
     assert command.startswith(".venv/bin/orchestrator swarm --phase 2") and "--profile" not in command
     head = lines[:3]
     assert head == [
