@@ -397,6 +397,16 @@ def ctrl_c(ws: Workspace) -> list[str]:
             "--parallel", "2", "--run-dir", str(ws.root / "phase2-minibatch")]  # fmt: skip
 
 
+def _both_running(run_dir: Path) -> bool:
+    if len(list(run_dir.glob("jobs/*/pid"))) < 2:
+        return False
+    try:
+        trials = json.loads((run_dir / "trials.json").read_text())["trials"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return sum(t.get("state") == "RUNNING" for t in trials) >= 2
+
+
 def run_ctrl_c(ws: Workspace) -> Outcome:
     """Ctrl-C on a controller whose two trials hang: it must say what it leaves running."""
     case = CTRL_C
@@ -414,7 +424,9 @@ def run_ctrl_c(ws: Workspace) -> Outcome:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + case.timeout
-        while len(list(run_dir.glob("jobs/*/pid"))) < 2 and time.monotonic() < deadline:
+        # Interrupt the controller in its wait between passes: both trials spawned and the pass
+        # that launched them written to trials.json (a signal that lands inside a spawn is another case).
+        while not _both_running(run_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
