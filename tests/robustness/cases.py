@@ -418,9 +418,12 @@ def run_ctrl_c(ws: Workspace) -> Outcome:
     }
     argv = ctrl_c(ws)
     run_dir = ws.root / "phase2-minibatch"
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: give the controller the default disposition a terminal gives it.
     proc = subprocess.Popen(
         [str(BIN / "orchestrator"), *argv[1:]], env=env, cwd=ws.root, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + case.timeout
