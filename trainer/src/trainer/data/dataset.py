@@ -218,13 +218,19 @@ def _check_type(entry: dict, key: str, kind, where: str, what: str) -> None:
         raise DataError(f"{where}: {what}key '{key}' has the wrong type ({type(value).__name__})")
 
 
-def _parse_manifest(text: str, where: str) -> dict:
+def _json_object(text: str, where: str) -> dict:
+    """text parsed as one JSON object, or a DataError naming `where`."""
     try:
-        manifest = json.loads(text)
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{where}: not valid JSON (line {e.lineno}: {e.msg})") from e
-    if not isinstance(manifest, dict):
+    if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object")
+    return obj
+
+
+def _parse_manifest(text: str, where: str) -> dict:
+    manifest = _json_object(text, where)
     for key, kind in _REQUIRED.items():
         _check_type(manifest, key, kind, where, "")
     if manifest["first_index"] < 1:
@@ -664,12 +670,7 @@ def read_shard_record(out: str, k: int) -> dict | None:
 
 
 def _parse_record(text: str, where: str) -> dict:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not valid JSON (line {e.lineno}: {e.msg})") from e
-    if not isinstance(record, dict):
-        raise DataError(f"{where}: expected a JSON object")
+    record = _json_object(text, where)
     for key, kind in _SHARD_REQUIRED.items():
         _check_type(record, key, kind, where, "")
     return record
