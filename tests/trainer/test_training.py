@@ -29,7 +29,7 @@ def _rows(out: Path) -> list[dict]:
 
 def _without_timing(obj):
     if isinstance(obj, dict):
-        return {k: _without_timing(v) for k, v in obj.items() if k not in ("seconds", "peak_mem_bytes")}
+        return {k: _without_timing(v) for k, v in obj.items() if k not in ("seconds", "peak_mem_bytes", "cost")}
     if isinstance(obj, list):
         return [_without_timing(v) for v in obj]
     return obj
@@ -171,11 +171,11 @@ def _interrupt_at(monkeypatch, call: int):
     original = Trial.loss
     calls = {"n": 0}
 
-    def loss(self, model, batch, generator):
+    def loss(self, model, batch, generator, horizon=1):
         calls["n"] += 1
         if calls["n"] == call:
             os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, model, batch, generator)
+        return original(self, model, batch, generator, horizon)
 
     monkeypatch.setattr(Trial, "loss", loss)
 
@@ -227,8 +227,8 @@ def test_interrupted_and_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(
 def test_nan_loss_is_a_diverged_trial_with_exit_0(tiny_config_file, tmp_path, monkeypatch):
     original = Trial.loss
 
-    def loss(self, model, batch, generator):
-        total, parts = original(self, model, batch, generator)
+    def loss(self, model, batch, generator, horizon=1):
+        total, parts = original(self, model, batch, generator, horizon)
         return total * float("nan"), parts
 
     monkeypatch.setattr(Trial, "loss", loss)

@@ -133,6 +133,15 @@ class TrainConfig(_Strict):
     # Each cluster's node features are built once and kept for later epochs, least recently used
     # out beyond this many MiB (0: rebuild every step).
     node_cache_mb: int = Field(512, ge=0)
+    # The longest rollout trained on (trainer.training.horizon_at): the rollout length grows
+    # 1, 2, 4, ... up to this over equal parts of the epochs; 1: one-step teacher forcing.
+    max_horizon: int = Field(1, ge=1)
+    # When the rollout length first grows past 1, the encoder and the bottom half of the
+    # message-passing layers stop learning for the rest of training.
+    freeze_bottom_layers_on_expand: bool = False
+    # null: every cluster once per epoch in a random order. T > 0: each step draws its clusters
+    # with probability proportional to w^(1/T), w the cluster's height rank in (0, 1].
+    height_temperature: float | None = Field(None, gt=0.0)
 
 
 class TrialConfig(_Strict):

@@ -18,6 +18,7 @@ one: the prediction of its last node equals what the model gives inside the whol
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,6 +171,51 @@ def rollout(
         base = 1.0 + windows.base_next[:, r + k] - d[:, j] if windows.base_next is not None else 0.0
         d[:, j + 1] = d[:, j] + (base + out_last) - 1.0
     return d[:, -h:]
+
+
+GATE_SCALES = (2, 4, 8, 16, 32, 64)  # L of gates' block_variance_logratio (those < H)
+
+
+def ks_two_sample(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic sup_x |F_a(x) - F_b(x)| of two 1-D samples."""
+    a, b = np.sort(a), np.sort(b)
+    x = np.concatenate([a, b])
+    return float(
+        np.max(np.abs(np.searchsorted(a, x, "right") / a.size - np.searchsorted(b, x, "right") / b.size))
+    )
+
+
+def _block_variance(spacings: np.ndarray, L: int) -> float:
+    """Variance of the sums of L consecutive spacings, every sliding block inside each window pooled."""
+    c = np.concatenate([np.zeros((spacings.shape[0], 1)), np.cumsum(spacings, axis=1)], axis=1)
+    return float(np.var(c[:, L:] - c[:, :-L]))
+
+
+def gates(pred_delta: np.ndarray, windows: Windows) -> dict[str, float | None]:
+    """The physics checks of a set's rollouts against the true zeros of the same windows.
+
+    Spacings are those of each window's H predicted zeros (the first one from the true x_M):
+    * spacing_ks: two-sample KS statistic of the predicted against the true spacings, pooled;
+    * block_variance_logratio: max over L in GATE_SCALES (L < H) of |log(var_pred(L) /
+      var_true(L))|, var(L) the variance of sums of L consecutive spacings inside a window;
+    * nonpositive_fraction: the fraction of predicted spacings <= 0.
+    All three are 0 for a perfect prediction; None where a rollout is not finite (and the
+    log ratio inf, written null, for constant predicted spacings): a None gate fails.
+    """
+    delta_m = windows.delta_true[:, -windows.horizon - 1 : -windows.horizon]
+    pred = 1.0 + np.diff(np.concatenate([delta_m, pred_delta], axis=1), axis=1)
+    true = 1.0 + np.diff(np.concatenate([delta_m, windows.true_future], axis=1), axis=1)
+    if not np.all(np.isfinite(pred)):
+        return {"spacing_ks": None, "block_variance_logratio": None, "nonpositive_fraction": None}
+    ratios = []
+    for L in (L for L in GATE_SCALES if L < windows.horizon):
+        var_pred, var_true = _block_variance(pred, L), _block_variance(true, L)
+        ratios.append(abs(math.log(var_pred / var_true)) if var_pred > 0 else math.inf)
+    return {
+        "spacing_ks": ks_two_sample(pred.ravel(), true.ravel()),
+        "block_variance_logratio": max(ratios) if ratios else None,
+        "nonpositive_fraction": float(np.mean(pred <= 0)),
+    }
 
 
 def score(

@@ -103,6 +103,14 @@ class SpacingGNN(nn.Module):
         self.skip = nn.Linear(in_features, 1, bias=False)
         nn.init.zeros_(self.skip.weight)
 
+    def freeze_bottom_layers(self) -> None:
+        """Stop the encoder and the bottom half (depth // 2) of the message-passing layers from
+        learning: requires_grad False, so they get no gradient and torch's optimizers (weight
+        decay included) skip them."""
+        bottom = len(self.convs) // 2
+        for module in (self.encoder, *self.convs[:bottom], *self.norms[:bottom]):
+            module.requires_grad_(False)
+
     def graph_input(self, table: np.ndarray) -> torch.Tensor:
         """The graph argument of forward for a neighbour table: CSR adjacency, or edge_index for GATv2."""
         return graph.edge_index(table) if self.layer == "gatv2" else graph.adjacency(table)

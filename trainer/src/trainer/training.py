@@ -26,7 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from trainer import storage
 from trainer.config import TrialConfig, dump_config
 from trainer.errors import ConfigError, DataError
-from trainer.extrapolation import PREFIX, SETS, prepare_windows, rollout, score
+from trainer.extrapolation import PREFIX, SETS, gates, prepare_windows, rollout, score
 from trainer.features import NodeSet, build_nodes, feature_names, fit_classical, join_nodes, read_unfolded
 from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
 from trainer.model import SpacingGNN
@@ -56,6 +56,27 @@ def select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: cuda was asked for but torch sees no CUDA device")
     return torch.device(name)
+
+
+def horizon_stages(max_horizon: int) -> list[int]:
+    """The rollout lengths of the curriculum: 1, 2, 4, ... doubling, the last one max_horizon."""
+    stages = [1]
+    while stages[-1] < max_horizon:
+        stages.append(min(2 * stages[-1], max_horizon))
+    return stages
+
+
+def horizon_at(epoch: int, epochs: int, max_horizon: int) -> int:
+    """The rollout length trained on in epoch `epoch` (0-based) of `epochs`.
+
+    The S stages of horizon_stages split the epochs into S equal parts: epoch e trains at stage
+    ceil((e + 1) S / E) - 1, so the first epoch trains one step ahead and the last max_horizon.
+    A function of the epoch alone, so a resumed run trains at the same length.
+    """
+    stages = horizon_stages(max_horizon)
+    if epochs <= 0:
+        return stages[-1]
+    return stages[min(len(stages) - 1, ((epoch + 1) * len(stages) - 1) // epochs)]
 
 
 @dataclass
@@ -279,10 +300,27 @@ class Trial:
         )
 
     def epoch_plan(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
-        """The steps of one epoch: a random order of the k clusters, q per step."""
-        order = rng.permutation(len(self.clusters))
+        """The steps of one epoch, q clusters each: a random order of the k clusters, or, with
+        train.height_temperature, ceil(k / q) steps of q clusters drawn by cluster_weights."""
         q = self.cfg.train.clusters_per_step
-        return [tuple(sorted(int(c) for c in order[i : i + q])) for i in range(0, len(order), q)]
+        if self.cfg.train.height_temperature is None:
+            order = rng.permutation(len(self.clusters))
+            return [tuple(sorted(int(c) for c in order[i : i + q])) for i in range(0, len(order), q)]
+        p = self.cluster_weights()
+        steps = math.ceil(len(self.clusters) / q)
+        return [
+            tuple(sorted(int(c) for c in rng.choice(len(p), q, replace=False, p=p))) for _ in range(steps)
+        ]
+
+    def cluster_weights(self) -> np.ndarray:
+        """Each cluster's probability of being drawn into a step (train.height_temperature T):
+        proportional to w^(1/T), w = (rank of the cluster's mean zero index) / k in (0, 1], so
+        the cluster nearest the windows has w = 1 and T < 1 favours the top of the range."""
+        centre = [sum((a + b) * (b - a) for a, b in c) / sum(b - a for a, b in c) for c in self.clusters]
+        rank = np.empty(len(centre))
+        rank[np.argsort(centre, kind="stable")] = np.arange(1, len(centre) + 1)
+        w = (rank / len(centre)) ** (1.0 / self.cfg.train.height_temperature)
+        return w / w.sum()
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """Predicted next spacings of the batch's nodes: base + the model's output (float32)."""
@@ -290,9 +328,69 @@ class Trial:
             out = model(batch.x, batch.graph)
         return batch.base + out.float()
 
-    def loss(self, model: torch.nn.Module, batch: Batch, generator: torch.Generator):
-        """(total, parts) of one training step on batch: the one step function of both teams."""
-        return self.train_losses(self.forward(model, batch), batch, generator)
+    def loss(self, model: torch.nn.Module, batch: Batch, generator: torch.Generator, horizon: int = 1):
+        """(total, parts) of one training step on batch: the one step function of both teams.
+
+        With horizon k > 1 the `mse` part is rollout_mse over k steps; the other losses stay on
+        the one-step spacings (the first of the k model calls).
+        """
+        pred = self.forward(model, batch)
+        total, parts = self.train_losses(pred, batch, generator)
+        if horizon == 1:
+            return total, parts
+        parts["mse"] = self.rollout_mse(model, batch, pred, horizon)
+        weights = self.train_losses.weights
+        total = pred.new_zeros(())
+        for name in LOSS_NAMES:
+            if getattr(weights, name) > 0:
+                total = total + getattr(weights, name) * parts[name]
+        parts["total"] = total
+        return total, parts
+
+    def rollout_mse(self, model: torch.nn.Module, batch: Batch, first: torch.Tensor, horizon: int):
+        """Mean over j = 1..horizon of the mean squared error of every node's j-step rollout.
+
+        Node n's rollout of length j starts from the true zeros up to n + 1 - j and predicts
+        delta_{n+1} by rolling forward like the evaluation (trainer.extrapolation.rollout): each
+        predicted fluctuation replaces the true one in the position features of the next node
+        of its trajectory. All nodes roll together, one model call per step over the whole
+        batch, by carrying errors e = delta_hat - delta rather than positions: node n's features
+        at step j are its true ones plus position_features of its trajectory's errors at
+        n - window .. n, which are those of node n - 1 at step j - 1 shifted by one.
+
+        Approximations, both documented in docs/contracts.md: a node's graph neighbours carry
+        their own trajectories' features at the same step (in the evaluation they would carry
+        the same trajectory's), and zeros before a segment of the batch stay true (a node
+        within j - 1 zeros of its segment's start rolls only from that start).
+
+        Args:
+            model: the model being trained (train mode).
+            batch: the step's nodes.
+            first: the one-step predicted spacings of the batch (self.forward), reused as step 1.
+            horizon: k >= 1.
+
+        Returns:
+            0-d tensor, differentiable through every step of the rollout.
+        """
+        win = self.cfg.model.window
+        m = len(batch.y)
+        continues = torch.ones(m, 1, device=first.device)  # node n - 1 is in n's segment
+        continues[[start for start, _ in batch.segments]] = 0.0
+        err = first - batch.y  # e_{n+1} of the one-step prediction
+        sq = [err.square().mean()]
+        errors = first.new_zeros(m, win + 1)  # trajectory errors at n - window .. n
+        for _ in range(1, horizon):
+            errors = torch.cat([errors[:, 1:], err[:, None]], dim=1)
+            errors = torch.cat([errors.new_zeros(1, win + 1), errors[:-1]]) * continues
+            shift = torch.cat([errors[:, 1:] - errors[:, :-1], errors[:, -1:]], dim=1)
+            x = torch.cat([batch.x[:, : win + 1] + shift, batch.x[:, win + 1 :]], dim=1)
+            e_n = errors[:, -1]
+            base = batch.base - e_n if self.residual else batch.base  # 1 + f_{n+1} - delta_hat_n
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = model(x, batch.graph)
+            err = e_n + (base + out.float()) - batch.y  # e_{n+1} = e_n + s_hat_n - s_n
+            sq.append(err.square().mean())
+        return torch.stack(sq).mean()
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, sets: tuple[str, ...] = SETS) -> tuple[dict, dict, dict]:
@@ -321,6 +419,8 @@ class Trial:
             rolled[name] = rollout(model, windows, self.device, self.autocast)
             set_metrics, per_window[name], curves[name] = score(rolled[name], windows)
             metrics |= {PREFIX[name] + k: v for k, v in set_metrics.items()}
+        if "test" in sets:
+            metrics["gates"] = gates(rolled["test"], self.windows["test"])
         pred_np = pred.cpu().double().numpy()
         true_np = vb.nodes.target
         scales = default_scales(len(true_np))
@@ -413,6 +513,19 @@ def _final(
     if windows is not None:
         out["windows"] = windows
     return out
+
+
+def _cost(cost: dict, steps: int, device: torch.device) -> dict:
+    """final.json's `cost`: time in the training steps (evaluation excluded), summed over resumes."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "seconds_per_step": round(cost["train_seconds"] / steps, 6) if steps else None,
+        "steps": steps,
+        "train_seconds": round(cost["train_seconds"], 3),
+        "cpu_seconds": round(cost["cpu_seconds"], 3),
+        "device": device.type,
+        "device_name": name,
+    }
 
 
 def run_trial(
@@ -525,6 +638,7 @@ def _loop(
     rng = np.random.default_rng(cfg.seed)
     loss_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
     epoch, step, plan, step_in_epoch, sums, spent = 0, 0, None, 0, {}, 0.0
+    cost = {"train_seconds": 0.0, "cpu_seconds": 0.0}  # spent in training steps, over every resume
 
     if state is not None:
         model.load_state_dict(state["model"])
@@ -546,6 +660,7 @@ def _loop(
         )
         plan = [tuple(p) for p in state["plan"]] if state["plan"] is not None else None
         sums = dict(state["sums"])
+        cost = dict(state.get("cost") or cost)
         echo(f"resuming from {outputs.where(CHECKPOINT_FILE)} at epoch {epoch}, step {step}")
     outputs.load_metrics(up_to_epoch=epoch)
 
@@ -571,6 +686,7 @@ def _loop(
                 "step_in_epoch": step_in_epoch,
                 "plan": [list(p) for p in plan] if plan is not None else None,
                 "sums": sums,
+                "cost": cost,
                 "seconds": seconds(),
                 "config": cfg.model_dump(mode="json"),
             }
@@ -588,9 +704,13 @@ def _loop(
             t0 = time.monotonic()
             if plan is None:
                 plan, step_in_epoch, sums = trial.epoch_plan(rng), 0, {}
+            horizon = horizon_at(epoch, cfg.train.epochs, cfg.train.max_horizon)
+            if horizon > 1 and cfg.train.freeze_bottom_layers_on_expand:
+                model.freeze_bottom_layers()  # from the first expansion on (again after a resume)
             while step_in_epoch < len(plan):
+                wall, cpu = time.monotonic(), time.process_time()
                 model.train()
-                total, parts = trial.loss(model, trial.batch(plan[step_in_epoch]), loss_gen)
+                total, parts = trial.loss(model, trial.batch(plan[step_in_epoch]), loss_gen, horizon)
                 if not torch.isfinite(total):
                     values = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in parts.items())
                     return diverged(f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values})")
@@ -602,7 +722,9 @@ def _loop(
                 per_step.step()
                 ema.update_parameters(model)
                 for k, v in parts.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())  # also waits for the device
+                cost["train_seconds"] += time.monotonic() - wall
+                cost["cpu_seconds"] += time.process_time() - cpu
                 step_in_epoch += 1
                 step += 1
                 if stop.requested:
@@ -611,6 +733,8 @@ def _loop(
                     return EXIT_SIGTERM
             epoch, plan = epoch + 1, None
             row = {"epoch": epoch, "step": step} | {f"train/{k}": v / step_in_epoch for k, v in sums.items()}
+            if cfg.train.max_horizon > 1:
+                row["train/horizon"] = horizon
             if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
                 metrics, _, _ = trial.evaluate(ema.module, ("val",))
                 if not math.isfinite(metrics[VAL_OBJECTIVE]) or not math.isfinite(metrics["val_loss"]):
@@ -647,6 +771,7 @@ def _loop(
             )
         sinks.scalars({k: v for k, v in final.items() if not k.startswith("val")}, epoch)
         outputs.write_json(PREDICTIONS_FILE, predictions)
+        final["cost"] = _cost(cost, step, device)
         outputs.write_json(FINAL_FILE, _final("completed", final, epoch, seconds(), None, windows))
         echo(
             f"completed: {OBJECTIVE} {final[OBJECTIVE]:.5g} ± {final['extrapolation_stderr']:.2g} on the tune windows, "
