@@ -29,7 +29,9 @@ def _rows(out: Path) -> list[dict]:
 
 def _without_timing(obj):
     if isinstance(obj, dict):
-        return {k: _without_timing(v) for k, v in obj.items() if k not in ("seconds", "peak_mem_bytes", "cost")}
+        return {
+            k: _without_timing(v) for k, v in obj.items() if k not in ("seconds", "peak_mem_bytes", "cost")
+        }
     if isinstance(obj, list):
         return [_without_timing(v) for v in obj]
     return obj
