@@ -31,7 +31,7 @@ from trainer.features import NodeSet, build_nodes, feature_names, fit_classical,
 from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
 from trainer.model import SpacingGNN
 from trainer.partition import make_partition
-from trainer.reporting import (
+from trainer.outputs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     FINAL_FILE,
