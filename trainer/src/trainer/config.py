@@ -100,6 +100,10 @@ class LossConfig(_Strict):
     rg_scope: Literal["global", "cluster"] = "global"
     # rg_penalty scales L = 2, 4, ..., 2^K with K <= rg_max_log2, and 2^K <= (shortest segment) / 16
     rg_max_log2: int = Field(10, ge=1, le=20)
+    # gue_mmd subsamples each side to at most this many spacings per segment (O(n^2) kernel sums)
+    mmd_max_samples: int = Field(2048, ge=2)
+    # Wigner draws (or real spacings before the training range) in gue_mmd's reference sample
+    mmd_reference_size: int = Field(8192, ge=2)
 
     @field_validator("mmd_bandwidths")
     @classmethod
@@ -114,6 +118,9 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0.0)
     warmup_steps: int = Field(10, ge=0)
     scheduler: Literal["cosine", "plateau", "none"] = "cosine"
+    eta_min_fraction: float = Field(0.01, ge=0.0, le=1.0)  # cosine: the last lr, as a fraction of lr
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)  # plateau: lr *= this when val_loss stalls ...
+    plateau_patience: int = Field(2, ge=0)  # ... for more than this many evaluations
     ema_decay: float = Field(0.9, ge=0.0, lt=1.0)  # 0: evaluate the raw weights
     grad_clip: float = Field(1.0, ge=0.0)  # max global grad norm; 0: off
 

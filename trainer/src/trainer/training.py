@@ -30,7 +30,6 @@ from trainer.extrapolation import PREFIX, SETS, gates, prepare_windows, rollout,
 from trainer.features import NodeSet, build_nodes, feature_names, fit_classical, join_nodes, read_unfolded
 from trainer.losses import LOSS_NAMES, LossWeights, compute_losses, rg_target
 from trainer.model import SpacingGNN
-from trainer.partition import make_partition
 from trainer.outputs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -43,10 +42,15 @@ from trainer.outputs import (
     peak_mem_bytes,
     progress_line,
 )
+from trainer.partition import make_partition
 from trainer.rmt import block_sum_variance, default_scales, sample_wigner
 
-GUE_REFERENCE_SIZE = 8192  # Wigner samples (or real spacings) the MMD compares against
 EXIT_SIGTERM = 143
+# Each random stream of a trial is seeded by `seed` plus its own offset, so the streams differ
+# from each other and from torch.manual_seed(seed) (the model's initial weights).
+LOSS_SEED_OFFSET = 1  # the training losses' draws (gue_mmd subsampling), carried in checkpoints
+REFERENCE_SEED_OFFSET = 7  # the Wigner sample gue_mmd compares against
+EVAL_SEED_OFFSET = 11  # the validation losses' draws, the same at every evaluation
 
 
 def select_device(name: str) -> torch.device:
@@ -112,6 +116,7 @@ class LossSetup:
     rg_target: torch.Tensor | None
     scales: list[int] | None
     bandwidths: tuple[float, ...]
+    mmd_max_samples: int
 
     def __call__(self, pred: torch.Tensor, batch: Batch, generator: torch.Generator):
         return compute_losses(
@@ -124,6 +129,7 @@ class LossSetup:
             scales=self.scales,
             generator=generator,
             mmd_bandwidths=self.bandwidths,
+            mmd_max_samples=self.mmd_max_samples,
         )
 
 
@@ -230,11 +236,11 @@ class Trial:
     def _mmd_reference(self) -> torch.Tensor:
         cfg = self.cfg
         if cfg.loss.mmd_reference == "gue":
-            gen = torch.Generator().manual_seed(cfg.seed + 7)
-            return sample_wigner(GUE_REFERENCE_SIZE, gen).to(self.device)
+            gen = torch.Generator().manual_seed(cfg.seed + REFERENCE_SEED_OFFSET)
+            return sample_wigner(cfg.loss.mmd_reference_size, gen).to(self.device)
         # Held-out real spacings at (almost) the same height: the zeros just before the training range.
         stop = cfg.data.train_start
-        start = max(self.dataset.first_index, stop - GUE_REFERENCE_SIZE - 1)
+        start = max(self.dataset.first_index, stop - cfg.loss.mmd_reference_size - 1)
         if stop - start < 3:
             raise ConfigError("loss.mmd_reference: data needs zeros before data.train_start to compare with")
         x = read_unfolded(self.dataset, start, stop)
@@ -250,7 +256,8 @@ class Trial:
             true = np.diff(read_unfolded(self.dataset, start, stop + 1))
             target = rg_target(torch.from_numpy(true), scales).float().to(self.device)
         bandwidths = tuple(self.cfg.loss.mmd_bandwidths)
-        return LossSetup(weights, reference, target, scales if target is not None else None, bandwidths)
+        scales = scales if target is not None else None
+        return LossSetup(weights, reference, target, scales, bandwidths, self.cfg.loss.mmd_max_samples)
 
     def batch(self, cluster_ids) -> Batch:
         """The nodes of the given clusters with their internal edges (the last one is kept:
@@ -408,9 +415,7 @@ class Trial:
         model.eval()
         vb = self.val_batch()
         pred = self.forward(model, vb)
-        generator = torch.Generator(self.device).manual_seed(
-            self.cfg.seed + 11
-        )  # same draws every evaluation
+        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + EVAL_SEED_OFFSET)
         total, parts = self.val_losses(pred, vb, generator)
         metrics = {"val_loss": float(total)} | {f"val/{k}": float(parts[k]) for k in LOSS_NAMES}
         per_window, curves, rolled = {}, {}, {}
@@ -458,9 +463,15 @@ def _schedulers(optimizer, cfg: TrialConfig, total_steps: int):
     warmup = LinearLR(optimizer, start_factor=1.0 / (warm + 1), total_iters=warm)
     per_step = warmup
     if o.scheduler == "cosine":
-        cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warm), eta_min=0.01 * o.lr)
+        cosine = CosineAnnealingLR(
+            optimizer, T_max=max(1, total_steps - warm), eta_min=o.eta_min_fraction * o.lr
+        )
         per_step = SequentialLR(optimizer, [warmup, cosine], milestones=[warm]) if warm else cosine
-    plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=2) if o.scheduler == "plateau" else None
+    plateau = (
+        ReduceLROnPlateau(optimizer, factor=o.plateau_factor, patience=o.plateau_patience)
+        if o.scheduler == "plateau"
+        else None
+    )
     return per_step, plateau
 
 
@@ -636,7 +647,7 @@ def _loop(
     per_step, plateau = _schedulers(optimizer, cfg, total_steps)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
     rng = np.random.default_rng(cfg.seed)
-    loss_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
+    loss_gen = torch.Generator(device).manual_seed(cfg.seed + LOSS_SEED_OFFSET)
     epoch, step, plan, step_in_epoch, sums, spent = 0, 0, None, 0, {}, 0.0
     cost = {"train_seconds": 0.0, "cpu_seconds": 0.0}  # spent in training steps, over every resume
 
