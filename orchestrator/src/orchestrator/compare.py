@@ -306,14 +306,8 @@ def arm_settings(
         infra_outputs: Terraform outputs file (vertex backend only).
         infra_overrides: vertex only: infra setting -> value from a flag (--runs-bucket, ...).
     """
-    from orchestrator.config import (
-        BaselineSigmaRule,
-        EarlyStopping,
-        MedianRule,
-        RoundPlan,
-        load_settings,
-        points_space,
-    )
+    from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule, load_settings
+    from orchestrator.rounds import RoundPlan, points_space
 
     arm_dir = run_dir / arm.run_dir
     base = load_settings(

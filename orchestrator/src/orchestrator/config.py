@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from orchestrator import reading
 from orchestrator.errors import ConfigError
-from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, Param
+from orchestrator.rounds import KINDS, RoundConfig, RoundPlan, championship_settings, plans
+from orchestrator.schema import Strict as _Strict
+from orchestrator.values import Value
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -34,12 +36,6 @@ TEAMS = ("fullbatch", "minibatch")
 DATA_ENV = "ZETA_SWARM_DATA"
 CONFIGS_ENV = "ZETA_SWARM_CONFIGS"  # another configs/ directory (default: the repository's)
 PROFILES_HINT = "default, smoke, cloud"
-
-Value = float | int | str | list[int] | list[float] | bool
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # -- backends ---------------------------------------------------------------------------------
@@ -81,85 +77,6 @@ class Team(_Strict):
 
 
 # -- phases -----------------------------------------------------------------------------------
-class Knob(_Strict):
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
-
-    @model_validator(mode="after")
-    def _range(self) -> Knob:
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError("a log-scale knob needs low > 0")
-        return self
-
-
-class BayesianRound(_Strict):
-    name: str
-    kind: Literal["bayesian"]
-    space: dict[str, Knob]
-    fixed: dict[str, Value] = {}
-
-    @model_validator(mode="after")
-    def _nonempty(self) -> BayesianRound:
-        if not self.space:
-            raise ValueError("space needs at least one knob")
-        return self
-
-
-class PointsRound(_Strict):
-    """Explicit points, a grid over `values`, or a 2-level fractional factorial over `levels`."""
-
-    name: str
-    kind: Literal["points", "grid", "factorial"]
-    points: list[dict[str, Value]] = []
-    values: dict[str, list[Value]] = {}
-    levels: dict[str, tuple[Value, Value]] = {}
-    carry: list[str] = []  # knobs taken from the previous round's winner
-    fixed: dict[str, Value] = {}
-
-    @model_validator(mode="after")
-    def _design(self) -> PointsRound:
-        need = {"points": self.points, "grid": self.values, "factorial": self.levels}[self.kind]
-        if not need:
-            key = {"points": "points", "grid": "values", "factorial": "levels"}[self.kind]
-            raise ValueError(f"kind {self.kind!r} needs a non-empty `{key}`")
-        return self
-
-
-class LatinHypercubeRound(_Strict):
-    name: str
-    kind: Literal["lhs"]
-    space: dict[str, Knob]
-    runs: Annotated[int, Field(ge=2, le=1000)]
-    carry: list[str] = []
-    fixed: dict[str, Value] = {}
-
-
-class ChampionshipRound(_Strict):
-    """Phase 3: the top configurations of an earlier phase, replicated over seeds, plus a control team."""
-
-    name: str
-    kind: Literal["championship"]
-    source_phase: int = 2
-    knobs: list[str]  # the knobs copied from the source trials
-    top: Annotated[int, Field(ge=1)] = 10
-    replicas: Annotated[int, Field(ge=1)] = 5
-    control_team: Literal["fullbatch", "minibatch"] | None = "fullbatch"
-    # The MSE-only arm: the champion's team with every prior weight 0, the same seeds and budget.
-    mse_only: bool = True
-    # One-sided paired z tests on the test windows, Holm-adjusted over the candidates at 1 - level.
-    level: Annotated[float, Field(gt=0, lt=1)] = 0.95
-    fixed: dict[str, Value] = {}
-
-
-Round = Annotated[
-    BayesianRound | PointsRound | LatinHypercubeRound | ChampionshipRound, Field(discriminator="kind")
-]
-
-
 class LockSpec(_Strict):
     """Where a phase takes the locked architecture from (phase 1's lock.yaml) and what to use without it."""
 
@@ -205,7 +122,7 @@ class Phase(_Strict):
     phase: Literal[1, 2, 3]
     title: str
     description: str = ""
-    rounds: Annotated[list[Round], Field(min_length=1)]
+    rounds: Annotated[list[RoundConfig], Field(min_length=1)]
     fixed: dict[str, Value] = {}
     lock: LockSpec | None = None
     writes_lock: list[str] = []
@@ -256,28 +173,6 @@ class Budgets(_Strict):
 
 
 # -- resolved settings ------------------------------------------------------------------------
-class RoundPlan(_Strict):
-    """One round, ready for the tuner: knobs, design points (None = Bayesian) and fixed overrides."""
-
-    name: str
-    kind: str
-    space: list[dict[str, Any]]  # serialised Params (see `params()`)
-    points: list[dict[str, Any]] | None
-    fixed: dict[str, Value]
-    carry: list[str] = []
-
-    def params(self) -> list[Param]:
-        out: list[Param] = []
-        for p in self.space:
-            if p["type"] == "float":
-                out.append(FloatParam(p["name"], p["low"], p["high"], p["log"]))
-            elif p["type"] == "int":
-                out.append(IntParam(p["name"], int(p["low"]), int(p["high"]), p["log"]))
-            else:
-                out.append(CategoricalParam(p["name"], tuple(p["choices"])))
-        return out
-
-
 class SwarmSettings(_Strict):
     """Everything one swarm run needs, written to RUN_DIR/swarm.yaml."""
 
@@ -330,15 +225,6 @@ class SwarmSettings(_Strict):
         """The team a trial runs as: its `train.mode` param (phase 3's control team), else the swarm's."""
         mode = params.get("train.mode")
         return mode if isinstance(mode, str) and mode in self.team_machines else self.team
-
-
-def canonical(value: Value) -> float | int | str:
-    """A knob value as the tuner stores it: lists (prime sets) become compact JSON strings."""
-    if isinstance(value, list):
-        return json.dumps(value, separators=(",", ":"))
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
 
 
 def set_arg(key: str, value: Any) -> str:
@@ -442,67 +328,7 @@ def _validate(model: type[BaseModel], path: Path, problems: _Problems) -> Any:
         return None
 
 
-_UNION_TAGS = {"bayesian", "points", "grid", "factorial", "lhs", "championship", "function-after"}
-
-
-def _knob_param(name: str, knob: Knob) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "int" if knob.integer else "float",
-        "low": knob.low,
-        "high": knob.high,
-        "log": knob.log,
-    }
-
-
-def points_space(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Knobs of a fixed design: strings are categorical; numbers span the design's own range."""
-    space: dict[str, dict[str, Any]] = {}
-    for point in points:
-        for name, value in point.items():
-            if isinstance(value, str):
-                entry = space.setdefault(name, {"name": name, "type": "categorical", "choices": []})
-                if value not in entry["choices"]:
-                    entry["choices"].append(value)
-            else:
-                is_int = isinstance(value, int) and not isinstance(value, bool)
-                entry = space.setdefault(
-                    name,
-                    {
-                        "name": name,
-                        "type": "int" if is_int else "float",
-                        "low": value,
-                        "high": value,
-                        "log": False,
-                    },
-                )
-                entry["low"], entry["high"] = min(entry["low"], value), max(entry["high"], value)
-                if not is_int:
-                    entry["type"] = "float"
-    for entry in space.values():
-        if entry["type"] != "categorical" and entry["low"] == entry["high"]:
-            entry["high"] = entry["low"] + (1 if entry["type"] == "int" else max(abs(entry["low"]), 1e-12))
-    return list(space.values())
-
-
-def design_points(rnd: PointsRound | LatinHypercubeRound, seed: int = 0) -> list[dict[str, Any]]:
-    """The points of a fixed-design round (before carry and fixed knobs are added)."""
-    from orchestrator import designs
-
-    if isinstance(rnd, LatinHypercubeRound):
-        params = RoundPlan(
-            name=rnd.name,
-            kind="lhs",
-            space=[_knob_param(n, k) for n, k in rnd.space.items()],
-            points=[],
-            fixed={},
-        ).params()
-        return designs.latin_hypercube(params, rnd.runs, seed=seed)
-    if rnd.kind == "points":
-        return [{k: canonical(v) for k, v in p.items()} for p in rnd.points]
-    if rnd.kind == "grid":
-        return designs.grid({k: [canonical(v) for v in vs] for k, vs in rnd.values.items()})
-    return designs.fractional_factorial({k: (canonical(a), canonical(b)) for k, (a, b) in rnd.levels.items()})
+_UNION_TAGS = {*KINDS, "function-after"}
 
 
 def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: dict[str, str]) -> str:
@@ -684,32 +510,7 @@ def load_settings(
             lock_source = f"defaults (no {_rel(lp)}; run phase 1 first to lock the architecture)"
     problems.raise_if_any()
 
-    # Fixed-design rounds share one space (Optuna wants one distribution per knob in a study):
-    # the union of every round's points with the round's own fixed knobs folded in.
-    static_points: dict[str, list[dict[str, Any]]] = {}
-    for rnd in phase_cfg.rounds:
-        if isinstance(rnd, PointsRound | LatinHypercubeRound):
-            fixed = {k: canonical(v) for k, v in rnd.fixed.items()}
-            static_points[rnd.name] = [{**p, **fixed} for p in design_points(rnd, seed=0)]
-    design_space = points_space([p for pts in static_points.values() for p in pts])
-    rounds: list[RoundPlan] = []
-    for rnd in phase_cfg.rounds:
-        if isinstance(rnd, BayesianRound):
-            space = [_knob_param(n, k) for n, k in rnd.space.items()]
-            rounds.append(RoundPlan(name=rnd.name, kind=rnd.kind, space=space, points=None, fixed=rnd.fixed))
-        elif isinstance(rnd, ChampionshipRound):
-            rounds.append(RoundPlan(name=rnd.name, kind=rnd.kind, space=[], points=[], fixed=rnd.fixed))
-        else:
-            rounds.append(
-                RoundPlan(
-                    name=rnd.name,
-                    kind=rnd.kind,
-                    space=design_space,
-                    points=static_points[rnd.name],
-                    fixed=rnd.fixed,
-                    carry=rnd.carry,
-                )
-            )
+    rounds = plans(phase_cfg.rounds)
 
     overrides: dict[str, Value] = {}
     overrides.update(profile_cfg.overrides)
@@ -744,18 +545,7 @@ def load_settings(
                 f"the vertex backend needs a config under {CONFIG_DIR}"
             ) from None
 
-    championship = None
-    champ = next((r for r in phase_cfg.rounds if isinstance(r, ChampionshipRound)), None)
-    if champ is not None:
-        championship = {
-            "source_run_dir": str(rdir.parent / f"phase{champ.source_phase}-{team}"),
-            "knobs": champ.knobs,
-            "top": prof.top or champ.top,
-            "replicas": prof.replicas or champ.replicas,
-            "control_team": champ.control_team,
-            "mse_only": champ.mse_only,
-            "level": champ.level,
-        }
+    championship = championship_settings(phase_cfg.rounds, rdir, team, top=prof.top, replicas=prof.replicas)
 
     n_parallel = parallel or prof.parallel or phase_cfg.parallel or backend_cfg.parallel
     # Fixed designs and the championship set their own size at run time; this caps Bayesian rounds

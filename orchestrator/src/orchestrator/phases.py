@@ -26,10 +26,11 @@ from pydantic import ValidationError
 
 from orchestrator import backends, study_db
 from orchestrator.atomic_files import write_text_atomic
-from orchestrator.config import RoundPlan, SwarmSettings, points_space
+from orchestrator.config import SwarmSettings
 from orchestrator.controller import Controller, PassResult, RoundSpec
 from orchestrator.errors import ConfigError, OrchestratorError, SwarmFailed
 from orchestrator.reading import DamagedFile, repair_hint
+from orchestrator.rounds import kind_of, whole_study
 from orchestrator.run_files import (
     EVENTS_FILE,
     LOCK_FILE,
@@ -42,69 +43,14 @@ from orchestrator.run_files import (
     record_run_id,
 )
 from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
-from orchestrator.tuners.base import TunerState, TunerTrial
+from orchestrator.tuners.base import CategoricalParam, IntParam, Param, TunerState, TunerTrial
+from orchestrator.values import decode
 
 LOCK_NAME = "lock.yaml"
-# Phase 3's MSE-only arm: every prior weight 0 (with the championship's knobs, also 0).
-MSE_ONLY = {"loss.gue_nll_weight": 0.0, "loss.gue_mmd_weight": 0.0, "loss.rg_penalty_weight": 0.0}
-
-
-# How each backend searches a Bayesian round (orchestrator.tuners.optuna_study, orchestrator.tuners.vizier).
-TUNER_NAMES = {
-    "local": "Bayesian (Optuna TPE, constant liar)",
-    "vertex": "Bayesian (Vertex AI Vizier, ALGORITHM_UNSPECIFIED)",
-}
 
 
 class RoundFailed(SwarmFailed):
     """A round produced nothing a later round can build on (every trial failed or diverged). Exit 5."""
-
-
-def decode(value: Any) -> Any:
-    """A knob value as the trainer config holds it: "[2,3,5]" -> [2, 3, 5]."""
-    if isinstance(value, str) and value.startswith("["):
-        return json.loads(value)
-    return value
-
-
-def championship_points(settings: SwarmSettings) -> list[dict[str, Any]]:
-    """Phase 3's design: the source phase's top configurations x replicas, plus the control team.
-
-    Raises:
-        ConfigError: the source run has no trials.json or no completed trial.
-    """
-    champ = settings.championship
-    assert champ is not None
-    source = Path(champ["source_run_dir"])
-    try:
-        snap = read_snapshot(source)
-    except ConfigError as e:
-        raise ConfigError(f"phase 3 needs phase 2's results: {e}") from e
-    done = sorted(
-        (t for t in snap["trials"] if t["state"] == "COMPLETED" and t.get("value") is not None),
-        key=lambda t: t["value"],
-    )
-    configs: list[dict[str, Any]] = []
-    for t in done:
-        cfg = {k: t["params"][k] for k in champ["knobs"] if k in t["params"]}
-        if len(cfg) == len(champ["knobs"]) and cfg not in configs:
-            configs.append(cfg)
-        if len(configs) == champ["top"]:
-            break
-    if not configs:
-        raise ConfigError(f"{source / 'trials.json'}: no completed trial to promote; finish phase 2 first")
-    mode = settings.team
-    points = [
-        {**cfg, "seed": seed, "train.mode": mode} for cfg in configs for seed in range(champ["replicas"])
-    ]
-    control = champ.get("control_team")
-    if control and control != mode:
-        points += [{**configs[0], "seed": seed, "train.mode": control} for seed in range(champ["replicas"])]
-    if champ.get("mse_only", True):
-        # Does the GUE prior help at all? The same team, seeds and budget with every prior weight 0.
-        mse_only = {**{k: 0.0 for k in champ["knobs"]}, **MSE_ONLY}
-        points += [{**mse_only, "seed": seed, "train.mode": mode} for seed in range(champ["replicas"])]
-    return points
 
 
 class SwarmRun:
@@ -168,39 +114,8 @@ class SwarmRun:
                 else "median rule off"
             )
         )
-        for r in s.rounds:
-            if r.kind == "bayesian":
-                knobs = ", ".join(
-                    f"{p['name']} in [{p['low']:g}, {p['high']:g}]{' log' if p['log'] else ''}"
-                    for p in r.space
-                )
-                lines.append(
-                    f"round {r.name}: {TUNER_NAMES[s.backend.name]} over {knobs}; up to {s.max_trials} trials"
-                )
-            elif r.kind == "championship":
-                c = s.championship or {}
-                lines.append(
-                    f"round {r.name}: top {c.get('top')} of {c.get('source_run_dir')} x {c.get('replicas')} seeds"
-                    + (f" + {c.get('control_team')} control" if c.get("control_team") else "")
-                    + (" + MSE-only arm (prior weights 0)" if c.get("mse_only", True) else "")
-                    + f"; judged on the test windows, Holm-adjusted at {c.get('level', 0.95):.0%}"
-                )
-            else:
-                carry = f", carrying {', '.join(r.carry)} from the previous winner" if r.carry else ""
-                lines.append(
-                    f"round {r.name}: fixed design ({r.kind}) of {len(r.points or [])} points{carry}"
-                )
-        est_trials = 0
-        for r in s.rounds:
-            if r.kind == "bayesian":
-                est_trials += s.max_trials
-            elif r.kind == "championship":
-                c = s.championship or {}
-                control = c.get("control_team") not in (None, s.team)
-                extra = int(control) + int(c.get("mse_only", True))
-                est_trials += (c.get("top", 0) + extra) * c.get("replicas", 0)
-            else:
-                est_trials += min(len(r.points or []), s.max_trials)
+        lines += [kind_of(r).describe(r, s) for r in s.rounds]
+        est_trials = sum(kind_of(r).estimated_trials(r, s) for r in s.rounds)
         hours = est_trials * s.trial_hours_estimate * max(1, s.accelerator_count)
         lines.append(
             f"cost estimate: ~{est_trials} trials x {s.trial_hours_estimate:g} h x {max(1, s.accelerator_count)} GPU "
@@ -216,19 +131,14 @@ class SwarmRun:
         exe = " ".join(self.trainer_command or ["trainer"])
         for r in self.s.rounds:
             rnd = RoundSpec(r.name, r.points, len(r.points or []), r.fixed)
-            if r.kind == "bayesian":
-                example = {p["name"]: f"<{p['name']}>" for p in r.space}
-                pts = [example]
-            elif r.kind == "championship":
-                try:
-                    pts = championship_points(self.s)
-                except ConfigError as e:
-                    lines.append(f"round {r.name}: {e}")
-                    continue
-            else:
-                pts = r.points or []
-                if r.carry:
-                    pts = [{**p, **{k: f"<winner's {k}>" for k in r.carry}} for p in pts]
+            winners = [{k: f"<winner's {k}>" for k in r.carry}] if r.carry else []
+            try:
+                pts = kind_of(r).points(r, self.s, winners)
+            except ConfigError as e:
+                lines.append(f"round {r.name}: {e}")
+                continue
+            if pts is None:  # the tuner suggests: its knobs as placeholders
+                pts = [{p.name: f"<{p.name}>" for p in r.params()}]
             lines.append(f"trial commands of round {r.name}:")
             for i, p in enumerate(pts):
                 trial = TunerTrial(id=f"<id{i}>", params=p, state=TunerState.ACTIVE)
@@ -322,13 +232,14 @@ class SwarmRun:
             all_points = [p for r in self.s.rounds for p in (r.points or [])]
             result = PassResult(done=True, active=0, launched=0)
             for plan in self.s.rounds:
-                points = self._resolve_points(plan, previous, previous_spec)
+                kind = kind_of(plan)
+                winners = [_winner(previous, previous_spec).params] if plan.carry else []
+                points = kind.points(plan, self.s, winners)
                 if points is not None:
                     # Enqueue only what this round may run: a point left waiting in the study would be
                     # handed to the next round's first suggestion.
                     points = points[: self.s.max_trials]
-                space = plan.params() if plan.kind != "championship" else _params_of(points_space(points))
-                tuner = backends.make_tuner(self.s, space, points)
+                tuner = backends.make_tuner(self.s, kind.space(plan, points), points)
                 if points is None:
                     rnd = RoundSpec(plan.name, None, self.s.max_trials, plan.fixed, other_points=all_points)
                 else:
@@ -404,19 +315,6 @@ class SwarmRun:
                 self.out(f"note: {e.path}: {e.problem}; rebuilding it from the study")
                 self._noted = True
 
-    def _resolve_points(
-        self, plan: RoundPlan, previous: list[TunerTrial], previous_spec: RoundSpec | None
-    ) -> list[dict[str, Any]] | None:
-        if plan.kind == "bayesian":
-            return None
-        if plan.kind == "championship":
-            return championship_points(self.s)
-        points = list(plan.points or [])
-        if plan.carry:
-            winner = _winner(previous, previous_spec)
-            points = [{**p, **{k: winner.params[k] for k in plan.carry}} for p in points]
-        return points
-
     def _write_lock(self, last_round: list[TunerTrial]) -> None:
         winner = _winner(last_round, None)
         winners = {k: decode(winner.params[k]) for k in self.s.writes_lock if k in winner.params}
@@ -458,10 +356,6 @@ def _winner(trials: list[TunerTrial], spec: RoundSpec | None) -> TunerTrial:
     return min(done, key=lambda t: t.value)
 
 
-def _params_of(space: list[dict[str, Any]]):
-    return RoundPlan(name="-", kind="points", space=space, points=[], fixed={}).params()
-
-
 def _quote(arg: str) -> str:
     return f"'{arg}'" if any(c in arg for c in " []<>'\"") else arg
 
@@ -474,28 +368,21 @@ def validation_points(settings: SwarmSettings) -> list[tuple[RoundSpec, dict[str
     previous: list[dict[str, Any]] = []
     for r in settings.rounds:
         rnd = RoundSpec(r.name, r.points, len(r.points or []), r.fixed)
-        if r.kind == "bayesian":
-            corners = [{p["name"]: _corner(p, end) for p in r.space} for end in ("low", "high")]
-            pts = corners
-        elif r.kind == "championship":
-            try:
-                pts = championship_points(settings)
-            except ConfigError:
-                pts = []  # no phase-2 results yet: the run itself says so before it launches
-        else:
-            pts = list(r.points or [])
-            if r.carry:
-                carried = [{k: p[k] for k in r.carry if k in p} for p in previous] or [{}]
-                pts = [{**p, **c} for p in pts for c in carried]
+        try:
+            pts = kind_of(r).points(r, settings, previous)
+        except ConfigError:
+            pts = []  # no phase-2 results yet: the run itself says so before it launches
+        if pts is None:  # the tuner suggests: every knob at its low end, then at its high end
+            pts = [{p.name: _corner(p, end) for p in r.params()} for end in ("low", "high")]
         out += [(rnd, p) for p in pts]
         previous = pts
     return out
 
 
-def _corner(param: dict[str, Any], end: str) -> Any:
-    if param["type"] == "categorical":
-        return param["choices"][0 if end == "low" else -1]
-    return int(param[end]) if param["type"] == "int" else float(param[end])
+def _corner(param: Param, end: str) -> Any:
+    if isinstance(param, CategoricalParam):
+        return param.choices[0 if end == "low" else -1]
+    return int(getattr(param, end)) if isinstance(param, IntParam) else float(getattr(param, end))
 
 
 def checking_trainer() -> list[str]:
@@ -616,9 +503,7 @@ def stop_run(
         raise OrchestratorError(f"the controller (pid {lock.holder()}) did not exit within {wait_s:g} s")
     lock.acquire()
     try:
-        plan = next((r for r in settings.rounds if r.kind == "bayesian"), None)
-        space = plan.params() if plan else []
-        tuner = backends.make_tuner(settings, space, None if plan else [])
+        tuner = backends.make_tuner(settings, *whole_study(settings))
         ctl = Controller(
             settings,
             tuner,

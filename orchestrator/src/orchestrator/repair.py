@@ -48,9 +48,9 @@ DAMAGED_DIR = "damaged"
 
 def _tuner(settings):
     """The whole study (every round), as `orchestrator stop` opens it."""
-    plan = next((r for r in settings.rounds if r.kind == "bayesian"), None)
-    space = plan.params() if plan else []
-    return backends.make_tuner(settings, space, None if plan else [])
+    from orchestrator.rounds import whole_study
+
+    return backends.make_tuner(settings, *whole_study(settings))
 
 
 def rebuilt_snapshot(run_dir: str | os.PathLike) -> dict[str, Any]:

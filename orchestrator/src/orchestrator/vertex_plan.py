@@ -19,25 +19,19 @@ _IMAGE_NOTE = "image shown by tag: a real launch pins {tag} to its sha256 digest
 def _first_round(settings: SwarmSettings) -> tuple[Any, list[dict[str, Any]], list[str]]:
     """(round plan, params of each first-round trial, notes)."""
     from orchestrator.errors import ConfigError
-    from orchestrator.phases import championship_points
+    from orchestrator.rounds import kind_of
 
     plan = settings.rounds[0]
-    notes: list[str] = []
-    if plan.kind == "bayesian":
-        example = {p["name"]: f"<{p['name']}>" for p in plan.space}
-        points = [example] * min(settings.parallel, settings.max_trials)
-        notes.append(f"round {plan.name}: Vizier suggests the parameters; shown as <name> placeholders")
-    elif plan.kind == "championship":
-        try:
-            points = championship_points(settings)
-        except ConfigError as e:
-            points, notes = [], [f"round {plan.name}: {e}"]
-    else:
-        points = list(plan.points or [])
-        notes.append(
-            f"round {plan.name}: fixed design, kept in the run directory's Optuna study (not Vizier)"
-        )
-    return plan, points, notes
+    try:
+        points = kind_of(plan).points(plan, settings, [])
+    except ConfigError as e:
+        return plan, [], [f"round {plan.name}: {e}"]
+    if points is None:
+        example = {p.name: f"<{p.name}>" for p in plan.params()}
+        note = f"round {plan.name}: Vizier suggests the parameters; shown as <name> placeholders"
+        return plan, [example] * min(settings.parallel, settings.max_trials), [note]
+    note = f"round {plan.name}: fixed design, kept in the run directory's Optuna study (not Vizier)"
+    return plan, points, [note]
 
 
 def dry_run_plan(settings: SwarmSettings) -> dict[str, Any]:
@@ -51,6 +45,7 @@ def dry_run_plan(settings: SwarmSettings) -> dict[str, Any]:
 
     from orchestrator import backends
     from orchestrator.controller import Controller, RoundSpec
+    from orchestrator.rounds import kind_of
     from orchestrator.runners.vertex import VertexRunner, api_dict
     from orchestrator.tuners.base import TunerState, TunerTrial
     from orchestrator.tuners.vizier import study_spec
@@ -70,7 +65,7 @@ def dry_run_plan(settings: SwarmSettings) -> dict[str, Any]:
     for i, params in enumerate(points, start=1):
         spec = ctl.spec(TunerTrial(str(i), params, TunerState.ACTIVE), 1, rnd)
         jobs.append(api_dict(runner.job_request(spec, image_uri=vs.image_tag_uri)))
-    study = api_dict(study_spec(plan.params())) if plan.kind == "bayesian" else None
+    study = api_dict(study_spec(plan.params())) if kind_of(plan).suggests else None
     return {"study": study, "jobs": jobs, "notes": [*notes, _IMAGE_NOTE.format(tag=vs.image_tag_uri)]}
 
 
