@@ -197,8 +197,20 @@ def _interrupt_at(monkeypatch, call: int):
             ],
             6,
         ),
+        (
+            [
+                "train.mode=minibatch",
+                "train.num_clusters=4",
+                "train.clusters_per_step=2",
+                "loss.rg_penalty_weight=0",
+                "train.max_horizon=4",
+                "train.freeze_bottom_layers_on_expand=true",
+                "train.height_temperature=0.6",
+            ],
+            6,  # the second step of epoch 3 of 4: rolled out 4 steps, bottom layers frozen
+        ),
     ],
-    ids=["fullbatch", "minibatch-mid-epoch"],
+    ids=["fullbatch", "minibatch-mid-epoch", "curriculum-mid-epoch"],
 )
 def test_interrupted_and_resumed_run_ends_bit_for_bit_like_an_uninterrupted_one(
     tiny_config_file, tmp_path, monkeypatch, overrides, stop_at_step
