@@ -114,6 +114,19 @@ def _bad_inputs(tmp_path, zeros):
             "\n".join(good[:100] + good[101:]),
             r"disagree with the smooth counting function",
         ),
+        # A zero missing from the last lines shifts too few to move a window's mean: Z's sign does.
+        "missing_near_end.txt": (
+            "\n".join(f"{i + 1} {v}" for i, v in enumerate(good[:190] + good[191:])),
+            r"missing_near_end\.txt:191: .* is not zero n=191: Hardy's Z just above it",
+        ),
+        "extra_near_end.txt": (
+            "\n".join(good[:195] + [f"{(float(good[194]) + float(good[195])) / 2:.9f}"] + good[195:]),
+            r"extra_near_end\.txt:196: .* is not zero n=196",
+        ),
+        "last_is_next.txt": (
+            "\n".join(good[:198] + good[199:200]),
+            r"last_is_next\.txt:199: .* is not zero n=199",
+        ),
         "bad.gz": (b"\x1f\x8bnot really gzip", r"bad\.gz: not a valid gzip file"),
         "evil.sobj": (
             zlib.compress(b"cos\nsystem\n(Vtouch PWNED\ntR."),

@@ -153,8 +153,8 @@ def odlyzko(out: str, count: int | None, shard: int | None) -> None:
 )
 def import_(file: str, out: str, first_index: int | None, abs_accuracy: float | None) -> None:
     """Import ordinates from a text table (one per line, or 'index ordinate'; .gz ok) or a .sobj."""
-    from trainer.data.dataset import write_dataset
-    from trainer.data.textfile import read_zeros_file
+    from trainer.data.dataset import validate_zeros, write_dataset
+    from trainer.data.textfile import check_count_at_end, read_zeros_file
     from trainer.errors import DataError
 
     table = read_zeros_file(file)
@@ -163,6 +163,9 @@ def import_(file: str, out: str, first_index: int | None, abs_accuracy: float | 
             f"{file}: the file's index column starts at {table.first_index}, but --first-index is {first_index}"
         )
     first = first_index or table.first_index or 1
+    # The windows first (they name the zeros a missing one shifts), then the last lines they cannot see.
+    validate_zeros(table.zeros, first, f"import:{file}")
+    check_count_at_end(table, first, file)
     manifest = write_dataset(
         out,
         table.zeros,

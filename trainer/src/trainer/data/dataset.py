@@ -57,6 +57,7 @@ _WINDOW = 64  # zeros per counting-function checkpoint window
 _CHECKPOINTS = 512  # checkpoint windows per open; a full verify checks every window
 _MAX_ABS_DELTA = 3.0
 _OPEN_MAPS = 64  # shard memmaps kept open per dataset (least recently used closed first)
+MAX_INDEX = 2**63 - 1  # zero indices are int64 in the reader (float64 cannot tell zeros apart long before)
 
 
 def _mean_delta_bound(window: int) -> float:
@@ -237,7 +238,17 @@ def _parse_manifest(text: str, where: str) -> dict:
         raise DataError(f"{where}: key 'first_index' must be >= 1, got {manifest['first_index']}")
     if manifest["count"] < 1:
         raise DataError(f"{where}: key 'count' must be >= 1, got {manifest['count']}")
+    check_index_range(manifest["first_index"], manifest["count"], f"{where}: key 'first_index'")
     return manifest
+
+
+def check_index_range(first_index: int, count: int, what: str) -> None:
+    """Refuse (DataError naming `what`) zeros n = first_index..first_index+count-1 beyond int64."""
+    if first_index + count - 1 > MAX_INDEX:
+        raise DataError(
+            f"{what}: zeros n={first_index}..{first_index + count - 1} go beyond n = 2**63 - 1, "
+            "the largest index a dataset can hold"
+        )
 
 
 def parse_shards(entries, first_index: int, count: int, where: str) -> list[Shard]:
@@ -374,6 +385,7 @@ def validate_zeros(zeros: np.ndarray, first_index: int, where: str) -> float:
     """
     if zeros.ndim != 1 or zeros.size == 0:
         raise DataError(f"{where}: no zeros (expected a non-empty 1-D array, got shape {zeros.shape})")
+    check_index_range(first_index, zeros.size, where)
     _scan_all(zeros, first_index, where)
     return _check_counting(zeros, first_index, where, checkpoints=None)
 
