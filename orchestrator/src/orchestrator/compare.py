@@ -47,7 +47,7 @@ class ProfileConfig(_Strict):
     steps: int = Field(ge=1)  # optimizer steps per trial, the same in every arm
     seeds: list[int] = Field(min_length=1)
     parallel: int = Field(1, ge=1)
-    train_count: int | None = Field(None, ge=8)
+    train_count: int | None = Field(None, ge=1)  # the trainer's check-config sets the minimum
     set: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -58,7 +58,7 @@ class VerdictConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     name: str
-    train_count: int = Field(ge=8)
+    train_count: int = Field(ge=1)
     set: dict[str, Any] = Field(default_factory=dict)
     arms: dict[str, ArmConfig] = Field(min_length=1)
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
@@ -151,8 +151,8 @@ def load_design(
         )
     if len(set(chosen)) != len(chosen):
         raise ConfigError(f"{path}: profiles.{profile}.seeds: repeated seed")
-    if train_count is not None and train_count < 8:
-        raise ConfigError(f"--train-count {train_count}: must be >= 8")
+    if train_count is not None and train_count < 1:
+        raise ConfigError(f"--train-count {train_count}: must be >= 1")
     if parallel is not None and parallel < 1:
         raise ConfigError(f"--parallel {parallel}: must be >= 1")
     n = train_count or prof.train_count or cfg.train_count
@@ -258,27 +258,37 @@ def run_compare(
     Returns:
         The report directory, RUN_DIR/report.
     """
-    from orchestrator.phases import SwarmRun
+    from orchestrator.errors import SwarmFailed
+    from orchestrator.phases import SwarmRun, check_trainer_configs
     from orchestrator.report import build_report
 
     run_dir = Path(run_dir)
+    arms = [
+        (arm, arm_settings(design, arm, run_dir, data_path, infra_outputs, infra_overrides))
+        for arm in design.arms
+    ]
+    # Every arm's config through the trainer's own schema and dataset checks before anything is
+    # written or launched: too few training zeros (data.train_count >= 64, and 64 per cluster of
+    # the mini-batch arm) is one line here, not three arms of failed trials and an empty report.
+    for arm, settings in arms:
+        try:
+            check_trainer_configs(settings)
+        except ConfigError as e:
+            raise ConfigError(f"arm {arm.name}: {e}") from None
     write_design(run_dir, design)
-    for arm in design.arms:
+    failed: list[str] = []
+    for arm, settings in arms:
         progress(
             f"arm {arm.name} ({arm.role}, {arm.team}): {len(design.seeds)} seeds, N = {design.train_count}"
-        )
-        settings = arm_settings(
-            design,
-            arm,
-            run_dir,
-            data_path=data_path,
-            infra_outputs=infra_outputs,
-            infra_overrides=infra_overrides,
         )
         snap = SwarmRun(
             settings, trainer_command=trainer_command, clock=clock, sleep=sleep, out=progress
         ).run()
         progress(f"arm {arm.name}: {snap.get('ended_because')}")
+        if snap.get("failed"):
+            failed.append(f"arm {arm.name}: {snap.get('ended_because')}")
+    if len(failed) == len(arms):
+        raise SwarmFailed(f"compare failed: no arm completed a trial; first: {failed[0]}")
     return build_report([str(run_dir)], run_dir / "report", progress)
 
 

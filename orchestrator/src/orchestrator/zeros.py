@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -308,16 +307,35 @@ def check_out(settings: ZerosSettings, plan: list[ShardJob]) -> None:
     if out.startswith("gs://"):
         return
     missing = sum(j.count for j in plan if not shard_done(out, j))
-    need = BYTES_PER_ZERO * missing + (64 << 20)
-    probe = Path(out)
-    while not probe.exists():
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if free < need:
+    if missing:
+        check_space(out, missing)
+
+
+def check_space(out: str, count: int) -> None:
+    """Ask the trainer (`trainer zeros check-space`, the one free-space rule of its writers) whether
+    the disk under `out` takes `count` more zeros; the orchestrator may not import the trainer.
+
+    Raises:
+        ConfigError: the trainer's line (naming --count), or no trainer to ask.
+    """
+    from orchestrator.phases import checking_trainer
+
+    argv = [*checking_trainer(), "zeros", "check-space", out, "--count", str(count)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except OSError as e:
         raise ConfigError(
-            f"--count: the {missing:,} zeros still to make need {need / 1e6:,.0f} MB at {out}, "
-            f"only {free / 1e6:,.0f} MB free; free some space or choose another --out"
-        )
+            f"cannot run {argv[0]} to check the free space at {out} ({e.strerror}); install the trainer "
+            "(`make install`) or point $ZETA_SWARM_TRAINER at it"
+        ) from None
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        problem = lines[-1].removeprefix("trainer: error: ") if lines else f"exit {proc.returncode}"
+        if problem.startswith("--count: needs "):
+            problem = (
+                f"--count: the {count:,} zeros still to make need {problem.removeprefix('--count: needs ')}"
+            )
+        raise ConfigError(problem)
 
 
 def _progress_of(job: Job) -> int:

@@ -211,3 +211,30 @@ def test_gs_shards_are_fetched_on_demand_into_a_bounded_cache(storage_emulator, 
     assert np.array_equal(ds.ordinates(1, 12_001), table)  # still readable: evicted shards come back
     assert verify_dataset(out)["boundaries"][1]["index"] == 9001
     assert storage.list_names(storage.join(out, "shards"))[:2] == ["00000.json", "00000.npy"]
+
+
+@pytest.mark.parametrize(
+    "args,ok",
+    [
+        (["check-space", "{d}", "--count", "100"], True),  # 1.0 MB needed, 1.0 MB free
+        (["check-space", "{d}", "--count", "1000"], False),
+        (["odlyzko", "--count", "1000", "--out", "{d}"], False),
+        (["check-space", "{d}/not/yet/made", "--count", "1000"], False),
+    ],
+)
+def test_one_free_space_rule_for_every_writer(tmp_path, monkeypatch, args, ok):
+    """`check-space` is the rule `orchestrator zeros` asks before a fan-out; the writers apply the same."""
+    import collections
+    import shutil
+
+    from trainer.data.dataset import dataset_bytes
+
+    usage = collections.namedtuple("usage", "total used free")
+    free = dataset_bytes(100)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - free, free))
+    argv = [a.replace("{d}", str(tmp_path / "d")) for a in args]
+    if ok:
+        assert CliRunner().invoke(trainer_main, ["zeros", *argv]).exit_code == 0
+    else:
+        _fails(argv, "--count: needs 1 MB at ")
+    assert not (tmp_path / "d").exists()

@@ -48,26 +48,6 @@ def _check_out(ctx: click.Context, param: click.Parameter, out: str) -> str:
     return out
 
 
-def _check_space(out: str, count: int) -> None:
-    """Refuse before work when the disk under --out cannot take `count` float64 ordinates."""
-    import shutil
-    from pathlib import Path
-
-    from trainer.errors import DataError
-
-    if out.startswith("gs://"):
-        return
-    ancestor = Path(out).absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    need = 8 * count + (1 << 20)
-    free = shutil.disk_usage(ancestor).free
-    if need > free:
-        raise DataError(
-            f"--out {out}: needs about {need / 1e9:.2f} GB, but {ancestor} has {free / 1e9:.2f} GB free"
-        )
-
-
 _OUT = click.option(
     "--out",
     "out",
@@ -119,9 +99,10 @@ def _write(out: str, shard: int | None, zeros_, **kw) -> None:
 @_SHARD
 def odlyzko(out: str, count: int | None, shard: int | None) -> None:
     """Write the Odlyzko table (first 2,001,052 zeros, accuracy 4e-9) as a dataset."""
+    from trainer.data.dataset import check_free_space, dataset_bytes
     from trainer.data.odlyzko import DISTRIBUTION, TABLE_ACCURACY, load_table
 
-    _check_space(out, count or 2_001_052)
+    check_free_space(out, dataset_bytes(count or 2_001_052), "--count")
     zeros_ = load_table(count)
     _write(
         out,
@@ -216,22 +197,19 @@ def generate(
     start: int, count: int, out: str, device: str, chunk: int, threads: int, workers: int, shard: int | None
 ) -> None:
     """Compute zeros start..start+count-1 by Riemann–Siegel, count-certified (Rosser/Turing)."""
-    from trainer.data.dataset import check_free_space
+    from trainer.data.dataset import check_free_space, dataset_bytes
     from trainer.data.generate import DEFAULT_TOL, accuracy_bound, generate_zeros, generate_zeros_parallel
     from trainer.errors import DataError
 
     if workers > 1 and device != "cpu":
         raise DataError("--workers goes with --device cpu (one GPU per job)")
-    check_free_space(out, 2 * 8 * count + (1 << 20), "--count")  # before hours of work, not after
-
-    check_free_space(out, 2 * 8 * count + (1 << 20), "--count")  # before hours of work, not after
+    check_free_space(out, dataset_bytes(count), "--count")  # before hours of work, not after
 
     if start + count - 1 > MAX_INDEX:
         raise click.BadParameter(
             f"--start {start} + --count {count} reaches n = {start + count - 1}, beyond {MAX_INDEX:.0e}",
             param_hint="--count",
         )
-    _check_space(out, count)
 
     def progress(done: int, total: int, stats) -> None:
         rate = done / max(stats.seconds, 1e-9)
@@ -267,6 +245,21 @@ def generate(
         abs_accuracy=accuracy_bound(zeros_),
         params=params,
     )
+
+
+@zeros.command("check-space")
+@click.argument("out", metavar="DIR")
+@click.option(
+    "--count", type=click.IntRange(min=1), required=True, help="Zeros still to be written under DIR."
+)
+def check_space(out: str, count: int) -> None:
+    """Exit 2 with one line unless the disk under DIR (local) can take COUNT more zeros.
+
+    The one free-space rule of zeros datasets: the writers here apply it, and `orchestrator zeros`
+    asks it through this command (it may not import the trainer) before it launches a fan-out."""
+    from trainer.data.dataset import check_free_space, dataset_bytes
+
+    check_free_space(out, dataset_bytes(count), "--count")
 
 
 @zeros.command()

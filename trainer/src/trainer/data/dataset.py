@@ -575,6 +575,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def dataset_bytes(count: int) -> int:
+    """Disk bytes a dataset (or shard) of `count` zeros takes: float64 ordinates, and 1 MiB for the
+    .npy header, the manifest and the filesystem's rounding."""
+    return 8 * count + (1 << 20)
+
+
 def check_free_space(out: str, nbytes: int, flag: str) -> None:
     """Refuse (DataError naming `flag`) when the local filesystem of `out` has less than nbytes free."""
     if storage.is_remote(out):
@@ -632,7 +638,7 @@ def write_dataset(
             if old["sha256"] == sha and old["first_index"] == first_index:
                 return old
         raise DataError(f"{out}: already exists and holds something else; choose another --out or remove it")
-    check_free_space(out, 8 * zeros.size + (1 << 20), "--out")
+    check_free_space(out, dataset_bytes(zeros.size), "--out")
     manifest = {
         "source": source,
         "first_index": int(first_index),
@@ -722,7 +728,7 @@ def write_shard(
             f"with other values (this run: n={first_index}..{first_index + zeros.size - 1}); "
             "choose another --out or remove the shard"
         )
-    check_free_space(out, 8 * zeros.size + (1 << 20), "--out")
+    check_free_space(out, dataset_bytes(zeros.size), "--out")
     record = {
         "path": shard_name(k),
         "first_index": int(first_index),
