@@ -47,6 +47,7 @@ class Workspace:
     base_run: Path
     dataset: Path
     env: dict[str, str] = field(default_factory=dict)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run after the command
 
     @property
     def run_dir(self) -> Path:
@@ -72,6 +73,7 @@ class Case:
     expect: int = 2
     changes: bool = False  # the command may change the run directory
     note: bool = False  # exit 0 with exactly one line (a note) on stderr
+    chatty: bool = False  # exit 0 whose stderr carries progress lines (report, compare)
     check: Callable[[Workspace, subprocess.CompletedProcess], str | None] | None = None
     timeout: float = 120.0
     known: str = ""  # a known failure in a file this suite's owner may not change: where and what
@@ -158,11 +160,17 @@ def tree(path: Path) -> dict[str, tuple]:
 
 
 # -- running ------------------------------------------------------------------------------------
-def run_case(case: Case, ws: Workspace) -> Outcome:
-    argv = case.setup(ws)
-    exe = {"trainer": str(BIN / "trainer"), "orchestrator": str(BIN / "orchestrator")}[argv[0]]
-    run_dir = ws.root / "phase2-minibatch"
-    before = tree(run_dir) if run_dir.exists() else None
+EXES = {
+    "trainer": [str(BIN / "trainer")],
+    "orchestrator": [str(BIN / "orchestrator")],
+    # the orchestrator with a signal sent to itself at one crash-injection checkpoint
+    "orchestrator-signalled": [sys.executable, str(HERE / "orchestrator_signalled.py")],
+}
+
+
+def case_env(ws: Workspace) -> dict[str, str]:
+    """The environment of a case's command: this one without the suite's own variables, the
+    case's dataset and the trainer double, then the case's own (a value "<unset>" removes one)."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ZETA_SWARM_", "FAKE_", "ROBUST_"))},
         "ZETA_SWARM_DATA": str(ws.dataset),
@@ -170,10 +178,21 @@ def run_case(case: Case, ws: Workspace) -> Outcome:
         "OPENBLAS_NUM_THREADS": "1",
         **ws.env,
     }
-    env = {k: v for k, v in env.items() if v is not None and v != "<unset>"}
-    proc = subprocess.run(
-        [exe, *argv[1:]], env=env, cwd=ws.root, capture_output=True, text=True, timeout=case.timeout
-    )
+    return {k: v for k, v in env.items() if v is not None and v != "<unset>"}
+
+
+def run_case(case: Case, ws: Workspace) -> Outcome:
+    argv = case.setup(ws)
+    run_dir = ws.root / "phase2-minibatch"
+    before = tree(run_dir) if run_dir.exists() else None
+    try:
+        proc = subprocess.run(
+            [*EXES[argv[0]], *argv[1:]], env=case_env(ws), cwd=ws.root, capture_output=True, text=True,
+            timeout=case.timeout,
+        )  # fmt: skip
+    finally:
+        for cleanup in ws.cleanups:
+            cleanup()
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     if "Traceback" in proc.stderr:
         return Outcome(case, "traceback", lines[-1] if lines else "", proc.returncode, proc.stderr)
@@ -188,7 +207,7 @@ def run_case(case: Case, ws: Workspace) -> Outcome:
             case, "unclean", f"exit {proc.returncode}, expected {case.expect}", proc.returncode, proc.stderr
         )
     want_lines = 1 if case.expect != 0 or case.note else 0
-    if len(lines) != want_lines:
+    if len(lines) != want_lines and not case.chatty:
         return Outcome(case, "unclean", f"{len(lines)} stderr lines", proc.returncode, proc.stderr)
     if before is not None and not case.changes and tree(run_dir) != before:
         changed = sorted(set(tree(run_dir).items()) ^ set(before.items()))
@@ -554,8 +573,295 @@ TRAINER_CASES = [
     Case("zeros import --abs-accuracy nan", "trainer", lambda ws: (_write(ws.root / "z.txt", "14.134725142\n21.022039639\n"), ["trainer", "zeros", "import", str(ws.root / "z.txt"), "--out", str(ws.root / "zi"), "--abs-accuracy", "nan"])[1]),
 ]  # fmt: skip
 
+
+# -- a hostile user's second pass (issue 17's last cases) ---------------------------------------
+def check_config(*sets: str) -> Callable[[Workspace], list[str]]:
+    def setup(ws: Workspace) -> list[str]:
+        return ["trainer", "check-config", "--config", SMOKE, *[a for v in sets for a in ("--set", v)]]
+
+    return setup
+
+
+def _copy_dataset(ws: Workspace) -> Path:
+    d = ws.root / "ds"
+    if not d.exists():
+        shutil.copytree(ws.dataset, d)
+    return d
+
+
+def dataset_case(
+    edit: Callable[[Path], None], command: str = "check-config"
+) -> Callable[[Workspace], list[str]]:
+    """A copy of the case's dataset changed by `edit(dir)`, then opened by `trainer check-config`
+    (the swarm's first reader) or `trainer zeros verify` (every value)."""
+
+    def setup(ws: Workspace) -> list[str]:
+        d = _copy_dataset(ws)
+        edit(d)
+        if command == "verify":
+            return ["trainer", "zeros", "verify", str(d)]
+        return ["trainer", "check-config", "--config", SMOKE, "--set", f"data.path={d}"]
+
+    return setup
+
+
+def _npy(values) -> Callable[[Path], None]:
+    def edit(d: Path) -> None:
+        import numpy as np
+
+        np.save(d / "zeros.npy", values(np.load(d / "zeros.npy")), allow_pickle=True)
+
+    return edit
+
+
+def _manifest(**keys) -> Callable[[Path], None]:
+    def edit(d: Path) -> None:
+        m = json.loads((d / "manifest.json").read_text())
+        m.update(keys)
+        (d / "manifest.json").write_text(json.dumps(m))
+
+    return edit
+
+
+def sharded_case(edit: Callable[[Path], None]) -> Callable[[Workspace], list[str]]:
+    """A real three-shard dataset of the first 30,000 zeros, changed by `edit(dir)`, then verified."""
+
+    def setup(ws: Workspace) -> list[str]:
+        from trainer.data.dataset import merge_shards, write_shard
+        from trainer.data.odlyzko import TABLE_ACCURACY, load_table
+
+        d = ws.root / "sharded"
+        table = load_table(30_000)
+        for k, lo in enumerate((0, 10_000, 20_000)):
+            write_shard(str(d), k, table[lo : lo + 10_000], source="odlyzko", first_index=lo + 1,
+                        abs_accuracy=TABLE_ACCURACY)  # fmt: skip
+        merge_shards(str(d))
+        edit(d)
+        return ["trainer", "zeros", "verify", str(d)]
+
+    return setup
+
+
+def _shorten_shard(d: Path) -> None:
+    import numpy as np
+
+    np.save(d / "shards" / "00001.npy", np.load(d / "shards" / "00001.npy")[:-10])
+
+
+def _hold(ws: Workspace, code: str) -> None:
+    """Start a process that takes a lock (`code` prints "held" once it has it) and keeps it until
+    the case's command has run."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    ws.cleanups.append(lambda: (proc.kill(), proc.wait()))
+
+
+def lock_held(argv: Callable[[Workspace], list[str]]) -> Callable[[Workspace], list[str]]:
+    def setup(ws: Workspace) -> list[str]:
+        path = ws.run_dir / "controller.lock"
+        _hold(ws, f"import fcntl, os, time; fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT); "
+                  "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)")  # fmt: skip
+        return ["orchestrator", *argv(ws)]
+
+    return setup
+
+
+def study_locked(argv: Callable[[Workspace], list[str]]) -> Callable[[Workspace], list[str]]:
+    def setup(ws: Workspace) -> list[str]:
+        path = ws.run_dir / "study.db"
+        _hold(ws, f"import sqlite3, time; c = sqlite3.connect({str(path)!r}, isolation_level=None); "
+                  "c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(600)")  # fmt: skip
+        return ["orchestrator", *argv(ws)]
+
+    return setup
+
+
+def signalled(at: str, hang: str = "0,1") -> Callable[[Workspace], list[str]]:
+    """A fresh two-trial swarm whose controller gets a signal at one checkpoint (`at`, see
+    orchestrator_signalled.py); its hanging trials are stopped after the command."""
+
+    def setup(ws: Workspace) -> list[str]:
+        ws.env.update(ROBUST_SIGNAL_AT=at, FAKE_HANG_TRIALS=hang)
+        run_dir = ws.root / "phase2-minibatch"
+        ws.cleanups.append(lambda: _stop(ws, run_dir))
+        return ["orchestrator-signalled", *ctrl_c(ws)[1:]]
+
+    return setup
+
+
+def _stop(ws: Workspace, run_dir: Path) -> None:
+    env = {k: v for k, v in case_env(ws).items() if k not in ("ROBUST_SIGNAL_AT", "FAKE_HANG_TRIALS")}
+    subprocess.run([str(BIN / "orchestrator"), "stop", "--run-dir", str(run_dir), "--wait", "30"],
+                   env=env, capture_output=True, timeout=120)  # fmt: skip
+
+
+def killed_then_restarted(at: str) -> Callable[[Workspace], list[str]]:
+    """A fresh two-trial swarm killed by SIGTERM at one checkpoint, then the same command again."""
+
+    def setup(ws: Workspace) -> list[str]:
+        argv = ctrl_c(ws)
+        first = subprocess.run([*EXES["orchestrator-signalled"], *argv[1:]],
+                               env={**case_env(ws), "ROBUST_SIGNAL_AT": at}, cwd=ws.root,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert first.returncode == -signal.SIGTERM, (first.returncode, first.stderr[-500:])
+        return argv
+
+    return setup
+
+
+def completes(n: int) -> Callable:
+    """The study holds n trials, all COMPLETED in trials.json, no two at the same point."""
+
+    def check(ws: Workspace, proc) -> str | None:
+        trials = _study_trials(ws.root / "phase2-minibatch")
+        points = [tuple(sorted(p.items())) for _n, _s, p in trials]
+        if len(set(points)) != len(points):
+            return f"repeated: {len(points) - len(set(points))} trial(s) repeat an earlier point"
+        snap = json.loads((ws.root / "phase2-minibatch" / "trials.json").read_text())
+        done = [t["id"] for t in snap["trials"] if t["state"] == "COMPLETED"]
+        if len(trials) != n or len(done) != n:
+            return f"lost: {len(trials)} trials in the study, {len(done)} completed, expected {n}"
+        return None
+
+    return check
+
+
+def says(*words: str) -> Callable:
+    def check(ws: Workspace, proc) -> str | None:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        if not lines or not all(w in lines[-1] for w in words):
+            return f"mislabelled: the last line does not say {words}: {lines[-1:]}"
+        return None
+
+    return check
+
+
+def nothing_at(rel: str) -> Callable:
+    def check(ws: Workspace, proc) -> str | None:
+        return f"half-written: {rel} exists" if (ws.root / rel).exists() else None
+
+    return check
+
+
+def compare(*args: str) -> Callable[[Workspace], list[str]]:
+    def setup(ws: Workspace) -> list[str]:
+        return ["orchestrator", "compare", "--config", str(REPO / "configs" / "experiments" / "compare.yaml"),
+                "--profile", "smoke", "--run-dir", str(ws.root / "cmp"), *args]  # fmt: skip
+
+    return setup
+
+
+def zeros_fanout(*args: str) -> Callable[[Workspace], list[str]]:
+    return lambda ws: ["orchestrator", "zeros", *(a.replace("{root}", str(ws.root)) for a in args)]
+
+
+def _symlink(ws: Workspace, name: str, target: Path) -> Path:
+    link = ws.root / name
+    link.symlink_to(target)
+    return link
+
+
+def _half_written(ws: Workspace) -> Path:
+    """A run dir as a controller killed at its start leaves it: swarm.yaml, the lock, no study."""
+    d = ws.root / "half"
+    d.mkdir()
+    shutil.copy(ws.run_dir / "swarm.yaml", d / "swarm.yaml")
+    (d / "controller.lock").write_text("")
+    return d
+
+
+def _import_missing_near_end(ws: Workspace) -> list[str]:
+    from trainer.data.odlyzko import load_table
+
+    z = list(load_table(300))
+    del z[295]
+    _write(ws.root / "z.txt", "".join(f"{i + 1} {v:.9f}\n" for i, v in enumerate(z)))
+    return ["trainer", "zeros", "import", str(ws.root / "z.txt"), "--out", str(ws.root / "zi")]
+
+
+LONG = "x" * 300  # one path component longer than NAME_MAX (255)
+RUN = lambda ws: str(ws.run_dir)  # noqa: E731
+
+HOSTILE_CASES = [
+    # odd `--set` syntax, checked by the trainer's own schema (the swarm's check before launch)
+    Case("--set seed=1=2", "set syntax", check_config("seed=1=2")),
+    Case("--set =1 (no key)", "set syntax", check_config("=1")),
+    Case("--set loss.mse_weight= (no value)", "set syntax", check_config("loss.mse_weight=")),
+    Case("--set a list for a float", "set syntax", check_config("loss.mse_weight=[1, 2]")),
+    Case("--set a section to a scalar", "set syntax", check_config("loss=1")),
+    Case("--set repeated primes", "set syntax", check_config("model.primes=[2, 3, 2]")),
+    Case("--set train.epochs=1.5", "set syntax", check_config("train.epochs=1.5")),
+    Case("--set seed=nan", "set syntax", check_config("seed=nan")),
+    Case("--set seed=true", "set syntax", check_config("seed=true"), known="trainer/config.py (pbtrain this session): pydantic's lax mode reads a YAML bool as the int 1"),
+    Case("--set loss.mse_weight=1e400", "set syntax", check_config("loss.mse_weight=1e400")),
+    Case("--set a YAML python tag", "set syntax", check_config("seed=!!python/object/apply:os.system [touch PWNED]"), check=nothing_at("PWNED")),
+    Case("--set a dataset that does not exist", "set syntax", check_config("data.path=/nonexistent/zeros")),
+    # paths
+    Case("--config a 5000-character path", "paths", lambda ws: ["trainer", "check-config", "--config", "/" + "a/" * 2500 + "c.yaml"]),
+    Case("--config a missing unicode path", "paths", lambda ws: ["trainer", "check-config", "--config", str(ws.root / "zéros λ" / "c.yaml")]),
+    Case("--config a directory", "paths", lambda ws: ["trainer", "check-config", "--config", str(ws.root)]),
+    Case("status of a symlinked run dir", "paths", lambda ws: ["orchestrator", "status", "--run-dir", str(_symlink(ws, "link", ws.run_dir))], expect=0),
+    Case("status of a dangling symlink", "paths", lambda ws: ["orchestrator", "status", "--run-dir", str(_symlink(ws, "link", ws.root / "gone"))]),
+    Case("status of a file", "paths", lambda ws: ["orchestrator", "status", "--run-dir", str(_write(ws.root / "f", "x"))]),
+    Case("status of a path with a 300-character name", "paths", lambda ws: ["orchestrator", "status", "--run-dir", str(ws.root / LONG)]),
+    Case("report of a run under a unicode, spaced path", "paths", lambda ws: (shutil.copytree(ws.run_dir, ws.root / "ré sults λ", symlinks=True), ["orchestrator", "report", "--run-dir", str(ws.root / "ré sults λ"), "--out", str(ws.root / "rép"), "--no-plots"])[1], expect=0, chatty=True),
+    Case("swarm into a run dir that cannot be made (/proc)", "paths", lambda ws: ["orchestrator", *RESUME, "--run-dir", "/proc/zeta-swarm-run"]),
+    Case("swarm into a run dir under a file", "paths", lambda ws: ["orchestrator", *RESUME, "--run-dir", str(_write(ws.root / "f", "x") / "run")]),
+    # locks held by other processes
+    Case("swarm while another controller holds the lock", "locks", lock_held(lambda ws: [*RESUME[:6], "4", *RESUME[7:], "--run-dir", RUN(ws)]), expect=4),
+    Case("repair while another controller holds the lock", "locks", lock_held(lambda ws: ["repair", "--run-dir", RUN(ws)]), expect=4),
+    Case("swarm while another process locks study.db", "locks", study_locked(lambda ws: [*RESUME[:6], "4", *RESUME[7:], "--run-dir", RUN(ws)])),
+    Case("status while another process locks study.db", "locks", study_locked(lambda ws: ["status", "--run-dir", RUN(ws)]), expect=0),
+    # signals at chosen points of the controller
+    Case("SIGINT between a wrapper's fork and its pid file", "signals", signalled("INT:wrapper spawned:1"), expect=130, changes=True, check=says("keep running (trial 0)")),
+    Case("SIGINT in the second spawn", "signals", signalled("INT:wrapper spawned:2"), expect=130, changes=True, check=says("keep running (trial 0, 1)")),
+    Case("SIGINT between a job spec and its wrapper", "signals", signalled("INT:job spec written:1"), expect=130, changes=True, check=says("keep running (trial 0)")),
+    Case("SIGTERM after a wrapper spawned, then restart", "signals", killed_then_restarted("TERM:wrapper spawned:1"), expect=0, changes=True, check=completes(2)),
+    Case("SIGTERM after a job spec, then restart", "signals", killed_then_restarted("TERM:job spec written:2"), expect=0, changes=True, check=completes(2)),
+    # datasets with wrong dtypes, shapes and lengths
+    Case("zeros.npy float32", "datasets", dataset_case(_npy(lambda a: a.astype("float32")))),
+    Case("zeros.npy int64", "datasets", dataset_case(_npy(lambda a: a.astype("int64")))),
+    Case("zeros.npy 2-D", "datasets", dataset_case(_npy(lambda a: a.reshape(-1, 2)))),
+    Case("zeros.npy shorter than its manifest", "datasets", dataset_case(_npy(lambda a: a[:-1]))),
+    Case("zeros.npy an object array (pickle)", "datasets", dataset_case(_npy(lambda a: a[:10].astype(object)))),
+    Case("zeros.npy big-endian (same values)", "datasets", dataset_case(_npy(lambda a: a.astype(">f8")), "verify")),
+    Case("manifest first_index beyond int64", "datasets", dataset_case(_manifest(first_index=2**63 + 5))),
+    Case("manifest count a float", "datasets", dataset_case(_manifest(count=120000.0))),
+    Case("manifest first_index true", "datasets", dataset_case(_manifest(first_index=True))),
+    Case("manifest.json a directory", "datasets", dataset_case(lambda d: ((d / "manifest.json").unlink(), (d / "manifest.json").mkdir()))),
+    Case("a shard 10 zeros short", "datasets", sharded_case(_shorten_shard)),
+    Case("a listed shard missing", "datasets", sharded_case(lambda d: (d / "shards" / "00002.npy").unlink())),
+    Case("import: a zero missing near the end", "datasets", _import_missing_near_end, check=nothing_at("zi")),
+    Case("import --first-index 2**63", "datasets", lambda ws: (_write(ws.root / "z.txt", "14.134725142\n21.022039639\n"), ["trainer", "zeros", "import", str(ws.root / "z.txt"), "--out", str(ws.root / "zi"), "--first-index", str(2**63)])[1]),
+    # orchestrator zeros (the fan-out)
+    Case("zeros --shards 0", "zeros fan-out", zeros_fanout("--start", "1", "--count", "100", "--shards", "0", "--out", "{root}/z")),
+    Case("zeros: more shards than zeros", "zeros fan-out", zeros_fanout("--start", "1", "--count", "5", "--shards", "10", "--out", "{root}/z"), check=nothing_at("z")),
+    Case("zeros --table without --start 1", "zeros fan-out", zeros_fanout("--start", "2", "--count", "3000000", "--shards", "2", "--table", "--out", "{root}/z")),
+    Case("zeros: more zeros than the disk takes", "zeros fan-out", zeros_fanout("--start", "1", "--count", str(10**12 - 1), "--shards", "100", "--out", "{root}/z"), check=nothing_at("z")),
+    Case("zeros --out ''", "zeros fan-out", zeros_fanout("--start", "1", "--count", "100", "--shards", "2", "--out", "")),
+    Case("zeros --out under a file", "zeros fan-out", lambda ws: (_write(ws.root / "f", "x"), zeros_fanout("--start", "1", "--count", "100", "--shards", "2", "--out", "{root}/f/z")(ws))[1]),
+    Case("zeros --start 0", "zeros fan-out", zeros_fanout("--start", "0", "--count", "100", "--shards", "2", "--out", "{root}/z")),
+    # empty and half-written run dirs
+    Case("report of an empty run dir", "run dir", lambda ws: (ws.root / "empty").mkdir() or ["orchestrator", "report", "--run-dir", str(ws.root / "empty"), "--out", str(ws.root / "r"), "--no-plots"], check=nothing_at("r")),
+    Case("status --json of an empty dir", "run dir", lambda ws: (ws.root / "empty").mkdir() or ["orchestrator", "status", "--json", "--run-dir", str(ws.root / "empty")]),
+    Case("status --json of a half-written run dir", "run dir", lambda ws: ["orchestrator", "status", "--json", "--run-dir", str(_half_written(ws))]),
+    Case("repair of an empty dir", "run dir", lambda ws: (ws.root / "empty").mkdir() or ["orchestrator", "repair", "--run-dir", str(ws.root / "empty")]),
+    # environment variables with bad values
+    Case("ZETA_SWARM_CRASH_AT=abc", "environment", lambda ws: (ws.env.update(ZETA_SWARM_CRASH_AT="abc"), ["orchestrator", *RESUME[:6], "4", *RESUME[7:], "--run-dir", RUN(ws)])[1]),
+    Case("ZETA_SWARM_TRAINER with an unbalanced quote", "environment", lambda ws: (ws.env.update(ZETA_SWARM_TRAINER='"trainer'), ["orchestrator", *RESUME[:6], "4", *RESUME[7:], "--run-dir", RUN(ws)])[1]),
+    Case("ZETA_SWARM_TRAINER a missing program", "environment", lambda ws: (ws.env.update(ZETA_SWARM_TRAINER=str(ws.root / "no-trainer")), ["orchestrator", *RESUME[:6], "4", *RESUME[7:], "--run-dir", RUN(ws)])[1]),
+    Case("ZETA_SWARM_CONFIGS a missing directory", "environment", lambda ws: (ws.env.update(ZETA_SWARM_CONFIGS=str(ws.root / "none")), ["orchestrator", "swarm", "--phase", "2", "--profile", "smoke", "--dry-run", "--run-dir", str(ws.root / "dry")])[1]),
+    Case("ZETA_SWARM_RUN_DIR empty", "environment", lambda ws: (ws.env.update(ZETA_SWARM_RUN_DIR=""), ["orchestrator", "status"])[1]),
+    Case("ZETA_SWARM_DATA a file", "environment", lambda ws: (ws.env.update(ZETA_SWARM_DATA=str(_write(ws.root / "f", "x"))), ["trainer", "check-config", "--config", SMOKE])[1]),
+    # compare: too few training zeros is refused before anything is written
+    Case("compare --train-count 10", "compare", compare("--train-count", "10"), check=nothing_at("cmp")),
+    Case("compare --train-count 100 (8 clusters of 64)", "compare", compare("--train-count", "100"), check=nothing_at("cmp")),
+    Case("compare --train-count 0", "compare", compare("--train-count", "0"), check=nothing_at("cmp")),
+    Case("compare whose every trial is refused fails (exit 5)", "compare", lambda ws: (ws.env.update(ROBUST_BAD_INPUT="1"), compare()(ws))[1], expect=5, changes=True, chatty=True, check=nothing_at("cmp/report")),
+]  # fmt: skip
+
 CTRL_C = Case(
     "Ctrl-C says what it leaves running", "failing swarm", ctrl_c, expect=130, changes=True, timeout=120
 )
 
-CASES = [*ORCH_FLAGS, *CONFIG_CASES, *RUN_DIR_CASES, *TRAINER_CASES, *SCENARIOS]
+CASES = [*ORCH_FLAGS, *CONFIG_CASES, *RUN_DIR_CASES, *TRAINER_CASES, *SCENARIOS, *HOSTILE_CASES]

@@ -4,6 +4,9 @@ should change, and no trial lost, mislabelled or repeated."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from cases import CASES, Workspace, build_base_run, run_case, run_ctrl_c
 
@@ -33,5 +36,36 @@ def test_case_is_clean(case, workspace):
 
 
 def test_ctrl_c_says_what_it_leaves_running(workspace):
+    """Ctrl-C on a controller whose two trials hang: exit 130 and one line naming both.
+
+    The controller is started with SIGINT's default disposition (cases.run_ctrl_c's preexec_fn)
+    because a shell without job control (a CI script, `make test &`) starts its background jobs
+    with SIGINT ignored, Python keeps an ignored SIGINT ignored (it installs its own handler only
+    over SIG_DFL), and the ignored disposition is inherited through fork and exec (subprocess's
+    restore_signals resets SIGPIPE, SIGXFZ and SIGXFSZ only). Without the preexec_fn such a run's
+    controller never sees the test's SIGINT and the test waits out its 60 s. Checked by the tiny
+    experiment below (bash 5.2, Python 3.11): a background job of `bash -c` gets SIG_IGN, the
+    same under `set -m` gets Python's handler, and so does a child given SIG_DFL in preexec_fn.
+    """
     outcome = run_ctrl_c(workspace)
     assert outcome.kind == "clean", f"{outcome.kind}: {outcome.detail}\n{outcome.stderr[-2000:]}"
+
+
+def _sigint_seen_by_a_child(script: str) -> str:
+    probe = f"{sys.executable} -c 'import signal; print(signal.getsignal(signal.SIGINT))'"
+    return subprocess.run(
+        ["bash", "-c", script.replace("PROBE", probe)], capture_output=True, text=True, timeout=60
+    ).stdout.strip()
+
+
+def test_a_shell_without_job_control_starts_background_jobs_with_sigint_ignored():
+    """The experiment behind the preexec_fn of the Ctrl-C case (see its docstring)."""
+    assert _sigint_seen_by_a_child("PROBE & wait") == "1"  # Handlers.SIG_IGN
+    assert _sigint_seen_by_a_child("set -m; PROBE & wait") == "<built-in function default_int_handler>"
+    # What the Ctrl-C case does: a child of an ignoring parent, given SIG_DFL before exec.
+    restored = (
+        f"{sys.executable} -c 'import signal, subprocess, sys; subprocess.run([sys.executable, "
+        '"-c", "import signal; print(signal.getsignal(signal.SIGINT))"], '
+        "preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))' & wait"
+    )
+    assert _sigint_seen_by_a_child(restored) == "<built-in function default_int_handler>"

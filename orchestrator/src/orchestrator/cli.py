@@ -2,13 +2,15 @@
 
 Subcommands live in `orchestrator.commands.*`; they import optuna, cloud SDKs and matplotlib
 inside the command functions, so `orchestrator --help` starts fast. Every OrchestratorError and
-every usage error becomes one line on stderr and its exit code. Every `--run-dir` also reads
+every usage error becomes one line on stderr and its exit code; so does an OSError on a path
+that cannot be (exit 2). Every `--run-dir` also reads
 ZETA_SWARM_RUN_DIR; any other option reads ZETA_SWARM_<COMMAND>_<OPTION> (click's automatic
 names, e.g. ZETA_SWARM_STATUS_INTERVAL).
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -27,12 +29,22 @@ class _Group(click.Group):
             hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
             click.echo(f"orchestrator: error: {e.format_message()}{hint}", err=True)
             sys.exit(2)
+        except OSError as e:
+            if e.errno not in _PATH_ERRNOS:
+                raise
+            # A path given that cannot be (under a file, under /proc, too long): bad input.
+            name = str(e.filename or "")
+            name = name if len(name) <= 160 else f"{name[:60]}...{name[-60:]}"
+            click.echo(f"orchestrator: error: {name + ': ' if name else ''}{e.strerror}", err=True)
+            sys.exit(2)
         except Exception as e:
             if _is_missing_credentials(e):
                 click.echo(f"orchestrator: error: {_NO_CREDENTIALS}", err=True)
                 sys.exit(2)
             raise
 
+
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
 
 _NO_CREDENTIALS = (
     "no Google Cloud credentials for a gs:// path or a cloud backend: run "

@@ -415,6 +415,10 @@ def load_settings(
         ConfigError: every problem found, one line each naming file, line and key. Nothing is launched.
     """
     cdir = Path(config_dir or os.environ.get(CONFIGS_ENV) or CONFIG_DIR)
+    if not cdir.is_dir():  # one line, not a missing-file line for every config in it
+        raise ConfigError(
+            f"{cdir}: the configs directory does not exist (${CONFIGS_ENV} or the repository's)"
+        )
     problems = _Problems()
     if phase not in (1, 2, 3):
         problems.add("--phase", f"{phase} is not a phase; choose 1, 2 or 3")

@@ -10,8 +10,22 @@ from __future__ import annotations
 
 import os
 
+from orchestrator.errors import ConfigError
+
 CRASH_EXIT_CODE = 86
-_crash_at = int(os.environ.get("ZETA_SWARM_CRASH_AT", "0") or 0)
+
+
+def _from_env() -> int:
+    value = os.environ.get("ZETA_SWARM_CRASH_AT", "")
+    try:
+        return int(value or 0)
+    except ValueError:
+        raise ConfigError(
+            f"$ZETA_SWARM_CRASH_AT {value!r}: must be a checkpoint number (a test setting: unset it)"
+        ) from None
+
+
+_crash_at = _from_env()
 _count = 0
 
 

@@ -107,6 +107,25 @@ def check(run_dir: str | os.PathLike) -> None:
     what = problem(path)
     if what:
         raise DamagedFile(path, what, restore_hint(run_dir))
+    held = _write_lock_held(path)
+    if held:
+        raise DamagedFile(
+            path, f"is locked by another process ({held})", "close the program that holds it, then rerun"
+        )
+
+
+def _write_lock_held(path: Path) -> str | None:
+    """SQLite's message when another process holds the study's write lock (an open transaction of
+    some other program: the controller lock keeps other controllers out), else None."""
+    con = sqlite3.connect(path, timeout=2, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+    except sqlite3.OperationalError as e:
+        return str(e)
+    finally:
+        con.close()
+    return None
 
 
 def job_trials(run_dir: str | os.PathLike, study: str) -> set[int]:

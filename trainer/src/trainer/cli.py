@@ -18,6 +18,13 @@ from trainer.errors import TrainerError
 # exits with EXIT_ENVIRONMENT without using up one of its retries (docs/contracts.md "Exit codes").
 EXIT_ENVIRONMENT = 75
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+
+
+def _short(path) -> str:
+    """A path for a one-line message: the middle of a very long one elided."""
+    text = str(path)
+    return text if len(text) <= 160 else f"{text[:60]}...{text[-60:]}"
 
 
 class _Group(click.Group):
@@ -32,9 +39,12 @@ class _Group(click.Group):
             click.echo(f"trainer: error: {e.format_message()}{hint}", err=True)
             sys.exit(2)
         except OSError as e:
+            where = f"{_short(e.filename)}: " if e.filename else ""
+            if e.errno in _PATH_ERRNOS:  # a path given that cannot be: bad input
+                click.echo(f"trainer: error: {where}{e.strerror}", err=True)
+                sys.exit(2)
             if e.errno not in _ENVIRONMENT_ERRNOS:
                 raise
-            where = f"{e.filename}: " if e.filename else ""
             click.echo(
                 f"trainer: error: {where}{e.strerror} (the environment: free space or fix permissions, "
                 "then rerun; a trial resumes from its checkpoint)",

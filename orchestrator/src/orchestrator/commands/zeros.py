@@ -91,6 +91,10 @@ def zeros(
     from orchestrator.zeros import dry_run as plan_dry_run
 
     overrides = pop_infra_overrides(infra)
+    if not out.strip():
+        raise ConfigError(
+            "--out '': give the dataset directory (an empty path would be the current directory)"
+        )
     if as_json and not dry_run:
         raise click.UsageError("--json goes with --dry-run")
     if backend == "vertex" and not out.startswith("gs://"):

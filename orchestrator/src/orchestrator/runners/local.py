@@ -16,30 +16,66 @@ running processes and never starts one twice. The number of slots is the control
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.atomic_files import write_json_atomic
 from orchestrator.crash_injection import checkpoint
+from orchestrator.errors import ConfigError
 from orchestrator.reading import DamagedFile, read_json_object
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
 
 _WRAPPER = Path(__file__).with_name("local_wrapper.py")
 
 
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Hold a Ctrl-C (SIGINT) that arrives during a launch until the launch is recorded, then raise
+    it: a launch interrupted between its spec and its wrapper's pid would leave a job that looks
+    launched but never starts (tests/robustness signals cases). Only where Python's own handler is
+    installed (the main thread, SIGINT not ignored)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+
+
 def default_trainer_command() -> list[str]:
     """$ZETA_SWARM_TRAINER (split like a shell would), else the `trainer` script of this environment."""
-    if os.environ.get("ZETA_SWARM_TRAINER"):
-        return shlex.split(os.environ["ZETA_SWARM_TRAINER"])
-    return [str(Path(sys.executable).with_name("trainer"))]
+    value = os.environ.get("ZETA_SWARM_TRAINER", "")
+    if not value:
+        return [str(Path(sys.executable).with_name("trainer"))]
+    try:
+        argv = shlex.split(value)
+    except ValueError as e:
+        raise ConfigError(f"$ZETA_SWARM_TRAINER {value!r}: {e}") from None
+    if not argv or shutil.which(argv[0]) is None:
+        raise ConfigError(
+            f"$ZETA_SWARM_TRAINER {value!r}: no program {argv[0] if argv else ''!r} to run; "
+            "point it at the trainer or unset it"
+        )
+    return argv
 
 
 # The keys (and their types) each job file must hold; every file is written atomically, so one
@@ -161,6 +197,10 @@ class LocalRunner(Runner):
 
     # -- launch --------------------------------------------------------------------------------
     def launch(self, spec: JobSpec) -> Job:
+        with _ctrl_c_held():
+            return self._launch(spec)
+
+    def _launch(self, spec: JobSpec) -> Job:
         job_id = self.job_id(spec.trial_id, spec.attempt)
         job_dir = self.jobs_dir / job_id
         self.jobs_dir.mkdir(parents=True, exist_ok=True)

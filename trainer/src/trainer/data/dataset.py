@@ -403,7 +403,9 @@ def _load_array(npy_path: Path, where: str) -> np.ndarray:
 
 
 def _check_shape(zeros: np.ndarray, count: int, where: str) -> None:
-    if zeros.ndim != 1 or zeros.size != count:
+    if zeros.ndim != 1:
+        raise DataError(f"{where}: has shape {zeros.shape}, expected a 1-D array of {count} zeros")
+    if zeros.size != count:
         raise DataError(f"{where}: holds {zeros.size} zeros (shape {zeros.shape}), the manifest says {count}")
 
 
