@@ -743,6 +743,13 @@ def nothing_at(rel: str) -> Callable:
     return check
 
 
+def every(*checks: Callable) -> Callable:
+    def check(ws: Workspace, proc) -> str | None:
+        return next((p for c in checks if (p := c(ws, proc))), None)
+
+    return check
+
+
 def compare(*args: str) -> Callable[[Workspace], list[str]]:
     def setup(ws: Workspace) -> list[str]:
         return ["orchestrator", "compare", "--config", str(REPO / "configs" / "experiments" / "compare.yaml"),
@@ -857,7 +864,7 @@ HOSTILE_CASES = [
     Case("compare --train-count 10", "compare", compare("--train-count", "10"), check=nothing_at("cmp")),
     Case("compare --train-count 100 (8 clusters of 64)", "compare", compare("--train-count", "100"), check=nothing_at("cmp")),
     Case("compare --train-count 0", "compare", compare("--train-count", "0"), check=nothing_at("cmp")),
-    Case("compare whose every trial is refused fails (exit 5)", "compare", lambda ws: (ws.env.update(ROBUST_BAD_INPUT="1"), compare()(ws))[1], expect=5, changes=True, chatty=True, check=nothing_at("cmp/report")),
+    Case("compare whose every trial is refused fails (exit 5)", "compare", lambda ws: (ws.env.update(ROBUST_BAD_INPUT="1"), compare()(ws))[1], expect=5, changes=True, chatty=True, check=every(nothing_at("cmp/report"), says("compare failed: no arm completed a trial"))),
 ]  # fmt: skip
 
 CTRL_C = Case(

@@ -215,6 +215,7 @@ class SwarmRun:
         lock.acquire()
         try:
             self.check_run_dir()
+            study_db.check_not_locked(self.run_dir)
             record_run_id(self.run_dir, self.s.run_id)
             (self.run_dir / STOP_FILE).unlink(missing_ok=True)  # a new start overrides an old stop
             write_text_atomic(

@@ -107,25 +107,30 @@ def check(run_dir: str | os.PathLike) -> None:
     what = problem(path)
     if what:
         raise DamagedFile(path, what, restore_hint(run_dir))
-    held = _write_lock_held(path)
-    if held:
-        raise DamagedFile(
-            path, f"is locked by another process ({held})", "close the program that holds it, then rerun"
-        )
 
 
-def _write_lock_held(path: Path) -> str | None:
-    """SQLite's message when another process holds the study's write lock (an open transaction of
-    some other program: the controller lock keeps other controllers out), else None."""
+def check_not_locked(run_dir: str | os.PathLike) -> None:
+    """Refuse a study whose write lock another process holds (an open transaction of some other
+    program; the controller lock keeps other controllers out), instead of Optuna's internal error
+    after its retries. Not part of `check`, which never writes: closing this probe's read-write
+    connection checkpoints the WAL into study.db, so only a controller about to write calls it.
+
+    Raises:
+        DamagedFile: naming the file and SQLite's message.
+    """
+    path = study_path(run_dir)
+    if not path.is_file():
+        return
     con = sqlite3.connect(path, timeout=2, isolation_level=None)
     try:
         con.execute("BEGIN IMMEDIATE")
         con.execute("ROLLBACK")
     except sqlite3.OperationalError as e:
-        return str(e)
+        raise DamagedFile(
+            path, f"is locked by another process ({e})", "close the program that holds it, then rerun"
+        ) from None
     finally:
         con.close()
-    return None
 
 
 def job_trials(run_dir: str | os.PathLike, study: str) -> set[int]:

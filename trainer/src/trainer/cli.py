@@ -18,7 +18,9 @@ from trainer.errors import TrainerError
 # exits with EXIT_ENVIRONMENT without using up one of its retries (docs/contracts.md "Exit codes").
 EXIT_ENVIRONMENT = 75
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
-_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+# A path that cannot be (too long, under a file, a loop): bad input. Not ENOENT: a file that
+# vanished mid-run (an evicted cache entry) stays an internal error, which the swarm retries.
+_PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
 
 
 def _short(path) -> str:
