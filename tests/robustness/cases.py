@@ -799,7 +799,7 @@ HOSTILE_CASES = [
     Case("--set repeated primes", "set syntax", check_config("model.primes=[2, 3, 2]")),
     Case("--set train.epochs=1.5", "set syntax", check_config("train.epochs=1.5")),
     Case("--set seed=nan", "set syntax", check_config("seed=nan")),
-    Case("--set seed=true", "set syntax", check_config("seed=true"), known="trainer/config.py (pbtrain this session): pydantic's lax mode reads a YAML bool as the int 1"),
+    Case("--set seed=true", "set syntax", check_config("seed=true")),
     Case("--set loss.mse_weight=1e400", "set syntax", check_config("loss.mse_weight=1e400")),
     Case("--set a YAML python tag", "set syntax", check_config("seed=!!python/object/apply:os.system [touch PWNED]"), check=nothing_at("PWNED")),
     Case("--set a dataset that does not exist", "set syntax", check_config("data.path=/nonexistent/zeros")),

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from trainer.baselines import MAX_PRIME_CUTOFF
 from trainer.errors import ConfigError
@@ -27,6 +27,15 @@ MIN_CLUSTER = 64  # zeros per cluster: room for the RMT losses' block scales
 class _Strict(BaseModel):
     # inf and nan are never a valid setting (a weight of inf makes every loss inf).
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads a YAML `true` as the int 1: `seed: true` is a mistake, not seed 1.
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and bool not in (annotation, *get_args(annotation)):
+            raise ValueError("must not be a boolean")
+        return value
 
 
 class DataConfig(_Strict):
