@@ -188,7 +188,10 @@ def test_vertex_defaults_to_the_cloud_profile_and_says_so(offline, tmp_path):
     plan = json.loads(result.stdout)
     assert len(plan["jobs"]) == 50  # phase 2's parallel on GPUs
     sets = plan["jobs"][0]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
-    assert "data.train_count=500000" in sets and "train.num_clusters=500" in sets
+    # Team 2 trains on 1e7 real zeros beyond the table, from the sharded 1e8 dataset in the data bucket.
+    assert "data.path=gs://zs-zeta-swarm-test-data/zeros-1e8" in sets
+    assert "data.train_start=2001053" in sets and "data.train_count=10000000" in sets
+    assert "train.num_clusters=10000" in sets and "train.clusters_per_step=50" in sets
     assert "--config" in sets and sets[sets.index("--config") + 1] == "configs/trainer/minibatch.yaml"
 
     text = CliRunner().invoke(main, [*args, "--infra-outputs", str(INFRA_JSON), "--dry-run"])
@@ -243,3 +246,44 @@ def test_experiments_need_the_infra_tensorboard_and_say_so_in_one_line(tmp_path)
         main, ["swarm", "--phase", "2", "--run-dir", str(tmp_path / "l"), "--experiments"]
     )
     assert local.exit_code == 2 and "Vertex AI Experiments needs --backend vertex" in local.output
+
+
+@pytest.mark.parametrize(
+    ("phase", "team"), [(1, "fullbatch"), (1, "minibatch"), (2, "minibatch"), (2, "fullbatch")]
+)
+def test_cloud_profile_trials_fit_the_1e8_dataset(offline, tmp_path, phase, team):
+    """Every cloud trial's config passes the trainer's own schema, and its val, tune and test
+    windows fit the first 1e8 zeros: Team 1 inside the Odlyzko table, Team 2 beyond it."""
+    from trainer.config import load_config
+
+    args = ["swarm", "--phase", str(phase), "--backend", "vertex", "--team", team]
+    result = CliRunner().invoke(
+        main,
+        [
+            *args,
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--infra-outputs",
+            str(INFRA_JSON),
+            "--dry-run",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table_last, dataset_last = 2_001_052, 100_000_000
+    jobs = json.loads(result.stdout)["jobs"]
+    assert jobs
+    for job in jobs:
+        argv = job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]
+        # a dry run shows a tuned knob as `key=<key>`: Vizier picks it later, inside its space
+        sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set" and not argv[i + 1].endswith(">")]
+        cfg = load_config(argv[argv.index("--config") + 1], sets)
+        assert cfg.data.path == "gs://zs-zeta-swarm-test-data/zeros-1e8"
+        windows = cfg.window_sets(dataset_last)  # raises when the test windows do not fit
+        last_read = max(windows["test"]) + cfg.data.horizon
+        if cfg.train.mode == "fullbatch":
+            assert last_read <= table_last
+        else:
+            assert cfg.data.train_start > table_last and cfg.data.train_count >= 10_000_000
+            assert cfg.train.num_clusters // cfg.train.clusters_per_step == 200
+            assert last_read <= dataset_last
