@@ -1,11 +1,15 @@
 # Least privilege: storage roles are granted per bucket, actAs per service account, and only
 # roles/aiplatform.user and roles/logging.logWriter at project level. No keys, no basic roles.
 
-# --- trainer: read datasets, write its own trial outputs --------------------------------------
+# --- trainer: read and make datasets, write its own trial outputs -----------------------------
 
-resource "google_storage_bucket_iam_member" "trainer_data_reader" {
+# objectUser, not objectViewer: `orchestrator zeros --backend vertex --out gs://DATA_BUCKET/...`
+# (docs/infra.md step 4) runs each shard's `trainer zeros generate` as this account, which writes
+# the shard and its record there, and overwrites them when a preempted job is retried. Trials
+# only read; the bucket is versioned with soft delete, so an overwrite is recoverable.
+resource "google_storage_bucket_iam_member" "trainer_data_writer" {
   bucket = google_storage_bucket.data.name
-  role   = "roles/storage.objectViewer"
+  role   = "roles/storage.objectUser"
   member = google_service_account.trainer.member
 }
 
@@ -34,6 +38,14 @@ resource "google_service_account_iam_member" "orchestrator_acts_as_trainer" {
 resource "google_storage_bucket_iam_member" "orchestrator_runs_reader" {
   bucket = google_storage_bucket.runs.name
   role   = "roles/storage.objectViewer"
+  member = google_service_account.orchestrator.member
+}
+
+# `orchestrator zeros` reads the shard records its jobs wrote, then merges: manifest.json is
+# written (and rewritten by a rerun) into the dataset, and verify reads every shard.
+resource "google_storage_bucket_iam_member" "orchestrator_data_user" {
+  bucket = google_storage_bucket.data.name
+  role   = "roles/storage.objectUser"
   member = google_service_account.orchestrator.member
 }
 

@@ -15,9 +15,12 @@ output "region" {
 }
 
 output "data_bucket" {
-  description = "Bucket name (no gs://) holding the zeros datasets; the trainer reads it."
+  description = "Bucket name (no gs://) holding the zeros datasets; trials read it, `orchestrator zeros` jobs write it."
   value       = google_storage_bucket.data.name
-  depends_on  = [google_storage_bucket_iam_member.trainer_data_reader]
+  depends_on = [
+    google_storage_bucket_iam_member.trainer_data_writer,
+    google_storage_bucket_iam_member.orchestrator_data_user,
+  ]
 }
 
 output "runs_bucket" {
@@ -52,7 +55,7 @@ output "trainer_service_account" {
   value       = google_service_account.trainer.email
   depends_on = [
     google_service_account_iam_member.orchestrator_acts_as_trainer,
-    google_storage_bucket_iam_member.trainer_data_reader,
+    google_storage_bucket_iam_member.trainer_data_writer,
     google_storage_bucket_iam_member.trainer_runs_writer,
   ]
 }

@@ -152,7 +152,7 @@ def test_trainer_storage_is_bucket_scoped(stack):
         if r.body["member"] == "${google_service_account.trainer.member}"
     }
     assert trainer == {
-        ("${google_storage_bucket.data.name}", "roles/storage.objectViewer"),
+        ("${google_storage_bucket.data.name}", "roles/storage.objectUser"),  # makes datasets (zeros)
         ("${google_storage_bucket.runs.name}", "roles/storage.objectUser"),
     }
     # At project level only with a TensorBoard, whose event-file uploads run as the trainer.

@@ -91,6 +91,12 @@ ROLE_PERMISSIONS = {
     },
     "roles/artifactregistry.writer": {"artifactregistry.tags.get", "artifactregistry.dockerimages.get"},
     "roles/iam.serviceAccountUser": {"iam.serviceAccounts.actAs"},
+    # Cloud Storage (bucket-scoped grants): overwriting an object needs storage.objects.delete.
+    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectCreator": {"storage.objects.create"},
+    "roles/storage.objectUser": {
+        *(f"storage.objects.{v}" for v in ("get", "list", "create", "delete", "update")),
+    },
 }
 
 # The permission of each faked RPC.
@@ -117,7 +123,8 @@ METHOD_PERMISSIONS = {
 @dataclass
 class FakeIam:
     """Who holds which role where: ("project", project) / ("repository", repo id) /
-    ("serviceAccount", email) -> {member: {roles}}; calls run as `caller` (a member string)."""
+    ("serviceAccount", email) / ("bucket", Terraform name) -> {member: {roles}}; calls run as
+    `caller` (a member string)."""
 
     caller: str
     grants: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
@@ -170,6 +177,10 @@ class FakeIam:
                             iam.grant(("project", project), member, body["role"])
                         elif kind == "google_artifact_registry_repository_iam_member":
                             iam.grant(("repository", "*"), member, body["role"])
+                        elif kind == "google_storage_bucket_iam_member":
+                            m = re.search(r"google_storage_bucket\.([a-z_]+)\.name", str(body["bucket"]))
+                            if m:  # scope ("bucket", "data"): the Terraform name of the bucket
+                                iam.grant(("bucket", m.group(1)), member, body["role"])
                         elif kind == "google_service_account_iam_member":
                             target = account(str(body["service_account_id"]))
                             if target:

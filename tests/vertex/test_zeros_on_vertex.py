@@ -77,3 +77,25 @@ def test_shards_as_custom_jobs_through_a_preemption_and_a_crash(
         20_201,
         20_401,
     ]
+
+
+def test_the_dataset_command_can_write_the_data_bucket():
+    """`orchestrator zeros --backend vertex --out gs://<data_bucket>/...` (docs/infra.md step 4): each
+    shard's job runs as the trainer and writes its .npy and record there (a retried job overwrites
+    its own); the orchestrator's account reads the records, and the merge writes manifest.json
+    (again on a rerun). Trials only read the data bucket, but it is one bucket."""
+    from pathlib import Path
+
+    from vertex.fakes import FakeIam
+
+    infra = Path(__file__).resolve().parents[2] / "infra"
+    for account, needs in {
+        "trainer": ("get", "list", "create", "delete"),
+        "orchestrator": ("get", "list", "create", "delete"),
+    }.items():
+        iam = FakeIam.from_terraform(infra, "zeta-swarm-test", caller=account)
+        missing = [v for v in needs if not iam.allowed(f"storage.objects.{v}", [("bucket", "data")])]
+        assert missing == [], f"{account} lacks storage.objects.{missing} on the data bucket"
+    # the image builder has nothing to do with datasets and gets nothing there
+    builder = FakeIam.from_terraform(infra, "zeta-swarm-test", caller="builder")
+    assert not builder.allowed("storage.objects.create", [("bucket", "data")])
