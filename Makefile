@@ -23,7 +23,7 @@ SWARM_FLAGS = --phase $(PHASE) --team $(TEAM) --backend $(BACKEND) $(if $(PROFIL
 	$(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(filter vertex,$(BACKEND)),--infra-outputs $(INFRA_OUTPUTS)) \
 	$(if $(EXPERIMENTS),--experiments)
 
-.PHONY: install chromium test lint mutation swarm status dashboard data bench robustness-table image infra-outputs infra-init infra-plan infra-apply compare clean
+.PHONY: install chromium test lint mutation swarm status dashboard data bench robustness-table image infra-outputs infra-init infra-lock infra-lock-file infra-plan infra-apply compare clean
 
 install: $(VENV)/.installed $(TOOLS)/.installed chromium
 
@@ -107,11 +107,21 @@ INFRA_OUTPUTS ?= infra-outputs.json
 infra-init:
 	terraform -chdir=infra init
 
-infra-plan:
+# The google provider's build is locked by infra/.terraform.lock.hcl, committed (docs/infra.md
+# step 1), with the checksums of every platform the team runs Terraform on; plan and apply refuse
+# to run without it.
+INFRA_LOCK = terraform -chdir=infra providers lock -platform=linux_amd64 -platform=darwin_arm64 -platform=darwin_amd64
+infra-lock:
+	$(INFRA_LOCK)
+
+infra-plan: infra-lock-file
 	terraform -chdir=infra plan
 
-infra-apply:
+infra-apply: infra-lock-file
 	terraform -chdir=infra apply
+
+infra-lock-file:
+	@test -f infra/.terraform.lock.hcl || { echo "make $(MAKECMDGOALS): infra/.terraform.lock.hcl is missing; make it with \`make infra-lock\` ($(INFRA_LOCK)) and commit it" >&2; exit 2; }
 
 # Checked before it replaces the old file, so a failed or partial read never leaves a bad one.
 infra-outputs: install

@@ -20,7 +20,7 @@ FIXTURE = REPO / "tests" / "fixtures" / "infra-outputs.json"
 PYTHON = REPO / ".venv" / "bin" / "python"
 IMAGE = "${_REGION}-docker.pkg.dev/${PROJECT_ID}/${_REPOSITORY}/trainer:${_TAG}"
 # The Dockerfile's base, as make image pins it (the fakes answer this digest).
-PINNED_BASE = "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py311@sha256:" + "cd" * 32
+PINNED_BASE = "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310@sha256:" + "cd" * 32
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -42,16 +42,80 @@ def test_hadolint_clean():
     assert json.loads(result.stdout or "[]") == [] and result.returncode == 0, result.stdout + result.stderr
 
 
-def test_base_is_a_vertex_pytorch_gpu_training_image_for_python_311():
+def test_base_is_a_documented_vertex_pytorch_gpu_training_image():
+    """Google lists PyTorch GPU training images for Python 3.10 only; the Dockerfile cites the list."""
     (base_arg,) = [
         rest for kw, rest in instructions(DOCKERFILE) if kw == "ARG" and rest.startswith("BASE_IMAGE=")
     ]
     base = base_arg.split("=", 1)[1]
-    assert re.fullmatch(r"us-docker\.pkg\.dev/vertex-ai/training/pytorch-gpu\.2-\d+\.py311:latest", base), (
+    assert re.fullmatch(r"us-docker\.pkg\.dev/vertex-ai/training/pytorch-gpu\.2-\d+\.py310:latest", base), (
         base
     )
+    assert "https://cloud.google.com/vertex-ai/docs/training/pre-built-containers" in DOCKERFILE.read_text()
     froms = [rest for kw, rest in instructions(DOCKERFILE) if kw == "FROM"]
     assert froms == ["${BASE_IMAGE}"]
+
+
+def test_the_trainer_runs_on_the_images_python_310():
+    """No 3.11-only language feature or standard-library name in the trainer (vermin), and the
+    package admits 3.10; the orchestrator, which never runs in the image, may need 3.11."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "trainer" / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.10"
+    vermin = REPO / ".venv" / "bin" / "vermin"
+    result = subprocess.run(
+        [str(vermin), "--no-tips", "--violations", "--eval-annotations", "-t=3.10-", "trainer/src"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _image_pin_lists() -> tuple[set[str], dict[str, str]]:
+    """The Dockerfile's PY311_ONLY names and PY310_PINS {name: version}, lower-case."""
+    args = dict(rest.split("=", 1) for kw, rest in instructions(DOCKERFILE) if kw == "ARG" and "=" in rest)
+    dropped = {n.lower() for n in args["PY311_ONLY"].strip('"').split("|")}
+    pins = dict(p.lower().split("==") for p in args["PY310_PINS"].strip('"').split())
+    return dropped, pins
+
+
+def test_the_images_pins_replace_exactly_the_ones_that_need_python_311():
+    """PY311_ONLY and PY310_PINS cover every pin of constraints.txt whose release (as installed
+    here from those pins) does not run on 3.10; every replaced pin runs on 3.10; and each of the
+    trainer's own dependencies among them gets a pinned replacement, not pip's choice."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    pins = dict(
+        line.split("==", 1) for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    needs_311 = set()
+    for name, version in pins.items():
+        if norm(name) in ("torch", "torch-geometric"):
+            continue  # the base image's own builds
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a tool `make install` leaves out (coverage, ...): not in the trainer's closure either
+        assert dist.version == version, f"{name}: installed {dist.version}, pinned {version}"
+        if not SpecifierSet(dist.metadata.get("Requires-Python") or "").contains("3.10.0"):
+            needs_311.add(norm(name))
+    dropped, replaced = _image_pin_lists()
+    assert dropped | set(replaced) == needs_311
+    assert not dropped & set(replaced)
+    trainer = importlib.metadata.distribution("zeta-swarm-trainer")
+    direct = {
+        norm(Requirement(r).name)
+        for r in trainer.requires or []
+        if "extra ==" not in r or 'extra == "data"' in r
+    }
+    assert direct & needs_311 <= set(replaced), "a trainer dependency would be left to pip's choice"
+    assert {"numpy", "scipy", "passagemath-database-odlyzko-zeta"} <= set(replaced)
 
 
 def test_runs_trainer_as_non_root():
@@ -74,7 +138,8 @@ def test_pins_fit_the_base_torch_and_pip_keeps_no_cache():
     (pyg,) = set(re.findall(r'"torch_geometric==([^"]+)"', runs))
     assert pyg == "2.6.1" and f"__version__ == '{pyg}'" in runs
     assert "torch-geometric" in constraints and "torch" in constraints  # what the grep below removes
-    assert "grep -v -E '^(torch|torch-geometric)==' constraints.txt" in runs
+    assert 'grep -v -i -E "^(torch|torch-geometric|${PY311_ONLY}|${replaced})==" constraints.txt' in runs
+    assert '"./trainer[data]"' in runs  # shard 0 of `orchestrator zeros --table` is the Odlyzko table
     assert re.search(r'"pyg-lib==[0-9.]+"', runs)
     assert "data.pyg.org/whl/${TORCH_INDEX}.html" in runs
     for command in re.findall(r"pip install[^&]*", runs):
@@ -313,3 +378,28 @@ def test_make_infra_outputs_writes_only_a_complete_file(tmp_path):
     assert result.returncode == 2 and "missing or empty setting(s) project_id" in result.stderr
     assert json.loads(target.read_text()) == json.loads(fixture_text), "a failed read must keep the old file"
     assert not Path(f"{target}.tmp").exists()
+
+
+@pytest.mark.parametrize("target", ["infra-plan", "infra-apply"])
+def test_plan_and_apply_refuse_to_run_without_the_provider_lock_file(tmp_path, target):
+    """No infra/.terraform.lock.hcl: one line naming the file and the command that makes it, exit 2,
+    and terraform never runs; with the file, the target runs terraform."""
+    (tmp_path / "infra").mkdir()
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    calls = tmp_path / "terraform-calls"
+    path = fake_bin(tmp_path, {"terraform": f'echo "$*" >> {calls}'})
+
+    def make() -> subprocess.CompletedProcess:
+        env = dict(os.environ, PATH=f"{path}:{os.environ['PATH']}")
+        return subprocess.run(["make", "-s", target], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    result = make()
+    assert result.returncode == 2 and not calls.exists()
+    (line,) = [ln for ln in result.stderr.splitlines() if not ln.startswith("make: ***")]
+    assert line.startswith(
+        f"make {target}: infra/.terraform.lock.hcl is missing; make it with `make infra-lock`"
+    )
+    assert "terraform -chdir=infra providers lock -platform=linux_amd64 -platform=darwin_arm64" in line
+    (tmp_path / "infra" / ".terraform.lock.hcl").write_text("# locked\n")
+    assert make().returncode == 0
+    assert calls.read_text().split() == ["-chdir=infra", target.removeprefix("infra-")]

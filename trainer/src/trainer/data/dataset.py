@@ -574,7 +574,7 @@ def _manifest_text(manifest: dict) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def dataset_bytes(count: int) -> int:
