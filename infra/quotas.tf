@@ -5,9 +5,20 @@ locals {
   vcpus_per_gpu = { l4 = 8, a100_80gb = 12 }
 
   # Spot VMs (configs/backends/vertex.yaml `spot: true`) draw on the preemptible GPU quotas,
-  # not the on-demand ones. Quota IDs follow the Cloud Quotas names of the aiplatform.googleapis.com
-  # metrics (custom_model_training_[preemptible_]nvidia_l4_gpus, custom_model_training_g2_cpus, ...);
-  # check one with `gcloud beta quotas info describe QUOTA_ID --service=aiplatform.googleapis.com`.
+  # not the on-demand ones. These are Vertex AI custom-training quotas of aiplatform.googleapis.com,
+  # not Compute Engine's (CPUS-per-project-region, PREEMPTIBLE-NVIDIA-L4-GPUS-per-project-region, ...
+  # of compute.googleapis.com count VMs a project creates itself, which a CustomJob is not).
+  # Sources for the IDs:
+  # - GPUs: Google's Vertex AI samples map accelerators to exactly these Cloud Quotas IDs,
+  #   CustomModelTraining{L4GPUs,A10080GBGPUs}PerProjectPerRegion and
+  #   CustomModelTrainingPreemptible{...}PerProjectPerRegion (GoogleCloudPlatform/vertex-ai-samples,
+  #   notebooks/community/model_garden/docker_source_codes/notebook_util/common_util.py, get_quota_id).
+  # - vCPUs: Vertex counts vCPUs per machine family (metrics custom_model_training_g2_cpus and
+  #   custom_model_training_a2_cpus; custom_model_training_cpus is N1/E2 only, with the ID
+  #   CustomModelTraining[Preemptible]CPUsPerProjectPerRegion). The G2/A2 IDs below follow that
+  #   naming; no Google page we could read lists them, so check them before the first apply with
+  #   `gcloud beta quotas info describe QUOTA_ID --service=aiplatform.googleapis.com --project=PROJECT_ID`
+  #   (docs/infra.md). A wrong ID fails `apply` on that one preference, naming it.
   gpu_quota_ids = {
     l4        = var.spot ? "CustomModelTrainingPreemptibleL4GPUsPerProjectPerRegion" : "CustomModelTrainingL4GPUsPerProjectPerRegion"
     a100_80gb = var.spot ? "CustomModelTrainingPreemptibleA10080GBGPUsPerProjectPerRegion" : "CustomModelTrainingA10080GBGPUsPerProjectPerRegion"
