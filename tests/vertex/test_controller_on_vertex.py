@@ -56,6 +56,7 @@ class World:
         )
         FakeVizierService(self.cloud, seed=5).install(mocker)
         self.preempt = preempt
+        self.exits: dict[tuple[str, int], int] = {}  # (trial, attempt) -> the trainer's exit code
         self.files: dict[str, str] = {}  # the runs bucket in memory, when not on the emulator
         self.read_output = vertex.read_output if emulator else lambda d, name: self.files.get(f"{d}/{name}")
         if emulator:
@@ -69,6 +70,11 @@ class World:
             key = (job.labels["trial"], int(job.labels["attempt"]))
             if key in self.preempt:
                 return Outcome(run_s=200, final=JS.JOB_STATE_FAILED, error="Preempted: the VM was reclaimed")
+            if key in self.exits:  # Vertex's message for a container's non-zero exit
+                error = f"The replica workerpool0-0 exited with a non-zero status of {self.exits[key]}."
+                return Outcome(
+                    run_s=100, final=JS.JOB_STATE_FAILED, error=error + " Termination reason: Error."
+                )
             return Outcome(run_s=300)
 
         self.jobs = FakeJobService(self.cloud, outcome, on_success=self._trainer_writes_final).install(mocker)
@@ -225,6 +231,28 @@ def test_a_trial_failing_every_attempt_fails_in_vizier_and_max_failed_trials_end
         assert any(r.infeasible_reason.startswith("FAILED: gave up") for r in reason)
         dirs = {j.job_spec.base_output_directory.output_uri_prefix for j in world.jobs.by_labels(trial=t.id)}
         assert dirs == {world.vs.trial_dir(world.settings.study, t.id)}  # the retry resumed in place
+
+
+def test_a_trial_whose_trainer_exits_2_is_failed_without_a_retry_and_exit_75_uses_no_retry(
+    mocker, tmp_path, credentials, phase2
+):
+    """The local runner's exit-code rules on Vertex: bad input (exit 2) is not retried; an error of
+    the environment (exit 75) is retried without using up one of the trial's max_retries=0."""
+    strict = phase2.model_copy(update={"max_retries": 0})
+    world = World(mocker, tmp_path / "run", credentials, set(), strict, emulator=False)
+    world.exits = {("1", 1): 2, ("2", 1): 75}
+    ctl = world.controller()
+    for _ in range(50):
+        if ctl.reconcile(world.round).done:
+            break
+        world.clock.advance(400)
+    trials = {t.id: t for t in world.tuner.trials()}
+    assert trials["1"].state is TunerState.FAILED
+    assert "the trainer refused its input (not retried)" in trials["1"].reason
+    assert [j.labels["attempt"] for j in world.jobs.by_labels(trial="1")] == ["1"]
+    assert trials["2"].state is TunerState.COMPLETED  # attempt 2 ran although max_retries is 0
+    assert sorted(j.labels["attempt"] for j in world.jobs.by_labels(trial="2")) == ["1", "2"]
+    assert all(t.state is TunerState.COMPLETED for tid, t in trials.items() if tid != "1")
 
 
 def test_quota_errors_that_outlast_the_backoff_retry_the_pass_and_lose_nothing(

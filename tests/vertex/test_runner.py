@@ -201,6 +201,38 @@ def test_a_failed_job_carries_the_error_and_the_console_link(
     )
 
 
+# Vertex's documented messages of a container's non-zero exit (module docstring of runners.vertex).
+EXITED = "The replica workerpool0-0 exited with a non-zero status of {}. Termination reason: Error."
+OOM = "The replica workerpool0-0 ran out of memory and exited with a non-zero status of 137."
+
+
+@pytest.mark.parametrize(
+    ("final", "error", "code"),
+    [
+        (JS.JOB_STATE_FAILED, EXITED.format(2), 2),  # the trainer refused its input
+        (JS.JOB_STATE_FAILED, EXITED.format(75), 75),  # disk full, permission: the environment
+        (JS.JOB_STATE_FAILED, OOM, 137),
+        (JS.JOB_STATE_FAILED, "Preempted: the Spot VM was reclaimed", None),
+        (JS.JOB_STATE_FAILED, "Resources are insufficient in region: us-central1.", None),
+        (JS.JOB_STATE_SUCCEEDED, "", 0),
+    ],
+)
+def test_the_trainers_exit_code_is_read_from_the_finished_job(
+    recorded, job_service, calls, credentials, clock, final, error, code
+):
+    job_service.outcome = lambda job: Outcome(run_s=50, final=final, error=error)
+    runner = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls)
+    runner.launch(spec(recorded))
+    (running,) = runner.jobs()
+    assert running.exit_code is None  # not finished: no exit code yet
+    clock.advance(500)
+    (done,) = runner.jobs()
+    assert done.exit_code == code
+    # and a fresh controller (a restart) reads the same code from the first listing
+    (again,) = VertexRunner(recorded, STUDY, credentials=credentials, calls=calls).jobs()
+    assert again.exit_code == code
+
+
 def test_results_are_read_from_the_runs_bucket(storage_emulator, recorded):
     from google.cloud import storage
 

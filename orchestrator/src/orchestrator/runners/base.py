@@ -65,7 +65,7 @@ class Job:
     machine: str = ""  # e.g. "local-cpu", "g2-standard-8 + 1 x NVIDIA_L4"
     detail: str = ""  # why it failed, the exit code, the console link
     output_dir: str = ""
-    exit_code: int | None = None  # the trainer's exit code where the backend knows it (local)
+    exit_code: int | None = None  # the trainer's, where the backend knows it (local; Vertex: from its error)
 
 
 # The trainer's exit codes the controller acts on (docs/contracts.md "Exit codes"): bad input is

@@ -19,6 +19,14 @@ still holds its machine and may still write its output dir, so nothing is retrie
 SUCCEEDED; FAILED/EXPIRED/PARTIALLY_SUCCEEDED -> FAILED (a preemption is a FAILED attempt that the
 controller retries in the same output dir); CANCELLED.
 
+Exit codes: a FAILED job whose container exited non-zero carries Vertex's documented message "The
+replica workerpool0-0 exited with a non-zero status of N. Termination reason: ..." (also "ran out of
+memory and exited with a non-zero status of N"; "Handle common errors" in
+https://docs.cloud.google.com/gemini-enterprise-agent-platform/machine-learning/training/understanding-training-service,
+Vertex AI's training docs under their 2026 name); N becomes Job.exit_code, so the controller's rules hold on Vertex as they do
+locally: the trainer's exit 2 (bad input) is not retried, exit 75 (environment) does not use a
+retry. A SUCCEEDED job exited 0; other failures (preemption, stockout, deleted) have no exit code.
+
 google-cloud-aiplatform is imported inside the methods: `orchestrator` starts without it.
 """
 
@@ -58,6 +66,16 @@ _STATE_MAP = {
 }
 log = logging.getLogger(__name__)
 _LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]")
+_EXIT_STATUS = re.compile(r"\bexited with a non-zero status of (\d+)")
+
+
+def exit_code_of(state: JobState, error_message: str) -> int | None:
+    """The trainer's exit code as a finished CustomJob reports it (see the module docstring)."""
+    if state is JobState.SUCCEEDED:
+        return 0
+    if state is JobState.FAILED and (m := _EXIT_STATUS.search(error_message)):
+        return int(m.group(1))
+    return None
 
 
 def label_value(value: object) -> str:
@@ -402,15 +420,17 @@ class VertexRunner(Runner):
         def ts(field: str) -> float | None:
             return getattr(proto, field).timestamp() if field in proto else None
 
+        state = map_state(proto.state)
         return Job(
             job_id=proto.name,
             trial_id=proto.labels.get("trial", ""),
             attempt=int(proto.labels.get("attempt", "0")),
-            state=map_state(proto.state),
+            state=state,
             created=ts("create_time") or 0.0,
             started=ts("start_time"),
             ended=ts("end_time"),
             machine=machine,
             detail=detail,
             output_dir=proto.job_spec.base_output_directory.output_uri_prefix,
+            exit_code=exit_code_of(state, proto.error.message),
         )
