@@ -390,12 +390,14 @@ def test_plan_and_apply_refuse_to_run_without_the_provider_lock_file(tmp_path, t
     path = fake_bin(tmp_path, {"terraform": f'echo "$*" >> {calls}'})
 
     def make() -> subprocess.CompletedProcess:
-        env = dict(os.environ, PATH=f"{path}:{os.environ['PATH']}")
+        # A make of its own, not a sub-make of `make test` (which would print make[1]: lines).
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+        env["PATH"] = f"{path}:{os.environ['PATH']}"
         return subprocess.run(["make", "-s", target], cwd=tmp_path, env=env, capture_output=True, text=True)
 
     result = make()
     assert result.returncode == 2 and not calls.exists()
-    (line,) = [ln for ln in result.stderr.splitlines() if not ln.startswith("make: ***")]
+    (line,) = [ln for ln in result.stderr.splitlines() if not re.match(r"make(\[\d+\])?: \*\*\*", ln)]
     assert line.startswith(
         f"make {target}: infra/.terraform.lock.hcl is missing; make it with `make infra-lock`"
     )
