@@ -22,6 +22,8 @@ from trainer.losses import (
 from trainer.rmt import block_sum_variance, default_scales, sample_wigner, wigner_pdf
 from trainer.unfolding import fluctuations, spacings, unfold
 
+from trainer import losses
+
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -329,7 +331,7 @@ def test_fused_mmd_equals_autograd_through_the_kernel_matrices():
     gen = _gen(21)
     x = (sample_wigner(700, gen, torch.float64) * 1.2).requires_grad_(True)
     y = sample_wigner(900, gen, torch.float64)
-    value = gue_mmd(x, y, bandwidths=(0.2, 0.35))
+    value = gue_mmd(x, y, bandwidths=(0.2, 0.35), exact=True)
     value.backward()
     x2 = x.detach().clone().requires_grad_(True)
     m, n, total = 700, 900, 0.0
@@ -361,3 +363,60 @@ def test_float32_mmd_is_within_float32_rounding_of_the_exact_sum():
     assert value.dtype == torch.float32
     assert abs(float(value.detach()) - float(exact.detach())) < 1e-6
     assert float((x32.grad.double() - x64.grad).abs().max()) < 1e-5 * float(x64.grad.abs().max())
+
+
+def _exact_and_fast(x, y, bandwidths=(0.2, 0.3, 0.4)):
+    out = []
+    for exact in (True, False):
+        leaf = x.clone().requires_grad_(True)
+        value = gue_mmd(leaf, y, bandwidths, max_samples=10**6, exact=exact)
+        value.backward()
+        out.append((float(value.detach()), leaf.grad))
+    return out
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wigner", "two_clusters", "on_box_edges", "wide", "few_boxes"],
+)
+def test_fast_gauss_transform_matches_the_exact_sums(case):
+    # The stated tolerance of the fast path (losses._fgt_mmd), in float64 against the exact
+    # double sums: the estimate within 1e-12 (its terms are O(1)), every gradient entry within
+    # 1e-9 of the largest. Cases: the training one; two far-apart clusters; values exactly on box
+    # edges (multiples of sigma_min from the minimum); a spread of 60 sigma; all in one box.
+    gen = _gen(41)
+    y = sample_wigner(900, gen, torch.float64)
+    x = sample_wigner(700, gen, torch.float64) * 1.2
+    if case == "two_clusters":
+        x = torch.cat([x[:350] * 0.1, x[350:] * 0.1 + 7.0])
+    elif case == "on_box_edges":
+        x = (
+            float(torch.minimum(x.min(), y.min()))
+            + 0.2 * torch.randint(0, 15, (700,), generator=gen).double()
+        )
+    elif case == "wide":
+        x = x * 5.0
+    elif case == "few_boxes":
+        x, y = 1.0 + 0.05 * x, 1.0 + 0.05 * y
+    (exact, g_exact), (fast, g_fast) = _exact_and_fast(x, y)
+    assert abs(fast - exact) < 1e-12
+    assert float((g_fast - g_exact).abs().max()) < 1e-9 * float(g_exact.abs().max())
+
+
+def test_fast_path_gradient_passes_gradcheck(monkeypatch):
+    # Small inputs, the fast path forced: its hand-written gradient is the derivative of its own value.
+    monkeypatch.setattr(losses, "_FGT_MIN_PAIRS", 0)
+    gen = _gen(42)
+    x = (sample_wigner(12, gen, torch.float64) * 1.3).requires_grad_(True)
+    y = sample_wigner(15, gen, torch.float64)
+    assert torch.autograd.gradcheck(lambda v: gue_mmd(v, y), (x,), eps=1e-6, atol=1e-8)
+
+
+def test_outliers_beyond_the_box_limit_take_the_exact_sums():
+    gen = _gen(43)
+    y = sample_wigner(400, gen, torch.float64)
+    x = sample_wigner(400, gen, torch.float64)
+    x[0] = 1e4  # a diverging prediction: 5e4 boxes of sigma_min
+    assert losses._fgt_mmd(x, y, (0.2, 0.3, 0.4), True) is None
+    (exact, g_exact), (fast, g_fast) = _exact_and_fast(x, y)
+    assert fast == exact and torch.equal(g_fast, g_exact)

@@ -15,6 +15,8 @@ and multi-scale ones are computed per segment, so a run boundary never joins unr
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,14 +66,21 @@ def gue_mmd(
     bandwidths: tuple[float, ...] = (0.2, 0.3, 0.4),
     max_samples: int = 2048,
     generator: torch.Generator | None = None,
+    exact: bool = False,
 ) -> torch.Tensor:
     """Unbiased MMD^2 (Gretton et al. 2012, Lemma 6; MATH.md §6) between two 1-D samples with the
     Gaussian kernel k(a, b) = exp(-(a - b)^2 / (2 sigma^2)), averaged (not summed) over the
     bandwidths so its scale does not depend on how many are given.
 
     Each side is first subsampled without replacement to at most ``max_samples`` values, so
-    memory and time are O(max_samples^2) whatever the number of nodes (2e6 in full-batch).
+    memory and time are bounded whatever the number of nodes (2e6 in full-batch).
     The estimate can be slightly negative; its expectation is the population MMD^2.
+
+    The kernel sums are computed by a 1-D fast Gauss transform (``_fgt_sums``: O((m + n) p)
+    instead of O(m n), in float64) when both sides are large enough for it to pay; its error
+    is below 1e-11 of each kernel sum's number of terms, i.e. far below float32 rounding (the
+    tests bound it against the exact sums). ``exact=True`` (or a small sample, or values spread
+    over more than ``_FGT_MAX_BOXES`` kernel widths) takes the exact O(m n) sums.
 
     Args:
         pred: predicted spacings, 1-D, at least 2 values; gradients flow through it.
@@ -81,6 +90,8 @@ def gue_mmd(
             sensitive range measured in MATH.md §6).
         max_samples: subsample size per side (default 2048).
         generator: torch generator for the subsampling (default: the global RNG).
+        exact: always sum the m x n kernel terms directly (default False: the fast transform
+            where it pays).
 
     Returns:
         Scalar tensor, dtype of ``pred`` (float32 when ``pred`` is half precision).
@@ -98,7 +109,7 @@ def gue_mmd(
     dtype = torch.promote_types(pred.dtype, torch.float32)
     x = _subsample(pred, max_samples, generator).to(dtype)
     y = _subsample(reference.to(device=pred.device, dtype=dtype), max_samples, generator)
-    return _GaussianMMD.apply(x, y, tuple(float(b) for b in bandwidths))
+    return _GaussianMMD.apply(x, y, tuple(float(b) for b in bandwidths), exact)
 
 
 # Rows of one side per block of the kernel sums: blocks of 64 rows x up to 2048 columns x the
@@ -139,42 +150,147 @@ def _kernel_sums(a: torch.Tensor, b: torch.Tensor | None, gammas: tuple[float, .
     return sums, grads
 
 
-class _GaussianMMD(torch.autograd.Function):
-    """gue_mmd's estimate with its gradient computed in the same pass over the kernel blocks.
+def _direct_mmd(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...], grad: bool):
+    """(gue_mmd's estimate, its gradient in x or None) from the exact kernel sums, in x's dtype."""
+    m, n = x.shape[0], y.shape[0]
+    gammas = tuple(-1.0 / (2.0 * s * s) for s in bandwidths)
+    sxx, gxx = _kernel_sums(x, None, gammas, grad)
+    syy, _ = _kernel_sums(y, None, gammas, False)
+    sxy, gxy = _kernel_sums(x, y, gammas, grad)
+    total = x.new_zeros(())
+    g = x.new_zeros(x.shape) if grad else None
+    for i in range(len(bandwidths)):
+        # The diagonal of each self-kernel is exactly exp(0) = 1: subtracting m (n) leaves the
+        # sum over i != i' without building a mask.
+        total = total + (sxx[i] - m) / (m * (m - 1)) + (syy[i] - n) / (n * (n - 1)) - 2.0 * sxy[i] / (m * n)
+        if grad:
+            # d/dx_i of sum_{i,i'} k(x_i - x_i') is twice the row term (k' is odd).
+            g = g + 2.0 * gxx[i] / (m * (m - 1)) - 2.0 * gxy[i] / (m * n)
+    return total / len(bandwidths), (g / len(bandwidths) if grad else None)
 
-    Autograd through exp((x - y)^2 g) keeps every n x m intermediate and walks it again three
-    times backwards; here each block is visited once for all bandwidths, the two self-terms
-    only on their upper triangle, the reference's self-term (no gradient) gets no backward at
-    all, and memory is O(block x m). Equal to the autograd form up to the order of float
-    summation.
+
+# The fast Gauss transform (Greengard & Strain 1991) in 1-D, on boxes of width sigma_min. The
+# sources' Hermite expansions and the targets' Taylor expansions are both cut after _FGT_TERMS
+# terms; the scaled box half-width (sigma_min / 2) / (sqrt 2 sigma) <= 0.354 makes the cut cost
+# ~1e-14 of each kernel sum's number of terms and ~1e-12 of each gradient row's scale (measured
+# against the exact sums in tests/trainer/test_losses.py).
+_FGT_TERMS = 16
+# Box offsets whose points lie more than 8.6 sigma_max apart are dropped: exp(-8.6^2 / 2) < 1e-16.
+_FGT_CUTOFF_SIGMAS = 8.6
+# The exact sums below this many x-y pairs (the transform's fixed cost of ~30 small ops;
+# measured break-even near 150 x 150) and when the values span more than _FGT_MAX_BOXES boxes
+# (a diverging model's outliers: the translation costs O(boxes x offsets x terms^2)).
+_FGT_MIN_PAIRS = 150 * 150
+_FGT_MAX_BOXES = 512
+
+
+def _hermite_functions(s: torch.Tensor, count: int) -> torch.Tensor:
+    """h_k(s) = (-1)^k d^k/ds^k exp(-s^2) = H_k(s) exp(-s^2) for k < count, on a new last axis."""
+    out = [torch.exp(-s * s)]
+    if count > 1:
+        out.append(2.0 * s * out[0])
+    for k in range(1, count - 1):
+        out.append(2.0 * s * out[k] - 2.0 * k * out[k - 1])
+    return torch.stack(out, dim=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _fgt_constants(bandwidths: tuple[float, ...], device: torch.device):
+    """(delta^-a [G, p], 1/a! [p], T [G, J, p, p], K) for boxes of width min(bandwidths).
+
+    T[g, j, a, b] = (-1)^b / b! h_{a+b}(k width / delta_g) moves a source box's Hermite moments
+    (index a) to Taylor coefficients (index b) of a target box k = K - j boxes to its right.
+    """
+    p, f64 = _FGT_TERMS, torch.float64
+    width = min(bandwidths)
+    delta = torch.tensor([math.sqrt(2.0) * s for s in bandwidths], dtype=f64)
+    order = torch.arange(p, dtype=f64)
+    inv_fact = torch.tensor([1.0 / math.factorial(a) for a in range(p)], dtype=f64)
+    K = math.ceil(_FGT_CUTOFF_SIGMAS * max(bandwidths) / width) + 1
+    k = torch.arange(K, -K - 1, -1, dtype=f64)
+    h = _hermite_functions(k[None, :] * width / delta[:, None], 2 * p - 1)  # [G, J, 2p - 1]
+    ab = torch.arange(p)
+    T = h[:, :, ab[:, None] + ab[None, :]] * (inv_fact * (1.0 - 2.0 * (ab % 2)))
+    return (delta[:, None] ** -order).to(device), inv_fact.to(device), T.to(device), K
+
+
+def _fgt_mmd(x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...], grad: bool):
+    """_direct_mmd by the fast Gauss transform, in float64 (returned in x's dtype); None when the
+    values spread over more than _FGT_MAX_BOXES boxes.
+
+    With delta = sqrt(2) sigma, k(t - s) = exp(-((t - s) / delta)^2). For sources s in a box of
+    centre c, k(t - s) = sum_a ((s - c) / delta)^a / a! h_a((t - c) / delta) (Hermite
+    expansion). Each box's moments A_a = sum_s ((s - c) / delta)^a / a! become, in a target box
+    of centre c', the Taylor coefficients B_b = (-1)^b / b! sum_a A_a h_{a+b}((c' - c) / delta)
+    of the field F(t) = sum_s k(t - s) = sum_b B_b ((t - c') / delta)^b. The move depends only
+    on the box offset (one matmul over a sliding window of boxes). A kernel sum over targets is
+    then sum over boxes and b of B_b times the targets' power sums; the gradient needs F' at
+    each x, evaluated once for the whole estimate (it is linear in the fields).
+    """
+    p, f64, dev = _FGT_TERMS, torch.float64, x.device
+    m, n, G = x.shape[0], y.shape[0], len(bandwidths)
+    x64, y64 = x.detach().to(f64), y.detach().to(f64)
+    width = min(bandwidths)
+    lo = float(torch.minimum(x64.min(), y64.min()))
+    boxes = int((float(torch.maximum(x64.max(), y64.max())) - lo) // width) + 1
+    if boxes > _FGT_MAX_BOXES:
+        return None
+    scale, inv_fact, T, K_max = _fgt_constants(bandwidths, dev)
+
+    def power_sums(v):  # box of each value, its powers (v - c)^a [len, p] and their box sums [boxes, p]
+        b = ((v - lo) / width).floor().clamp_(0, boxes - 1).long()
+        u = v - (lo + (b.to(f64) + 0.5) * width)
+        powers = torch.cumprod(torch.cat([torch.ones_like(u)[:, None], u[:, None].expand(-1, p - 1)], 1), 1)
+        return b, powers, torch.zeros(boxes, p, dtype=f64, device=dev).index_add_(0, b, powers)
+
+    bx, px, sx = power_sums(x64)
+    _, _, sy = power_sums(y64)
+    A = torch.stack([sx, sy])[:, None] * (inv_fact * scale)[None, :, None, :]  # moments [2, G, boxes, p]
+    K = min(boxes - 1, K_max)
+    J = 2 * K + 1
+    T = T[:, K_max - K : K_max + K + 1].permute(0, 2, 1, 3).reshape(G, p * J, p)  # rows (a, j)
+    window = torch.nn.functional.pad(A, (0, 0, K, K)).unfold(2, J, 1)  # [2, G, boxes, p, J]
+    B = torch.matmul(window.reshape(2, G, boxes, p * J), T) * scale[None, :, None, :]
+    # B[s, g, c, b]: the field of source set s (x, y) in box c in powers (t - c)^b.
+    sxx = (B[0] * sx).sum((1, 2))
+    sxy = (B[1] * sx).sum((1, 2))
+    syy = (B[1] * sy).sum((1, 2))
+    dt = x.dtype
+    value = (sxx - m) / (m * (m - 1)) + (syy - n) / (n * (n - 1)) - 2.0 * sxy / (m * n)
+    value = value.mean().to(dt)
+    if not grad:
+        return value, None
+    # Field of the whole estimate, its derivative in powers (t - c)^b, then at each x.
+    field = (2.0 / (m * (m - 1)) * B[0] - 2.0 / (m * n) * B[1]).mean(0)  # [boxes, p]
+    slope = field[:, 1:] * torch.arange(1, p, dtype=f64, device=dev)
+    g = (slope[bx] * px[:, : p - 1]).sum(1)
+    return value, g.to(dt)
+
+
+class _GaussianMMD(torch.autograd.Function):
+    """gue_mmd's estimate with its gradient computed in the same pass as the kernel sums.
+
+    Autograd through exp((x - y)^2 g) would keep every n x m intermediate and walk it again
+    three times backwards; here the estimate and its gradient come from one pass (the fast
+    Gauss transform, or the exact blocks: each visited once for all bandwidths, the two
+    self-terms only on their upper triangle, the reference's self-term without gradient), and
+    memory is O(m + n) (exact: O(block x n)).
     """
 
     @staticmethod
-    def forward(ctx, x, y, bandwidths):
-        gammas = tuple(-1.0 / (2.0 * s * s) for s in bandwidths)
-        m, n = x.shape[0], y.shape[0]
+    def forward(ctx, x, y, bandwidths, exact):
         need = ctx.needs_input_grad[0]
-        sxx, gxx = _kernel_sums(x, None, gammas, need)
-        syy, _ = _kernel_sums(y, None, gammas, False)
-        sxy, gxy = _kernel_sums(x, y, gammas, need)
-        total = x.new_zeros(())
-        grad = x.new_zeros(x.shape) if need else None
-        for i in range(len(gammas)):
-            # The diagonal of each self-kernel is exactly exp(0) = 1: subtracting m (n) leaves the
-            # sum over i != i' without building a mask.
-            total = (
-                total + (sxx[i] - m) / (m * (m - 1)) + (syy[i] - n) / (n * (n - 1)) - 2.0 * sxy[i] / (m * n)
-            )
-            if need:
-                # d/dx_i of sum_{i,i'} k(x_i - x_i') is twice the row term (k' is odd).
-                grad = grad + 2.0 * gxx[i] / (m * (m - 1)) - 2.0 * gxy[i] / (m * n)
-        ctx.save_for_backward(grad / len(gammas) if need else None)
-        return total / len(gammas)
+        out = None
+        if not exact and x.shape[0] * y.shape[0] >= _FGT_MIN_PAIRS:
+            out = _fgt_mmd(x, y, bandwidths, need)
+        value, grad = out if out is not None else _direct_mmd(x, y, bandwidths, need)
+        ctx.save_for_backward(grad)
+        return value
 
     @staticmethod
     def backward(ctx, grad_output):
         (grad,) = ctx.saved_tensors
-        return (grad_output * grad if grad is not None else None), None, None
+        return (grad_output * grad if grad is not None else None), None, None, None
 
 
 def rg_target(true_spacings: torch.Tensor, scales: list[int] | tuple[int, ...]) -> torch.Tensor:
