@@ -133,7 +133,9 @@ def main() -> None:
         f"trial built in {time.perf_counter() - t0:.1f} s ({args.mode}, N = {args.n:,}, {args.threads} thread(s))"
     )
     stepper = Stepper(trial)
-    stepper.run(2)  # warm-up: allocators, caches, lazy imports
+    # Warm-up as bench/train.py: mini-batch one epoch (every cluster's nodes built and cached),
+    # full-batch one step (allocators, lazy imports).
+    stepper.run(stepper.steps_per_epoch() if args.mode == "minibatch" else 1)
 
     prof = cProfile.Profile()
     t0, c0 = time.perf_counter(), time.process_time()

@@ -12,9 +12,17 @@ baseline_smoothed and training is judged by how far below it the model gets. Wit
 head, base = 0 and the head starts at the mean spacing 1. Nothing clamps s_hat: a predicted
 spacing <= 0 is counted and reported (trainer.extrapolation), not hidden by a softplus.
 
-GraphConv (sum over in-neighbours) and SAGEConv (mean) aggregate through a sparse CSR adjacency
-(one spmm per layer, no per-edge feature tensor), which is what lets full-batch training hold
-all 2,001,052 zeros; GATv2Conv needs per-edge attention and takes an edge_index.
+GraphConv (sum over in-neighbours) and SAGEConv (mean) aggregate through `Neighbours`: the
+neighbour table as a weighted gather-sum (torch's embedding_bag, no per-edge feature tensor),
+whose backward is the same gather over the transposed table (no scatter, no atomics, no sparse
+transposition), with the convs' own linear maps. GATv2Conv needs per-edge attention and takes an
+edge_index. (A sparse CSR adjacency or an edge_index still works for every layer: PyG's path.)
+
+Large graphs (more than CHUNKED_ABOVE nodes, or checkpoint_layers) run in row chunks with
+recomputation (`_RowChunks`): each layer's output for CHUNK_ROWS rows needs only the rows
+within the table's reach before them, so the forward keeps just the layer outputs between
+segments and the backward recomputes each chunk from them. Full-batch over the whole table
+then holds two [nodes, hidden] activations instead of ~14, and every intermediate stays in cache.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+from torch.nn import functional as F
 from torch_geometric.nn import GATv2Conv, GraphConv, SAGEConv
 
 from trainer import graph
@@ -30,6 +38,159 @@ from trainer import graph
 LAYERS = ("graphconv", "sage", "gatv2")
 NORMS = ("none", "layer", "batch")
 HEADS = ("residual", "spacing")
+#: Graphs with more nodes than this train in row chunks with recomputation (module docstring):
+#: below it storing the activations is cheaper than computing every layer twice.
+CHUNKED_ABOVE = 1 << 17
+#: Rows per chunk: a chunk's ~10 intermediates of [rows, 64] float32 (~10 MB) stay in cache.
+CHUNK_ROWS = 1 << 13
+
+
+class Neighbours:
+    """The causal neighbour table (trainer.graph.neighbour_table) as SpacingGNN aggregates it.
+
+    The aggregate of node i is sum_j weight[i, j] h[index[i, j]] (weights 1 for a sum, 1/degree
+    for a mean, 0 where the table has no neighbour, whose index then points at i itself). Its
+    transpose (index_t, weight_t: for each source, the nodes it feeds) gives the backward pass
+    the same gather form. `reach` is the largest i - index[i, j] over real edges: a chunk of
+    rows needs the inputs of at most `reach` rows before it.
+    """
+
+    def __init__(self, index, weight, index_t, weight_t, reach: int):
+        self.index, self.weight, self.index_t, self.weight_t, self.reach = (
+            index,
+            weight,
+            index_t,
+            weight_t,
+            reach,
+        )
+
+    @classmethod
+    def from_table(cls, table: np.ndarray, mean: bool) -> Neighbours:
+        valid = table >= 0
+        m, k = table.shape
+        rows = np.arange(m, dtype=np.int64)[:, None]
+        weight = valid.astype(np.float32)
+        if mean:
+            weight /= np.maximum(valid.sum(axis=1, keepdims=True), 1)
+        index = np.where(valid, table, rows)
+        targets, cols = np.nonzero(valid)
+        sources = table[targets, cols]
+        index_t = np.repeat(rows, k, axis=1)
+        weight_t = np.zeros((m, k), dtype=np.float32)
+        index_t[sources, cols] = targets  # one target per (source, offset): n + p_j is unique
+        weight_t[sources, cols] = weight[targets, cols]
+        reach = int((targets - sources).max()) if len(targets) else 0
+        dtype = np.int32 if m < 2**31 else np.int64  # half the memory of int64 at 2e6 nodes
+        t = torch.from_numpy
+        return cls(t(index.astype(dtype)), t(weight), t(index_t.astype(dtype)), t(weight_t), reach)
+
+    def to(self, device) -> Neighbours:
+        return Neighbours(
+            *(a.to(device) for a in (self.index, self.weight, self.index_t, self.weight_t)), self.reach
+        )
+
+    def __len__(self) -> int:
+        return self.index.shape[0]
+
+    def rows(self, lo: int, a: int, b: int) -> Neighbours:
+        """The aggregation of rows [a, b) from input rows [lo, b), lo <= a - reach (or 0)."""
+        index_t = self.index_t[lo:b] - a
+        inside = (index_t >= 0) & (index_t < b - a)  # sources feed only the chunk's own rows here
+        return Neighbours(
+            self.index[a:b] - lo,
+            self.weight[a:b],
+            torch.where(inside, index_t, 0),
+            torch.where(inside, self.weight_t[lo:b], 0.0),
+            self.reach,
+        )
+
+
+class _NeighbourSum(torch.autograd.Function):
+    """out[i] = sum_j w[i, j] x[index[i, j]] over the output rows (len(nb.index)); x may have
+    more rows (a chunk's halo before them). Backward: the same gather over the transpose."""
+
+    @staticmethod
+    def forward(ctx, x, index, weight, index_t, weight_t):
+        ctx.save_for_backward(index_t, weight_t)
+        return F.embedding_bag(index, x, mode="sum", per_sample_weights=weight.to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        index_t, weight_t = ctx.saved_tensors
+        grad = grad.contiguous()
+        return (
+            F.embedding_bag(index_t, grad, mode="sum", per_sample_weights=weight_t.to(grad.dtype)),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _aggregate(h: torch.Tensor, nb: Neighbours) -> torch.Tensor:
+    return _NeighbourSum.apply(h, nb.index, nb.weight, nb.index_t, nb.weight_t)
+
+
+class _RowChunks(torch.autograd.Function):
+    """out = step(inputs..., nb) computed CHUNK_ROWS rows at a time, keeping only the inputs:
+    the backward recomputes each chunk (from its rows and the `reach` rows before them, under
+    the forward's autocast state) and takes its gradients with autograd, so frozen parameters
+    (requires_grad False) get none. Row-wise inputs all have the graph's rows."""
+
+    @staticmethod
+    def forward(ctx, step, nb, count, *tensors):
+        inputs, params = tensors[:count], tensors[count:]
+        m = len(nb)
+        out = None
+        for lo, a, b in _chunks(m, nb.reach):
+            o = step(*(t[lo:b] for t in inputs), nb.rows(lo, a, b))
+            if out is None:
+                out = o.new_empty((m, *o.shape[1:]))
+            out[a:b] = o
+        dev = inputs[0].device.type
+        ctx.step, ctx.nb, ctx.count = step, nb, count
+        ctx.autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        ctx.save_for_backward(*inputs)
+        ctx.params = params
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        inputs, params, nb = ctx.saved_tensors, ctx.params, ctx.nb
+        need_in = ctx.needs_input_grad[3 : 3 + ctx.count]
+        need_p = ctx.needs_input_grad[3 + ctx.count :]
+        g_in = [torch.zeros_like(t) if need else None for t, need in zip(inputs, need_in, strict=True)]
+        g_p = [torch.zeros_like(p) if need else None for p, need in zip(params, need_p, strict=True)]
+        wanted = [p for p, need in zip(params, need_p, strict=True) if need]
+        dev, enabled, dtype = ctx.autocast
+        for lo, a, b in _chunks(len(nb), nb.reach):
+            with torch.enable_grad(), torch.autocast(dev, dtype=dtype, enabled=enabled):
+                sl = [t[lo:b].detach().requires_grad_(need) for t, need in zip(inputs, need_in, strict=True)]
+                out = ctx.step(*sl, nb.rows(lo, a, b))
+            leaves = [t for t, need in zip(sl, need_in, strict=True) if need] + wanted
+            grads = iter(torch.autograd.grad(out, leaves, grad[a:b], allow_unused=True))
+            for g, need in zip(g_in, need_in, strict=True):
+                if need:
+                    d = next(grads)
+                    if d is not None:
+                        g[lo:b] += d
+            for g, need in zip(g_p, need_p, strict=True):
+                if need:
+                    d = next(grads)
+                    if d is not None:
+                        g += d
+        return None, None, None, *g_in, *g_p
+
+
+def _own_rows(h: torch.Tensor, nb: Neighbours) -> torch.Tensor:
+    """The rows of h that nb aggregates into: all of them, or a chunk's rows after its halo."""
+    return h if h.shape[0] == len(nb) else h[h.shape[0] - len(nb) :]
+
+
+def _chunks(m: int, reach: int):
+    """(lo, a, b): output rows [a, b) of CHUNK_ROWS and their input rows [lo, b)."""
+    for a in range(0, m, CHUNK_ROWS):
+        yield max(0, a - reach), a, min(m, a + CHUNK_ROWS)
 
 
 def _conv(layer: str, hidden: int) -> nn.Module:
@@ -111,24 +272,74 @@ class SpacingGNN(nn.Module):
         for module in (self.encoder, *self.convs[:bottom], *self.norms[:bottom]):
             module.requires_grad_(False)
 
-    def graph_input(self, table: np.ndarray) -> torch.Tensor:
-        """The graph argument of forward for a neighbour table: CSR adjacency, or edge_index for GATv2."""
-        return graph.edge_index(table) if self.layer == "gatv2" else graph.adjacency(table)
+    def graph_input(self, table: np.ndarray):
+        """The graph argument of forward for a neighbour table: Neighbours, or edge_index for GATv2."""
+        if self.layer == "gatv2":
+            return graph.edge_index(table)
+        return Neighbours.from_table(table, mean=self.layer == "sage")
 
-    def _block(self, i: int, h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        # Under bf16 autocast h arrives in bf16, but sparse CSR matmul is not an autocast op and
-        # wants matching dtypes: aggregate in float32 (the conv's linear layers still autocast).
-        z = self.convs[i](h.float() if g.layout == torch.sparse_csr else h, g)
-        z = self.dropout(nn.functional.gelu(self.norms[i](z)))
-        return h + z if self.residual else z
+    def _conv(self, i: int, h: torch.Tensor, g) -> torch.Tensor:
+        conv = self.convs[i]
+        if not isinstance(g, Neighbours):  # PyG's own path: edge_index or CSR adjacency
+            # Under bf16 autocast h arrives in bf16, but sparse CSR matmul is not an autocast op and
+            # wants matching dtypes: aggregate in float32 (the conv's linear layers still autocast).
+            return conv(h.float() if g.layout == torch.sparse_csr else h, g)
+        agg = _aggregate(h.float(), g)
+        root = _own_rows(h, g)
+        if self.layer == "graphconv":
+            return conv.lin_rel(agg) + conv.lin_root(root)
+        return conv.lin_l(agg) + conv.lin_r(root)
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def _block(self, i: int, h: torch.Tensor, g) -> torch.Tensor:
+        z = self.dropout(nn.functional.gelu(self.norms[i](self._conv(i, h, g))))
+        root = _own_rows(h, g) if isinstance(g, Neighbours) else h
+        return root + z if self.residual else z
+
+    def _chunked(self, m: int) -> bool:
+        """Whether forward runs in row chunks with recomputation (module docstring)."""
+        if self.layer == "gatv2" or isinstance(self.norms[0], nn.BatchNorm1d):
+            return False  # per-edge attention; batch statistics over all rows
+        if self.training and self.dropout.p > 0:
+            return False  # a recomputed chunk would draw another dropout mask
+        return self.checkpoint_layers or m > CHUNKED_ABOVE
+
+    def forward(self, x: torch.Tensor, g) -> torch.Tensor:
         """The output [m] for node features x [m, F] and graph g (from graph_input): the
         predicted spacing is the nodes' base plus this."""
+        if isinstance(g, Neighbours) and self._chunked(x.shape[0]):
+            return self._forward_chunked(x, g)
         h = nn.functional.gelu(self.encoder(x))
         for i in range(len(self.convs)):
-            if self.checkpoint_layers and self.training:
-                h = checkpoint(self._block, i, h, g, use_reentrant=False)
-            else:
-                h = self._block(i, h, g)
+            h = self._block(i, h, g)
         return (self.head(h) + self.skip(x)).squeeze(-1)
+
+    def _forward_chunked(self, x: torch.Tensor, g: Neighbours) -> torch.Tensor:
+        """forward in segments x -> h_1 -> ... -> h_{depth-1} -> output, each a _RowChunks: the
+        encoder rides with the first layer and the head with the last, so only depth - 1
+        activations of [m, hidden] are kept."""
+        depth = len(self.convs)
+
+        def segment(i: int):
+            def step(*args):
+                *rows, nb = args
+                h = rows[0]
+                if i == 0:
+                    h = nn.functional.gelu(self.encoder(h))
+                h = self._block(i, h, nb)
+                if i == depth - 1:
+                    h = (self.head(h) + self.skip(_own_rows(rows[-1], nb))).squeeze(-1)
+                return h
+
+            params = [p for p in self.convs[i].parameters()] + [p for p in self.norms[i].parameters()]
+            if i == 0:
+                params += list(self.encoder.parameters())
+            if i == depth - 1:
+                params += list(self.head.parameters()) + list(self.skip.parameters())
+            return step, params
+
+        h = x
+        for i in range(depth):
+            step, params = segment(i)
+            inputs = [h, x] if i == depth - 1 and i > 0 else [h]
+            h = _RowChunks.apply(step, g, len(inputs), *inputs, *params)
+        return h
