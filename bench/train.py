@@ -22,9 +22,11 @@ so its peak RSS (ru_maxrss) is its own.
   one warm-up step, then --steps timed steps (one step per epoch). At the table's end (N =
   2,001,035 trains on every zero that has 16 before it and 1 after it) the 80 zeros of validation
   and (unused) one-zero windows that must follow training come from the synthetic tail.
-  --fit-gb G: doubling then bisection (each probe a subprocess: build + two steps, its peak RSS
-  measured; beyond the table on the synthetic tail) for the largest N that peaks under G GB,
-  within --fit-seconds.
+  --fit-gb G: doubling from --fit-start then bisection (each probe a subprocess: build + two
+  steps, its peak RSS measured; beyond the table on the synthetic tail) for the largest N that
+  peaks under G GB, within --fit-seconds. A probe that would not fit in the machine's available
+  memory (scaled from the measured peaks) is not run; the peaks' linear extrapolation to G GB
+  is printed beside the measured bracket, marked as an estimate.
 * partition: contiguous blocks vs METIS (pymetis) on N = 1e6, k = 500.
 
 Columns: nodes/s (wall and per CPU-second: time.process_time, the figure that survives a loaded
@@ -84,7 +86,10 @@ def _matmul_flops() -> float:
 def _model_flops(trial, batch) -> int:
     """FLOPs of one forward+backward of the trial's model on batch, counted by torch's
     FlopCounterMode; a sparse x dense product (the neighbour aggregation) counts 2 nnz x columns,
-    not the dense formula torch would apply to its shape."""
+    not the dense formula torch would apply to its shape, and so does a gather-sum (embedding_bag,
+    the aggregation since trainer.model.Neighbours). These are the FLOPs executed: where the model
+    runs in row chunks with recomputation (full-batch above 2^17 nodes), the recomputed forward
+    is counted too."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode, addmm_flop, mm_flop
 
@@ -99,8 +104,13 @@ def _model_flops(trial, batch) -> int:
         count._get_raw = True
         return count
 
+    def gather_sum(weight, indices, *args, out_val=None, **kwargs):  # embedding_bag: one FMA per entry
+        return 2 * int(indices.numel()) * int(weight.shape[-1])
+
+    gather_sum._get_raw = True
     aten = torch.ops.aten
     mapping = {aten.mm: sparse_aware(mm_flop), aten.addmm: sparse_aware(addmm_flop)}
+    mapping |= {aten._embedding_bag: gather_sum, aten._embedding_bag_forward_only: gather_sum}
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         trial.forward(trial.model, batch).sum().backward()
     trial.model.zero_grad(set_to_none=True)
@@ -279,16 +289,37 @@ def _row(n: int, source: str, label: str, r: dict) -> str:
     )
 
 
+def _mem_available() -> float | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
     """Largest full-batch N whose build + one step peaks under args.fit_gb GB, per revision:
-    doubling from 250,000, then bisection, until args.fit_seconds run out (the bracket is printed)."""
+    doubling from args.fit_start, then bisection, until args.fit_seconds run out (the bracket is
+    printed). A probe whose peak, scaled linearly from the largest fitting one, would not fit in
+    the memory the (shared) machine has available now is not run: the search stops there and
+    prints the linear extrapolation of the measured peaks to fit_gb instead, marked as such."""
     cap = args.fit_gb * 1e9
     out = {}
     step1 = [*common, "--steps", "1"]  # the later --steps wins
     for rev in revs:
-        lo, hi, n, probes = 0, None, 250_000, []
+        lo, hi, n, probes, stopped = 0, None, args.fit_start, [], None
         deadline = time.monotonic() + args.fit_seconds
         while time.monotonic() < deadline and (hi is None or hi - lo > max(10_000, lo // 50)):
+            fitting = [p for p in probes if p["fits"]]
+            need = max(p["peak_rss"] / p["n"] for p in fitting) * n if fitting else 0.0
+            avail = _mem_available()
+            if avail is not None and need > 0.9 * avail:
+                stopped = f"N = {n:,} would need ~{_gb(need)}, the machine has {_gb(avail)} available"
+                print(f"  {rev.label}: not probing {stopped}", flush=True)
+                break
             r = _run_child(
                 ["--child", "fullbatch", str(n), "--repo", str(rev.repo), "--data", data_for(n), *step1],
                 rev.pythonpath,
@@ -296,7 +327,8 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
             fits = "error" not in r and r["peak_rss"] <= cap
             probes.append({"n": n, "peak_rss": r.get("peak_rss"), "error": r.get("error"), "fits": fits})
             print(
-                f"  {rev.label}: N = {n:,}: {_gb(r['peak_rss']) if 'peak_rss' in r else r['error']}",
+                f"  {rev.label}: N = {n:,}: {_gb(r['peak_rss']) if 'peak_rss' in r else r['error']}"
+                + (f", {r['step_cpu_s']:.1f} CPU-s per step" if "step_cpu_s" in r else ""),
                 flush=True,
             )
             if fits:
@@ -304,8 +336,22 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
             else:
                 hi = n
             n = 2 * lo if hi is None else (lo + hi) // 2
-        out[rev.label] = {"largest_fitting": lo, "smallest_failing": hi, "probes": probes}
-        print(f"{rev.label}: largest full-batch N under {args.fit_gb} GB: {lo:,} (next failing: {hi})")
+        entry = {"largest_fitting": lo, "smallest_failing": hi, "probes": probes, "stopped": stopped}
+        measured = [p for p in probes if p["peak_rss"]]
+        if len(measured) >= 2:  # peak = a + b N through the two largest probes
+            p1, p2 = sorted(measured, key=lambda p: p["n"])[-2:]
+            slope = (p2["peak_rss"] - p1["peak_rss"]) / (p2["n"] - p1["n"])
+            if slope > 0:
+                entry["extrapolated"] = int(p2["n"] + (cap - p2["peak_rss"]) / slope)
+        out[rev.label] = entry
+        print(
+            f"{rev.label}: largest full-batch N measured under {args.fit_gb} GB: {lo:,} (next failing: {hi})"
+        )
+        if "extrapolated" in entry:
+            print(
+                f"{rev.label}: linear extrapolation of the two largest probes' peaks to {args.fit_gb} GB: "
+                f"N ~ {entry['extrapolated']:,} (an estimate, not a probe)"
+            )
     return out
 
 
@@ -328,6 +374,7 @@ def main() -> None:
     p.add_argument("--compare", metavar="REV", help="also measure the trainer of git revision REV")
     p.add_argument("--fit-gb", type=float, help="full-batch: find the largest N peaking under this many GB")
     p.add_argument("--fit-seconds", type=float, default=1800, help="time bound of the --fit-gb search")
+    p.add_argument("--fit-start", type=int, default=250_000, help="first N of the --fit-gb doubling")
     p.add_argument("--out", help="JSON file of the figures (default bench/results/train-<UTC time>.json)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--repo", default=str(REPO), help=argparse.SUPPRESS)

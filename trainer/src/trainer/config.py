@@ -143,8 +143,9 @@ class TrainConfig(_Strict):
     eval_every: int = Field(1, ge=1)  # epochs between evaluations; the last epoch is always evaluated
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = Field(0, ge=0)  # torch intra-op threads on the CPU; 0: torch's default
-    # Recompute each layer in the backward pass instead of storing its activations: what lets
-    # full-batch training over all 2,001,052 zeros fit in a few GB.
+    # Run the model in row chunks, recomputing each in the backward pass instead of storing its
+    # activations, at any size (trainer.model: it does so by itself above 2^17 nodes, which is
+    # what lets full-batch training over all 2,001,052 zeros fit in a few GB).
     checkpoint_layers: bool = False
     # Each cluster's node features are built once and kept for later epochs, least recently used
     # out beyond this many MiB (0: rebuild every step).

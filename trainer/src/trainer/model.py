@@ -56,13 +56,8 @@ class Neighbours:
     """
 
     def __init__(self, index, weight, index_t, weight_t, reach: int):
-        self.index, self.weight, self.index_t, self.weight_t, self.reach = (
-            index,
-            weight,
-            index_t,
-            weight_t,
-            reach,
-        )
+        self.index, self.weight, self.index_t, self.weight_t = index, weight, index_t, weight_t
+        self.reach = reach
 
     @classmethod
     def from_table(cls, table: np.ndarray, mean: bool) -> Neighbours:
@@ -225,8 +220,8 @@ class SpacingGNN(nn.Module):
         dropout: dropout probability after each layer (default 0).
         residual: add each layer's output to its input (default True).
         norm: "none", "layer" or "batch" normalisation inside each layer (default "layer").
-        checkpoint_layers: recompute each layer in the backward pass instead of storing its
-            activations (default False): less memory for very large full-batch graphs.
+        checkpoint_layers: run in row chunks with recomputation (module docstring) at any
+            size (default False: only above CHUNKED_ABOVE nodes).
         head: "residual" (output 0 at start: the node's base, i.e. baseline (f)) or "spacing"
             (output 1 at start: the mean spacing; base 0).
     """
