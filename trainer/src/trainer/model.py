@@ -129,16 +129,18 @@ def _aggregate(h: torch.Tensor, nb: Neighbours) -> torch.Tensor:
 class _RowChunks(torch.autograd.Function):
     """out = step(inputs..., nb) computed CHUNK_ROWS rows at a time, keeping only the inputs:
     the backward recomputes each chunk (from its rows and the `reach` rows before them, under
-    the forward's autocast state) and takes its gradients with autograd, so frozen parameters
-    (requires_grad False) get none. Row-wise inputs all have the graph's rows."""
+    the forward's autocast state) and runs autograd through it, so frozen parameters
+    (requires_grad False) get none. Row-wise inputs all have the graph's rows; the parameters
+    are passed only so that the output requires grad when they do."""
 
     @staticmethod
     def forward(ctx, step, nb, count, *tensors):
         inputs, params = tensors[:count], tensors[count:]
         m = len(nb)
         out = None
+        rows = [t.detach() for t in inputs]  # slices of a detached tensor never ask for gradients
         for lo, a, b in _chunks(m, nb.reach):
-            o = step(*(t[lo:b] for t in inputs), nb.rows(lo, a, b))
+            o = step(*(t[lo:b] for t in rows), nb.rows(lo, a, b))
             if out is None:
                 out = o.new_empty((m, *o.shape[1:]))
             out[a:b] = o
@@ -153,28 +155,21 @@ class _RowChunks(torch.autograd.Function):
     def backward(ctx, grad):
         inputs, params, nb = ctx.saved_tensors, ctx.params, ctx.nb
         need_in = ctx.needs_input_grad[3 : 3 + ctx.count]
-        need_p = ctx.needs_input_grad[3 + ctx.count :]
+        wanted = [p for p in params if p.requires_grad]
         g_in = [torch.zeros_like(t) if need else None for t, need in zip(inputs, need_in, strict=True)]
-        g_p = [torch.zeros_like(p) if need else None for p, need in zip(params, need_p, strict=True)]
-        wanted = [p for p, need in zip(params, need_p, strict=True) if need]
         dev, enabled, dtype = ctx.autocast
         for lo, a, b in _chunks(len(nb), nb.reach):
             with torch.enable_grad(), torch.autocast(dev, dtype=dtype, enabled=enabled):
                 sl = [t[lo:b].detach().requires_grad_(need) for t, need in zip(inputs, need_in, strict=True)]
                 out = ctx.step(*sl, nb.rows(lo, a, b))
+            # As torch's reentrant checkpoint: the parameters' .grad accumulate right here, chunk
+            # after chunk in a fixed order (autograd.grad would not run under FlopCounterMode).
             leaves = [t for t, need in zip(sl, need_in, strict=True) if need] + wanted
-            grads = iter(torch.autograd.grad(out, leaves, grad[a:b], allow_unused=True))
-            for g, need in zip(g_in, need_in, strict=True):
-                if need:
-                    d = next(grads)
-                    if d is not None:
-                        g[lo:b] += d
-            for g, need in zip(g_p, need_p, strict=True):
-                if need:
-                    d = next(grads)
-                    if d is not None:
-                        g += d
-        return None, None, None, *g_in, *g_p
+            torch.autograd.backward(out, grad[a:b], inputs=leaves)
+            for g, t in zip(g_in, sl, strict=True):
+                if g is not None and t.grad is not None:
+                    g[lo:b] += t.grad
+        return None, None, None, *g_in, *(None for _ in params)
 
 
 def _own_rows(h: torch.Tensor, nb: Neighbours) -> torch.Tensor:
