@@ -90,7 +90,7 @@ class Batch:
     x: torch.Tensor  # float32 [m, F]
     y: torch.Tensor  # float32 [m], true next spacings
     base: torch.Tensor  # float32 [m], added to the model's output (trainer.features.NodeSet.base)
-    graph: torch.Tensor  # CSR adjacency or edge_index (SpacingGNN.graph_input)
+    graph: object  # trainer.model.Neighbours, or edge_index for GATv2 (SpacingGNN.graph_input)
     segments: list[tuple[int, int]]
     nodes: NodeSet
 
