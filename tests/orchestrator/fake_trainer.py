@@ -18,6 +18,12 @@ Knobs (environment):
   FAKE_FAIL_TIMES       default 1
   FAKE_DIVERGE_TRIALS   trial ids that end with status "diverged"
   FAKE_HANG_TRIALS      trial ids that run until killed
+  FAKE_GATE_FAIL        `key=value[,key=value]`: trials whose --set keys all match fail the gates
+                        (spacing_ks 0.3, nonpositive_fraction 0.05); every other trial passes them
+The playbook's knobs (optim.warmup_steps, optim.ema_decay, model.hidden/depth/layer,
+train.max_horizon, train.freeze_bottom_layers_on_expand, train.height_temperature) add terms to
+the objective when set (`playbook_terms`): best at warmup 10, EMA 0.97, width 64, depth 3, gatv2,
+max_horizon 32 without freezing, temperature 0.7. final.json carries `gates` and `cost`.
 A `--set fake.behaviour=succeed|fail|hang|stubborn` overrides the lists for that run (stubborn:
 hangs and ignores SIGTERM).
 """
@@ -88,6 +94,39 @@ def objective(nll: float, mmd: float, primes: list, lr: float) -> float:
     )
 
 
+def playbook_terms(sets: dict) -> float:
+    """What the playbook's knobs add to the objective (0 for a knob not set)."""
+    extra = 0.0
+    if "optim.warmup_steps" in sets:
+        extra += 0.0005 * abs(int(sets["optim.warmup_steps"]) - 10) / 40
+    if "optim.ema_decay" in sets:
+        extra += 0.001 * abs(math.log10(1 - float(sets["optim.ema_decay"])) - math.log10(0.03))
+    if "model.hidden" in sets:
+        extra += 0.0005 * (int(sets["model.hidden"]) < 64)
+    if "model.depth" in sets:
+        extra += 0.0003 * (int(sets["model.depth"]) < 3)
+    if "model.layer" in sets:
+        extra += 0.0002 * (sets["model.layer"] != "gatv2")
+    if "train.max_horizon" in sets:
+        extra += 0.002 * ((math.log2(int(sets["train.max_horizon"])) - 5) ** 2 / 25 - 1)  # 0 at 1
+    if sets.get("train.freeze_bottom_layers_on_expand") == "true":
+        extra += 0.0002
+    if "train.height_temperature" in sets:
+        extra += 0.001 * abs(float(sets["train.height_temperature"]) - 0.7)
+    return extra
+
+
+def gates(sets: dict) -> dict:
+    """final.json `gates`: passing values, or failing ones for a trial FAKE_GATE_FAIL matches."""
+    match = [kv.partition("=") for kv in os.environ.get("FAKE_GATE_FAIL", "").split(",") if kv]
+    fail = bool(match) and all(sets.get(k) == v for k, _, v in match)
+    return {
+        "spacing_ks": 0.3 if fail else 0.05,
+        "block_variance_logratio": 0.2,
+        "nonpositive_fraction": 0.05 if fail else 0.0,
+    }
+
+
 def window_set(name: str, first: int, count: int, model_mean: float, seed: int) -> dict:
     """`windows[name]` of final.json: starts, and each window's error of the model and every baseline."""
     shared = random.Random(f"windows-{name}")
@@ -150,6 +189,14 @@ def final_json(sets: dict, value: float, epochs_done: int, seconds: float) -> di
         "status": "completed",
         "epochs_done": epochs_done,
         "seconds": seconds,
+        "gates": gates(sets),
+        "cost": {
+            "seconds_per_step": seconds / max(1, epochs_done),
+            "steps": epochs_done,
+            "train_seconds": seconds,
+            "cpu_seconds": time.process_time(),
+            "device": "cpu",
+        },
         "val_loss": value,
         "ks_wigner": 0.05,
         "nonpositive_spacings": 0,
@@ -211,7 +258,7 @@ def main(argv) -> int:
     nll = float(sets.get("loss.gue_nll_weight", 0.02))
     mmd = float(sets.get("loss.gue_mmd_weight", 0.05))
     primes = json.loads(sets.get("model.primes", "[2,3,5,7,11,13]"))
-    target = objective(nll, mmd, primes, float(sets.get("optim.lr", 1e-3)))
+    target = objective(nll, mmd, primes, float(sets.get("optim.lr", 1e-3))) + playbook_terms(sets)
     seed = int(sets.get("seed", 0))
     counts, firsts = window_layout(sets)
     epoch_s = float(os.environ.get("FAKE_EPOCH_S", "0.01"))

@@ -36,6 +36,10 @@ TEAMS = ("fullbatch", "minibatch")
 DATA_ENV = "ZETA_SWARM_DATA"
 CONFIGS_ENV = "ZETA_SWARM_CONFIGS"  # another configs/ directory (default: the repository's)
 PROFILES_HINT = "default, smoke, cloud"
+# Playbook hook: the playbook phase (orchestrator.playbook, configs/phases/playbook.yaml) beside 1-3.
+PLAYBOOK = "playbook"
+PHASES = (1, 2, 3, PLAYBOOK)
+PhaseKey = Literal[1, 2, 3, "playbook"]
 
 
 # -- backends ---------------------------------------------------------------------------------
@@ -139,7 +143,8 @@ class PhaseProfile(_Strict):
     max_trials: Annotated[int, Field(ge=1)] | None = None
     parallel: Annotated[int, Field(ge=1)] | None = None
     top: Annotated[int, Field(ge=1)] | None = None  # phase 3: configurations promoted
-    replicas: Annotated[int, Field(ge=1)] | None = None  # phase 3: seeds per configuration
+    replicas: Annotated[int, Field(ge=1)] | None = None  # phase 3, playbook: seeds per configuration
+    full_epochs: Annotated[int, Field(ge=1)] | None = None  # playbook: epochs of the full evaluation
     trial_hours_estimate: Annotated[float, Field(gt=0)] = 0.1  # for the cost estimate before any trial ends
     overrides: dict[str, Value] = {}
     early_stopping: EarlyStopping | None = None  # replaces the phase's rules for this profile
@@ -160,7 +165,7 @@ class Profile(_Strict):
     # A full-batch epoch is one optimizer step, a mini-batch epoch num_clusters / clusters_per_step
     # steps: a team's trials run `epochs x epoch_scale[team]` epochs, so teams compare at equal steps.
     epoch_scale: dict[Literal["fullbatch", "minibatch"], Annotated[int, Field(ge=1, le=1000)]] = {}
-    phases: dict[Literal[1, 2, 3], PhaseProfile]
+    phases: dict[PhaseKey, PhaseProfile]
 
 
 # -- budgets ----------------------------------------------------------------------------------
@@ -169,14 +174,14 @@ class Budgets(_Strict):
 
     currency: str = "USD"
     prices_per_hour: dict[str, Annotated[float, Field(ge=0)]]  # machine type -> price of machine + GPUs
-    gpu_hour_caps: dict[Literal[1, 2, 3], Annotated[float, Field(gt=0)]]
+    gpu_hour_caps: dict[PhaseKey, Annotated[float, Field(gt=0)]]
 
 
 # -- resolved settings ------------------------------------------------------------------------
 class SwarmSettings(_Strict):
     """Everything one swarm run needs, written to RUN_DIR/swarm.yaml."""
 
-    phase: int
+    phase: int | str  # 1, 2, 3 or "playbook"
     team: str
     backend: LocalBackend | VertexBackendRef
     backend_file: str
@@ -213,6 +218,7 @@ class SwarmSettings(_Strict):
     ]  # team -> {machine, accelerator_count, price_per_hour, trainer_config}
     trial_hours_estimate: float
     championship: dict[str, Any] | None = None
+    playbook: dict[str, Any] | None = None  # orchestrator.playbook.settings_block
 
     @property
     def cloud_study(self) -> str:
@@ -375,12 +381,17 @@ def lock_path(run_dir: Path, team: str, phase: int = 1) -> Path:
     return run_dir.parent / f"phase{phase}-{team}" / "lock.yaml"
 
 
-def default_run_dir(phase: int, team: str) -> Path:
-    return Path("runs") / f"phase{phase}-{team}"
+def phase_name(phase: int | str) -> str:
+    """ "phase2", or "playbook": the phase file's stem, the study's and the run dir's prefix."""
+    return PLAYBOOK if phase == PLAYBOOK else f"phase{phase}"
+
+
+def default_run_dir(phase: int | str, team: str) -> Path:
+    return Path("runs") / f"{phase_name(phase)}-{team}"
 
 
 def load_settings(
-    phase: int,
+    phase: int | str,
     team: str = "minibatch",
     backend: str = "local",
     profile: str = "default",
@@ -396,7 +407,7 @@ def load_settings(
     """Read and check every config file of a swarm and resolve them into one SwarmSettings.
 
     Args:
-        phase: 1, 2 or 3.
+        phase: 1, 2, 3 or "playbook".
         team: "fullbatch" or "minibatch" (default minibatch).
         backend: "local" (default) or "vertex".
         profile: a file in configs/profiles/ (default "default").
@@ -420,8 +431,8 @@ def load_settings(
             f"{cdir}: the configs directory does not exist (${CONFIGS_ENV} or the repository's)"
         )
     problems = _Problems()
-    if phase not in (1, 2, 3):
-        problems.add("--phase", f"{phase} is not a phase; choose 1, 2 or 3")
+    if phase not in PHASES:
+        problems.add("--phase", f"{phase} is not a phase; choose 1, 2, 3 or {PLAYBOOK}")
     if team not in TEAMS:
         problems.add("--team", f"{team!r} is not a team; choose {' or '.join(TEAMS)}")
     if experiments and backend != "vertex":
@@ -443,9 +454,13 @@ def load_settings(
         problems.add("--backend", f"{backend!r} is not a backend; choose local or vertex")
 
     team_cfgs = {t: _validate(Team, cdir / "teams" / f"{t}.yaml", problems) for t in TEAMS}
-    phase_cfg = (
-        _validate(Phase, cdir / "phases" / f"phase{phase}.yaml", problems) if phase in (1, 2, 3) else None
-    )
+    phase_file = cdir / "phases" / f"{phase_name(phase)}.yaml"
+    phase_model: Any = Phase
+    if phase == PLAYBOOK:  # playbook hook
+        from orchestrator.playbook import PlaybookPhase
+
+        phase_model = PlaybookPhase
+    phase_cfg = _validate(phase_model, phase_file, problems) if phase in PHASES else None
     profile_file = cdir / "profiles" / f"{profile}.yaml"
     if not profile_file.exists():
         problems.add(
@@ -472,20 +487,27 @@ def load_settings(
     if profile_cfg is not None:
         if profile_cfg.trainer_config and not (profile_file.parent / profile_cfg.trainer_config).exists():
             problems.add(_rel(profile_file), f"trainer_config: {profile_cfg.trainer_config} does not exist")
-        if phase in (1, 2, 3) and phase not in profile_cfg.phases:
+        if phase in PHASES and phase not in profile_cfg.phases:
             problems.add(_rel(profile_file), f"phases: no entry for phase {phase}")
-    if budgets is not None and phase in (1, 2, 3) and phase not in budgets.gpu_hour_caps:
+    if budgets is not None and phase in PHASES and phase not in budgets.gpu_hour_caps:
         problems.add(_rel(cdir / "budgets.yaml"), f"gpu_hour_caps: no cap for phase {phase}")
     if phase_cfg is not None:
-        pf = _rel(cdir / "phases" / f"phase{phase}.yaml")
+        pf = _rel(phase_file)
         if phase_cfg.phase != phase:
-            problems.add(pf, f"phase: says {phase_cfg.phase} but the file is phase{phase}.yaml")
+            problems.add(pf, f"phase: says {phase_cfg.phase} but the file is {phase_file.name}")
         names = [r.name for r in phase_cfg.rounds]
         if len(set(names)) != len(names):
             problems.add(pf, f"rounds: round names must be distinct, got {names}")
         for i, rnd in enumerate(phase_cfg.rounds):
             if getattr(rnd, "carry", None) and i == 0:
                 problems.add(pf, f"rounds.{i}.carry: the first round has no previous winner to carry from")
+        if phase == PLAYBOOK:  # playbook hook: the guardrails declared in the file
+            from orchestrator.playbook import guardrail_problems
+
+            _, node = _load_yaml(phase_file, _Problems())
+            for loc, message in guardrail_problems(phase_cfg):
+                line = _line_of(node, loc)
+                problems.add(f"{pf}:{line}" if line else pf, f"{'.'.join(map(str, loc))}: {message}")
     problems.raise_if_any()
 
     assert phase_cfg and profile_cfg and budgets and backend_cfg
@@ -515,6 +537,12 @@ def load_settings(
     problems.raise_if_any()
 
     rounds = plans(phase_cfg.rounds)
+    playbook = None
+    if phase == PLAYBOOK:  # playbook hook: a promote round after each round, every round carrying
+        from orchestrator import playbook as pb
+
+        playbook = pb.settings_block(phase_cfg, prof.top, prof.replicas, prof.full_epochs)
+        rounds = pb.plans(rounds, playbook["seeds"], playbook["full_epochs"])
 
     overrides: dict[str, Value] = {}
     overrides.update(profile_cfg.overrides)
@@ -566,7 +594,7 @@ def load_settings(
         parallel=n_parallel,
         max_trials=n_trials,
         run_dir=str(rdir),
-        study=f"phase{phase}-{team}",
+        study=f"{phase_name(phase)}-{team}",
         run_id=_run_id(rdir),
         experiments=experiments,
         trainer_config=trainer_config_of(team_cfg),
@@ -602,4 +630,5 @@ def load_settings(
         },
         trial_hours_estimate=prof.trial_hours_estimate,
         championship=championship,
+        playbook=playbook,
     )

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from orchestrator import backends, study_db
+from orchestrator import backends, playbook, study_db
 from orchestrator.atomic_files import write_text_atomic
 from orchestrator.config import SwarmSettings
 from orchestrator.controller import Controller, PassResult, RoundSpec
@@ -234,7 +234,9 @@ class SwarmRun:
             result = PassResult(done=True, active=0, launched=0)
             for plan in self.s.rounds:
                 kind = kind_of(plan)
-                winners = [_winner(previous, previous_spec).params] if plan.carry else []
+                # playbook hook: a full evaluation hands on its best configuration over the seeds
+                carried = playbook.carried_winner(self.s, previous) if plan.carry else None
+                winners = [carried or _winner(previous, previous_spec).params] if plan.carry else []
                 points = kind.points(plan, self.s, winners)
                 if points is not None:
                     # Enqueue only what this round may run: a point left waiting in the study would be
@@ -246,7 +248,16 @@ class SwarmRun:
                 else:
                     rnd = RoundSpec(plan.name, points, len(points), plan.fixed)
                 ctl = Controller(
-                    self.s, tuner, runner, reader, self.output_dir, self.clock, sleep, self._on_event
+                    playbook.controller_settings(
+                        self.s, plan
+                    ),  # playbook hook: full evaluations never stop early
+                    tuner,
+                    runner,
+                    reader,
+                    self.output_dir,
+                    self.clock,
+                    sleep,
+                    self._on_event,
                 )
                 result = ctl.run(rnd)
                 if result.failed:
@@ -257,6 +268,8 @@ class SwarmRun:
                     break
                 previous = [t for t in tuner.trials() if rnd.owns(t)]
                 previous_spec = rnd
+                if self.s.playbook is not None:  # playbook hook: what the promotion and the report read
+                    playbook.record_round(self.run_dir, plan.name, plan.kind, [t.id for t in previous])
             else:
                 if self.s.writes_lock:
                     self._write_lock(previous)
@@ -265,6 +278,11 @@ class SwarmRun:
             snap["failed"] = result.failed
             if self.s.championship is not None and result.reason == "round complete":
                 for line in championship_lines(str(self.run_dir), snap):
+                    self.out(line)
+            if self.s.playbook is not None:  # playbook hook: the final ranking
+                from orchestrator.report.playbook import ranking_lines
+
+                for line in ranking_lines(str(self.run_dir), snap):
                     self.out(line)
             return snap
         finally:

@@ -309,7 +309,36 @@ class Championship(RoundKind):
         return (c.get("top", 0) + extra) * c.get("replicas", 0)
 
 
-_KIND_CLASSES: tuple[type[RoundKind], ...] = (Bayesian, FixedDesign, Championship)
+class Promotion(RoundKind):
+    """The playbook's full evaluation (orchestrator.playbook): the round before's top configurations
+    x seeds on the long budget. No phase file names it: the playbook puts one after each round; the
+    design is read at run time from the run directory (the round before's trials and their gates)."""
+
+    names = ("promote",)
+    models = ()
+
+    def plan(self, cfg, space, design) -> RoundPlan:
+        raise NotImplementedError("the playbook makes promote rounds (orchestrator.playbook.plans)")
+
+    def points(self, plan, settings, winners) -> list[dict[str, Any]]:
+        from orchestrator.playbook import promotion_points
+
+        return promotion_points(settings, plan)
+
+    def describe(self, plan, settings) -> str:
+        p = settings.playbook or {}
+        return (
+            f"round {plan.name}: promote the top {p.get('top')} of the round before (gates first, then the "
+            f"tune objective) to {p.get('full_epochs')} epochs x {p.get('seeds')} seeds, early stopping "
+            "off; ranked by gates, then the paired test objective"
+        )
+
+    def estimated_trials(self, plan, settings) -> int:
+        p = settings.playbook or {}
+        return p.get("top", 0) * p.get("seeds", 0)
+
+
+_KIND_CLASSES: tuple[type[RoundKind], ...] = (Bayesian, FixedDesign, Championship, Promotion)
 KINDS: dict[str, RoundKind] = {name: cls() for cls in _KIND_CLASSES for name in cls.names}
 
 # A phase file's round entry: one of the kinds' models, told apart by `kind:`.

@@ -23,6 +23,7 @@ BASELINE_PREFIX = "baseline_"
 # baseline, found by prefix); the val set is left out: metrics.jsonl has its curve.
 _SET_KEYS = ("extrapolation_error", "extrapolation_stderr", "paired_diff", "paired_stderr", "skill")
 _TRIAL_KEYS = ("epochs_done", "seconds", "ks_wigner", "nonpositive_spacings")
+GATE_PREFIX = "gate_"
 
 # (output_dir, file name) -> the file's text, or None when it does not exist (yet).
 Reader = Callable[[str, str], "str | None"]
@@ -77,7 +78,8 @@ def best_baseline(row: dict, prefix: str = TUNE) -> float | None:
 def final_metrics(final: dict) -> dict[str, float]:
     """The numeric final metrics the tuner stores beside the objective: for the tune and test
     windows the error, its s.e., every baseline, the paired difference to the best baseline and
-    its s.e., and the skill; then epochs, seconds, ks_wigner and the count of spacings <= 0."""
+    its s.e., and the skill; then epochs, seconds, ks_wigner and the count of spacings <= 0; then
+    each of final.json's `gates` as `gate_<name>`."""
     out = {}
     for prefix in (TUNE, TEST):
         for key in _SET_KEYS:
@@ -89,6 +91,11 @@ def final_metrics(final: dict) -> dict[str, float]:
     for key in _TRIAL_KEYS:
         if _number(v := final.get(key)):
             out[key] = float(v)
+    # The physics gates (the playbook ranks and promotes on them): `gate_<name>`.
+    gates = final.get("gates")
+    for key, v in gates.items() if isinstance(gates, dict) else ():
+        if _number(v):
+            out[GATE_PREFIX + key] = float(v)
     return out
 
 

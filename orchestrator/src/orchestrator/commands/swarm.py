@@ -18,9 +18,10 @@ DEFAULT_PROFILES = {"local": "default", "vertex": "cloud"}
 @click.command()
 @click.option(
     "--phase",
-    type=click.IntRange(1, 3),
+    type=click.Choice(["1", "2", "3", "playbook"]),
     required=True,
-    help="1: lock the architecture, 2: find the physics, 3: championship.",
+    callback=lambda _ctx, _param, value: value if value == "playbook" else int(value),
+    help="1: lock the architecture, 2: find the physics, 3: championship, playbook: tiered rounds.",
 )
 @click.option(
     "--team",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
-from orchestrator.report import analysis, horizon, plots
+from orchestrator.report import analysis, horizon, playbook, plots
 from orchestrator.report.html import PLOT_CAPTIONS, Page, render_html, render_markdown
 from orchestrator.report.load import load
 
@@ -111,6 +111,11 @@ def build_report(
         page = Page(plots=_draw(loaded, tmp, progress) if plots else [], **page_data)
         (tmp / "summary.md").write_text(render_markdown(page), encoding="utf-8")
         (tmp / "index.html").write_text(render_html(page), encoding="utf-8")
+        for run in loaded.runs:  # playbook hook: its own page (one playbook run per report)
+            if run.playbook is not None:
+                v = playbook.view(run)
+                (tmp / "playbook.md").write_text(playbook.render_markdown(v), encoding="utf-8")
+                (tmp / "playbook.html").write_text(playbook.render_html(v), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a report is for reading
         old = None
         if out.exists():

@@ -105,6 +105,8 @@ class Run:
     arm: str | None = None  # set when the run is an arm of an experiment
     role: str | None = None
     championship: dict[str, Any] | None = None  # phase 3: swarm.yaml's `championship` settings
+    # The playbook: swarm.yaml's `playbook` settings, with `rounds` from RUN_DIR/playbook.json.
+    playbook: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -277,13 +279,19 @@ def load_run(run_dir: str, snap: dict[str, Any], arm: str | None = None, role: s
     # (map keeps the order and raises the first trial's error).
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
         trials = list(pool.map(lambda ir: _load_trial(run_dir, ir[1], ir[0], where), enumerate(raw_trials)))
-    championship = None
+    championship = playbook = None
     if snap.get("phase") == 3:
         settings = _read_yaml(_join(run_dir, "swarm.yaml")) or {}
         championship = settings.get("championship") if isinstance(settings.get("championship"), dict) else {}
+    if snap.get("phase") == "playbook":
+        settings = _read_yaml(_join(run_dir, "swarm.yaml")) or {}
+        playbook = settings.get("playbook") if isinstance(settings.get("playbook"), dict) else {}
+        rounds = (_read_object(_join(run_dir, "playbook.json")) or {}).get("rounds")
+        playbook = {**playbook, "rounds": rounds if isinstance(rounds, dict) else {}}
     return Run(
         path=run_dir,
         championship=championship,
+        playbook=playbook,
         study=str(snap.get("study", "")),
         phase=snap.get("phase", "?"),
         team=str(snap.get("team", "?")),
