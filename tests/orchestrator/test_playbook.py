@@ -118,6 +118,7 @@ def test_rounds_promote_their_top_configurations_and_carry_the_full_evaluation_w
     assert len(failing) == 1 and "lr=0.0003" in failing[0] and "warmup_steps=10" in failing[0]
     assert "CPU-h" in page and "s/step" in page
     assert (out / "playbook.html").read_text().count("<table>") == 5
+    assert "<a href='playbook.html'>" in (out / "index.html").read_text()
 
 
 def _final(diff: float, fail: bool = False) -> dict:

@@ -32,6 +32,10 @@ LEADERBOARD_COLUMNS = (
     "beats baselines (test)",
     "params",
 )
+PLAYBOOK_LINK = (
+    "Each round's table, the promoted trials, the gates, the cost per trial and the final ranking "
+    "(gates, then the paired test objective) are on playbook.{ext}."
+)
 PLOT_CAPTIONS = {
     "arms.png": "Arms of the experiment: test-window error per seed and mean, against the baselines there.",
     "leaderboard.png": "Best trials of each run: objective ± stderr against the baselines.",
@@ -217,6 +221,9 @@ def render_markdown(page: Page) -> str:
         lines += [f"## Championship `{champ.run.path}`", "", champ.lines[0], ""]
         lines += _md_table(CHAMPIONSHIP_COLUMNS, _championship_rows(champ)) + [""]
         lines += [f"- {t}" for t in _championship_text(champ)] + [""]
+    for run in page.loaded.runs:  # playbook hook: its page beside this one
+        if run.playbook is not None:
+            lines += [f"## Playbook `{run.path}`", "", PLAYBOOK_LINK.format(ext="md"), ""]
     lines += [
         "## Leaderboards",
         "",
@@ -295,6 +302,12 @@ def render_html(page: Page) -> str:
             _html_table(CHAMPIONSHIP_COLUMNS, _championship_rows(champ)),
             "<ul>" + "".join(f"<li>{_h(t)}</li>" for t in _championship_text(champ)) + "</ul>",
         ]
+    for run in page.loaded.runs:  # playbook hook: its page beside this one
+        if run.playbook is not None:
+            link = PLAYBOOK_LINK.format(ext="html").replace(
+                "playbook.html", "<a href='playbook.html'>playbook.html</a>"
+            )
+            parts += [f"<h2>Playbook <code>{_h(run.path)}</code></h2>", f"<p>{link}</p>"]
     parts += [
         "<h2>Leaderboards</h2>",
         f"<p>Ranked by the tune objective; a trial beats the baselines when {_h(BEATS_RULE)}.</p>",
