@@ -6,6 +6,8 @@ earlier results, and what a phase leaves behind.
   Phase 2: one Bayesian round over the two GUE weights on the locked architecture.
   Phase 3: the championship: phase 2's top configurations x replicas (seeds), plus the control
            team (Team 1 full-batch) with the winning weights, as one fixed design.
+  Playbook: tiered rounds, each followed by a full evaluation of its top configurations
+           (orchestrator.playbook; the hooks here are marked "playbook hook").
 
 Everything a phase decides is derived from the study and earlier run directories, so rerunning a
 phase after a crash resumes it where it stopped.
