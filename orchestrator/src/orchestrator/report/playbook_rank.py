@@ -170,15 +170,17 @@ class HorizonComparison:
             f"{','.join(self.multi.trials)}) minus best one-step ({self.one.round}, trials "
             f"{','.join(self.one.trials)}) on the test windows: {self.diff:+.4g} ± {self.stderr:.2g} "
             f"(paired over {self.windows} windows, {len(self.multi.finals)} + {len(self.one.finals)} seeds "
-            f"averaged per window; 95% CI [{self.lo:+.4g}, {self.hi:+.4g}]): {verdict}"
+            f"averaged per window; 95% CI [{self.lo:+.4g}, {self.hi:+.4g}]): {verdict}; each side "
+            "chosen on the tune windows (gates, then the mean objective)"
         )
 
 
-def horizon_comparison(ranked: Sequence[Config]) -> HorizonComparison | None:
-    """The best-ranked multi-step-trained configuration against the best one-step-trained one
-    (max_horizon 1), paired over the test windows; None when either is missing."""
-    multi = next((c for c in ranked if c.horizon > 1), None)
-    one = next((c for c in ranked if c.horizon == 1), None)
+def horizon_comparison(configs: Sequence[Config]) -> HorizonComparison | None:
+    """The best multi-step-trained configuration against the best one-step-trained one (max_horizon
+    1), each chosen as the carried winner is (gates, then the mean tune objective: the test windows
+    select nothing), then paired over the test windows; None when either is missing."""
+    multi = winner_config([c for c in configs if c.horizon > 1])
+    one = winner_config([c for c in configs if c.horizon == 1])
     if multi is None or one is None:
         return None
     a = [f["windows"]["test"] for f in multi.finals]
