@@ -61,8 +61,8 @@ class Gates(_Strict):
     nonpositive_fraction: Annotated[float, Field(ge=0, le=1)]
 
 
-class Promotion(_Strict):
-    """The full evaluation: the top `top` of each round, `seeds` seeds each, `epochs` epochs.
+class FullEvaluation(_Strict):
+    """`promotion:` of the file, the full evaluation: the top `top` of each round, `seeds` seeds each, `epochs` epochs.
     The profile's `top`, `replicas` and `full_epochs` replace these."""
 
     top: Annotated[int, Field(ge=1, le=10)] = 2
@@ -80,9 +80,9 @@ class NotTogether(_Strict):
 
 class Guardrails(_Strict):
     """What the playbook forbids a round: to vary a knob of a `not_together` entry's `knobs` with
-    one of its `with`; to change
-    nodes per step (any `nodes_per_step` knob) without varying `lr_knob` too, unless the round says
-    why in `lr_not_refit`; to change a `memory` knob without saying how it compensates (`memory`)."""
+    one of its `with`; to change nodes per step (any `nodes_per_step` knob) without varying
+    `lr_knob` too, unless the round says why in `lr_not_refit`; to change a `memory` knob without
+    saying how it compensates (`memory`)."""
 
     not_together: list[NotTogether] = []
     nodes_per_step: list[str] = ["data.train_count", "train.num_clusters", "train.clusters_per_step"]
@@ -117,7 +117,7 @@ class PlaybookPhase(_Strict):
     description: str = ""
     fixed: dict[str, Value] = {}
     rounds: Annotated[list[PlaybookRound], Field(min_length=1)]
-    promotion: Promotion
+    promotion: FullEvaluation
     gates: Gates
     guardrails: Guardrails = Guardrails()
     max_trials: Annotated[int, Field(ge=1)] | None = None
