@@ -16,7 +16,7 @@ from orchestrator.cli import main
 from orchestrator.config import REPO_ROOT, load_settings
 from orchestrator.phases import SwarmRun
 from orchestrator.report import build_report
-from orchestrator.report.playbook_rank import Config, rank
+from orchestrator.report.playbook_rank import Config, horizon_comparison, rank
 from swarm_helpers import FAKE_TRAINER, NO_EARLY_STOP, FakeClock
 
 from orchestrator import playbook
@@ -194,6 +194,24 @@ def test_dry_run_of_the_playbook_phase(tmp_path, zeros):
     assert "round D: fixed design (lhs) of 3 points, carrying" in r.output
     commands = [line for line in r.output.splitlines() if line.startswith("  trainer train")]
     assert len(commands) == 9 + 3 + 4 + 7 + 3  # the full evaluations' points need the rounds' results
-    assert "round C-full: promotes the top 2 of round C x 2 seeds at 28 epochs once C has finished" in r.output
+    assert (
+        "round C-full: promotes the top 2 of round C x 2 seeds at 28 epochs once C has finished" in r.output
+    )
     assert sum("--set train.max_horizon=48" in c for c in commands) == 2 + 1  # round C, round D
     assert "dry run: nothing was launched" in r.output and not run_dir.exists()
+
+
+def _seeded(diffs: list[float], horizon: int) -> Config:
+    finals = [_final(d) for d in diffs]
+    params = {"train.max_horizon": horizon}
+    return Config("R", params, [str(i) for i in range(len(diffs))], finals, GATES, [0.1] * len(diffs), [0, 1])
+
+
+def test_the_horizon_comparison_is_not_a_finding_when_its_seeds_disagree():
+    # Seed by seed, multi-step minus one-step is -0.3 and +0.1: the window-paired interval of the
+    # seed average excludes 0 (every window moves alike), the seeds do not agree.
+    mixed = horizon_comparison([_seeded([-0.3, +0.1], 32), _seeded([0.0, 0.0], 1)])
+    assert mixed.hi < 0 and mixed.per_seed == pytest.approx({0: -0.3, 1: 0.1})
+    assert mixed.within_noise and "not established" in mixed.text()
+    agreed = horizon_comparison([_seeded([-0.3, -0.1], 32), _seeded([0.0, 0.0], 1)])
+    assert not agreed.within_noise and "multi-step better" in agreed.text()

@@ -154,23 +154,33 @@ class HorizonComparison:
     windows: int
     lo: float
     hi: float
+    per_seed: dict[Any, float] = field(default_factory=dict)  # seed -> multi - one, that seed alone
+
+    @property
+    def seeds_disagree(self) -> bool:
+        return len({d > 0 for d in self.per_seed.values()}) > 1
 
     @property
     def within_noise(self) -> bool:
-        return self.lo <= 0 <= self.hi
+        """The interval (window noise only) contains 0, or the seeds differ in sign (seed noise)."""
+        return self.lo <= 0 <= self.hi or self.seeds_disagree
 
     def text(self) -> str:
-        verdict = (
-            "within noise (the 95% interval contains 0)"
-            if self.within_noise
-            else ("multi-step better" if self.hi < 0 else "one-step better")
-        )
+        if self.lo <= 0 <= self.hi:
+            verdict = "within noise (the 95% interval contains 0)"
+        elif self.seeds_disagree:
+            verdict = "not established: the interval covers window noise only and the seeds disagree in sign"
+        else:
+            verdict = "multi-step better" if self.hi < 0 else "one-step better"
+        seeds = ", ".join(f"seed {k}: {v:+.3g}" for k, v in self.per_seed.items())
         return (
             f"best multi-step (max_horizon {self.multi.horizon}, {self.multi.round}, trials "
             f"{','.join(self.multi.trials)}) minus best one-step ({self.one.round}, trials "
             f"{','.join(self.one.trials)}) on the test windows: {self.diff:+.4g} ± {self.stderr:.2g} "
             f"(paired over {self.windows} windows, {len(self.multi.finals)} + {len(self.one.finals)} seeds "
-            f"averaged per window; 95% CI [{self.lo:+.4g}, {self.hi:+.4g}]): {verdict}; each side "
+            f"averaged per window; 95% CI [{self.lo:+.4g}, {self.hi:+.4g}]"
+            + (f"; seed by seed {seeds}" if seeds else "")
+            + f"): {verdict}; each side "
             "chosen on the tune windows (gates, then the mean objective)"
         )
 
@@ -192,7 +202,12 @@ def horizon_comparison(configs: Sequence[Config]) -> HorizonComparison | None:
     if n < 2:
         return None
     eff = paired_effect(diff, se, n)
-    return HorizonComparison(multi, one, diff, se, n, eff.lo, eff.hi)
+    per_seed = {}
+    for seed, fa in zip(multi.seeds, multi.finals, strict=True):
+        if seed is not None and seed in one.seeds:
+            fb = one.finals[one.seeds.index(seed)]
+            per_seed[seed] = paired_difference([fa["windows"]["test"]], [fb["windows"]["test"]])[0]
+    return HorizonComparison(multi, one, diff, se, n, eff.lo, eff.hi, dict(sorted(per_seed.items())))
 
 
 def _number(v: Any) -> bool:
