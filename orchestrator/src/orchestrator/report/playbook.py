@@ -26,7 +26,7 @@ from orchestrator.report.playbook_rank import (
 )
 from orchestrator.trial_outputs import TUNE
 
-PROMOTE = "promote"
+PROMOTE = "promote"  # orchestrator.playbook.PROMOTE (the report imports no settings: import-linter)
 
 
 @dataclass
