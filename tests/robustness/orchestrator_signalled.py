@@ -36,6 +36,10 @@ def checkpoint(name: str) -> None:
 
 
 crash_injection.checkpoint = checkpoint
+# A shell without job control (nohup ... &, some CI runners) starts this process with SIGINT
+# ignored, and Python keeps it ignored: give it the handler a terminal's Ctrl-C finds, as the
+# Ctrl-C case's preexec_fn does (see tests/robustness/test_cli_robustness.py).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from orchestrator.cli import main  # noqa: E402
 

@@ -4,6 +4,7 @@ should change, and no trial lost, mislabelled or repeated."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -53,8 +54,15 @@ def test_ctrl_c_says_what_it_leaves_running(workspace):
 
 def _sigint_seen_by_a_child(script: str) -> str:
     probe = f"{sys.executable} -c 'import signal; print(signal.getsignal(signal.SIGINT))'"
+    # The shell starts with SIGINT's default disposition, as from a terminal, whatever this
+    # test run inherited (under `nohup make test &` it inherits SIGINT ignored, and a shell
+    # cannot un-ignore a signal ignored on entry, `set -m` included).
     return subprocess.run(
-        ["bash", "-c", script.replace("PROBE", probe)], capture_output=True, text=True, timeout=60
+        ["bash", "-c", script.replace("PROBE", probe)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ).stdout.strip()
 
 
