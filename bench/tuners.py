@@ -6,7 +6,7 @@
     .venv/bin/python bench/tuners.py replay
 
 `record` runs `trainer train` with exactly the arguments the swarm's controller would give a phase-2
-trial of the smoke profile (orchestrator.controller.Controller.trainer_args: the profile's and the
+trial of the smoke profile (orchestrator.trial_command.trainer_args: the profile's and the
 lock's overrides, the team's, the round's), at each point of a log-spaced grid of
 loss.gue_nll_weight x loss.gue_mmd_weight over the phase's search space, once per seed. Trials run
 as subprocesses, --parallel at a time, under --work (resumable: a point with a final.json is not run
@@ -63,13 +63,9 @@ def _settings(team: str, work: Path):
 
 def _trainer_args(settings, params: dict, output_dir: str) -> tuple[str, ...]:
     """The controller's own argument list for a phase-2 trial with these params."""
-    from orchestrator.controller import Controller, RoundSpec
-    from orchestrator.tuners.base import TunerState, TunerTrial
+    from orchestrator.trial_command import trainer_args
 
-    plan = settings.rounds[0]
-    rnd = RoundSpec(plan.name, None, settings.max_trials, plan.fixed)
-    ctl = Controller(settings, None, None, None, lambda _id: output_dir)  # only its argument builder
-    return ctl.trainer_args(TunerTrial("0", params, TunerState.ACTIVE), rnd)
+    return trainer_args(settings, params, settings.rounds[0].fixed, output_dir)
 
 
 def _grid(low: float, high: float, n: int) -> list[float]:
@@ -90,9 +86,9 @@ def _run_one(trainer: list[str], args: tuple[str, ...], out: Path) -> dict:
 def record(ns: argparse.Namespace) -> None:
     work = Path(ns.work).resolve()
     s = _settings(ns.team, work)
-    space = {p["name"]: p for p in s.rounds[0].space}
-    nlls = _grid(space[NLL]["low"], space[NLL]["high"], ns.grid)
-    mmds = _grid(space[MMD]["low"], space[MMD]["high"], ns.grid)
+    space = {p.name: p for p in s.rounds[0].space}
+    nlls = _grid(space[NLL].low, space[NLL].high, ns.grid)
+    mmds = _grid(space[MMD].low, space[MMD].high, ns.grid)
     trainer = [str(Path(sys.executable).with_name("trainer"))]
     cells = [(i, j, seed) for seed in range(ns.seeds) for i in range(ns.grid) for j in range(ns.grid)]
 

@@ -28,7 +28,8 @@ if [ $# -eq 0 ]; then
     'orchestrator.controller.xǁControllerǁgpu_hours*' \
     'orchestrator.controller.xǁControllerǁtrial_hours_estimate*' \
     'orchestrator.controller.xǁControllerǁ_can_suggest_more*' \
-    'orchestrator.controller.xǁControllerǁtrainer_args*' \
+    'orchestrator.trial_command.*' \
+    'orchestrator.values.*' \
     'orchestrator.controller.xǁRoundSpecǁowns*' \
     'orchestrator.run_files.x_job_hours*' \
     'trainer.losses.xǁLossWeightsǁ*' \

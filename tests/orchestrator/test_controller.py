@@ -222,7 +222,8 @@ def test_restart_launches_a_suggested_trial_and_cancels_the_job_of_a_finished_on
 
 def _with_epochs(s, epochs):
     machines = {
-        t: {**m, "overrides": {**m["overrides"], "train.epochs": epochs}} for t, m in s.team_machines.items()
+        t: m.model_copy(update={"overrides": {**m.overrides, "train.epochs": epochs}})
+        for t, m in s.team_machines.items()
     }
     return s.model_copy(update={"epochs": epochs, "team_machines": machines})
 

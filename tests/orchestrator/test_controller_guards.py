@@ -1,7 +1,7 @@
 """Guards and rules whose loss the broader controller tests would not notice: the budget reserves
 the estimated cost of every running trial before it starts another; the median rule compares each
-trial's best value so far (the lowest error up to an epoch, not the highest); the trainer command's
-layering; which round owns a trial. (The unit tests here are what `make mutation` judges the
+trial's best value so far (the lowest error up to an epoch, not the highest); which round owns a trial
+(the trainer command's layering: test_trial_command.py). (The unit tests here are what `make mutation` judges the
 controller's helpers by.)"""
 
 from __future__ import annotations
@@ -73,30 +73,6 @@ def test_best_so_far_is_the_lowest_error_up_to_the_epoch():
     assert _best_upto(curve, 3) == 0.02  # not the worst (0.05), not a later epoch's 0.01
     assert _best_upto(curve, 9) == 0.01
     assert _best_upto(curve, 0) is None
-
-
-def _pairs(args: tuple[str, ...]) -> dict[str, str]:
-    sets = [args[i + 1] for i in range(len(args) - 1) if args[i] == "--set"]
-    return dict(s.split("=", 1) for s in sets)
-
-
-def test_the_trainer_command_layers_round_fixed_and_trial_values_over_the_settings(tmp_path):
-    s = settings(tmp_path / "run", max_trials=2)
-    out = lambda i: f"/runs/x/trials/{i}"  # noqa: E731
-    ctl = Controller(s, None, None, backends.read_local_output, out)
-    rnd = RoundSpec("weights", None, 2, fixed={"optim.lr": 0.5, "loss.gue_nll_weight": 0.25})
-    trial = TunerTrial("3", {"loss.gue_nll_weight": 0.125}, TunerState.ACTIVE)
-    args = ctl.trainer_args(trial, rnd)
-    team = s.team_of(trial.params)
-    assert args[:3] == ("train", "--config", s.team_machines[team]["trainer_config"])
-    assert args[-2:] == ("--output-dir", "/runs/x/trials/3")
-    pairs = _pairs(args)
-    assert pairs["data.path"] == s.data_path
-    assert pairs["optim.lr"] == "0.5"  # the round's fixed value
-    assert pairs["loss.gue_nll_weight"] == "0.125"  # the trial's own value beats the round's
-    for key in s.overrides.keys() | s.team_machines[team]["overrides"].keys():
-        assert key in pairs
-    assert len(args) == 3 + 2 * len(pairs) + 2
 
 
 def test_a_round_owns_its_design_points_and_a_bayesian_round_everything_else():

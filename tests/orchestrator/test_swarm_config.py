@@ -21,7 +21,7 @@ def test_shipped_configs_resolve(phase, team, profile, tmp_path):
     assert s.study == f"phase{phase}-{team}"
     assert s.gpu_hour_cap > 0 and s.price_per_hour > 0
     assert Path(s.trainer_config).exists()
-    assert s.team_machines[team]["overrides"]["train.mode"] == team
+    assert s.team_machines[team].overrides["train.mode"] == team
     machine = {
         "fullbatch": "a2-ultragpu-1g + 1 x NVIDIA_A100_80GB",
         "minibatch": "g2-standard-8 + 1 x NVIDIA_L4",
@@ -50,7 +50,7 @@ def test_phase_contents_match_the_design():
     assert p1.writes_lock == ["model.primes", "optim.lr", "optim.scheduler"]
     p2 = load_settings(2, profile="default")
     (weights,) = p2.rounds
-    assert {(p["name"], p["low"], p["high"], p["log"]) for p in weights.space} == {
+    assert {(p.name, p.low, p.high, p.log) for p in weights.space} == {
         ("loss.gue_nll_weight", 1e-3, 1.0, True),
         ("loss.gue_mmd_weight", 1e-2, 10.0, True),
     }

@@ -118,8 +118,7 @@ def test_every_trial_command_carries_its_arms_budget(tmp_path, profile, backend)
     """The engine's trainer command for each arm: the arm's overrides win over the swarm profile's
     (including its per-team ones), each study runs the seeds with early stopping off."""
     from orchestrator.compare import arm_settings
-    from orchestrator.controller import Controller, RoundSpec
-    from orchestrator.tuners.base import TunerState, TunerTrial
+    from orchestrator.trial_command import trainer_args
 
     design = load_design(CONFIG, profile, backend)
     for arm in design.arms:
@@ -135,9 +134,7 @@ def test_every_trial_command_carries_its_arms_budget(tmp_path, profile, backend)
         assert s.max_trials == len(design.seeds) and s.writes_lock == []
         plan = s.rounds[0]
         assert plan.points == [{"seed": x} for x in design.seeds]
-        ctl = Controller(s, None, None, None, lambda tid: f"/out/{tid}")
-        trial = TunerTrial(id="0", params={"seed": design.seeds[0]}, state=TunerState.ACTIVE)
-        args = ctl.trainer_args(trial, RoundSpec(plan.name, plan.points, len(plan.points), plan.fixed))
+        args = trainer_args(s, {"seed": design.seeds[0]}, plan.fixed, "/out/0")
         last: dict[str, str] = {}
         for flag, value in zip(args, args[1:], strict=False):
             if flag == "--set":
@@ -148,4 +145,4 @@ def test_every_trial_command_carries_its_arms_budget(tmp_path, profile, backend)
         assert last["data.path"] == (local if backend == "local" else "gs://zs-zeta-swarm-test-data/zeros")
         for key, value in arm.overrides.items():
             assert yaml.safe_load(last[key]) == value, (arm.name, key)
-        assert args[args.index("--config") + 1] == s.team_machines[arm.team]["trainer_config"]
+        assert args[args.index("--config") + 1] == s.team_machines[arm.team].trainer_config

@@ -15,7 +15,6 @@ Every problem in every file is collected first and reported together, one line e
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ from orchestrator import reading
 from orchestrator.errors import ConfigError
 from orchestrator.rounds import KINDS, RoundConfig, RoundPlan, championship_settings, plans
 from orchestrator.schema import Strict as _Strict
+from orchestrator.trial_command import layered
 from orchestrator.values import Value
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -178,6 +178,16 @@ class Budgets(_Strict):
 
 
 # -- resolved settings ------------------------------------------------------------------------
+class TeamMachine(_Strict):
+    """What a team's trials run on and with (SwarmSettings.team_machines)."""
+
+    machine: str  # "<machine type> + <n> x <accelerator>"
+    accelerator_count: int
+    price_per_hour: float  # of the machine and its accelerators; nan without a price
+    trainer_config: str
+    overrides: dict[str, Value]  # the `team` layer: the profile's team_overrides, train.mode, train.epochs
+
+
 class SwarmSettings(_Strict):
     """Everything one swarm run needs, written to RUN_DIR/swarm.yaml."""
 
@@ -200,7 +210,10 @@ class SwarmSettings(_Strict):
     trainer_config: str
     data_path: str
     epochs: int  # of this team's trials (a phase-3 control team has its own in team_machines)
-    overrides: dict[str, Value]  # fixed `--set` overrides of every trial (profile, phase, lock)
+    # The swarm-wide layers of trial_command.PRECEDENCE (profile, profile_phase, phase_fixed, lock),
+    # and `overrides`, their merge: the fixed `--set` overrides of every trial.
+    override_layers: dict[str, dict[str, Value]]
+    overrides: dict[str, Value]
     rounds: list[RoundPlan]
     lock_source: str  # where the locked architecture came from (a lock file or "defaults")
     lock_values: dict[str, Value]
@@ -213,12 +226,18 @@ class SwarmSettings(_Strict):
     currency: str
     machine: str
     accelerator_count: int
-    team_machines: dict[
-        str, dict[str, Any]
-    ]  # team -> {machine, accelerator_count, price_per_hour, trainer_config}
+    team_machines: dict[str, TeamMachine]
     trial_hours_estimate: float
     championship: dict[str, Any] | None = None
     playbook: dict[str, Any] | None = None  # orchestrator.playbook.settings_block
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layers_of_an_older_run(cls, raw: Any) -> Any:
+        """A swarm.yaml written before the layers were kept holds their merge only: one layer."""
+        if isinstance(raw, dict) and "override_layers" not in raw and "overrides" in raw:
+            raw = {**raw, "override_layers": {"phase_fixed": raw["overrides"]}}
+        return raw
 
     @property
     def cloud_study(self) -> str:
@@ -231,19 +250,6 @@ class SwarmSettings(_Strict):
         """The team a trial runs as: its `train.mode` param (phase 3's control team), else the swarm's."""
         mode = params.get("train.mode")
         return mode if isinstance(mode, str) and mode in self.team_machines else self.team
-
-
-def set_arg(key: str, value: Any) -> str:
-    """`key=value` for `trainer train --set`, the value written as YAML the trainer parses back."""
-    if isinstance(value, str) and value.startswith("["):
-        return f"{key}={value}"
-    if isinstance(value, list):
-        return f"{key}={json.dumps(value, separators=(',', ':'))}"
-    if isinstance(value, bool):
-        return f"{key}={'true' if value else 'false'}"
-    if isinstance(value, float):
-        return f"{key}={value!r}"
-    return f"{key}={value}"
 
 
 # -- loading with all problems collected --------------------------------------------------------
@@ -544,11 +550,12 @@ def load_settings(
         playbook = pb.settings_block(phase_cfg, prof.top, prof.replicas, prof.full_epochs)
         rounds = pb.plans(rounds, playbook["seeds"], playbook["full_epochs"])
 
-    overrides: dict[str, Value] = {}
-    overrides.update(profile_cfg.overrides)
-    overrides.update(prof.overrides)
-    overrides.update(phase_cfg.fixed)
-    overrides.update(lock_values)
+    override_layers = {
+        "profile": profile_cfg.overrides,
+        "profile_phase": prof.overrides,
+        "phase_fixed": phase_cfg.fixed,
+        "lock": lock_values,
+    }
     infra_given = {k: v for k, v in (infra_overrides or {}).items() if v is not None}
     if data_path is not None:
         data_path = data_path if data_path.startswith("gs://") else str(Path(data_path).resolve())
@@ -600,7 +607,8 @@ def load_settings(
         trainer_config=trainer_config_of(team_cfg),
         data_path=data_path,
         epochs=prof.epochs * profile_cfg.epoch_scale.get(team, 1),
-        overrides=overrides,
+        override_layers=override_layers,
+        overrides=layered(**override_layers),
         rounds=rounds,
         lock_source=lock_source,
         lock_values=lock_values,
@@ -614,17 +622,17 @@ def load_settings(
         machine=team_cfg.machine,
         accelerator_count=team_cfg.accelerator_count,
         team_machines={
-            t.name: {
-                "machine": t.machine,
-                "accelerator_count": t.accelerator_count,
-                "price_per_hour": budgets.prices_per_hour.get(t.machine_type, math.nan),
-                "trainer_config": trainer_config_of(t),
-                "overrides": {
+            t.name: TeamMachine(
+                machine=t.machine,
+                accelerator_count=t.accelerator_count,
+                price_per_hour=budgets.prices_per_hour.get(t.machine_type, math.nan),
+                trainer_config=trainer_config_of(t),
+                overrides={
                     **profile_cfg.team_overrides.get(t.name, {}),
                     "train.mode": t.mode,
                     "train.epochs": prof.epochs * profile_cfg.epoch_scale.get(t.name, 1),
                 },
-            }
+            )
             for t in team_cfgs.values()
             if t is not None
         },

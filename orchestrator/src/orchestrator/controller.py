@@ -34,13 +34,14 @@ from typing import Any
 
 from orchestrator import study_db
 from orchestrator.atomic_files import append_line
-from orchestrator.config import SwarmSettings, set_arg
+from orchestrator.config import SwarmSettings
 from orchestrator.crash_injection import checkpoint
 from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.reading import DamagedFile, repair_hint
 from orchestrator.run_files import EVENTS_FILE, STOP_FILE, job_hours, write_snapshot
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobSpec, JobState, Runner
 from orchestrator.trial_attrs import trial_attrs
+from orchestrator.trial_command import job_spec
 from orchestrator.trial_outputs import (
     Reader,
     best_baseline,
@@ -154,29 +155,9 @@ class Controller:
             self.on_event(ev)
 
     # -- job specs --------------------------------------------------------------------------
-    def trainer_args(self, trial: TunerTrial, rnd: RoundSpec) -> tuple[str, ...]:
-        team = self.s.team_of(trial.params)
-        values: dict[str, Any] = {"data.path": self.s.data_path}
-        values.update(self.s.overrides)
-        values.update(self.s.team_machines[team]["overrides"])
-        values.update(rnd.fixed)
-        values.update(trial.params)
-        args = ["train", "--config", self.s.team_machines[team]["trainer_config"]]
-        for key, value in values.items():
-            args += ["--set", set_arg(key, value)]
-        args += ["--output-dir", self.output_dir(trial.id)]
-        return tuple(args)
-
     def spec(self, trial: TunerTrial, attempt: int, rnd: RoundSpec) -> JobSpec:
-        return JobSpec(
-            study=self.s.study,
-            trial_id=trial.id,
-            attempt=attempt,
-            phase=self.s.phase,
-            team=self.s.team_of(trial.params),
-            trainer_args=self.trainer_args(trial, rnd),
-            output_dir=self.output_dir(trial.id),
-            labels={"round": rnd.name.lower()},
+        return job_spec(
+            self.s, trial.id, trial.params, attempt, rnd.name, rnd.fixed, self.output_dir(trial.id)
         )
 
     def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec, **event: Any) -> int:
@@ -216,7 +197,7 @@ class Controller:
         for j in jobs:
             trial = trials_by_id.get(j.trial_id)
             team = self.s.team_of(trial.params) if trial else self.s.team
-            total += job_hours(j, now) * self.s.team_machines[team]["accelerator_count"]
+            total += job_hours(j, now) * self.s.team_machines[team].accelerator_count
         return total
 
     def trial_hours_estimate(self, jobs: Sequence[Job]) -> float:
@@ -243,7 +224,7 @@ class Controller:
         self, trial: TunerTrial, curve: dict[int, dict], peers: list[TunerTrial]
     ) -> str | None:
         rules = self.s.early_stopping
-        epochs = int(self.s.team_machines[self.s.team_of(trial.params)]["overrides"]["train.epochs"])
+        epochs = int(self.s.team_machines[self.s.team_of(trial.params)].overrides["train.epochs"])
         if not curve:
             return None
         if rules.baseline_sigma.enabled:

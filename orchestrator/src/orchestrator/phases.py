@@ -32,7 +32,7 @@ from orchestrator.config import SwarmSettings
 from orchestrator.controller import Controller, PassResult, RoundSpec
 from orchestrator.errors import ConfigError, OrchestratorError, SwarmFailed
 from orchestrator.reading import DamagedFile, repair_hint
-from orchestrator.rounds import kind_of, whole_study
+from orchestrator.rounds import RoundPlan, kind_of, whole_study
 from orchestrator.run_files import (
     EVENTS_FILE,
     LOCK_FILE,
@@ -44,6 +44,7 @@ from orchestrator.run_files import (
     read_snapshot,
     record_run_id,
 )
+from orchestrator.trial_command import trainer_args
 from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 from orchestrator.tuners.base import CategoricalParam, IntParam, Param, TunerState, TunerTrial
 from orchestrator.values import decode
@@ -129,10 +130,8 @@ class SwarmRun:
     def dry_run(self) -> list[str]:
         """The study and the trial commands, launching nothing."""
         lines = self.describe()
-        ctl = Controller(self.s, None, None, backends.read_local_output, self.output_dir)  # type: ignore[arg-type]
         exe = " ".join(self.trainer_command or ["trainer"])
         for r in self.s.rounds:
-            rnd = RoundSpec(r.name, r.points, len(r.points or []), r.fixed)
             winners = [{k: f"<winner's {k}>" for k in r.carry}] if r.carry else []
             try:
                 pts = kind_of(r).points(r, self.s, winners)
@@ -143,8 +142,8 @@ class SwarmRun:
                 pts = [{p.name: f"<{p.name}>" for p in r.params()}]
             lines.append(f"trial commands of round {r.name}:")
             for i, p in enumerate(pts):
-                trial = TunerTrial(id=f"<id{i}>", params=p, state=TunerState.ACTIVE)
-                lines.append(f"  {exe} {' '.join(_quote(a) for a in ctl.trainer_args(trial, rnd))}")
+                args = trainer_args(self.s, p, r.fixed, self.output_dir(f"<id{i}>"))
+                lines.append(f"  {exe} {' '.join(_quote(a) for a in args)}")
         return lines
 
     # -- running ----------------------------------------------------------------------------
@@ -381,21 +380,20 @@ def _quote(arg: str) -> str:
     return f"'{arg}'" if any(c in arg for c in " []<>'\"") else arg
 
 
-def validation_points(settings: SwarmSettings) -> list[tuple[RoundSpec, dict[str, Any]]]:
+def validation_points(settings: SwarmSettings) -> list[tuple[RoundPlan, dict[str, Any]]]:
     """The distinct trainer configs a swarm may launch, as (round, params): a Bayesian round's two
     corners (every knob at its low end, then at its high end), every design point with each value a
     carried knob can take, and phase 3's championship points when phase 2 has results."""
-    out: list[tuple[RoundSpec, dict[str, Any]]] = []
+    out: list[tuple[RoundPlan, dict[str, Any]]] = []
     previous: list[dict[str, Any]] = []
     for r in settings.rounds:
-        rnd = RoundSpec(r.name, r.points, len(r.points or []), r.fixed)
         try:
             pts = kind_of(r).points(r, settings, previous)
         except ConfigError:
             pts = []  # no phase-2 results yet: the run itself says so before it launches
         if pts is None:  # the tuner suggests: every knob at its low end, then at its high end
             pts = [{p.name: _corner(p, end) for p in r.params()} for end in ("low", "high")]
-        out += [(rnd, p) for p in pts]
+        out += [(r, p) for p in pts]
         previous = pts
     return out
 
@@ -429,10 +427,9 @@ def check_trainer_configs(settings: SwarmSettings, trainer_command: list[str] | 
 
     from orchestrator.config import REPO_ROOT
 
-    ctl = Controller(settings, None, None, backends.read_local_output, lambda _i: "-")  # type: ignore[arg-type]
     lines: list[str] = []
-    for rnd, params in validation_points(settings):
-        args = list(ctl.trainer_args(TunerTrial(id="0", params=params, state=TunerState.ACTIVE), rnd))
+    for plan, params in validation_points(settings):
+        args = list(trainer_args(settings, params, plan.fixed, "-"))
         line = json.dumps(args[1 : args.index("--output-dir")])  # --config ... --set ..., no `train`
         if line not in lines:
             lines.append(line)

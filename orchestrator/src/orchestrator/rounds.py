@@ -49,8 +49,9 @@ TUNER_NAMES = {
 
 
 # -- the YAML entries ---------------------------------------------------------------------------
-class Knob(Strict):
-    """One tuned knob of a Bayesian or Latin-hypercube round: its range and scale."""
+class ParamRange(Strict):
+    """A Param as a phase file gives it (`space:` of a Bayesian or Latin-hypercube round, keyed by
+    the trainer key): its range and scale. `param(name)` is the Param itself."""
 
     low: float
     high: float
@@ -58,18 +59,23 @@ class Knob(Strict):
     integer: bool = False
 
     @model_validator(mode="after")
-    def _range(self) -> Knob:
+    def _range(self) -> ParamRange:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
             raise ValueError("a log-scale knob needs low > 0")
         return self
 
+    def param(self, name: str) -> Param:
+        if self.integer:
+            return IntParam(name, int(self.low), int(self.high), self.log)
+        return FloatParam(name, self.low, self.high, self.log)
+
 
 class BayesianRound(Strict):
     name: str
     kind: Literal["bayesian"]
-    space: dict[str, Knob]
+    space: dict[str, ParamRange]
     fixed: dict[str, Value] = {}
 
     @model_validator(mode="after")
@@ -102,7 +108,7 @@ class PointsRound(Strict):
 class LatinHypercubeRound(Strict):
     name: str
     kind: Literal["lhs"]
-    space: dict[str, Knob]
+    space: dict[str, ParamRange]
     runs: Annotated[int, Field(ge=2, le=1000)]
     carry: list[str] = []
     fixed: dict[str, Value] = {}
@@ -126,44 +132,26 @@ class ChampionshipRound(Strict):
 
 
 # -- the resolved round ---------------------------------------------------------------------------
+# A Param stored in a RoundPlan (RUN_DIR/swarm.yaml): its `type` says which of the three it is.
+StoredParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
 class RoundPlan(Strict):
-    """One round, ready for the tuner: knobs, design points (None = Bayesian) and fixed overrides."""
+    """One round, ready for the tuner: its knobs, design points (None = the tuner suggests) and
+    fixed overrides, as RUN_DIR/swarm.yaml keeps it."""
 
     name: str
     kind: str
-    space: list[dict[str, Any]]  # serialised Params (see `params()`)
+    space: list[StoredParam]
     points: list[dict[str, Any]] | None
     fixed: dict[str, Value]
     carry: list[str] = []
 
     def params(self) -> list[Param]:
-        return params_of(self.space)
+        return list(self.space)
 
 
-def params_of(space: list[dict[str, Any]]) -> list[Param]:
-    """Serialised params ({"name", "type", "low", "high", "log"} or {"name", "type", "choices"}) as Params."""
-    out: list[Param] = []
-    for p in space:
-        if p["type"] == "float":
-            out.append(FloatParam(p["name"], p["low"], p["high"], p["log"]))
-        elif p["type"] == "int":
-            out.append(IntParam(p["name"], int(p["low"]), int(p["high"]), p["log"]))
-        else:
-            out.append(CategoricalParam(p["name"], tuple(p["choices"])))
-    return out
-
-
-def knob_param(name: str, knob: Knob) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "int" if knob.integer else "float",
-        "low": knob.low,
-        "high": knob.high,
-        "log": knob.log,
-    }
-
-
-def points_space(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def points_space(points: list[dict[str, Any]]) -> list[Param]:
     """Knobs of a fixed design: strings are categorical; numbers span the design's own range."""
     space: dict[str, dict[str, Any]] = {}
     for point in points:
@@ -190,7 +178,13 @@ def points_space(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in space.values():
         if entry["type"] != "categorical" and entry["low"] == entry["high"]:
             entry["high"] = entry["low"] + (1 if entry["type"] == "int" else max(abs(entry["low"]), 1e-12))
-    return list(space.values())
+    for entry in space.values():
+        if entry["type"] == "categorical":
+            entry["choices"] = tuple(entry["choices"])
+    return [_PARAMS[e.pop("type")](**e) for e in space.values()]
+
+
+_PARAMS: dict[str, Any] = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
 
 
 # -- the kinds ------------------------------------------------------------------------------------
@@ -204,7 +198,7 @@ class RoundKind:
     def design(self, cfg: Any) -> list[dict[str, Any]] | None:
         return None
 
-    def plan(self, cfg: Any, space: list[dict[str, Any]], design: list[dict[str, Any]] | None) -> RoundPlan:
+    def plan(self, cfg: Any, space: list[Param], design: list[dict[str, Any]] | None) -> RoundPlan:
         raise NotImplementedError
 
     def space(self, plan: RoundPlan, points: list[dict[str, Any]] | None) -> list[Param]:
@@ -230,16 +224,14 @@ class Bayesian(RoundKind):
     suggests = True
 
     def plan(self, cfg: BayesianRound, space, design) -> RoundPlan:
-        knobs = [knob_param(n, k) for n, k in cfg.space.items()]
+        knobs = [r.param(n) for n, r in cfg.space.items()]
         return RoundPlan(name=cfg.name, kind=cfg.kind, space=knobs, points=None, fixed=cfg.fixed)
 
     def points(self, plan, settings, winners) -> None:
         return None
 
     def describe(self, plan, settings) -> str:
-        knobs = ", ".join(
-            f"{p['name']} in [{p['low']:g}, {p['high']:g}]{' log' if p['log'] else ''}" for p in plan.space
-        )
+        knobs = ", ".join(f"{p.name} in [{p.low:g}, {p.high:g}]{' log' if p.log else ''}" for p in plan.space)
         tuner = TUNER_NAMES[settings.backend.name]
         return f"round {plan.name}: {tuner} over {knobs}; up to {settings.max_trials} trials"
 
@@ -288,7 +280,7 @@ class Championship(RoundKind):
         return RoundPlan(name=cfg.name, kind=cfg.kind, space=[], points=[], fixed=cfg.fixed)
 
     def space(self, plan, points) -> list[Param]:
-        return params_of(points_space(points or []))
+        return points_space(points or [])
 
     def points(self, plan, settings, winners) -> list[dict[str, Any]]:
         return championship_points(settings)
@@ -378,7 +370,7 @@ def design_points(rnd: PointsRound | LatinHypercubeRound, seed: int = 0) -> list
     from orchestrator import designs
 
     if isinstance(rnd, LatinHypercubeRound):
-        params = params_of([knob_param(n, k) for n, k in rnd.space.items()])
+        params = [r.param(n) for n, r in rnd.space.items()]
         return designs.latin_hypercube(params, rnd.runs, seed=seed)
     if rnd.kind == "points":
         return [{k: encode(v) for k, v in p.items()} for p in rnd.points]

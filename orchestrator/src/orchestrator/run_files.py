@@ -74,8 +74,8 @@ def snapshot(
         machine = settings.team_machines[settings.team_of(t.params)]
         for j in attempts:
             hours = job_hours(j, now)
-            gpu_hours += hours * machine["accelerator_count"]
-            cost += hours * machine["price_per_hour"]
+            gpu_hours += hours * machine.accelerator_count
+            cost += hours * machine.price_per_hour
         for key, v in baselines_of(t.metrics).items():  # tune windows
             if key not in baselines or v < baselines[key]:
                 baselines[key] = v
@@ -94,7 +94,7 @@ def snapshot(
                 "created": attempts[0].created if attempts else None,
                 "started": min(started) if started else None,
                 "ended": latest.ended if latest is not None and t.state.finished else None,
-                "machine": latest.machine if latest is not None else machine["machine"],
+                "machine": latest.machine if latest is not None else machine.machine,
                 # The latest attempt's job: its id and the runner's detail (on Vertex the console
                 # link, after the error when it failed), for `orchestrator status`.
                 "job_id": latest.job_id if latest is not None else None,

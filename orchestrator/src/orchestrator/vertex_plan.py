@@ -44,26 +44,19 @@ def dry_run_plan(settings: SwarmSettings) -> dict[str, Any]:
     from google.auth.credentials import AnonymousCredentials
 
     from orchestrator import backends
-    from orchestrator.controller import Controller, RoundSpec
     from orchestrator.rounds import kind_of
     from orchestrator.runners.vertex import VertexRunner, api_dict
-    from orchestrator.tuners.base import TunerState, TunerTrial
+    from orchestrator.trial_command import job_spec
     from orchestrator.tuners.vizier import study_spec
 
     vs = backends._vertex_settings(settings)
     plan, points, notes = _first_round(settings)
     runner = VertexRunner(vs, settings.cloud_study, credentials=AnonymousCredentials())
-    ctl = Controller(
-        settings,
-        None,
-        runner,
-        backends.read_local_output,
-        lambda tid: vs.trial_dir(settings.cloud_study, tid),
-    )  # type: ignore[arg-type]
-    rnd = RoundSpec(plan.name, plan.points, len(points), plan.fixed)
     jobs = []
     for i, params in enumerate(points, start=1):
-        spec = ctl.spec(TunerTrial(str(i), params, TunerState.ACTIVE), 1, rnd)
+        trial_id = str(i)
+        out = vs.trial_dir(settings.cloud_study, trial_id)
+        spec = job_spec(settings, trial_id, params, 1, plan.name, plan.fixed, out)
         jobs.append(api_dict(runner.job_request(spec, image_uri=vs.image_tag_uri)))
     study = api_dict(study_spec(plan.params())) if kind_of(plan).suggests else None
     return {"study": study, "jobs": jobs, "notes": [*notes, _IMAGE_NOTE.format(tag=vs.image_tag_uri)]}

@@ -29,6 +29,7 @@ import abc
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class TunerState(str, enum.Enum):
@@ -43,12 +44,15 @@ class TunerState(str, enum.Enum):
         return self is not TunerState.ACTIVE
 
 
+# One tuned knob of a round's search space. `type` tells the three apart where they are stored
+# (RUN_DIR/swarm.yaml); code tells them apart with isinstance.
 @dataclass(frozen=True)
 class FloatParam:
     name: str
     low: float
     high: float
     log: bool = False
+    type: Literal["float"] = "float"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class IntParam:
     low: int
     high: int
     log: bool = False
+    type: Literal["int"] = "int"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class CategoricalParam:
 
     name: str
     choices: tuple[str, ...]
+    type: Literal["categorical"] = "categorical"
 
 
 Param = FloatParam | IntParam | CategoricalParam
