@@ -25,6 +25,7 @@ if [ $# -eq 0 ]; then
   set -- \
     'orchestrator.controller.x_*' \
     'orchestrator.controller.xǁControllerǁearly_stop_reason*' \
+    'orchestrator.early_stopping.*' \
     'orchestrator.controller.xǁControllerǁgpu_hours*' \
     'orchestrator.controller.xǁControllerǁtrial_hours_estimate*' \
     'orchestrator.controller.xǁControllerǁ_can_suggest_more*' \

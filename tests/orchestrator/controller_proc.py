@@ -8,7 +8,7 @@ is the restart of the one before. First one life per step in TARGETED, dying at 
 that kind: each is reached whatever the timing, because the lives before it leave that step as
 the next thing to do (a suggested trial with no job dir, a job dir with no spec, ...) or because
 every pass ends with it (the snapshot) or every run reaches it (a completion). Then 2 x CYCLE lives
-die at their k-th checkpoint, k = 1, 2, ..., CYCLE, 1, 2, ..., CYCLE, which crashes through other
+die at their k-th crash point, k = 1, 2, ..., CYCLE, 1, 2, ..., CYCLE, which crashes through other
 positions (which ones depends on timing: the test asserts nothing about them beyond "nothing
 lost, nothing duplicated"), and a last, unarmed life runs the swarm to its end. Stops at the first
 child that finishes without crashing (a cycle life may find the run already done).

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import shutil
 
-from orchestrator.controller import Controller, RoundSpec, _best_upto, _finite, _last_value
+from orchestrator.config import BaselineSigmaRule, MedianRule
+from orchestrator.controller import (
+    Controller,
+    Outcome,
+    Retry,
+    RoundSpec,
+    Step,
+    decide,
+    judge_final,
+    retry_verdict,
+)
+from orchestrator.early_stopping import baseline_rule, best_upto, finite, last_value, median_rule
 from orchestrator.run_files import job_hours
-from orchestrator.runners.base import Job, JobState
+from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobState
 from orchestrator.tuners.base import TunerState, TunerTrial
 from swarm_helpers import FAKE_TRAINER, FakeClock, settings
 
@@ -69,10 +80,10 @@ def _curve(values: dict[int, float]) -> dict[int, dict]:
 
 def test_best_so_far_is_the_lowest_error_up_to_the_epoch():
     curve = _curve({1: 0.05, 2: 0.02, 3: 0.04, 4: 0.01})
-    assert _best_upto(curve, 1) == 0.05
-    assert _best_upto(curve, 3) == 0.02  # not the worst (0.05), not a later epoch's 0.01
-    assert _best_upto(curve, 9) == 0.01
-    assert _best_upto(curve, 0) is None
+    assert best_upto(curve, 1) == 0.05
+    assert best_upto(curve, 3) == 0.02  # not the worst (0.05), not a later epoch's 0.01
+    assert best_upto(curve, 9) == 0.01
+    assert best_upto(curve, 0) is None
 
 
 def test_a_round_owns_its_design_points_and_a_bayesian_round_everything_else():
@@ -87,15 +98,15 @@ def test_a_round_owns_its_design_points_and_a_bayesian_round_everything_else():
 
 
 def test_finite_means_a_real_finite_number():
-    assert _finite(0.5) and _finite(3)
+    assert finite(0.5) and finite(3)
     for v in (float("nan"), float("inf"), True, None, "1"):
-        assert not _finite(v), v
+        assert not finite(v), v
 
 
 def test_last_value_is_the_latest_epoch_with_a_finite_value():
     curve = _curve({1: 0.05, 2: 0.02, 3: float("nan")})
-    assert _last_value(curve) == 0.02
-    assert _last_value({}) is None
+    assert last_value(curve) == 0.02
+    assert last_value({}) is None
 
 
 def test_job_hours_count_wall_hours_from_start_to_end_or_now():
@@ -106,3 +117,69 @@ def test_job_hours_count_wall_hours_from_start_to_end_or_now():
     assert job_hours(job(1_000.0, None), now=2_800.0) == 0.5  # running: until now
     assert job_hours(job(1_000.0, None), now=500.0) == 0.0  # a clock behind the start counts 0
     assert job_hours(job(None, None), now=2_800.0) == 0.0  # not started
+
+
+def test_the_decision_table_of_the_controller_docstring():
+    A, done = TunerState.ACTIVE, TunerState.COMPLETED
+    assert decide(done, True, False, JobState.RUNNING) is Step.CANCEL_JOB
+    assert decide(done, True, True, JobState.SUCCEEDED) is Step.LEAVE
+    assert decide(done, False, False, None) is Step.LEAVE
+    assert decide(A, False, True, JobState.RUNNING) is Step.LEAVE  # another round's trial
+    assert decide(A, True, True, JobState.RUNNING) is Step.STOP
+    assert decide(A, True, True, None) is Step.STOP
+    assert decide(A, True, False, None) is Step.LAUNCH
+    assert decide(A, True, False, JobState.QUEUED) is Step.RELAUNCH
+    assert decide(A, True, False, JobState.RUNNING) is Step.WATCH
+    assert decide(A, True, False, JobState.SUCCEEDED) is Step.COLLECT
+    assert decide(A, True, False, JobState.FAILED) is Step.RETRY
+    assert decide(A, True, False, JobState.CANCELLED) is Step.RETRY
+
+
+def test_final_json_verdicts():
+    assert judge_final(None) is Outcome.REDERIVE
+    assert judge_final({"status": 3}) is Outcome.REDERIVE
+    assert judge_final({"status": "completed", "extrapolation_error": 0.1}) is Outcome.COMPLETED
+    assert judge_final({"status": "completed", "extrapolation_error": float("nan")}) is Outcome.UNEXPECTED
+    assert judge_final({"status": "diverged"}) is Outcome.DIVERGED
+    assert judge_final({"status": "running"}) is Outcome.UNEXPECTED
+
+
+def _attempt(n: int, state: JobState, code: int | None) -> Job:
+    return Job(job_id=f"j{n}", trial_id="0", attempt=n, state=state, created=0.0, exit_code=code)
+
+
+def test_retries_count_failures_but_not_rederivations_or_the_environment():
+    failed = [_attempt(i, JobState.FAILED, 1) for i in (1, 2, 3)]
+    assert retry_verdict(failed[0], failed[:1], max_retries=2) is Retry.AGAIN
+    assert retry_verdict(failed[2], failed[:3], max_retries=2) is Retry.GIVE_UP
+    assert retry_verdict(failed[1], failed[:2], max_retries=2) is Retry.AGAIN
+    refused = _attempt(1, JobState.FAILED, EXIT_BAD_INPUT)
+    assert retry_verdict(refused, [refused], max_retries=5) is Retry.REFUSED
+    env = [_attempt(i, JobState.FAILED, EXIT_ENVIRONMENT) for i in range(1, 6)]
+    assert retry_verdict(env[-1], env, max_retries=0) is Retry.AGAIN  # 5 free attempts
+    env.append(_attempt(6, JobState.FAILED, EXIT_ENVIRONMENT))
+    assert retry_verdict(env[-1], env, max_retries=0) is Retry.GIVE_UP
+
+
+def _paired(e: int, diff: float, se: float) -> dict:
+    return {"epoch": e, "val_paired_diff": diff, "val_paired_stderr": se, "val_best_baseline": "baseline_x"}
+
+
+def test_the_baseline_rule_judges_the_first_epoch_past_its_fraction_only():
+    rule = BaselineSigmaRule(at_fraction=0.35, sigmas=1.0)
+    curve = {1: _paired(1, 0.5, 0.1), 4: _paired(4, -0.05, 0.1), 5: _paired(5, -0.5, 0.1)}
+    reason = baseline_rule(rule, curve, epochs=10)
+    assert reason and "epoch 4/10" in reason and "baseline_x" in reason
+    assert baseline_rule(rule, {4: _paired(4, -0.25, 0.1)}, epochs=10) is None  # 2.5 sigma below
+    assert baseline_rule(rule, {10: _paired(10, 1.0, 0.1)}, epochs=10) is None  # the last epoch: done
+    assert baseline_rule(BaselineSigmaRule(enabled=False), curve, epochs=10) is None
+
+
+def test_the_median_rule_compares_best_values_with_peers_that_reached_the_epoch():
+    rule = MedianRule(warmup_fraction=0.3, min_trials=2)
+    mine = _curve({3: 0.05, 4: 0.04})
+    peers = [_curve({3: 0.02, 4: 0.03}), _curve({4: 0.01}), _curve({3: 0.01})]  # the last is behind
+    assert "best 0.04 is worse than the median 0.015 of 2 trials" in median_rule(rule, mine, peers, epochs=10)
+    assert median_rule(rule, mine, peers[:1], epochs=10) is None  # too few peers
+    assert median_rule(rule, _curve({4: 0.015}), peers, epochs=10) is None  # not worse than the median
+    assert median_rule(rule, _curve({2: 0.9}), peers, epochs=10) is None  # before the warm-up

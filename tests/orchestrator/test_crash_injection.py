@@ -2,7 +2,7 @@
 restart it, and check that no trial is lost and no (trial, attempt) is ever started twice.
 
 Each required crash point is reached by a life armed for that step (controller_proc.TARGETED), not
-by hoping that a cycle of k-th checkpoints lands there: the result does not depend on timing or
+by hoping that a cycle of k-th crash points lands there: the result does not depend on timing or
 load."""
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from orchestrator.crash_injection import CRASH_EXIT_CODE
 
 HERE = Path(__file__).parent
 MAX_TRIALS = 4
-CYCLE = 4  # after the targeted lives, lives die at their 1st, 2nd, 3rd, 4th, 1st, ... checkpoint
+CYCLE = 4  # after the targeted lives, lives die at their 1st, 2nd, 3rd, 4th, 1st, ... crash point
 LIFE = re.compile(r"life (\d+) target (.+?) k (\d+) exit (-?\d+)$")
-CRASH = re.compile(r"crash injected at checkpoint \d+ \((.+?)\)$")
+CRASH = re.compile(r"crash injected at crash point \d+ \((.+?)\)$")
 
 
 def lives(stderr: str) -> list[tuple[str, int, str | None]]:
-    """(target, exit code, the checkpoint it crashed at) for each life, in order."""
+    """(target, exit code, the crash point it crashed at) for each life, in order."""
     out, crashed_at = [], None
     for line in stderr.splitlines():
         if m := CRASH.match(line):
@@ -38,7 +38,7 @@ def lives(stderr: str) -> list[tuple[str, int, str | None]]:
     return out
 
 
-def test_killed_at_every_checkpoint_loses_nothing_and_duplicates_nothing(tmp_path, study_db):
+def test_killed_at_every_crash_point_loses_nothing_and_duplicates_nothing(tmp_path, study_db):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     shutil.move(study_db, run_dir / "study.db")

@@ -4,8 +4,8 @@ robustness cases that interrupt the controller at one exact point (no timing inv
   ROBUST_SIGNAL_AT   "<signal>:<checkpoint name>[:<k>]", e.g. "INT:wrapper spawned:1": after the
                      k-th (default first) checkpoint of that name, os.kill(own pid, SIGINT)
 
-The patch replaces orchestrator.crash_injection.checkpoint before any orchestrator module binds
-it (`from orchestrator.crash_injection import checkpoint` happens on their import, later), so the
+The patch replaces orchestrator.crash_injection.crash_point before any orchestrator module binds
+it (`from orchestrator.crash_injection import crash_point` happens on their import, later), so the
 controller, the phases and the local runner all call it. Python runs a signal's handler at the
 next bytecode boundary: SIGINT's KeyboardInterrupt is raised right after the checkpoint, inside
 the step that follows it (for "wrapper spawned": between the wrapper's fork and the write of its
@@ -23,10 +23,10 @@ from orchestrator import crash_injection
 _sig, _name, *_k = os.environ["ROBUST_SIGNAL_AT"].split(":")
 _target = int(_k[0]) if _k else 1
 _seen = 0
-_real = crash_injection.checkpoint
+_real = crash_injection.crash_point
 
 
-def checkpoint(name: str) -> None:
+def crash_point(name: str) -> None:
     global _seen
     _real(name)
     if name == _name:
@@ -35,7 +35,7 @@ def checkpoint(name: str) -> None:
             os.kill(os.getpid(), getattr(signal, f"SIG{_sig}"))
 
 
-crash_injection.checkpoint = checkpoint
+crash_injection.crash_point = crash_point
 # A shell without job control (nohup ... &, some CI runners) starts this process with SIGINT
 # ignored, and Python keeps it ignored: give it the handler a terminal's Ctrl-C finds, as the
 # Ctrl-C case's preexec_fn does (see tests/robustness/test_cli_robustness.py).

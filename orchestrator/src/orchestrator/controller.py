@@ -21,6 +21,7 @@ controller at any instant and starting it again loses nothing and duplicates not
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -35,7 +36,15 @@ from typing import Any
 from orchestrator import study_db
 from orchestrator.atomic_files import append_line
 from orchestrator.config import SwarmSettings
-from orchestrator.crash_injection import checkpoint
+from orchestrator.crash_injection import crash_point
+from orchestrator.early_stopping import (
+    VAL_OBJECTIVE,
+    baseline_rule,
+    finite,
+    last_value,
+    median_due,
+    median_rule,
+)
 from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.reading import DamagedFile, repair_hint
 from orchestrator.run_files import EVENTS_FILE, STOP_FILE, job_hours, write_snapshot
@@ -178,7 +187,7 @@ class Controller:
             reason = f"cannot launch attempt {attempt}: {e}"
             self.tuner.fail(trial.id, reason)
             self.event("failed", trial=trial.id, attempt=attempt, reason=reason)
-            checkpoint("fail")
+            crash_point("fail")
             return 0
         except RetryableCloudError as e:
             self._launch_blocked = str(e)
@@ -186,7 +195,7 @@ class Controller:
             return 0
         if kind:
             self.event(kind, trial=trial.id, attempt=attempt, **event)
-        checkpoint("launch")
+        crash_point("launch")
         return 1
 
     # -- budget -----------------------------------------------------------------------------
@@ -223,47 +232,15 @@ class Controller:
     def early_stop_reason(
         self, trial: TunerTrial, curve: dict[int, dict], peers: list[TunerTrial]
     ) -> str | None:
+        """The early-stopping rules (orchestrator.early_stopping) on this trial's curve; its peers'
+        curves are read only when the median rule judges it now."""
         rules = self.s.early_stopping
         epochs = int(self.s.team_machines[self.s.team_of(trial.params)].overrides["train.epochs"])
-        if not curve:
-            return None
-        if rules.baseline_sigma.enabled:
-            # Paired, on the val windows: stop unless the model is `sigmas` paired s.e. better than
-            # the best baseline on those windows by `at_fraction` of the budget.
-            due = [e for e in sorted(curve) if e >= rules.baseline_sigma.at_fraction * epochs]
-            if due and due[0] < epochs:
-                row = curve[due[0]]
-                diff, stderr = row.get(VAL_DIFF), row.get(VAL_STDERR)
-                if _finite(diff) and _finite(stderr):
-                    sigmas = rules.baseline_sigma.sigmas
-                    if diff + sigmas * stderr >= 0:
-                        name = row.get("val_best_baseline") or best_baseline_name(row, "val_") or "?"
-                        return (
-                            f"early stop at epoch {due[0]}/{epochs}: on the val windows the model minus "
-                            f"the best baseline ({name}) is {diff:+.4g}, not {sigmas:g} paired sigma "
-                            f"({stderr:.3g}) below 0"
-                        )
-        if rules.median.enabled:
-            last = max(curve)
-            if rules.median.warmup_fraction * epochs <= last < epochs:
-                mine = _best_upto(curve, last)
-                others = []
-                for peer in peers:
-                    if peer.id == trial.id:
-                        continue
-                    pc = self._curve(peer, final=peer.state.finished)
-                    if any(e >= last for e in pc):
-                        v = _best_upto(pc, last)
-                        if v is not None:
-                            others.append(v)
-                if mine is not None and len(others) >= rules.median.min_trials:
-                    med = statistics.median(others)
-                    if mine > med:
-                        return (
-                            f"early stop at epoch {last}/{epochs}: best {mine:.4g} is worse than the "
-                            f"median {med:.4g} of {len(others)} trials"
-                        )
-        return None
+        reason = baseline_rule(rules.baseline_sigma, curve, epochs)
+        if reason or not median_due(rules.median, curve, epochs):
+            return reason
+        others = [self._curve(p, final=p.state.finished) for p in peers if p.id != trial.id]
+        return median_rule(rules.median, curve, others, epochs)
 
     # -- one pass ---------------------------------------------------------------------------
     def reconcile(self, rnd: RoundSpec) -> PassResult:
@@ -297,83 +274,8 @@ class Controller:
 
         for t in all_trials:
             job = latest.get(t.id)
-            if t.state.finished:
-                if job is not None and not job.state.finished:
-                    self.runner.cancel(job.job_id)
-                    checkpoint("cancel finished trial's job")
-                continue
-            if not rnd.owns(t):
-                continue  # an ACTIVE trial of another round: that round's controller owns it
-            if stop_requested:
-                value = _last_value(self._curve(t, final=False))
-                self.tuner.stop(t.id, "stopped by `orchestrator stop`", value=value)
-                self.event("stopped", trial=t.id, reason="orchestrator stop")
-                checkpoint("stop")
-                if job is not None and not job.state.finished:
-                    self.runner.cancel(job.job_id)
-                    checkpoint("cancel")
-                continue
-            if job is None:
-                launched += self._launch(t, 1, rnd, params=t.params)
-                continue
-            if job.state is JobState.QUEUED:
-                self._launch(t, job.attempt, rnd, kind=None)  # completes a launch cut short
-                continue
-            if job.state is JobState.RUNNING:
-                self._running(t, job, mine)
-                continue
-            if job.state is JobState.SUCCEEDED:
-                out_dir = job.output_dir or self.output_dir(t.id)
-                text = self.read_output(out_dir, "final.json")
-                final = parse_final(text)
-                status = (final or {}).get("status")
-                if final is None or not isinstance(status, str):
-                    # The trainer exited 0, so its work is in the checkpoint: a final.json lost or
-                    # damaged since is re-derived by running it again on the same output dir (it
-                    # resumes at the last epoch and writes final.json anew), not counted as a failure.
-                    what = "missing" if text is None else "damaged"
-                    set_aside = _set_aside(out_dir, "final.json") if text is not None else None
-                    launched += self._retry_or_fail(
-                        t,
-                        job,
-                        f"exit 0 but final.json is {what}"
-                        + (f" (kept as {set_aside})" if set_aside else "")
-                        + "; re-deriving it from the checkpoint",
-                        rnd,
-                        attempts.get(t.id, [job]),
-                    )
-                    continue
-                if status == "completed" and _finite(final.get("extrapolation_error")):
-                    self._report_curve(t)
-                    metrics = final_metrics(final)
-                    self.tuner.annotate(t.id, trial_attrs(final, job.output_dir or self.output_dir(t.id)))
-                    self.tuner.complete(t.id, float(final["extrapolation_error"]), metrics)
-                    study_db.backup(self.run_dir, int(t.id) if t.id.isdigit() else 0)
-                    self.event(
-                        "completed",
-                        trial=t.id,
-                        value=final["extrapolation_error"],
-                        stderr=metrics.get("extrapolation_stderr"),
-                        best_baseline=best_baseline(metrics),
-                        best_baseline_name=best_baseline_name(metrics),
-                        paired_diff=metrics.get("paired_diff"),
-                        paired_stderr=metrics.get("paired_stderr"),
-                    )
-                    checkpoint("complete")
-                    continue
-                if status == "diverged":
-                    reason = f"diverged: {final.get('reason') or 'no reason given'}"
-                    self.tuner.infeasible(t.id, reason)
-                    self.event("infeasible", trial=t.id, reason=reason)
-                    checkpoint("infeasible")
-                    continue
-                detail = f"exit 0 but final.json says {status!r}"
-                launched += self._retry_or_fail(t, job, detail, rnd, attempts.get(t.id, [job]))
-                continue
-            # FAILED, or CANCELLED by someone other than this controller (it stops the trial first).
-            launched += self._retry_or_fail(
-                t, job, job.detail or job.state.value.lower(), rnd, attempts.get(t.id, [job])
-            )
+            step = decide(t.state, rnd.owns(t), stop_requested, job.state if job is not None else None)
+            launched += self._apply(step, t, job, rnd, mine, attempts.get(t.id, [job] if job else []))
 
         # Re-read after this pass's writes so the counts below are the truth, not a guess.
         all_trials = self.tuner.trials()
@@ -411,7 +313,7 @@ class Controller:
                 )
             if want > 0:
                 new = self.tuner.suggest(want)
-                checkpoint("suggest")
+                crash_point("suggest")
                 for t in new:
                     launched += self._launch(t, 1, rnd, params=t.params)
                 active += new
@@ -432,7 +334,7 @@ class Controller:
                     + _first_failure(mine)
                 )
         later = self.write_snapshot(now)
-        checkpoint("snapshot")
+        crash_point("snapshot")
         # A job that finished while this pass ran gets the next pass at once, not after poll_s.
         was_running = {j.job_id for j in jobs if not j.state.finished}
         changed = any(j.state.finished and j.job_id in was_running for j in later)
@@ -445,6 +347,89 @@ class Controller:
             failed=swarm_failed,
         )
 
+    def _apply(
+        self,
+        step: Step,
+        t: TunerTrial,
+        job: Job | None,
+        rnd: RoundSpec,
+        mine: list[TunerTrial],
+        attempts: list[Job],
+    ) -> int:
+        """Carry out one trial's step of the table (the I/O); returns the jobs it launched."""
+        if step is Step.LEAVE:
+            return 0
+        if step is Step.LAUNCH:
+            return self._launch(t, 1, rnd, params=t.params)
+        if step is Step.STOP:
+            value = last_value(self._curve(t, final=False))
+            self.tuner.stop(t.id, "stopped by `orchestrator stop`", value=value)
+            self.event("stopped", trial=t.id, reason="orchestrator stop")
+            crash_point("stop")
+            if job is not None and not job.state.finished:
+                self.runner.cancel(job.job_id)
+                crash_point("cancel")
+            return 0
+        assert job is not None
+        if step is Step.CANCEL_JOB:
+            self.runner.cancel(job.job_id)
+            crash_point("cancel finished trial's job")
+        elif step is Step.RELAUNCH:
+            self._launch(t, job.attempt, rnd, kind=None)  # completes a launch cut short
+        elif step is Step.WATCH:
+            self._running(t, job, mine)
+        elif step is Step.COLLECT:
+            return self._collect(t, job, rnd, attempts)
+        else:  # Step.RETRY: FAILED, or CANCELLED by someone other than this controller
+            return self._retry_or_fail(t, job, job.detail or job.state.value.lower(), rnd, attempts)
+        return 0
+
+    def _collect(self, t: TunerTrial, job: Job, rnd: RoundSpec, attempts: list[Job]) -> int:
+        """A succeeded job: its final.json completes the trial, marks it infeasible, or asks again."""
+        out_dir = job.output_dir or self.output_dir(t.id)
+        text = self.read_output(out_dir, "final.json")
+        final = parse_final(text)
+        outcome = judge_final(final)
+        if outcome is Outcome.REDERIVE:
+            # The trainer exited 0, so its work is in the checkpoint: a final.json lost or
+            # damaged since is re-derived by running it again on the same output dir (it
+            # resumes at the last epoch and writes final.json anew), not counted as a failure.
+            what = "missing" if text is None else "damaged"
+            set_aside = _set_aside(out_dir, "final.json") if text is not None else None
+            detail = (
+                f"exit 0 but final.json is {what}"
+                + (f" (kept as {set_aside})" if set_aside else "")
+                + "; re-deriving it from the checkpoint"
+            )
+            return self._retry_or_fail(t, job, detail, rnd, attempts)
+        assert final is not None
+        if outcome is Outcome.COMPLETED:
+            self._report_curve(t)
+            metrics = final_metrics(final)
+            self.tuner.annotate(t.id, trial_attrs(final, out_dir))
+            self.tuner.complete(t.id, float(final["extrapolation_error"]), metrics)
+            study_db.backup(self.run_dir, int(t.id) if t.id.isdigit() else 0)
+            self.event(
+                "completed",
+                trial=t.id,
+                value=final["extrapolation_error"],
+                stderr=metrics.get("extrapolation_stderr"),
+                best_baseline=best_baseline(metrics),
+                best_baseline_name=best_baseline_name(metrics),
+                paired_diff=metrics.get("paired_diff"),
+                paired_stderr=metrics.get("paired_stderr"),
+            )
+            crash_point("complete")
+            return 0
+        if outcome is Outcome.DIVERGED:
+            reason = f"diverged: {final.get('reason') or 'no reason given'}"
+            self.tuner.infeasible(t.id, reason)
+            self.event("infeasible", trial=t.id, reason=reason)
+            crash_point("infeasible")
+            return 0
+        detail = f"exit 0 but final.json says {final.get('status')!r}"
+        return self._retry_or_fail(t, job, detail, rnd, attempts)
+
     def _can_suggest_more(self, rnd: RoundSpec, mine: list[TunerTrial]) -> bool:
         left = self.tuner.remaining() if rnd.points is not None else None
         return left > 0 if left is not None else len(mine) < rnd.max_trials
@@ -454,44 +439,36 @@ class Controller:
         self._report_curve(t, curve)
         reason = self.early_stop_reason(t, curve, peers)
         if reason:
-            self.tuner.stop(t.id, reason, value=_last_value(curve))
+            self.tuner.stop(t.id, reason, value=last_value(curve))
             self.event("stopped", trial=t.id, reason=reason)
-            checkpoint("early stop")
+            crash_point("early stop")
             self.runner.cancel(job.job_id)
-            checkpoint("cancel")
+            crash_point("cancel")
 
     def _report_curve(self, t: TunerTrial, curve: dict[int, dict] | None = None) -> None:
         curve = curve if curve is not None else self._curve(t, final=True)
         done = self._reported.setdefault(t.id, set())
         for epoch in sorted(curve):
             value = curve[epoch].get(VAL_OBJECTIVE)
-            if epoch not in done and _finite(value):
+            if epoch not in done and finite(value):
                 self.tuner.report(t.id, epoch, float(value))
                 done.add(epoch)
 
     def _retry_or_fail(
         self, t: TunerTrial, job: Job, detail: str, rnd: RoundSpec, attempts: Sequence[Job]
     ) -> int:
-        """Launch the next attempt, unless the trainer refused its input or the retries are used up.
-
-        Attempts that do not count against max_retries: one that exited 0 (its final.json is being
-        re-derived) and one the environment failed (disk full, permission: EXIT_ENVIRONMENT), up to
-        MAX_FREE_ATTEMPTS of them.
-        """
-        if job.exit_code == EXIT_BAD_INPUT:
-            reason = f"the trainer refused its input (not retried): {detail}"
-            self.tuner.fail(t.id, reason)
-            self.event("failed", trial=t.id, reason=reason)
-            checkpoint("fail")
-            return 0
-        counted = sum(_counts_as_failure(a) for a in attempts)
-        free = len(attempts) - counted
-        if counted <= self.s.max_retries and free <= MAX_FREE_ATTEMPTS:
+        """Launch the next attempt, unless the trainer refused its input or the retries are used up
+        (retry_verdict)."""
+        verdict = retry_verdict(job, attempts, self.s.max_retries)
+        if verdict is Retry.AGAIN:
             return self._launch(t, job.attempt + 1, rnd, kind="retried", detail=detail)
-        reason = f"gave up after {job.attempt} attempt(s): {detail}"
+        if verdict is Retry.REFUSED:
+            reason = f"the trainer refused its input (not retried): {detail}"
+        else:
+            reason = f"gave up after {job.attempt} attempt(s): {detail}"
         self.tuner.fail(t.id, reason)
         self.event("failed", trial=t.id, reason=reason)
-        checkpoint("fail")
+        crash_point("fail")
         return 0
 
     # -- snapshot ---------------------------------------------------------------------------
@@ -528,12 +505,6 @@ class Controller:
                 self.sleep(self.s.backend.poll_s)
 
 
-# metrics.jsonl keys of the val windows, the only ones evaluated per epoch (docs/contracts.md): the
-# intermediate reports, the median rule and the baseline rule read these; the tuner's final value
-# is final.json's `extrapolation_error` (tune windows).
-VAL_OBJECTIVE, VAL_DIFF, VAL_STDERR = "val_extrapolation_error", "val_paired_diff", "val_paired_stderr"
-
-
 # Attempts a trial may use beyond max_retries on re-derivations and errors of the environment, so a
 # disk that stays full or a final.json that is damaged again and again still ends.
 MAX_FREE_ATTEMPTS = 5
@@ -568,19 +539,71 @@ def _set_aside(output_dir: str, name: str) -> str | None:
     return aside.name
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+# -- the decisions (pure: state in, verdict out) ----------------------------------------------------
+class Step(enum.Enum):
+    """What a pass does with one trial: a row of the table in the module docstring."""
+
+    LEAVE = "nothing (finished, or another round's)"
+    CANCEL_JOB = "cancel the job of a finished trial"
+    STOP = "stop the trial (orchestrator stop), cancel its job if it has one"
+    LAUNCH = "launch attempt 1"
+    RELAUNCH = "launch the queued attempt again"
+    WATCH = "report new metrics rows, apply the early-stopping rules"
+    COLLECT = "read final.json"
+    RETRY = "retry in the same output dir, or fail"
 
 
-def _best_upto(curve: dict[int, dict], epoch: int) -> float | None:
-    values = [r.get(VAL_OBJECTIVE) for e, r in curve.items() if e <= epoch]
-    values = [float(v) for v in values if _finite(v)]
-    return min(values) if values else None
+def decide(state: TunerState, owned: bool, stop_requested: bool, job: JobState | None) -> Step:
+    """The table of the module docstring for one trial: its tuner state, whether this round owns
+    it, whether `orchestrator stop` asked, and its latest job's state (None: no job)."""
+    if state.finished:
+        return Step.CANCEL_JOB if job is not None and not job.finished else Step.LEAVE
+    if not owned:
+        return Step.LEAVE  # an ACTIVE trial of another round: that round's controller owns it
+    if stop_requested:
+        return Step.STOP
+    if job is None:
+        return Step.LAUNCH
+    return {
+        JobState.QUEUED: Step.RELAUNCH,
+        JobState.RUNNING: Step.WATCH,
+        JobState.SUCCEEDED: Step.COLLECT,
+    }.get(job, Step.RETRY)
 
 
-def _last_value(curve: dict[int, dict]) -> float | None:
-    for e in sorted(curve, reverse=True):
-        v = curve[e].get(VAL_OBJECTIVE)
-        if _finite(v):
-            return float(v)
-    return None
+class Outcome(enum.Enum):
+    """What a succeeded job's final.json says."""
+
+    COMPLETED = "completed with a finite objective"
+    DIVERGED = "diverged: infeasible"
+    REDERIVE = "missing or damaged: run again on the same output dir"
+    UNEXPECTED = "another status: a failed attempt"
+
+
+def judge_final(final: dict[str, Any] | None) -> Outcome:
+    status = (final or {}).get("status")
+    if final is None or not isinstance(status, str):
+        return Outcome.REDERIVE
+    if status == "completed" and finite(final.get("extrapolation_error")):
+        return Outcome.COMPLETED
+    return Outcome.DIVERGED if status == "diverged" else Outcome.UNEXPECTED
+
+
+class Retry(enum.Enum):
+    AGAIN = "launch the next attempt"
+    REFUSED = "the trainer refused its input: never retried"
+    GIVE_UP = "retries used up"
+
+
+def retry_verdict(job: Job, attempts: Sequence[Job], max_retries: int) -> Retry:
+    """Whether a trial whose latest attempt `job` ended without a result runs again.
+
+    Attempts that do not count against max_retries: one that exited 0 (its final.json is being
+    re-derived) and one the environment failed (disk full, permission: EXIT_ENVIRONMENT), up to
+    MAX_FREE_ATTEMPTS of them.
+    """
+    if job.exit_code == EXIT_BAD_INPUT:
+        return Retry.REFUSED
+    counted = sum(_counts_as_failure(a) for a in attempts)
+    free = len(attempts) - counted
+    return Retry.AGAIN if counted <= max_retries and free <= MAX_FREE_ATTEMPTS else Retry.GIVE_UP

@@ -1,9 +1,10 @@
 """Crash injection for the controller's kill-and-restart tests.
 
-The controller calls `checkpoint(name)` after every step that changes the world (a tuner write, a
+The controller calls `crash_point(name)` after every step that changes the world (a tuner write, a
 launch, a cancel, a snapshot). With ZETA_SWARM_CRASH_AT=k in the environment the process dies with
-os._exit at the k-th checkpoint, exactly like SIGKILL: no finally blocks, no flushed buffers, no
-atexit handlers. Unset, a checkpoint costs one integer increment.
+os._exit at the k-th crash point, exactly like SIGKILL: no finally blocks, no flushed buffers, no
+atexit handlers. Unset, a crash point costs one integer increment. (A crash point is not the
+trainer's checkpoint.pt, the model state a trial resumes from, nor a study backup.)
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ _only: str | None = None
 
 
 def arm(k: int, name: str | None = None) -> None:
-    """Die at the k-th checkpoint from now (0 disarms), counting only checkpoints called `name`
+    """Die at the k-th crash point from now (0 disarms), counting only crash points called `name`
     when given. For forked controllers in tests."""
     global _crash_at, _count, _only
     _crash_at, _count, _only = k, 0, name
 
 
-def checkpoint(name: str) -> None:
+def crash_point(name: str) -> None:
     """Count a step; die here if this is the step the environment asked for.
 
     Args:
@@ -50,5 +51,5 @@ def checkpoint(name: str) -> None:
         return
     _count += 1
     if _crash_at and _count == _crash_at:
-        os.write(2, f"crash injected at checkpoint {_count} ({name})\n".encode())
+        os.write(2, f"crash injected at crash point {_count} ({name})\n".encode())
         os._exit(CRASH_EXIT_CODE)

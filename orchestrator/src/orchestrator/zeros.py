@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.atomic_files import write_json_atomic
-from orchestrator.crash_injection import checkpoint
+from orchestrator.crash_injection import crash_point
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.runners.base import Job, JobSpec, Runner
 
@@ -444,7 +444,7 @@ class ZerosRun:
                     continue
                 if shard_done(s.out, shard):  # finished (maybe while no controller was watching)
                     done.add(shard.k)
-                    checkpoint("shard done")
+                    crash_point("shard done")
                     continue
                 if latest is not None and len(attempts) >= MAX_ATTEMPTS:
                     raise OrchestratorError(
@@ -456,7 +456,7 @@ class ZerosRun:
                     continue
                 attempt = latest.attempt + 1 if latest is not None else 1
                 self.runner.launch(self._spec(shard, attempt))
-                checkpoint("shard launched")
+                crash_point("shard launched")
                 counts["launched"] += 1
                 running += 1
             made = sum(j.count for j in generated if j.k in done) + in_flight

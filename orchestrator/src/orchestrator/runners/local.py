@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.atomic_files import write_json_atomic
-from orchestrator.crash_injection import checkpoint
+from orchestrator.crash_injection import crash_point
 from orchestrator.errors import ConfigError
 from orchestrator.reading import DamagedFile, read_json_object
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
@@ -206,7 +206,7 @@ class LocalRunner(Runner):
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         try:
             job_dir.mkdir()
-            checkpoint("job dir created")
+            crash_point("job dir created")
         except FileExistsError:
             pass
         recorded = _read_json(job_dir / "spec.json")
@@ -231,7 +231,7 @@ class LocalRunner(Runner):
                     "created": self.clock(),
                 },
             )
-            checkpoint("job spec written")
+            crash_point("job spec written")
         if not (job_dir / "started").exists() and not self._wrapper_alive(job_dir):
             proc = subprocess.Popen(
                 [sys.executable, str(_WRAPPER), str(job_dir)],
@@ -240,7 +240,7 @@ class LocalRunner(Runner):
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            checkpoint("wrapper spawned")
+            crash_point("wrapper spawned")
             write_json_atomic(job_dir / "spawned", {"pid": proc.pid})
         return self._job(job_dir)
 
