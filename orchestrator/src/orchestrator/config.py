@@ -9,8 +9,8 @@ Files (all keys checked; unknown keys are errors):
   configs/profiles/<profile>.yaml  trial size and counts per phase (default, smoke, cloud)
   configs/budgets.yaml             GPU-hour cap per phase, machine prices
 
-Every problem in every file is collected first and reported together, one line each:
-`configs/phases/phase2.yaml:14: rounds.0.space.loss.gue_nll_weight.low: Input should be a valid number`.
+Every problem in every file is collected first and reported together, one line each
+(orchestrator.schema); a phase's round entries are the round kinds' models (orchestrator.rounds).
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from orchestrator import reading
 from orchestrator.errors import ConfigError
 from orchestrator.rounds import KINDS, RoundConfig, RoundPlan, championship_settings, plans
+from orchestrator.schema import Problems, line_of, load_yaml, rel, validate
 from orchestrator.schema import Strict as _Strict
 from orchestrator.trial_command import layered
 from orchestrator.values import Value
@@ -252,95 +251,8 @@ class SwarmSettings(_Strict):
         return mode if isinstance(mode, str) and mode in self.team_machines else self.team
 
 
-# -- loading with all problems collected --------------------------------------------------------
-class _Problems:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def add(self, where: str, message: str) -> None:
-        self.lines.append(f"{where}: {message}")
-
-    def raise_if_any(self) -> None:
-        if len(self.lines) == 1:  # one problem, one line
-            raise ConfigError(f"{self.lines[0]} (nothing was launched)")
-        if self.lines:
-            n = len(self.lines)
-            head = f"{n} problem{'s' if n > 1 else ''} in the swarm configuration (nothing was launched):"
-            raise ConfigError("\n".join([head, *("  " + line for line in self.lines)]))
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
-    """The 1-based line of the YAML node at a pydantic error location (deepest node found)."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = [v for k, v in node.value if str(k.value) == str(part)]
-            if not match:
-                key_match = [k for k, _ in node.value if str(k.value) == str(part)]
-                return key_match[0].start_mark.line + 1 if key_match else line
-            node = match[0]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            continue  # union branch names and the like are not in the document
-        line = node.start_mark.line + 1
-    return line
-
-
-def _load_yaml(path: Path, problems: _Problems) -> tuple[Any, yaml.Node | None]:
-    """A config file's mapping and its node tree (for line numbers); (None, None) after a problem.
-
-    Read through orchestrator.reading: a binary file, a duplicated key, an empty file or a top
-    level that is not a mapping is a problem of its own, never a crash further on.
-    """
-    try:
-        text = reading.read_text(path, "", missing_ok=False)
-    except reading.DamagedFile as e:
-        problems.add(_rel(path), "file not found" if e.problem == "not found" else e.problem)
-        return None, None
-    try:
-        raw, node = reading.parse_yaml(text), yaml.compose(text)
-    except yaml.YAMLError as e:
-        line, problem = reading.yaml_problem(e)
-        problems.add(f"{_rel(path)}:{line}" if line else _rel(path), f"not valid YAML: {problem}")
-        return None, None
-    if raw is None:
-        problems.add(_rel(path), "is empty; restore it from the repository (`git checkout -- FILE`)")
-        return None, None
-    if not isinstance(raw, dict):
-        problems.add(_rel(path), f"top level must be a mapping, not {type(raw).__name__}")
-        return None, None
-    return raw, node
-
-
-def _validate(model: type[BaseModel], path: Path, problems: _Problems) -> Any:
-    raw, node = _load_yaml(path, problems)
-    if raw is None:
-        return None
-    try:
-        return model.model_validate(raw)
-    except ValidationError as e:
-        for err in e.errors():
-            # Drop pydantic's union-branch tags (e.g. 'bayesian') that are not keys in the file.
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-            shown = ".".join(str(p) for p in loc)
-            line = _line_of(node, loc)
-            where = f"{_rel(path)}:{line}" if line else _rel(path)
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key (remove it or check its spelling)"
-            problems.add(where, f"{shown or '(top level)'}: {msg}")
-        return None
-
-
-_UNION_TAGS = {*KINDS, "function-after"}
+# pydantic names a union branch in an error's location; these are not keys in the file.
+_UNION_TAGS = frozenset({*KINDS, "function-after"})
 
 
 def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: dict[str, str]) -> str:
@@ -436,7 +348,7 @@ def load_settings(
         raise ConfigError(
             f"{cdir}: the configs directory does not exist (${CONFIGS_ENV} or the repository's)"
         )
-    problems = _Problems()
+    problems = Problems()
     if phase not in PHASES:
         problems.add("--phase", f"{phase} is not a phase; choose 1, 2, 3 or {PLAYBOOK}")
     if team not in TEAMS:
@@ -450,32 +362,32 @@ def load_settings(
 
     backend_file = cdir / "backends" / f"{backend}.yaml"
     if backend == "local":
-        backend_cfg = _validate(LocalBackend, backend_file, problems)
+        backend_cfg = validate(LocalBackend, backend_file, problems, _UNION_TAGS)
     elif backend == "vertex":
         backend_cfg = VertexBackendRef()
         if not backend_file.exists():
-            problems.add(_rel(backend_file), "file not found")
+            problems.add(rel(backend_file), "file not found")
     else:
         backend_cfg = None
         problems.add("--backend", f"{backend!r} is not a backend; choose local or vertex")
 
-    team_cfgs = {t: _validate(Team, cdir / "teams" / f"{t}.yaml", problems) for t in TEAMS}
+    team_cfgs = {t: validate(Team, cdir / "teams" / f"{t}.yaml", problems, _UNION_TAGS) for t in TEAMS}
     phase_file = cdir / "phases" / f"{phase_name(phase)}.yaml"
     phase_model: Any = Phase
     if phase == PLAYBOOK:  # playbook hook
         from orchestrator.playbook import PlaybookPhase
 
         phase_model = PlaybookPhase
-    phase_cfg = _validate(phase_model, phase_file, problems) if phase in PHASES else None
+    phase_cfg = validate(phase_model, phase_file, problems, _UNION_TAGS) if phase in PHASES else None
     profile_file = cdir / "profiles" / f"{profile}.yaml"
     if not profile_file.exists():
         problems.add(
-            "--profile", f"{profile!r} has no file {_rel(profile_file)}; choose one of {PROFILES_HINT}"
+            "--profile", f"{profile!r} has no file {rel(profile_file)}; choose one of {PROFILES_HINT}"
         )
         profile_cfg = None
     else:
-        profile_cfg = _validate(Profile, profile_file, problems)
-    budgets = _validate(Budgets, cdir / "budgets.yaml", problems)
+        profile_cfg = validate(Profile, profile_file, problems, _UNION_TAGS)
+    budgets = validate(Budgets, cdir / "budgets.yaml", problems, _UNION_TAGS)
 
     # Cross-file checks, each naming the file that should change.
     for t, cfg in team_cfgs.items():
@@ -483,22 +395,22 @@ def load_settings(
             continue
         tf = cdir / "teams" / f"{t}.yaml"
         if cfg.name != t:
-            problems.add(_rel(tf), f"name: {cfg.name!r} does not match the file name {t!r}")
+            problems.add(rel(tf), f"name: {cfg.name!r} does not match the file name {t!r}")
         if not (tf.parent / cfg.trainer_config).exists():
-            problems.add(_rel(tf), f"trainer_config: {cfg.trainer_config} does not exist")
+            problems.add(rel(tf), f"trainer_config: {cfg.trainer_config} does not exist")
         if budgets is not None and cfg.machine_type not in budgets.prices_per_hour:
             problems.add(
-                _rel(cdir / "budgets.yaml"), f"prices_per_hour: no price for {cfg.machine_type} (team {t})"
+                rel(cdir / "budgets.yaml"), f"prices_per_hour: no price for {cfg.machine_type} (team {t})"
             )
     if profile_cfg is not None:
         if profile_cfg.trainer_config and not (profile_file.parent / profile_cfg.trainer_config).exists():
-            problems.add(_rel(profile_file), f"trainer_config: {profile_cfg.trainer_config} does not exist")
+            problems.add(rel(profile_file), f"trainer_config: {profile_cfg.trainer_config} does not exist")
         if phase in PHASES and phase not in profile_cfg.phases:
-            problems.add(_rel(profile_file), f"phases: no entry for phase {phase}")
+            problems.add(rel(profile_file), f"phases: no entry for phase {phase}")
     if budgets is not None and phase in PHASES and phase not in budgets.gpu_hour_caps:
-        problems.add(_rel(cdir / "budgets.yaml"), f"gpu_hour_caps: no cap for phase {phase}")
+        problems.add(rel(cdir / "budgets.yaml"), f"gpu_hour_caps: no cap for phase {phase}")
     if phase_cfg is not None:
-        pf = _rel(phase_file)
+        pf = rel(phase_file)
         if phase_cfg.phase != phase:
             problems.add(pf, f"phase: says {phase_cfg.phase} but the file is {phase_file.name}")
         names = [r.name for r in phase_cfg.rounds]
@@ -510,9 +422,9 @@ def load_settings(
         if phase == PLAYBOOK:  # playbook hook: the guardrails declared in the file
             from orchestrator.playbook import guardrail_problems
 
-            _, node = _load_yaml(phase_file, _Problems())
+            _, node = load_yaml(phase_file, Problems())
             for loc, message in guardrail_problems(phase_cfg):
-                line = _line_of(node, loc)
+                line = line_of(node, loc)
                 problems.add(f"{pf}:{line}" if line else pf, f"{'.'.join(map(str, loc))}: {message}")
     problems.raise_if_any()
 
@@ -527,19 +439,19 @@ def load_settings(
     if phase_cfg.lock is not None:
         lp = lock_path(rdir, team, phase_cfg.lock.from_phase)
         if lp.exists():
-            raw, _ = _load_yaml(lp, problems)  # a damaged file is its own problem, said once
+            raw, _ = load_yaml(lp, problems)  # a damaged file is its own problem, said once
             winners = raw.get("winners", {}) if raw is not None else {}
             if not isinstance(winners, dict):
-                problems.add(_rel(lp), "winners: must be a mapping of locked keys to values")
+                problems.add(rel(lp), "winners: must be a mapping of locked keys to values")
                 winners = {}
             missing = [k for k in phase_cfg.lock.keys if k not in winners]
             if missing and raw is not None:
-                problems.add(_rel(lp), f"winners: missing {missing}")
+                problems.add(rel(lp), f"winners: missing {missing}")
             lock_values = {k: winners[k] for k in phase_cfg.lock.keys if k in winners}
-            lock_source = _rel(lp)
+            lock_source = rel(lp)
         else:
             lock_values = {k: phase_cfg.lock.defaults[k] for k in phase_cfg.lock.keys}
-            lock_source = f"defaults (no {_rel(lp)}; run phase 1 first to lock the architecture)"
+            lock_source = f"defaults (no {rel(lp)}; run phase 1 first to lock the architecture)"
     problems.raise_if_any()
 
     rounds = plans(phase_cfg.rounds)
