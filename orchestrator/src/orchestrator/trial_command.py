@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from orchestrator.config import SwarmSettings
 
 PRECEDENCE = ("profile", "profile_phase", "phase_fixed", "lock", "team", "round_fixed", "trial")
-# The layers fixed for the whole swarm when its settings are resolved (the rest vary per trial).
-SWARM_LAYERS = PRECEDENCE[:4]
 
 
 def layered(**layers: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,6 @@ from typing import Any
 
 # A trainer override's value as a YAML file gives it (a prime set is a list of ints).
 Value = float | int | str | list[int] | list[float] | bool
-# The same value as a study holds it.
-Stored = float | int | str
 
 _TEXT = {True: "true", False: "false"}
 
