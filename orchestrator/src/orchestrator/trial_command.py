@@ -11,9 +11,9 @@ The whole precedence, lowest first (a later layer wins for every key it sets):
   round_fixed    the round's `fixed`
   trial          the trial's params (what the tuner or the design chose)
 
-`data.path` comes first of all (the dataset every trial reads); a layer may not set it to anything
-else in practice, but nothing forbids it. `layered` is the one place this order is written; the
-swarm-wide layers are kept apart in SwarmSettings.override_layers and merged here.
+`data.path` (the dataset every trial reads) is set first, below every layer. `layered` is the
+one place this order is written; the swarm-wide layers are kept apart in
+SwarmSettings.override_layers and merged here with the team's, the round's and the trial's.
 """
 
 from __future__ import annotations
