@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule
+from orchestrator.config import BaselineSigmaRule, MedianRule
 from orchestrator.trial_outputs import best_baseline_name
 
 Curve = dict[int, dict[str, Any]]
@@ -65,13 +65,6 @@ def median_rule(rule: MedianRule, curve: Curve, peers: Iterable[Curve], epochs: 
     return (
         f"early stop at epoch {last}/{epochs}: best {mine:.4g} is worse than the "
         f"median {med:.4g} of {len(others)} trials"
-    )
-
-
-def stop_reason(rules: EarlyStopping, curve: Curve, peers: Iterable[Curve], epochs: int) -> str | None:
-    """The first rule that stops the trial (the baseline rule, then the median rule), or None."""
-    return baseline_rule(rules.baseline_sigma, curve, epochs) or median_rule(
-        rules.median, curve, peers, epochs
     )
 
 
