@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from orchestrator.config import CONFIG_DIR, load_settings
-from orchestrator.trial_command import PRECEDENCE, layered, trainer_args
+from orchestrator.trial_command import PRECEDENCE, job_spec, layered, trainer_args
 
 KEY = "optim.lr"  # a key every layer may set (phase 2 locks it, so the lock layer sets it too)
 
@@ -72,3 +72,14 @@ def test_each_layer_wins_over_every_lower_one_in_the_trainer_command(tmp_path, t
     assert args[-2:] == ("--output-dir", "/out/3")
     assert sets[0] == f"data.path={s.data_path}"
     assert pairs["loss.gue_nll_weight"] == "0.125"
+
+
+def test_a_job_spec_carries_the_trial_and_its_round(tmp_path):
+    s = load_settings(2, profile="smoke", run_dir=tmp_path / "phase2-minibatch")
+    params = {"loss.gue_nll_weight": 0.125, "train.mode": "fullbatch"}
+    spec = job_spec(s, "7", params, 3, "Weights", {"optim.lr": 0.5}, "/out/7")
+    assert (spec.study, spec.trial_id, spec.attempt, spec.phase) == ("phase2-minibatch", "7", 3, 2)
+    assert spec.team == "fullbatch"  # the trial's own train.mode (phase 3's control team)
+    assert spec.labels == {"round": "weights"}
+    assert spec.output_dir == "/out/7"
+    assert spec.trainer_args == trainer_args(s, params, {"optim.lr": 0.5}, "/out/7")

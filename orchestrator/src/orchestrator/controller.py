@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import study_db
+from orchestrator import storage, study_db
 from orchestrator.atomic_files import append_line
 from orchestrator.config import SwarmSettings
 from orchestrator.crash_injection import crash_point
@@ -526,7 +526,7 @@ def _first_failure(trials: Sequence[TunerTrial]) -> str:
 
 def _set_aside(output_dir: str, name: str) -> str | None:
     """Rename a damaged local output file to <name>.damaged-<n> (never deleted); None on gs://."""
-    if output_dir.startswith("gs://"):
+    if storage.is_gcs(output_dir):
         return None
     path = Path(output_dir) / name
     n = 1

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from orchestrator import storage
 from orchestrator.errors import ConfigError
 from orchestrator.leaderboard import format_leaderboard, summary
 from orchestrator.run_files import SETTINGS_FILE, TRIALS_FILE, ControllerLock
@@ -36,15 +37,8 @@ ACTIVE_STATES = ("PENDING", "RUNNING")
 
 def read_text(run_dir: str, name: str) -> str | None:
     """RUN_DIR/NAME (NAME may contain slashes), local or gs://; None when it does not exist."""
-    if run_dir.startswith("gs://"):
-        try:
-            from orchestrator.runners.vertex import read_output
-        except ModuleNotFoundError as e:
-            raise ConfigError(
-                f"{run_dir}: reading gs:// needs the vertex extra: pip install -e 'orchestrator[vertex]'"
-            ) from e
-        directory, _, base = f"{run_dir.rstrip('/')}/{name}".rpartition("/")
-        return read_output(directory, base)
+    if storage.is_gcs(run_dir):
+        return storage.read_text(f"{run_dir.rstrip('/')}/{name}")
     try:
         return (Path(run_dir) / name).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -76,7 +70,7 @@ def trial_dir(run_dir: str, trial: dict[str, Any]) -> str:
     """Where a trial's files are: a gs:// output_dir as written, else RUN_DIR/trials/<id> (the
     contract's place, right after a run directory is copied or moved)."""
     out = str(trial.get("output_dir") or "")
-    return out if out.startswith("gs://") else f"{run_dir.rstrip('/')}/trials/{trial['id']}"
+    return out if storage.is_gcs(out) else f"{run_dir.rstrip('/')}/trials/{trial['id']}"
 
 
 def trial_epochs(settings: dict[str, Any], params: dict[str, Any]) -> int | None:
@@ -193,7 +187,7 @@ def frame(run_dir: str, snap: dict[str, Any], settings: dict[str, Any], now: flo
 def over(run_dir: str, snap: dict[str, Any]) -> bool:
     """Whether nothing will change any more: no controller holds a local run's lock, or (gs://)
     no trial is pending or running."""
-    if run_dir.startswith("gs://"):
+    if storage.is_gcs(run_dir):
         return not any(t["state"] in ACTIVE_STATES for t in snap.get("trials", []))
     return not ControllerLock(run_dir).held_by_other()
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator import storage
 from orchestrator.atomic_files import write_json_atomic
 from orchestrator.crash_injection import crash_point
 from orchestrator.errors import ConfigError, OrchestratorError
@@ -152,16 +153,13 @@ class Throughput:
 # --- shard records ------------------------------------------------------------------------------
 
 
-def _join(out: str, *parts: str) -> str:
-    return "/".join([out.rstrip("/"), *parts]) if out.startswith("gs://") else os.path.join(out, *parts)
+_join = storage.join
 
 
 def _read(uri: str) -> str | None:
-    if uri.startswith("gs://"):
-        from orchestrator.runners.vertex import read_output
-
+    if storage.is_gcs(uri):
         head, _, name = uri.rpartition("/")
-        return read_output(head, name)
+        return storage.read_gcs(head, name)
     try:
         return Path(uri).read_text()
     except FileNotFoundError:

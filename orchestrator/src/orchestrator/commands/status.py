@@ -59,10 +59,11 @@ def status(run_dir, as_json, watch, interval):
 def _snapshot(run_dir: str) -> dict:
     """trials.json (local or gs://); when a local one is damaged, the state rebuilt from the study
     and the jobs (said on stderr, nothing written: `orchestrator repair` rewrites the file)."""
+    from orchestrator import storage
     from orchestrator.reading import DamagedFile
     from orchestrator.run_files import read_snapshot
 
-    if run_dir.startswith("gs://"):
+    if storage.is_gcs(run_dir):
         from orchestrator.live import read_run
 
         return read_run(run_dir)[0]

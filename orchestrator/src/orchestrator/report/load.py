@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator import storage
 from orchestrator.errors import ConfigError
 from orchestrator.trial_outputs import TEST, baselines, trial_vs_baseline
 
@@ -133,23 +134,13 @@ class Loaded:
 
 
 def _join(base: str, *parts: str) -> str:
-    if base.startswith("gs://"):
-        return "/".join([base.rstrip("/"), *parts])
-    return str(Path(base, *parts))
+    return storage.join(base, *parts) if storage.is_gcs(base) else str(Path(base, *parts))
 
 
 def _read_text(url: str) -> str | None:
     """The file's text, or None when it does not exist."""
-    if url.startswith("gs://"):
-        # The Vertex backend's reader of trial outputs: the one place that talks to Cloud Storage.
-        try:
-            from orchestrator.runners.vertex import read_output
-        except ModuleNotFoundError as e:
-            raise ConfigError(
-                f"{url}: reading gs:// needs the vertex extra: pip install -e 'orchestrator[vertex]'"
-            ) from e
-        directory, _, name = url.rpartition("/")
-        return read_output(directory, name)
+    if storage.is_gcs(url):
+        return storage.read_text(url)
     path = Path(url)
     if not path.is_file():
         return None
@@ -230,7 +221,7 @@ def _load_trial(run_dir: str, raw: Any, index: int, where: str) -> Trial:
     trial_id = str(_require(raw, "id", (str, int), here))
     state = _require(raw, "state", str, here)
     output_dir = raw.get("output_dir") or ""
-    out = output_dir if str(output_dir).startswith("gs://") else _join(run_dir, "trials", trial_id)
+    out = output_dir if storage.is_gcs(output_dir) else _join(run_dir, "trials", trial_id)
     trial = Trial(
         id=trial_id,
         state=state,
@@ -319,7 +310,7 @@ def load_experiment(exp_dir: str, design: dict[str, Any]) -> Experiment:
             raise ConfigError(f"{where}: arms[{i}] is not an object")
         name = _require(arm, "name", str, f"{where}: arms[{i}]")
         sub = _require(arm, "run_dir", str, f"{where}: arms[{i}]")
-        run_dir = sub if sub.startswith("gs://") else _join(exp_dir, sub)
+        run_dir = sub if storage.is_gcs(sub) else _join(exp_dir, sub)
         snap = _read_object(_join(run_dir, "trials.json"))
         if snap is None:
             # An arm that has not started yet still belongs on the page, with no trials.
@@ -356,8 +347,8 @@ def load(paths: list[str]) -> Loaded:
     runs: list[Run] = []
     experiments: list[Experiment] = []
     for path in paths:
-        path = path.rstrip("/") if path.startswith("gs://") else path
-        if not path.startswith("gs://") and not Path(path).is_dir():
+        path = path.rstrip("/") if storage.is_gcs(path) else path
+        if not storage.is_gcs(path) and not Path(path).is_dir():
             raise ConfigError(f"{path}: run directory not found")
         design = _read_object(_join(path, EXPERIMENT_FILE))
         if design is not None:

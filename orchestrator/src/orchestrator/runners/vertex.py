@@ -32,14 +32,16 @@ google-cloud-aiplatform is imported inside the methods: `orchestrator` starts wi
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import re
 from typing import Any
 
 from orchestrator.errors import ConfigError, PermanentJobError, RetryableCloudError
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
+
+# The runs bucket is read by the storage layer; its reader is this backend's read_output.
+from orchestrator.storage import _storage_client  # noqa: F401 (tests clear its cache here)
+from orchestrator.storage import read_gcs as read_output  # noqa: F401
 from orchestrator.vertex_settings import (
     CloudCalls,
     MachineSpec,
@@ -91,49 +93,6 @@ def api_dict(message: Any) -> dict[str, Any]:
         preserving_proto_field_name=False,
         always_print_fields_with_no_presence=False,
     )
-
-
-@functools.cache
-def _storage_client(emulator: str | None, project: str | None):  # one per process, project (and emulator)
-    from google.cloud import storage
-
-    # The project explicitly: without it the client asks ADC for one, which an impersonated or
-    # user credential may not carry (and then every read fails on a machine without gcloud config).
-    return storage.Client(project=project)
-
-
-def read_output(output_dir: str, name: str, project: str | None = None) -> str | None:
-    """Read <output_dir>/<name> (e.g. final.json) from the runs bucket; None if it is not there yet.
-
-    Args:
-        output_dir: the trial's gs://bucket/prefix.
-        name: file name inside it.
-        project: the project the client bills and reports against (the infra outputs' project_id).
-    Raises:
-        RetryableCloudError: Cloud Storage kept failing (the client's own retries are spent).
-    """
-    from google.api_core import exceptions
-
-    if not output_dir.startswith("gs://"):
-        raise PermanentJobError(f"output dir {output_dir!r} is not a gs:// URL")
-    bucket, _, prefix = output_dir.removeprefix("gs://").partition("/")
-    blob = (
-        _storage_client(os.environ.get("STORAGE_EMULATOR_HOST"), project)
-        .bucket(bucket)
-        .blob(f"{prefix.rstrip('/')}/{name}")
-    )
-    try:
-        return blob.download_as_text()
-    except exceptions.NotFound:
-        return None
-    except exceptions.Forbidden as e:
-        from orchestrator.vertex_settings import caller_account, permission_denied
-
-        client = _storage_client(os.environ.get("STORAGE_EMULATOR_HOST"), project)
-        who = caller_account(getattr(client, "_credentials", None))
-        raise permission_denied(f"read {output_dir}/{name}", e, "storage.objects.get", who, "") from e
-    except (exceptions.TooManyRequests, exceptions.ServiceUnavailable, exceptions.InternalServerError) as e:
-        raise RetryableCloudError(f"read {output_dir}/{name}: {e}") from e
 
 
 def map_state(state: Any) -> JobState:
