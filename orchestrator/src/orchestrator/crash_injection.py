@@ -22,7 +22,7 @@ def _from_env() -> int:
         return int(value or 0)
     except ValueError:
         raise ConfigError(
-            f"$ZETA_SWARM_CRASH_AT {value!r}: must be a checkpoint number (a test setting: unset it)"
+            f"$ZETA_SWARM_CRASH_AT {value!r}: must be a crash point number (a test setting: unset it)"
         ) from None
 
 
