@@ -43,6 +43,7 @@ from orchestrator.report.playbook_rank import (
 )
 from orchestrator.rounds import LatinHypercubeRound, PointsRound, RoundPlan, design_points
 from orchestrator.schema import Strict as _Strict
+from orchestrator.tuners.base import IntParam
 from orchestrator.values import Value, encode
 
 PLAYBOOK = "playbook"
@@ -209,8 +210,8 @@ def plans(small: list[RoundPlan], seeds: int, full_epochs: int) -> list[RoundPla
     round carrying every knob of the rounds before it; the study's space gains `seed` and `train.epochs`."""
     space = [
         *small[0].space,
-        {"name": SEED, "type": "int", "low": 0, "high": max(1, seeds - 1), "log": False},
-        {"name": EPOCHS, "type": "int", "low": full_epochs, "high": full_epochs + 1, "log": False},
+        IntParam(SEED, 0, max(1, seeds - 1)),
+        IntParam(EPOCHS, full_epochs, full_epochs + 1),
     ]
     out: list[RoundPlan] = []
     before: list[str] = []
