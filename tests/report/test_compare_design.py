@@ -4,6 +4,7 @@ experiment files or flags are one-line ConfigErrors."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,19 +59,25 @@ def _bad(tmp_path, mutate) -> Path:
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda r: r.pop("train_count"), r"exp.yaml: train_count: Field required"),
+        (lambda r: r.pop("train_count"), r"exp.yaml:\d+: train_count: Field required"),
         (lambda r: r["arms"]["t1-rg"].update(role="both"), r"arms.t1-rg.role: Input should be"),
         (
             lambda r: r["arms"]["t1-no-rg"].update(role="rg"),
             r"exactly one arm with role rg and one with role no_rg",
         ),
-        (lambda r: r["profiles"]["smoke"].update(colour="red"), r"profiles.smoke.colour: Extra inputs"),
-        (lambda r: r["arms"].update({"T1 RG": r["arms"]["t1-rg"]}), r"names must be lowercase"),
+        (lambda r: r["profiles"]["smoke"].update(colour="red"), r"profiles.smoke.colour: unknown key"),
+        (
+            lambda r: r["arms"].update({"T1 RG": r["arms"].pop("t1-rg")}),
+            r"arms.T1 RG: names must be lowercase",
+        ),
         (
             lambda r: r["arms"]["t2-minibatch"]["set"].pop("train.num_clusters"),
             r"must set train.num_clusters",
         ),
-        (lambda r: r["set"].update({"train.epochs": 5}), r"set train.epochs via profiles.<name>.steps"),
+        (
+            lambda r: r["set"].update({"train.epochs": 5}),
+            r"set.train.epochs: set it via profiles.<name>.steps",
+        ),
         (lambda r: r["profiles"]["smoke"].pop("steps"), r"profiles.smoke.steps: Field required"),
         (
             lambda r: r["profiles"]["smoke"].update(steps=150),
@@ -81,13 +88,13 @@ def _bad(tmp_path, mutate) -> Path:
 def test_bad_experiment_file(tmp_path, mutate, message):
     with pytest.raises(ConfigError, match=message) as e:
         load_design(_bad(tmp_path, mutate), "smoke", "local")
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and re.search(r"exp\.yaml:\d+: ", str(e.value))  # file:line
 
 
 def test_bad_flags():
     with pytest.raises(ConfigError, match="no profile 'huge'"):
         load_design(CONFIG, "huge", "local")
-    with pytest.raises(ConfigError, match="--seeds 1: must be between 2"):
+    with pytest.raises(ConfigError, match="--seeds: 1 must be between 2"):
         load_design(CONFIG, "default", "local", seeds=1)
 
 

@@ -53,7 +53,10 @@ def test_flags_override_single_settings():
         ("spot: yes please\n", "spot"),
         ("timeout_s: 1.5\n", "timeout_s"),
         ("gpus: 4\n", "gpus"),
-        ("retry: {tries: 3}\n", "retry"),
+        ("retry: {tries: 3}\n", "retry.tries"),
+        ("spot: false\ntimeout_s: '600'\n", ":2: timeout_s"),  # strict: a string is not coerced
+        ("zeros:\n  cpu: {workers: 4}\n", ":2: zeros.cpu.machine_type"),
+        ("spot: [\n", "not valid YAML"),
     ],
 )
 def test_a_bad_backend_yaml_names_the_file_and_key(tmp_path, text, names):
@@ -64,6 +67,7 @@ def test_a_bad_backend_yaml_names_the_file_and_key(tmp_path, text, names):
     with pytest.raises(ConfigError) as e:
         load_vertex_settings(bad, load_infra_outputs(str(INFRA_JSON), {}))
     assert str(bad) in str(e.value) and names in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_a_missing_or_malformed_setting_is_a_config_error(settings):

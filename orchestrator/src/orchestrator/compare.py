@@ -23,27 +23,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from orchestrator.errors import ConfigError
 from orchestrator.report.load import EXPERIMENT_FILE
+from orchestrator.schema import Problems, Strict, validate_with_node
 
 EVALUATIONS = 5  # evaluations per trial: the report's curves; the last epoch is always one
 _LABEL = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")  # Vertex label rules; arm names become study labels
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ArmConfig(_Strict):
+class ArmConfig(Strict):
     role: Literal["rg", "no_rg", "minibatch"]
     team: Literal["fullbatch", "minibatch"]
     set: dict[str, Any] = Field(default_factory=dict)
 
 
-class ProfileConfig(_Strict):
+class ProfileConfig(Strict):
     steps: int = Field(ge=1)  # optimizer steps per trial, the same in every arm
     seeds: list[int] = Field(min_length=1)
     parallel: int = Field(1, ge=1)
@@ -51,12 +47,12 @@ class ProfileConfig(_Strict):
     set: dict[str, Any] = Field(default_factory=dict)
 
 
-class VerdictConfig(_Strict):
+class VerdictConfig(Strict):
     margin_rel: float = Field(0.10, gt=0)
     level: float = Field(0.95, gt=0, lt=1)
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     name: str
     train_count: int = Field(ge=1)
     set: dict[str, Any] = Field(default_factory=dict)
@@ -93,10 +89,6 @@ class Design:
         return {**asdict(self), "phase": "compare"}
 
 
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc)
-
-
 def load_design(
     path: str | Path,
     profile: str,
@@ -119,56 +111,62 @@ def load_design(
         ConfigError: one line naming the file and key of every problem.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such experiment config") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{path}: {f'line {mark.line + 1}: ' if mark else ''}invalid YAML") from e
-    try:
-        cfg = ExperimentConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = "; ".join(f"{_loc(err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path}: {problems}") from None
-    bad = [name for name in cfg.arms if not _LABEL.match(name)]
-    if bad:
-        raise ConfigError(f"{path}: arms: names must be lowercase letters, digits, '-' or '_': {bad}")
+    problems = Problems()
+    cfg, node = validate_with_node(ExperimentConfig, path, problems)
+    problems.raise_if_any()
+    for name in cfg.arms:
+        if not _LABEL.match(name):
+            problems.add_at(path, node, ("arms", name), "names must be lowercase letters, digits, '-' or '_'")
     roles = [a.role for a in cfg.arms.values()]
     if roles.count("rg") != 1 or roles.count("no_rg") != 1:
-        raise ConfigError(
-            f"{path}: arms: need exactly one arm with role rg and one with role no_rg (the ablation)"
+        problems.add_at(
+            path, node, ("arms",), "need exactly one arm with role rg and one with role no_rg (the ablation)"
         )
     if profile not in cfg.profiles:
-        raise ConfigError(f"{path}: profiles: no profile '{profile}' (have {', '.join(cfg.profiles)})")
+        problems.add_at(path, node, ("profiles",), f"no profile '{profile}' (have {', '.join(cfg.profiles)})")
     if backend not in ("local", "vertex"):
-        raise ConfigError(f"--backend {backend}: must be local or vertex")
+        problems.add("--backend", f"{backend} must be local or vertex")
+    if train_count is not None and train_count < 1:
+        problems.add("--train-count", f"{train_count} must be >= 1")
+    if parallel is not None and parallel < 1:
+        problems.add("--parallel", f"{parallel} must be >= 1")
+    problems.raise_if_any()
     prof = cfg.profiles[profile]
     chosen = prof.seeds if seeds is None else prof.seeds[:seeds]
     if seeds is not None and (seeds < 2 or seeds > len(prof.seeds)):
-        raise ConfigError(
-            f"--seeds {seeds}: must be between 2 and {len(prof.seeds)} (profiles.{profile}.seeds)"
-        )
-    if len(set(chosen)) != len(chosen):
-        raise ConfigError(f"{path}: profiles.{profile}.seeds: repeated seed")
-    if train_count is not None and train_count < 1:
-        raise ConfigError(f"--train-count {train_count}: must be >= 1")
-    if parallel is not None and parallel < 1:
-        raise ConfigError(f"--parallel {parallel}: must be >= 1")
+        problems.add("--seeds", f"{seeds} must be between 2 and {len(prof.seeds)} (profiles.{profile}.seeds)")
+    elif len(set(chosen)) != len(chosen):
+        problems.add_at(path, node, ("profiles", profile, "seeds"), "repeated seed")
+    problems.raise_if_any()
     n = train_count or prof.train_count or cfg.train_count
     arms = []
     for name, arm in cfg.arms.items():
         overrides = {**cfg.set, **prof.set, "data.train_count": n, **arm.set, "train.mode": arm.team}
-        if "train.epochs" in overrides or "train.eval_every" in overrides:
-            raise ConfigError(
-                f"{path}: set train.epochs via profiles.<name>.steps, not in a `set` (arm {name})"
+        for key in ("train.epochs", "train.eval_every"):
+            sets = [
+                (("arms", name, "set"), arm.set),
+                (("profiles", profile, "set"), prof.set),
+                (("set",), cfg.set),
+            ]
+            for loc, where in sets:
+                if key in where:
+                    problems.add_at(
+                        path,
+                        node,
+                        (*loc, key),
+                        f"set it via profiles.<name>.steps, not in a `set` (arm {name})",
+                    )
+                    break
+        per_epoch = _steps_per_epoch(path, node, name, overrides, problems)
+        if per_epoch and prof.steps % per_epoch:
+            problems.add_at(
+                path,
+                node,
+                ("profiles", profile, "steps"),
+                f"{prof.steps} is not a whole number of epochs of arm {name} "
+                f"({per_epoch} steps each); every arm must get exactly the same steps",
             )
-        per_epoch = _steps_per_epoch(path, name, overrides)
-        if prof.steps % per_epoch:
-            raise ConfigError(
-                f"{path}: profiles.{profile}.steps: {prof.steps} is not a whole number of epochs of arm {name} "
-                f"({per_epoch} steps each); every arm must get exactly the same steps"
-            )
+        problems.raise_if_any()
         epochs = prof.steps // per_epoch
         overrides["train.epochs"] = epochs
         overrides["train.eval_every"] = max(1, epochs // EVALUATIONS)
@@ -187,18 +185,22 @@ def load_design(
     )
 
 
-def _steps_per_epoch(path: Path, arm: str, overrides: dict[str, Any]) -> int:
-    """Optimizer steps in one epoch of an arm, as the trainer counts them."""
+def _steps_per_epoch(path: Path, node: Any, arm: str, overrides: dict[str, Any], problems: Problems) -> int:
+    """Optimizer steps in one epoch of an arm, as the trainer counts them (0 after a problem)."""
     if overrides["train.mode"] == "fullbatch":
         return 1
+    loc = ("arms", arm, "set")
     try:
         k, q = int(overrides["train.num_clusters"]), int(overrides["train.clusters_per_step"])
     except KeyError as e:
-        raise ConfigError(
-            f"{path}: arms.{arm}.set: a minibatch arm must set {e.args[0]} (its steps per epoch)"
-        ) from None
+        problems.add_at(path, node, loc, f"a minibatch arm must set {e.args[0]} (its steps per epoch)")
+        return 0
+    except (TypeError, ValueError):
+        problems.add_at(path, node, loc, "train.num_clusters and train.clusters_per_step must be integers")
+        return 0
     if not 1 <= q <= k:
-        raise ConfigError(f"{path}: arms.{arm}.set: need 1 <= train.clusters_per_step <= train.num_clusters")
+        problems.add_at(path, node, loc, "need 1 <= train.clusters_per_step <= train.num_clusters")
+        return 0
     return math.ceil(k / q)
 
 

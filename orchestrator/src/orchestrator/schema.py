@@ -29,6 +29,14 @@ class Problems:
     def add(self, where: str, message: str) -> None:
         self.lines.append(f"{where}: {message}")
 
+    def add_at(self, path: Path, node: yaml.Node | None, loc: tuple, message: str) -> None:
+        """A problem of the key at `loc` in `path`, with its line when the node tree has it."""
+        line = line_of(node, loc)
+        self.add(
+            f"{rel(path)}:{line}" if line else rel(path),
+            f"{'.'.join(map(str, loc)) or '(top level)'}: {message}",
+        )
+
     def raise_if_any(self) -> None:
         if len(self.lines) == 1:  # one problem, one line
             raise ConfigError(f"{self.lines[0]} (nothing was launched)")
@@ -98,20 +106,24 @@ def validate(
         union_tags: the discriminator values of the model's unions (a round's `kind`), which
             pydantic puts in an error's location though they are no key of the file.
     """
+    return validate_with_node(model, path, problems, union_tags)[0]
+
+
+def validate_with_node(
+    model: type[BaseModel], path: Path, problems: Problems, union_tags: frozenset[str] = frozenset()
+) -> tuple[Any, yaml.Node | None]:
+    """`validate`, and the file's node tree, for the checks across keys that follow (`Problems.add_at`)."""
     raw, node = load_yaml(path, problems)
     if raw is None:
-        return None
+        return None, None
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw), node
     except ValidationError as e:
         for err in e.errors():
             # Drop pydantic's union-branch tags (e.g. 'bayesian') that are not keys in the file.
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in union_tags))
-            shown = ".".join(str(p) for p in loc)
-            line = line_of(node, loc)
-            where = f"{rel(path)}:{line}" if line else rel(path)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (remove it or check its spelling)"
-            problems.add(where, f"{shown or '(top level)'}: {msg}")
-        return None
+            problems.add_at(path, node, loc, msg)
+        return None, node

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from pydantic import ConfigDict, Field
 
 from orchestrator.errors import ConfigError, RetryableCloudError
+from orchestrator.schema import Problems, Strict, validate
 
 T = TypeVar("T")
 
@@ -336,23 +338,68 @@ def checkout_image_tag() -> str:
         ) from e
 
 
-_KNOBS: dict[str, type | tuple[type, ...]] = {
-    "image_package": str,
-    "image_tag": (str, type(None)),
-    "timeout_s": int,
-    "spot": bool,
-    "max_wait_s": (int, type(None)),
-    "boot_disk_gb": int,
-    "experiment": (str, type(None)),
-}
+class RetryConfig(Strict):
+    """`retry` of configs/backends/vertex.yaml (RetryPolicy's fields)."""
+
+    model_config = ConfigDict(strict=True)
+    attempts: int = Field(RetryPolicy.attempts, ge=1)
+    base_s: float = Field(RetryPolicy.base_s, gt=0)
+    cap_s: float = Field(RetryPolicy.cap_s, gt=0)
+
+
+class ZerosMachine(Strict):
+    """The machine of one `orchestrator zeros --backend vertex` shard job (MachineSpec's fields);
+    `workers`: `trainer zeros generate --workers` on it (default: its vCPUs, said in the file)."""
+
+    model_config = ConfigDict(strict=True)
+    machine_type: str
+    accelerator_type: str = ""
+    accelerator_count: int = Field(0, ge=0)
+    workers: int | None = Field(None, ge=1)
+
+    def spec(self) -> MachineSpec:
+        return MachineSpec(self.machine_type, self.accelerator_type, self.accelerator_count)
+
+
+class ZerosMachines(Strict):
+    model_config = ConfigDict(strict=True)
+    cpu: ZerosMachine | None = None
+    cuda: ZerosMachine | None = None
+
+
+class VertexBackend(Strict):
+    """configs/backends/vertex.yaml: the Vertex choices that are ours (VertexSettings' fields of the
+    same names; strict types: `timeout_s: "600"` or `spot: 1` is refused, not coerced)."""
+
+    model_config = ConfigDict(strict=True)
+    image_package: str = VertexSettings.image_package
+    image_tag: str | None = None  # None: the checkout's content hash, the tag `make image` pushes
+    timeout_s: int = Field(VertexSettings.timeout_s, ge=1)
+    spot: bool = VertexSettings.spot
+    max_wait_s: int | None = Field(None, ge=1)
+    boot_disk_gb: int = Field(VertexSettings.boot_disk_gb, ge=1)
+    experiment: str | None = None
+    retry: RetryConfig = RetryConfig()
+    zeros: ZerosMachines = ZerosMachines()
+
+
+def load_vertex_backend(path: str | Path) -> VertexBackend:
+    """configs/backends/vertex.yaml, validated by the schema machinery every config file goes through.
+
+    Raises:
+        ConfigError: every problem, one line each naming file, line and key.
+    """
+    problems = Problems()
+    backend = validate(VertexBackend, Path(path), problems)
+    problems.raise_if_any()
+    return backend
 
 
 def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> VertexSettings:
     """Build VertexSettings from the backend YAML and the Terraform outputs.
 
     Args:
-        path: configs/backends/vertex.yaml (keys: image_package, image_tag, timeout_s,
-            spot, max_wait_s, boot_disk_gb, experiment, retry); unknown keys are errors. A null
+        path: configs/backends/vertex.yaml (`VertexBackend`); unknown keys are errors. A null
             image_tag means the content hash of this checkout's image sources, the tag `make image` pushes. Machines
             come from the sibling directory teams/.
         infra: an InfraSettings (project_id, region, staging_bucket, runs_bucket, image_repository,
@@ -360,28 +407,12 @@ def load_vertex_settings(path: str | Path, infra: Any, **overrides: Any) -> Vert
         overrides: settings given on the command line; None values are ignored.
     Raises:
         ConfigError: the file is unreadable, a key is unknown or has the wrong type, or a setting
-            is missing; the message names the file and the key.
+            is missing; the message names the file, the line and the key.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = set(raw) - set(_KNOBS) - {"retry", "zeros"}  # zeros: orchestrator.commands.zeros reads it
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted([*_KNOBS, 'retry'])}")
-    knobs: dict[str, Any] = {}
-    for key, typ in _KNOBS.items():
-        if key in raw:
-            if not isinstance(raw[key], typ) or (typ is int and isinstance(raw[key], bool)):
-                raise ConfigError(f"{path}: key {key!r} has the wrong type ({raw[key]!r})")
-            knobs[key] = raw[key]
-    retry_raw = raw.get("retry") or {}
-    if not isinstance(retry_raw, dict) or set(retry_raw) - {"attempts", "base_s", "cap_s"}:
-        raise ConfigError(f"{path}: retry: expected attempts, base_s, cap_s")
-    retry = RetryPolicy(**retry_raw)
+    backend = load_vertex_backend(path)
+    knobs = backend.model_dump(exclude={"retry", "zeros"})
+    retry = RetryPolicy(**backend.retry.model_dump())
     if overrides.get("image_tag") is None and knobs.get("image_tag") is None:
         knobs["image_tag"] = checkout_image_tag()  # what `make image` built from this checkout
     settings = VertexSettings(

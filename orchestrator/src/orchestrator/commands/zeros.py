@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
 
+if TYPE_CHECKING:
+    from orchestrator.vertex_settings import ZerosMachine
 
-def _vertex_zeros_machine(device: str) -> dict:
+
+def _vertex_zeros_machine(device: str) -> ZerosMachine:
     """The `zeros` machine for `device` in configs/backends/vertex.yaml."""
-    import yaml
-
     from orchestrator.config import CONFIG_DIR
     from orchestrator.errors import ConfigError
+    from orchestrator.vertex_settings import load_vertex_backend
 
     path = CONFIG_DIR / "backends" / "vertex.yaml"
-    machine = ((yaml.safe_load(path.read_text()) or {}).get("zeros") or {}).get(device)
-    if not isinstance(machine, dict) or "machine_type" not in machine:
+    machine = getattr(load_vertex_backend(path).zeros, device)
+    if machine is None:
         raise ConfigError(f"{path}: zeros.{device}.machine_type is not set")
     return machine
 
@@ -104,9 +107,9 @@ def zeros(
     machine, price = "local-cpu", None
     if backend == "vertex":
         spec = _vertex_zeros_machine(device)
-        machine, price = spec["machine_type"], _price(spec["machine_type"])
+        machine, price = spec.machine_type, _price(spec.machine_type)
         if device == "cpu" and workers is None:
-            workers = int(spec.get("workers", 1))
+            workers = spec.workers or 1
     # One spelling per dataset: the study name (and so which jobs a restart adopts) hashes it.
     out = out.rstrip("/") if out.startswith("gs://") else os.path.abspath(out)
     if run_dir is None:
@@ -156,17 +159,11 @@ def zeros(
 
         from orchestrator.backends import _load_vertex_settings
         from orchestrator.runners.vertex import VertexRunner
-        from orchestrator.vertex_settings import MachineSpec
 
         vs = _load_vertex_settings(
             str(CONFIG_DIR / "backends" / "vertex.yaml"), infra_outputs, tuple(sorted(overrides.items()))
         )
-        spec = _vertex_zeros_machine(device)
-        zeros_machine = MachineSpec(
-            str(spec["machine_type"]),
-            str(spec.get("accelerator_type") or ""),
-            int(spec.get("accelerator_count") or 0),
-        )
+        zeros_machine = _vertex_zeros_machine(device).spec()
         vs = dataclasses.replace(vs, machines={**vs.machines, settings.team: zeros_machine})
         runner = VertexRunner(vs, settings.study())
     click.echo(
