@@ -263,6 +263,14 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_gs_out_is_refused_not_written_to_a_local_gs_dir(losing_run, tmp_path, monkeypatch):
+    """--out gs://b/r: Path() would turn it into the local directory gs:/b/r; it is refused first."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"--out gs://b/r: the report is written locally"):
+        _build([losing_run], "gs://b/r", plots=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_in_a_real_process(losing_run, tmp_path):
     exe = Path(sys.executable).with_name("orchestrator")
     ok = subprocess.run(

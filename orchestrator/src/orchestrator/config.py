@@ -26,6 +26,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.rounds import KINDS, RoundConfig, RoundPlan, championship_settings, plans
 from orchestrator.schema import Problems, line_of, load_yaml, rel, validate
 from orchestrator.schema import Strict as _Strict
+from orchestrator.storage import is_gcs
 from orchestrator.trial_command import layered
 from orchestrator.values import Value
 
@@ -270,7 +271,7 @@ def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: 
     Raises:
         ConfigError: the path is local and there is no data_bucket to map it to (one line).
     """
-    if data_path.startswith("gs://"):
+    if is_gcs(data_path):
         return data_path.rstrip("/")
     from orchestrator.infra_outputs import load_infra_outputs
 
@@ -470,11 +471,11 @@ def load_settings(
     }
     infra_given = {k: v for k, v in (infra_overrides or {}).items() if v is not None}
     if data_path is not None:
-        data_path = data_path if data_path.startswith("gs://") else str(Path(data_path).resolve())
+        data_path = data_path if is_gcs(data_path) else str(Path(data_path).resolve())
     else:
         # $ZETA_SWARM_DATA wins, as it does for the trainer: one switch moves every trial to other zeros.
         data_path = os.environ.get(DATA_ENV) or profile_cfg.data_path
-        if not data_path.startswith("gs://") and not Path(data_path).is_absolute():
+        if not is_gcs(data_path) and not Path(data_path).is_absolute():
             data_path = str(REPO_ROOT / data_path)
     if backend == "vertex":
         data_path = vertex_data_url(data_path, infra_outputs, infra_given)

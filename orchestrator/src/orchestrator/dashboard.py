@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.storage import is_gcs
 
 STUDY_FILE = "study.db"
 READ_METHODS = ("GET", "HEAD")
@@ -23,7 +24,7 @@ def study_path(run_dir: str | os.PathLike) -> Path:
     Raises:
         ConfigError: a gs:// run dir (its study is in Vizier) or no study.db in it.
     """
-    if str(run_dir).startswith("gs://"):
+    if is_gcs(run_dir):
         raise ConfigError(
             f"{run_dir}: the dashboard reads a local study.db; a Vertex run's Bayesian study lives in "
             "Vizier (its console link is in `orchestrator status`)"

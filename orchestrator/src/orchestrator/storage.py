@@ -22,6 +22,11 @@ def is_gcs(url: str | os.PathLike[str]) -> bool:
     return str(url).startswith(GS)
 
 
+def bucket_url(bucket: str) -> str:
+    """'b', 'gs://b' or 'gs://b/' -> 'gs://b' (Terraform outputs give bare bucket names)."""
+    return GS + bucket.removeprefix(GS).rstrip("/")
+
+
 def join(base: str, *parts: str) -> str:
     """base/part/...: with "/" for a gs:// URL, with the OS's separator for a local path."""
     return "/".join([base.rstrip("/"), *parts]) if is_gcs(base) else os.path.join(base, *parts)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ConfigDict, Field
 
+from orchestrator import storage
 from orchestrator.errors import ConfigError, RetryableCloudError
 from orchestrator.schema import Problems, Strict, validate
 
@@ -277,7 +278,7 @@ class VertexSettings:
             if not getattr(self, name):
                 raise ConfigError(f"vertex backend: setting {name!r} is missing (terraform output or flag)")
         for name in ("staging_bucket", "runs_bucket"):
-            object.__setattr__(self, name, gs_url(getattr(self, name)))
+            object.__setattr__(self, name, storage.bucket_url(getattr(self, name)))
         if not _IMAGE_REPOSITORY_RE.match(self.image_repository):
             raise ConfigError(
                 f"vertex backend: image_repository {self.image_repository!r} is not LOCATION-docker.pkg.dev/PROJECT/REPO"
@@ -296,11 +297,6 @@ class VertexSettings:
             f"https://console.cloud.google.com/vertex-ai/locations/{self.region}/training/{job_id}"
             f"?project={self.project}"
         )
-
-
-def gs_url(bucket: str) -> str:
-    """'b', 'gs://b' or 'gs://b/' -> 'gs://b' (Terraform outputs give bare bucket names)."""
-    return "gs://" + bucket.removeprefix("gs://").rstrip("/")
 
 
 def load_team_machines(teams_dir: str | Path) -> dict[str, MachineSpec]:

@@ -205,7 +205,7 @@ def shard_done(out: str, job: ShardJob, *, verify: bool = False) -> bool:
             f"--start: {out} already holds shard {job.name} with zeros n={first:,}..{first + count - 1:,}, "
             f"not the planned n={job.first_index:,}..{job.last_index:,}; choose another --out or remove it"
         )
-    if out.startswith("gs://"):
+    if storage.is_gcs(out):
         return True
     npy = Path(out, "shards", f"{job.name}.npy")
     if verify:
@@ -216,7 +216,7 @@ def shard_done(out: str, job: ShardJob, *, verify: bool = False) -> bool:
 def drop_unverified(out: str, plan: list[ShardJob], say: Callable[[str], None]) -> None:
     """Remove the record (and array) of every local shard whose data does not match its record's
     sha256, so the run computes it again; gs:// shards are checked by the merge instead."""
-    if out.startswith("gs://"):
+    if storage.is_gcs(out):
         return
     for job in plan:
         record = Path(out, "shards", f"{job.name}.json")
@@ -302,7 +302,7 @@ def check_out(settings: ZerosSettings, plan: list[ShardJob]) -> None:
                 f"--start: {out} already holds a dataset of zeros n={first}..{last} in {len(got)} shard(s), "
                 "not this plan; choose another --out or remove it"
             )
-    if out.startswith("gs://"):
+    if storage.is_gcs(out):
         return
     missing = sum(j.count for j in plan if not shard_done(out, j))
     if missing:
@@ -338,7 +338,7 @@ def check_space(out: str, count: int) -> None:
 
 def _progress_of(job: Job) -> int:
     """Zeros a running local job has made so far, from the last progress line of its log."""
-    if not job.output_dir or job.output_dir.startswith("gs://"):
+    if not job.output_dir or storage.is_gcs(job.output_dir):
         return 0
     log = Path(job.output_dir, f"attempt-{job.attempt}.log")
     try:
@@ -392,7 +392,7 @@ class ZerosRun:
         s = self.settings
         log_dir = (
             _join(s.out, ".jobs", job.name)
-            if s.out.startswith("gs://")
+            if storage.is_gcs(s.out)
             else str(Path(s.run_dir, "logs", job.name))
         )
         return JobSpec(
@@ -478,7 +478,7 @@ class ZerosRun:
         )
 
     def _log_hint(self, job: Job) -> str:
-        if job.output_dir and not job.output_dir.startswith("gs://"):
+        if job.output_dir and not storage.is_gcs(job.output_dir):
             return f" (log: {Path(job.output_dir, f'attempt-{job.attempt}.log')})"
         return ""
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
+from orchestrator.storage import is_gcs
 
 if TYPE_CHECKING:
     from orchestrator.vertex_settings import ZerosMachine
@@ -100,7 +101,7 @@ def zeros(
         )
     if as_json and not dry_run:
         raise click.UsageError("--json goes with --dry-run")
-    if backend == "vertex" and not out.startswith("gs://"):
+    if backend == "vertex" and not is_gcs(out):
         raise ConfigError(f"--out {out}: the vertex backend writes to a gs:// dataset directory")
     if backend == "local" and device == "cuda":
         raise ConfigError("--device cuda: the local backend runs on CPU cores; use --backend vertex for GPUs")
@@ -111,9 +112,9 @@ def zeros(
         if device == "cpu" and workers is None:
             workers = spec.workers or 1
     # One spelling per dataset: the study name (and so which jobs a restart adopts) hashes it.
-    out = out.rstrip("/") if out.startswith("gs://") else os.path.abspath(out)
+    out = out.rstrip("/") if is_gcs(out) else os.path.abspath(out)
     if run_dir is None:
-        run_dir = f"runs/{study_name(out)}" if out.startswith("gs://") else os.path.join(out, ".orchestrator")
+        run_dir = f"runs/{study_name(out)}" if is_gcs(out) else os.path.join(out, ".orchestrator")
     settings = ZerosSettings(
         start=start,
         count=count,

@@ -13,6 +13,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.report import analysis, horizon, playbook, plots
 from orchestrator.report.html import PLOT_CAPTIONS, Page, render_html, render_markdown
 from orchestrator.report.load import load
+from orchestrator.storage import is_gcs
 
 
 def _draw(loaded, tmp: Path, progress: Callable[[str], None]) -> list[str]:
@@ -51,7 +52,7 @@ def _check_replaceable(out: Path, paths: list[str]) -> None:
     """
     target = out.resolve()
     for p in paths:
-        if not p.startswith("gs://"):
+        if not is_gcs(p):
             src = Path(p).resolve()
             if src == target or target in src.parents:
                 raise ConfigError(f"--out {out}: would replace the run directory {p}; choose a new directory")
@@ -90,9 +91,9 @@ def build_report(
     Raises:
         ConfigError: bad input (missing directory, malformed file) or an output path that is a file.
     """
-    out = Path(out)
-    if str(out).startswith("gs://"):
+    if is_gcs(out):  # before Path(), which would make gs://b a local gs:/b
         raise ConfigError(f"--out {out}: the report is written locally; copy it to gs:// afterwards")
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
     _check_replaceable(out, paths)

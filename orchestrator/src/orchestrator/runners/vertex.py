@@ -40,7 +40,10 @@ from orchestrator.errors import ConfigError, PermanentJobError, RetryableCloudEr
 from orchestrator.runners.base import Job, JobSpec, JobState, Runner
 
 # The runs bucket is read by the storage layer; its reader is this backend's read_output.
-from orchestrator.storage import _storage_client  # noqa: F401 (tests clear its cache here)
+from orchestrator.storage import (
+    _storage_client,  # noqa: F401 (tests clear its cache here)
+    is_gcs,
+)
 from orchestrator.storage import read_gcs as read_output  # noqa: F401
 from orchestrator.vertex_settings import (
     CloudCalls,
@@ -181,7 +184,7 @@ class VertexRunner(Runner):
         """The SDK CustomJob for one attempt (built locally; nothing is sent)."""
         from google.cloud import aiplatform
 
-        if not spec.output_dir.startswith("gs://"):
+        if not is_gcs(spec.output_dir):
             raise PermanentJobError(
                 f"trial {spec.trial_id}: output dir {spec.output_dir!r} is not a gs:// URL"
             )
