@@ -10,6 +10,7 @@ import pytest
 from infra_stack import REPO
 from orchestrator.errors import ConfigError
 from orchestrator.infra_outputs import ENV_VAR, OVERRIDE_FLAGS, REQUIRED, InfraSettings, load_infra_outputs
+from orchestrator.vertex_settings import load_vertex_settings
 
 FIXTURE = REPO / "tests" / "fixtures" / "infra-outputs.json"
 
@@ -48,9 +49,11 @@ def test_fixture_loads():
         trainer_service_account="zs-trainer@zeta-swarm-test.iam.gserviceaccount.com",
         orchestrator_service_account="zs-orchestrator@zeta-swarm-test.iam.gserviceaccount.com",
     )
-    assert settings.trainer_image("3f2a9c1d0b4e") == (
-        "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:3f2a9c1d0b4e"
+    # The image the trials run: the repository output + vertex.yaml's image_package + the tag.
+    vertex = load_vertex_settings(
+        REPO / "configs" / "backends" / "vertex.yaml", settings, image_tag="3f2a9c1d0b4e"
     )
+    assert vertex.image_tag_uri == "us-central1-docker.pkg.dev/zeta-swarm-test/zs-images/trainer:3f2a9c1d0b4e"
     with pytest.raises(AttributeError):
         settings.region = "europe-west4"  # frozen: a job spec cannot drift from what was loaded
 

@@ -59,7 +59,7 @@ _FORMATS = {
     "data_bucket": _BUCKET,
     "runs_bucket": _BUCKET,
     "staging_bucket": _BUCKET,
-    # No scheme, no tag or digest: the runner appends /trainer:TAG itself.
+    # No scheme, no tag or digest: VertexSettings.image_tag_uri appends /<image_package>:<tag>.
     "image_repository": (
         r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+",
         "a repository path such as us-central1-docker.pkg.dev/PROJECT/REPO, without https:// or a tag",
@@ -85,14 +85,6 @@ class InfraSettings:
     trainer_service_account: str
     orchestrator_service_account: str
     tensorboard: str = ""  # projects/P/locations/R/tensorboards/N, or "" (none)
-
-    def trainer_image(self, tag: str) -> str:
-        """The trainer image URI that `make image` pushes.
-
-        Args:
-            tag: image tag, the short git SHA the image was built from (e.g. "3f2a9c1d0b4e").
-        """
-        return f"{self.image_repository}/trainer:{tag}"
 
 
 def read_outputs(path: str | os.PathLike[str]) -> dict[str, object]:
