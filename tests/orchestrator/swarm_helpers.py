@@ -49,3 +49,25 @@ def settings(run_dir: Path, phase: int = 2, **update):
     )
     backend = s.backend.model_copy(update={"poll_s": 1.0, "grace_s": 2.0})
     return s.model_copy(update={"backend": backend, "early_stopping": NO_EARLY_STOP, **update})
+
+
+def local_controller(s, clock: FakeClock, on_event=None):
+    """(controller, tuner, runner) of settings `s` on the local backend with the fake trainer and
+    `clock` (the controller sleeps on it)."""
+    from orchestrator.controller import Controller
+
+    from orchestrator import backends
+
+    tuner = backends.make_tuner(s, s.rounds[0].params())
+    runner = backends.make_runner(s, FAKE_TRAINER)
+    ctl = Controller(
+        s,
+        tuner,
+        runner,
+        backends.make_output_reader(s),
+        lambda i: backends.trial_output_dir(s, i),
+        clock,
+        clock.sleep,
+        on_event=on_event,
+    )
+    return ctl, tuner, runner

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule
-from orchestrator.controller import Controller, RoundSpec
+from orchestrator.controller import RoundSpec
 from orchestrator.phases import SwarmRun
 from orchestrator.run_files import STOP_FILE
 from orchestrator.runners.base import JobState
 from orchestrator.tuners.base import TunerState, TunerTrial
-from swarm_helpers import FAKE_TRAINER, FakeClock, settings
+from swarm_helpers import FAKE_TRAINER, FakeClock, local_controller, settings
 
 from orchestrator import backends
 
@@ -52,21 +52,6 @@ def _swarm(s, clock=None):
     lines: list[str] = []
     snap = SwarmRun(s, trainer_command=FAKE_TRAINER, clock=clock, sleep=clock.sleep, out=lines.append).run()
     return snap, lines
-
-
-def _controller(s, clock):
-    tuner = backends.make_tuner(s, s.rounds[0].params())
-    runner = backends.make_runner(s, FAKE_TRAINER)
-    ctl = Controller(
-        s,
-        tuner,
-        runner,
-        backends.make_output_reader(s),
-        lambda i: backends.trial_output_dir(s, i),
-        clock,
-        clock.sleep,
-    )
-    return ctl, tuner, runner
 
 
 def _wait_jobs(runner, states, clock, n=None):
@@ -190,7 +175,7 @@ def test_the_budget_guard_starts_nothing_beyond_the_cap(tmp_path, study_db):
 def test_stop_request_stops_active_trials_and_cancels_their_jobs(tmp_path, study_db):
     s = _prepare(tmp_path, study_db, max_trials=4, parallel=2, env={"FAKE_HANG_TRIALS": "0,1,2,3"})
     clock = FakeClock()
-    ctl, tuner, runner = _controller(s, clock)
+    ctl, tuner, runner = local_controller(s, clock)
     rnd = RoundSpec("weights", None, s.max_trials)
     ctl.reconcile(rnd)
     _wait_jobs(runner, {JobState.RUNNING}, clock, n=2)
@@ -205,14 +190,14 @@ def test_stop_request_stops_active_trials_and_cancels_their_jobs(tmp_path, study
 def test_restart_launches_a_suggested_trial_and_cancels_the_job_of_a_finished_one(tmp_path, study_db):
     s = _prepare(tmp_path, study_db, max_trials=2, parallel=2, env={"FAKE_HANG_TRIALS": "0"})
     clock = FakeClock()
-    ctl, tuner, runner = _controller(s, clock)
+    ctl, tuner, runner = local_controller(s, clock)
     rnd = RoundSpec("weights", None, s.max_trials)
     ctl.reconcile(rnd)
     _wait_jobs(runner, {JobState.RUNNING, JobState.SUCCEEDED}, clock, n=2)
     # A controller that died right after suggesting (trial 2) and right after stopping trial 0:
     (extra,) = tuner.suggest(1)
     tuner.stop("0", "early stop")
-    ctl2, _, _ = _controller(s.model_copy(update={"max_trials": 3}), clock)
+    ctl2, _, _ = local_controller(s.model_copy(update={"max_trials": 3}), clock)
     ctl2.reconcile(RoundSpec("weights", None, 3))
     jobs = {j.trial_id: j for j in runner.jobs()}
     assert extra.id in jobs and jobs[extra.id].attempt == 1
@@ -250,7 +235,9 @@ def test_baseline_sigma_rule_stops_only_trials_without_a_clear_gain(tmp_path, st
     rules = EarlyStopping(
         baseline_sigma=BaselineSigmaRule(at_fraction=0.35, sigmas=1.0), median=MedianRule(enabled=False)
     )
-    ctl, _, _ = _controller(_with_epochs(s.model_copy(update={"early_stopping": rules}), 10), FakeClock())
+    ctl, _, _ = local_controller(
+        _with_epochs(s.model_copy(update={"early_stopping": rules}), 10), FakeClock()
+    )
     trial = TunerTrial("7", {}, TunerState.ACTIVE)
     early = {e: _row(e, 0.02, diff=0.0075) for e in (1, 2, 3)}
     assert ctl.early_stop_reason(trial, early, []) is None  # too early
@@ -269,7 +256,9 @@ def test_median_rule_stops_a_trial_worse_than_the_median_of_its_peers(tmp_path, 
     rules = EarlyStopping(
         baseline_sigma=BaselineSigmaRule(enabled=False), median=MedianRule(warmup_fraction=0.3, min_trials=3)
     )
-    ctl, _, _ = _controller(_with_epochs(s.model_copy(update={"early_stopping": rules}), 10), FakeClock())
+    ctl, _, _ = local_controller(
+        _with_epochs(s.model_copy(update={"early_stopping": rules}), 10), FakeClock()
+    )
     peers = []
     for i, v in enumerate([0.010, 0.012, 0.014]):
         peers.append(TunerTrial(str(i), {}, TunerState.COMPLETED, value=v))

@@ -10,7 +10,6 @@ import shutil
 
 from orchestrator.config import BaselineSigmaRule, MedianRule
 from orchestrator.controller import (
-    Controller,
     Outcome,
     Retry,
     RoundSpec,
@@ -23,9 +22,7 @@ from orchestrator.early_stopping import baseline_rule, best_upto, finite, last_v
 from orchestrator.run_files import job_hours
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobState
 from orchestrator.tuners.base import TunerState, TunerTrial
-from swarm_helpers import FAKE_TRAINER, FakeClock, settings
-
-from orchestrator import backends
+from swarm_helpers import FakeClock, local_controller, settings
 
 
 def test_running_trials_reserve_their_estimated_cost_before_another_starts(tmp_path, study_db):
@@ -43,19 +40,8 @@ def test_running_trials_reserve_their_estimated_cost_before_another_starts(tmp_p
         }
     )
     clock = FakeClock()
-    tuner = backends.make_tuner(s, s.rounds[0].params())
-    runner = backends.make_runner(s, FAKE_TRAINER)
     events: list[dict] = []
-    ctl = Controller(
-        s,
-        tuner,
-        runner,
-        backends.make_output_reader(s),
-        lambda i: backends.trial_output_dir(s, i),
-        clock,
-        clock.sleep,
-        on_event=events.append,
-    )
+    ctl, tuner, runner = local_controller(s, clock, on_event=events.append)
     rnd = RoundSpec("weights", None, s.max_trials)
     try:
         first = ctl.reconcile(rnd)
