@@ -69,9 +69,16 @@ def build_trial(
     if data is not None:
         overrides.append(f"data.path={data}")
     cfg = load_config(Path(repo) / "configs" / "trainer" / f"{mode}.yaml", overrides)
-    torch.set_num_threads(cfg.train.cpu_threads or torch.get_num_threads())
-    torch.use_deterministic_algorithms(True)
-    return Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu")), cfg
+    cpu = torch.device("cpu")
+    try:  # the process settings of a trial (a revision before trainer.training.process_settings:
+        # deterministic algorithms and the threads, as its _guarded set them)
+        from trainer.training import process_settings
+    except ImportError:
+        torch.set_num_threads(cfg.train.cpu_threads or torch.get_num_threads())
+        torch.use_deterministic_algorithms(True)
+    else:
+        process_settings(cpu, cfg.train.cpu_threads).__enter__()  # for the rest of this process
+    return Trial(cfg, open_dataset(cfg.data.path), cpu), cfg
 
 
 class Stepper:

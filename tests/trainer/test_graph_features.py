@@ -33,6 +33,22 @@ def test_induced_edges_of_two_runs_cross_the_gap_only_where_both_ends_are_nodes(
     assert graph.segments(np.arange(5, 9)) == [(0, 4)]
 
 
+@pytest.mark.parametrize("dense_span_per_node", [0, 10**9])  # the binary search, the position map
+def test_neighbour_table_matches_a_dictionary_lookup_on_both_paths(monkeypatch, dense_span_per_node):
+    monkeypatch.setattr(graph, "DENSE_SPAN_PER_NODE", dense_span_per_node)
+    rng = np.random.default_rng(7)
+    primes = [2, 3, 5, 7, 11, 13]
+    for case in range(20):
+        runs = [(int(a), int(a) + int(rng.integers(1, 40))) for a in rng.choice(10**5, 6, replace=False)]
+        index = np.unique(np.concatenate([np.arange(a, b) for a, b in runs]))
+        if case == 0:
+            index = index[:1]  # one node: no edge
+        where = {int(n): i for i, n in enumerate(index)}
+        expected = np.array([[where.get(int(n) - p, -1) for p in primes] for n in index])
+        np.testing.assert_array_equal(graph.neighbour_table(index, primes), expected)
+    assert graph.neighbour_table(np.array([], dtype=np.int64), primes).shape == (0, 6)
+
+
 def test_csr_adjacency_matches_the_table():
     table = graph.neighbour_table(np.arange(1, 11), [2, 3])
     dense = graph.adjacency(table).to_dense()

@@ -13,6 +13,11 @@ import warnings
 import numpy as np
 import torch
 
+#: neighbour_table looks zeros up in a dense position map when the nodes' index span is at most
+#: this many times their number (every training batch: clusters of a bounded range), else by
+#: binary search (e.g. a few windows far apart).
+DENSE_SPAN_PER_NODE = 64
+
 
 def neighbour_table(index: np.ndarray, primes: list[int]) -> np.ndarray:
     """Local source of each causal edge into each node, inside the node set.
@@ -26,11 +31,24 @@ def neighbour_table(index: np.ndarray, primes: list[int]) -> np.ndarray:
         or -1 where that zero is not a node (the edge is left out).
     """
     index = np.asarray(index, dtype=np.int64)
-    table = np.full((len(index), len(primes)), -1, dtype=np.int64)
+    m = len(index)
+    table = np.full((m, len(primes)), -1, dtype=np.int64)
+    if m == 0:
+        return table
+    span = int(index[-1] - index[0]) + 1
+    if span <= DENSE_SPAN_PER_NODE * m:  # a gather per offset instead of a search: ~3x faster
+        local = index - index[0]
+        position = np.full(span, -1, dtype=np.int64)
+        position[local] = np.arange(m)
+        for j, p in enumerate(primes):
+            wanted = local - p
+            inside = (wanted >= 0) & (wanted < span)
+            table[inside, j] = position[wanted[inside]]
+        return table
     for j, p in enumerate(primes):
         wanted = index - p
         pos = np.searchsorted(index, wanted)
-        found = pos < len(index)
+        found = pos < m
         found[found] = index[pos[found]] == wanted[found]
         table[found, j] = pos[found]
     return table

@@ -61,20 +61,25 @@ class Neighbours:
 
     @classmethod
     def from_table(cls, table: np.ndarray, mean: bool) -> Neighbours:
-        valid = table >= 0
         m, k = table.shape
+        valid = table >= 0
         rows = np.arange(m, dtype=np.int64)[:, None]
         weight = valid.astype(np.float32)
         if mean:
             weight /= np.maximum(valid.sum(axis=1, keepdims=True), 1)
         index = np.where(valid, table, rows)
-        targets, cols = np.nonzero(valid)
-        sources = table[targets, cols]
+        # The transpose through flat positions (1-D take and put: a third faster than 2-D
+        # fancy indexing): edge (target, column) fills slot (source, column), which is unique
+        # because n + p_j is one zero.
+        edges = np.flatnonzero(valid)
+        targets, cols = np.divmod(edges, k)
+        sources = table.ravel()[edges]
+        slots = sources * k + cols
         index_t = np.repeat(rows, k, axis=1)
         weight_t = np.zeros((m, k), dtype=np.float32)
-        index_t[sources, cols] = targets  # one target per (source, offset): n + p_j is unique
-        weight_t[sources, cols] = weight[targets, cols]
-        reach = int((targets - sources).max()) if len(targets) else 0
+        index_t.ravel()[slots] = targets
+        weight_t.ravel()[slots] = weight.ravel()[edges]
+        reach = int((targets - sources).max()) if len(edges) else 0
         dtype = np.int32 if m < 2**31 else np.int64  # half the memory of int64 at 2e6 nodes
         t = torch.from_numpy
         return cls(t(index.astype(dtype)), t(weight), t(index_t.astype(dtype)), t(weight_t), reach)

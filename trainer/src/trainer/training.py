@@ -10,6 +10,7 @@ Reading order: Trial (everything built from config + data), then run_trial (the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -602,25 +603,42 @@ def _final_status(outputs: TrialOutputs, echo) -> str | None:
     return final.get("status")
 
 
-def _guarded(cfg, dataset, device, outputs: TrialOutputs, state, tensorboard_dir, echo, started) -> int:
-    """The loop with the process-wide settings it needs, and final.json saying failed if it raises."""
+@contextlib.contextmanager
+def process_settings(device: torch.device, cpu_threads: int):
+    """The process-wide torch settings a trial runs under, restored on exit (bench/ uses them too).
+
+    On the CPU: deterministic algorithms (bit-for-bit resume), but without the NaN fill of every
+    new tensor that deterministic mode adds by default: it is a guard against ops that read
+    memory they never wrote, costs a pass over each new tensor (~8% of a mini-batch step,
+    bench/profile_step.py), and no op of a trial reads memory it did not write (the resume and
+    repeat tests compare every output bit for bit). cpu_threads > 0 sets torch's intra-op threads.
+    """
     deterministic = torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     threads = torch.get_num_threads()
     try:
-        outputs.write_text(CONFIG_FILE, dump_config(cfg))
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True)
-        if cfg.train.cpu_threads:
-            torch.set_num_threads(cfg.train.cpu_threads)
-        with _StopFlag() as stop:
+            torch.utils.deterministic.fill_uninitialized_memory = False
+        if cpu_threads:
+            torch.set_num_threads(cpu_threads)
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        torch.set_num_threads(threads)
+
+
+def _guarded(cfg, dataset, device, outputs: TrialOutputs, state, tensorboard_dir, echo, started) -> int:
+    """The loop with the process-wide settings it needs, and final.json saying failed if it raises."""
+    try:
+        outputs.write_text(CONFIG_FILE, dump_config(cfg))
+        with process_settings(device, cfg.train.cpu_threads), _StopFlag() as stop:
             return _loop(cfg, dataset, device, outputs, state, stop, tensorboard_dir, echo, started)
     except Exception as e:
         reason = f"{type(e).__name__}: {e}"
         outputs.write_json(FINAL_FILE, _final("failed", None, 0, time.monotonic() - started, reason))
         raise
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.set_num_threads(threads)
 
 
 def _loop(
