@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train.py                      # everything (long on a small CPU)
     .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1
-    .venv/bin/python bench/train.py --only fullbatch --sizes 2001035 --threads 1 [--set train.checkpoint_layers=true]
+    .venv/bin/python bench/train.py --only fullbatch --sizes 2001035 --threads 1 [--set train.recompute_activations=true]
     .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1 --compare main
     .venv/bin/python bench/train.py --only fullbatch --fit-gb 20     # largest full-batch N in 20 GB
     .venv/bin/python bench/train.py --only partition
@@ -368,7 +368,7 @@ def main() -> None:
         dest="extra",
         action="append",
         default=[],
-        help="section.key=VALUE (YAML, as trainer train --set), e.g. train.checkpoint_layers=true",
+        help="section.key=VALUE (YAML, as trainer train --set), e.g. train.recompute_activations=true",
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--compare", metavar="REV", help="also measure the trainer of git revision REV")

@@ -163,7 +163,7 @@ def tree(path: Path) -> dict[str, tuple]:
 EXES = {
     "trainer": [str(BIN / "trainer")],
     "orchestrator": [str(BIN / "orchestrator")],
-    # the orchestrator with a signal sent to itself at one crash-injection checkpoint
+    # the orchestrator with a signal sent to itself at one crash point
     "orchestrator-signalled": [sys.executable, str(HERE / "orchestrator_signalled.py")],
 }
 
@@ -677,7 +677,7 @@ def study_locked(argv: Callable[[Workspace], list[str]]) -> Callable[[Workspace]
 
 
 def signalled(at: str, hang: str = "0,1") -> Callable[[Workspace], list[str]]:
-    """A fresh two-trial swarm whose controller gets a signal at one checkpoint (`at`, see
+    """A fresh two-trial swarm whose controller gets a signal at one crash point (`at`, see
     orchestrator_signalled.py); its hanging trials are stopped after the command."""
 
     def setup(ws: Workspace) -> list[str]:
@@ -696,7 +696,7 @@ def _stop(ws: Workspace, run_dir: Path) -> None:
 
 
 def killed_then_restarted(at: str) -> Callable[[Workspace], list[str]]:
-    """A fresh two-trial swarm killed by SIGTERM at one checkpoint, then the same command again."""
+    """A fresh two-trial swarm killed by SIGTERM at one crash point, then the same command again."""
 
     def setup(ws: Workspace) -> list[str]:
         argv = ctrl_c(ws)

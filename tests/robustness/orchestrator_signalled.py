@@ -1,13 +1,13 @@
-"""`orchestrator` with a signal sent to itself at a chosen crash-injection checkpoint, for the
+"""`orchestrator` with a signal sent to itself at a chosen crash point, for the
 robustness cases that interrupt the controller at one exact point (no timing involved).
 
-  ROBUST_SIGNAL_AT   "<signal>:<checkpoint name>[:<k>]", e.g. "INT:wrapper spawned:1": after the
-                     k-th (default first) checkpoint of that name, os.kill(own pid, SIGINT)
+  ROBUST_SIGNAL_AT   "<signal>:<crash point name>[:<k>]", e.g. "INT:wrapper spawned:1": after the
+                     k-th (default first) crash point of that name, os.kill(own pid, SIGINT)
 
 The patch replaces orchestrator.crash_injection.crash_point before any orchestrator module binds
 it (`from orchestrator.crash_injection import crash_point` happens on their import, later), so the
 controller, the phases and the local runner all call it. Python runs a signal's handler at the
-next bytecode boundary: SIGINT's KeyboardInterrupt is raised right after the checkpoint, inside
+next bytecode boundary: SIGINT's KeyboardInterrupt is raised right after the crash point, inside
 the step that follows it (for "wrapper spawned": between the wrapper's fork and the write of its
 pid to `spawned`).
 """

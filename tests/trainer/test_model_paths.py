@@ -73,3 +73,30 @@ def test_neighbours_transpose_and_reach():
     torch.testing.assert_close(dense, dense_t)
     assert dense[3].sum() == 1.0 and dense[3, 2] == 1.0  # zero 5: only zero 2 (5 - 3), a mean of one
     assert dense[0].sum() == 0.0  # zero 0 has no neighbour: aggregates nothing
+
+
+def test_chunked_recomputation_replays_the_dropout_masks(monkeypatch):
+    # gradcheck compares the backward (which recomputes every chunk) with finite differences of
+    # the forward; both see the same masks only if the recomputation replays each chunk's RNG
+    # state. Without the replay the analytic gradient uses other masks and gradcheck fails.
+    monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(model, "CHUNK_ROWS", 16)
+    torch.manual_seed(2)
+    table = graph.neighbour_table(np.arange(50), [2, 3])
+    net = SpacingGNN(4, hidden=6, depth=2, dropout=0.4).double().train()
+    torch.nn.init.normal_(net.head.weight)
+    g = net.graph_input(table)
+
+    def run(x):
+        torch.manual_seed(5)  # the same masks on every call gradcheck makes
+        return net(x, g)
+
+    x = torch.randn(50, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(run, (x,), eps=1e-6, atol=1e-5)
+    assert not torch.equal(run(x), net.eval()(x, g))  # dropout did act in training
+    net.train()
+    out = run(x)
+    torch.rand(3)  # something else draws between the forward and the backward
+    before = torch.get_rng_state()
+    out.sum().backward()
+    assert torch.equal(before, torch.get_rng_state())  # the replay does not move the generator

@@ -127,6 +127,16 @@ def test_bad_yaml_and_missing_file(tmp_path, monkeypatch):
         ({"train": {"epochs": "many"}}, [], "bad.yaml: train.epochs: must be an integer"),
         ({"loss": {"gue_nll_weight": -0.5}}, [], "bad.yaml: loss.gue_nll_weight: must be >= 0.0"),
         ({}, ["train.speed=3"], "--set train.speed: unknown key (train.speed)"),
+        (
+            {"train": {"checkpoint_layers": True}},
+            [],
+            "bad.yaml: train.checkpoint_layers: unknown key (renamed train.recompute_activations)",
+        ),
+        (
+            {},
+            ["train.checkpoint_layers=true"],
+            "--set train.checkpoint_layers: unknown key (renamed train.recompute_activations) (train.checkpoint_layers)",
+        ),
         ({}, ["baselines.prime_cutoff=1"], "--set: baselines.prime_cutoff: must be >= 2"),
         ({}, ["baselines.prime_cutoff=1000000000"], "--set: baselines.prime_cutoff: must be <= 100000000"),
         ({}, ["train.epochs=-1"], "--set: train.epochs: must be >= 0"),

@@ -146,7 +146,7 @@ class TrainConfig(_Strict):
     # Run the model in row chunks, recomputing each in the backward pass instead of storing its
     # activations, at any size (trainer.model: it does so by itself above 2^17 nodes, which is
     # what lets full-batch training over all 2,001,052 zeros fit in a few GB).
-    checkpoint_layers: bool = False
+    recompute_activations: bool = False
     # Each cluster's node features are built once and kept for later epochs, least recently used
     # out beyond this many MiB (0: rebuild every step).
     node_cache_mb: int = Field(512, ge=0)
@@ -345,6 +345,15 @@ def _load_file(path: Path, origins: dict, chain: tuple[Path, ...] = ()) -> dict[
     return _merge(merged, data, origins, _label(path))
 
 
+#: Keys that were renamed: a config that still uses the old name is told the new one.
+RENAMED_KEYS = {"train.checkpoint_layers": "train.recompute_activations"}
+
+
+def _unknown(dotted: str) -> str:
+    new = RENAMED_KEYS.get(dotted)
+    return f"unknown key (renamed {new})" if new else "unknown key"
+
+
 def _apply_set(data: dict, item: str, origins: dict) -> dict:
     key, sep, raw = item.partition("=")
     key = key.strip()
@@ -359,7 +368,7 @@ def _apply_set(data: dict, item: str, origins: dict) -> dict:
     for i, part in enumerate(parts):
         fields = getattr(model, "model_fields", None)
         if fields is None or part not in fields:
-            raise ConfigError(f"{SET_ORIGIN} {key}: unknown key ({'.'.join(parts[: i + 1])})")
+            raise ConfigError(f"{SET_ORIGIN} {key}: {_unknown(key)} ({'.'.join(parts[: i + 1])})")
         model = fields[part].annotation
     nested: Any = value
     for part in reversed(parts):
@@ -448,7 +457,8 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         cfg = TrialConfig.model_validate(data)
     except ValidationError as e:
         lines = [
-            f"{_origin(err['loc'], origins, top)}: {_dotted(err['loc'])}: {_message(err)}"
+            f"{_origin(err['loc'], origins, top)}: {_dotted(err['loc'])}: "
+            + (_unknown(_dotted(err["loc"])) if err["type"] == "extra_forbidden" else _message(err))
             for err in e.errors()
         ]
         raise ConfigError("\n".join(lines)) from None

@@ -18,7 +18,7 @@ whose backward is the same gather over the transposed table (no scatter, no atom
 transposition), with the convs' own linear maps. GATv2Conv needs per-edge attention and takes an
 edge_index. (A sparse CSR adjacency or an edge_index still works for every layer: PyG's path.)
 
-Large graphs (more than CHUNKED_ABOVE nodes, or checkpoint_layers) run in row chunks with
+Large graphs (more than CHUNKED_ABOVE nodes, or recompute_activations) run in row chunks with
 recomputation (`_RowChunks`): each layer's output for CHUNK_ROWS rows needs only the rows
 within the table's reach before them, so the forward keeps just the layer outputs between
 segments and the backward recomputes each chunk from them. Full-batch over the whole table
@@ -129,6 +129,10 @@ class _NeighbourSum(torch.autograd.Function):
         )
 
 
+#: Under autocast activations arrive in these; the gather-sum runs in float32 (float64 stays).
+_HALF = (torch.bfloat16, torch.float16)
+
+
 def _aggregate(h: torch.Tensor, nb: Neighbours) -> torch.Tensor:
     return _NeighbourSum.apply(h, nb.index, nb.weight, nb.index_t, nb.weight_t)
 
@@ -137,21 +141,27 @@ class _RowChunks(torch.autograd.Function):
     """out = step(inputs..., nb) computed CHUNK_ROWS rows at a time, keeping only the inputs:
     the backward recomputes each chunk (from its rows and the `reach` rows before them, under
     the forward's autocast state) and runs autograd through it, so frozen parameters
-    (requires_grad False) get none. Row-wise inputs all have the graph's rows; the parameters
-    are passed only so that the output requires grad when they do."""
+    (requires_grad False) get none. With `random` (dropout while training) each chunk's RNG
+    state is kept (~5 KB on the CPU) and replayed, so the recomputation draws the forward's
+    masks. Row-wise inputs all have the graph's rows; the parameters are passed only so that
+    the output requires grad when they do."""
 
     @staticmethod
-    def forward(ctx, step, nb, count, *tensors):
+    def forward(ctx, step, nb, random, count, *tensors):
         inputs, params = tensors[:count], tensors[count:]
         m = len(nb)
         out = None
+        device = inputs[0].device
         rows = [t.detach() for t in inputs]  # slices of a detached tensor never ask for gradients
+        ctx.rng_states = []  # with `random` (dropout): the RNG state each chunk started from
         for lo, a, b in _chunks(m, nb.reach):
+            if random:
+                ctx.rng_states.append(_rng_state(device))
             o = step(*(t[lo:b] for t in rows), nb.rows(lo, a, b))
             if out is None:
                 out = o.new_empty((m, *o.shape[1:]))
             out[a:b] = o
-        dev = inputs[0].device.type
+        dev = device.type
         ctx.step, ctx.nb, ctx.count = step, nb, count
         ctx.autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
         ctx.save_for_backward(*inputs)
@@ -161,22 +171,47 @@ class _RowChunks(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         inputs, params, nb = ctx.saved_tensors, ctx.params, ctx.nb
-        need_in = ctx.needs_input_grad[3 : 3 + ctx.count]
+        need_in = ctx.needs_input_grad[4 : 4 + ctx.count]
         wanted = [p for p in params if p.requires_grad]
         g_in = [torch.zeros_like(t) if need else None for t, need in zip(inputs, need_in, strict=True)]
         dev, enabled, dtype = ctx.autocast
-        for lo, a, b in _chunks(len(nb), nb.reach):
-            with torch.enable_grad(), torch.autocast(dev, dtype=dtype, enabled=enabled):
-                sl = [t[lo:b].detach().requires_grad_(need) for t, need in zip(inputs, need_in, strict=True)]
-                out = ctx.step(*sl, nb.rows(lo, a, b))
-            # As torch's reentrant checkpoint: the parameters' .grad accumulate right here, chunk
-            # after chunk in a fixed order (autograd.grad would not run under FlopCounterMode).
-            leaves = [t for t, need in zip(sl, need_in, strict=True) if need] + wanted
-            torch.autograd.backward(out, grad[a:b], inputs=leaves)
-            for g, t in zip(g_in, sl, strict=True):
-                if g is not None and t.grad is not None:
-                    g[lo:b] += t.grad
-        return None, None, None, *g_in, *(None for _ in params)
+        device = inputs[0].device
+        # The recomputation replays each chunk's RNG state (the same dropout masks as its
+        # forward); fork_rng puts the generator back where the forward left it afterwards.
+        with torch.random.fork_rng(
+            devices=[device] if device.type == "cuda" else [], enabled=bool(ctx.rng_states)
+        ):
+            for k, (lo, a, b) in enumerate(_chunks(len(nb), nb.reach)):
+                if ctx.rng_states:
+                    _set_rng_state(device, ctx.rng_states[k])
+                with torch.enable_grad(), torch.autocast(dev, dtype=dtype, enabled=enabled):
+                    sl = [
+                        t[lo:b].detach().requires_grad_(need) for t, need in zip(inputs, need_in, strict=True)
+                    ]
+                    out = ctx.step(*sl, nb.rows(lo, a, b))
+                _chunk_backward(out, grad[a:b], sl, wanted, g_in, lo, b)
+        return None, None, None, None, *g_in, *(None for _ in params)
+
+
+def _chunk_backward(out, grad, sl, wanted, g_in, lo: int, b: int) -> None:
+    # As torch's reentrant checkpoint: the parameters' .grad accumulate right here, chunk after
+    # chunk in a fixed order (autograd.grad would not run under FlopCounterMode).
+    leaves = [t for t in sl if t.requires_grad] + wanted
+    torch.autograd.backward(out, grad, inputs=leaves)
+    for g, t in zip(g_in, sl, strict=True):
+        if g is not None and t.grad is not None:
+            g[lo:b] += t.grad
+
+
+def _rng_state(device: torch.device) -> torch.Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
 
 
 def _own_rows(h: torch.Tensor, nb: Neighbours) -> torch.Tensor:
@@ -222,7 +257,7 @@ class SpacingGNN(nn.Module):
         dropout: dropout probability after each layer (default 0).
         residual: add each layer's output to its input (default True).
         norm: "none", "layer" or "batch" normalisation inside each layer (default "layer").
-        checkpoint_layers: run in row chunks with recomputation (module docstring) at any
+        recompute_activations: run in row chunks with recomputation (module docstring) at any
             size (default False: only above CHUNKED_ABOVE nodes).
         head: "residual" (output 0 at start: the node's base, i.e. baseline (f)) or "spacing"
             (output 1 at start: the mean spacing; base 0).
@@ -238,7 +273,7 @@ class SpacingGNN(nn.Module):
         dropout: float = 0.0,
         residual: bool = True,
         norm: str = "layer",
-        checkpoint_layers: bool = False,
+        recompute_activations: bool = False,
         head: str = "residual",
     ):
         super().__init__()
@@ -247,7 +282,7 @@ class SpacingGNN(nn.Module):
         self.head_kind = head
         self.layer = layer
         self.residual = residual
-        self.checkpoint_layers = checkpoint_layers
+        self.recompute_activations = recompute_activations
         self.encoder = nn.Linear(in_features, hidden)
         self.convs = nn.ModuleList(_conv(layer, hidden) for _ in range(depth))
         self.norms = nn.ModuleList(_norm(norm, hidden) for _ in range(depth))
@@ -281,7 +316,7 @@ class SpacingGNN(nn.Module):
             # Under bf16 autocast h arrives in bf16, but sparse CSR matmul is not an autocast op and
             # wants matching dtypes: aggregate in float32 (the conv's linear layers still autocast).
             return conv(h.float() if g.layout == torch.sparse_csr else h, g)
-        agg = _aggregate(h.float(), g)
+        agg = _aggregate(h.float() if h.dtype in _HALF else h, g)
         root = _own_rows(h, g)
         rel, own = (conv.lin_rel, conv.lin_root) if self.layer == "graphconv" else (conv.lin_l, conv.lin_r)
         # rel(agg) + own(root) as one addmm (own has no bias in either conv): one [rows, hidden]
@@ -299,9 +334,7 @@ class SpacingGNN(nn.Module):
         """Whether forward runs in row chunks with recomputation (module docstring)."""
         if self.layer == "gatv2" or isinstance(self.norms[0], nn.BatchNorm1d):
             return False  # per-edge attention; batch statistics over all rows
-        if self.training and self.dropout.p > 0:
-            return False  # a recomputed chunk would draw another dropout mask
-        return self.checkpoint_layers or m > CHUNKED_ABOVE
+        return self.recompute_activations or m > CHUNKED_ABOVE
 
     def forward(self, x: torch.Tensor, g) -> torch.Tensor:
         """The output [m] for node features x [m, F] and graph g (from graph_input): the
@@ -337,9 +370,10 @@ class SpacingGNN(nn.Module):
                 params += list(self.head.parameters()) + list(self.skip.parameters())
             return step, params
 
+        random = self.training and self.dropout.p > 0  # each chunk's masks replayed in backward
         h = x
         for i in range(depth):
             step, params = segment(i)
             inputs = [h, x] if i == depth - 1 and i > 0 else [h]
-            h = _RowChunks.apply(step, g, len(inputs), *inputs, *params)
+            h = _RowChunks.apply(step, g, random, len(inputs), *inputs, *params)
         return h

@@ -194,7 +194,7 @@ class Trial:
             dropout=m.dropout,
             residual=m.residual,
             norm=m.norm,
-            checkpoint_layers=cfg.train.checkpoint_layers,
+            recompute_activations=cfg.train.recompute_activations,
         ).to(device)
 
         weights = LossWeights(
