@@ -70,14 +70,14 @@ def build_trial(
         overrides.append(f"data.path={data}")
     cfg = load_config(Path(repo) / "configs" / "trainer" / f"{mode}.yaml", overrides)
     cpu = torch.device("cpu")
-    try:  # the process settings of a trial (a revision before trainer.training.process_settings:
-        # deterministic algorithms and the threads, as its _guarded set them)
-        from trainer.training import process_settings
+    try:  # the process settings of a trial (a revision before
+        # trainer.training.apply_process_settings: deterministic algorithms and the threads)
+        from trainer.training import apply_process_settings
     except ImportError:
         torch.set_num_threads(cfg.train.cpu_threads or torch.get_num_threads())
         torch.use_deterministic_algorithms(True)
     else:
-        process_settings(cpu, cfg.train.cpu_threads).__enter__()  # for the rest of this process
+        apply_process_settings(cpu, cfg.train.cpu_threads)  # for the rest of this process
     return Trial(cfg, open_dataset(cfg.data.path), cpu), cfg
 
 

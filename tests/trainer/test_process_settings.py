@@ -1,10 +1,9 @@
-"""trainer.training.process_settings: what a trial sets process-wide, and that it is all restored."""
+"""trainer.training.apply_process_settings: what a trial sets process-wide, and that it is all restored."""
 
 from __future__ import annotations
 
-import pytest
 import torch
-from trainer.training import process_settings
+from trainer.training import apply_process_settings
 
 
 def _state():
@@ -17,15 +16,15 @@ def _state():
 
 def test_cpu_trial_is_deterministic_without_the_nan_fill_and_everything_comes_back():
     before = _state()
-    with pytest.raises(RuntimeError, match="inside"):
-        with process_settings(torch.device("cpu"), cpu_threads=1):
-            assert _state() == (True, False, 1)
-            raise RuntimeError("inside")
+    restore = apply_process_settings(torch.device("cpu"), cpu_threads=1)
+    assert _state() == (True, False, 1)
+    restore()
     assert _state() == before
 
 
 def test_cuda_device_leaves_the_cpu_determinism_alone():
     before = _state()
-    with process_settings(torch.device("cuda"), cpu_threads=0):
-        assert _state() == before
+    restore = apply_process_settings(torch.device("cuda"), cpu_threads=0)
+    assert _state() == before
+    restore()
     assert _state() == before

@@ -10,7 +10,6 @@ Reading order: Trial (everything built from config + data), then run_trial (the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
@@ -603,9 +602,9 @@ def _final_status(outputs: TrialOutputs, echo) -> str | None:
     return final.get("status")
 
 
-@contextlib.contextmanager
-def process_settings(device: torch.device, cpu_threads: int):
-    """The process-wide torch settings a trial runs under, restored on exit (bench/ uses them too).
+def apply_process_settings(device: torch.device, cpu_threads: int) -> Callable[[], None]:
+    """Set the process-wide torch settings a trial runs under; returns what restores them
+    (bench/ applies them too).
 
     On the CPU: deterministic algorithms (bit-for-bit resume), but without the NaN fill of every
     new tensor that deterministic mode adds by default: it is a guard against ops that read
@@ -616,29 +615,33 @@ def process_settings(device: torch.device, cpu_threads: int):
     deterministic = torch.are_deterministic_algorithms_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory
     threads = torch.get_num_threads()
-    try:
-        if device.type == "cpu":
-            torch.use_deterministic_algorithms(True)
-            torch.utils.deterministic.fill_uninitialized_memory = False
-        if cpu_threads:
-            torch.set_num_threads(cpu_threads)
-        yield
-    finally:
+
+    def restore() -> None:
         torch.use_deterministic_algorithms(deterministic)
         torch.utils.deterministic.fill_uninitialized_memory = fill
         torch.set_num_threads(threads)
 
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    return restore
+
 
 def _guarded(cfg, dataset, device, outputs: TrialOutputs, state, tensorboard_dir, echo, started) -> int:
     """The loop with the process-wide settings it needs, and final.json saying failed if it raises."""
+    restore = apply_process_settings(device, cfg.train.cpu_threads)
     try:
         outputs.write_text(CONFIG_FILE, dump_config(cfg))
-        with process_settings(device, cfg.train.cpu_threads), _StopFlag() as stop:
+        with _StopFlag() as stop:
             return _loop(cfg, dataset, device, outputs, state, stop, tensorboard_dir, echo, started)
     except Exception as e:
         reason = f"{type(e).__name__}: {e}"
         outputs.write_json(FINAL_FILE, _final("failed", None, 0, time.monotonic() - started, reason))
         raise
+    finally:
+        restore()
 
 
 def _loop(
