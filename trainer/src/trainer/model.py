@@ -58,6 +58,7 @@ class Neighbours:
     def __init__(self, index, weight, index_t, weight_t, reach: int):
         self.index, self.weight, self.index_t, self.weight_t = index, weight, index_t, weight_t
         self.reach = reach
+        self._rows: dict[tuple[int, int, int], Neighbours] = {}  # rows(), kept: one per chunk
 
     @classmethod
     def from_table(cls, table: np.ndarray, mean: bool) -> Neighbours:
@@ -93,16 +94,24 @@ class Neighbours:
         return self.index.shape[0]
 
     def rows(self, lo: int, a: int, b: int) -> Neighbours:
-        """The aggregation of rows [a, b) from input rows [lo, b), lo <= a - reach (or 0)."""
-        index_t = self.index_t[lo:b] - a
-        inside = (index_t >= 0) & (index_t < b - a)  # sources feed only the chunk's own rows here
-        return Neighbours(
-            self.index[a:b] - lo,
-            self.weight[a:b],
-            torch.where(inside, index_t, 0),
-            torch.where(inside, self.weight_t[lo:b], 0.0),
-            self.reach,
-        )
+        """The aggregation of rows [a, b) from input rows [lo, b), lo <= a - reach (or 0).
+
+        Kept once built: every layer, the recomputation and (full-batch: the graph is one batch
+        for the whole trial) every later step ask for the same chunks; together they hold about
+        the table's own size again.
+        """
+        key = (lo, a, b)
+        if key not in self._rows:
+            index_t = self.index_t[lo:b] - a
+            inside = (index_t >= 0) & (index_t < b - a)  # sources feed only the chunk's own rows
+            self._rows[key] = Neighbours(
+                self.index[a:b] - lo,
+                self.weight[a:b],
+                torch.where(inside, index_t, 0),
+                torch.where(inside, self.weight_t[lo:b], 0.0),
+                self.reach,
+            )
+        return self._rows[key]
 
 
 class _NeighbourSum(torch.autograd.Function):
