@@ -3,10 +3,15 @@
     .venv/bin/python bench/profile_step.py --mode minibatch --n 100000 --steps 20
     .venv/bin/python bench/profile_step.py --mode fullbatch --n 100000 --steps 3
 
+    # another revision (the "before" of a profile): its worktree's configs and trainer
+    git worktree add /tmp/base REV
+    PYTHONPATH=/tmp/base/trainer/src .venv/bin/python bench/profile_step.py --repo /tmp/base
+
 Builds the real trainer.training.Trial (hidden 64, depth 3, window 16, six primes; the default
-losses of the team's config file) on the Odlyzko zeros and times its own step: batch building,
-forward, losses, backward, optimizer, EMA, and one evaluation of the val windows. Prints the
-top entries of each profiler; not a test.
+losses of the team's config file) on the Odlyzko zeros and times its own step. Prints the CPU
+ms per step of each part (batch building, forward, losses, backward, clip + AdamW + EMA), the
+top entries of cProfile and of the torch profiler, and one evaluation of the val windows; not
+a test.
 """
 
 from __future__ import annotations
@@ -99,22 +104,38 @@ class Stepper:
     def steps_per_epoch(self) -> int:
         return len(self.trial.epoch_plan(np.random.default_rng(0)))
 
-    def run(self, count: int) -> int:
-        """`count` steps; returns the number of nodes they trained on."""
+    def run(self, count: int, parts: dict[str, float] | None = None) -> int:
+        """`count` steps; returns the number of nodes they trained on. `parts`, when given,
+        gathers the CPU seconds of each part of the steps (PARTS)."""
         import torch
 
         model, nodes = self.trial.model, 0
+        clock = [time.process_time()]
+
+        def tick(part: str) -> None:
+            now = time.process_time()
+            if parts is not None:
+                parts[part] = parts.get(part, 0.0) + now - clock[0]
+            clock[0] = now
+
         for _ in range(count):
             if not self.plan:
                 self.plan = self.trial.epoch_plan(self.rng)
+            clock[0] = time.process_time()
             batch = self.trial.batch(self.plan.pop(0))
+            tick("batch")
             model.train()
-            total, _ = self.trial.loss(model, batch, self.gen)
+            pred = self.trial.forward(model, batch)  # trial.loss at max_horizon 1, in its two parts
+            tick("forward")
+            total, _ = self.trial.train_losses(pred, batch, self.gen)
+            tick("losses")
             self.opt.zero_grad(set_to_none=True)
             total.backward()
+            tick("backward")
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             self.opt.step()
             self.ema.update_parameters(model)
+            tick("clip, AdamW, EMA")
             nodes += len(batch.nodes)
         return nodes
 
@@ -128,13 +149,22 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--set", action="append", default=[], help="trainer --set overrides")
     p.add_argument("--data", default=os.environ.get("ZETA_SWARM_DATA", str(REPO / "data" / "odlyzko")))
+    p.add_argument(
+        "--repo",
+        default=str(REPO),
+        help="the checkout whose configs/ to use: another revision's worktree, with its trainer/src on PYTHONPATH",
+    )
     args = p.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     from torch.profiler import ProfilerActivity, profile
 
     t0 = time.perf_counter()
     trial, _ = build_trial(
-        args.mode, args.n, [f"train.cpu_threads={args.threads}", *args.set], data=args.data
+        args.mode,
+        args.n,
+        [f"train.cpu_threads={args.threads}", *args.set],
+        repo=Path(args.repo),
+        data=args.data,
     )
     print(
         f"trial built in {time.perf_counter() - t0:.1f} s ({args.mode}, N = {args.n:,}, {args.threads} thread(s))"
@@ -153,6 +183,11 @@ def main() -> None:
     print(
         f"{args.steps} steps, {nodes:,} nodes: {nodes / wall:,.0f} nodes/s wall, {nodes / cpu:,.0f} nodes/s CPU "
         f"({wall / args.steps * 1e3:.1f} ms/step wall)"
+    )
+    parts: dict[str, float] = {}
+    stepper.run(args.steps, parts)
+    print(
+        "CPU ms per step, by part: " + ", ".join(f"{k} {v / args.steps * 1e3:.1f}" for k, v in parts.items())
     )
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.top)
