@@ -1,0 +1,54 @@
+"""The step benchmarks run end to end on a small real dataset and print what docs/speed.md quotes
+(no figure is judged here: speed lives in bench/, never in a timed test)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str]) -> str:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_profile_step_prints_every_part_of_a_step(odlyzko_small):
+    out = _run(
+        ["bench/profile_step.py", "--n", "4000", "--steps", "2", "--top", "3", "--data", str(odlyzko_small)]
+    )
+    assert re.search(r"2 steps, 8,000 nodes: [\d,]+ nodes/s wall", out), out[:500]  # all 4,000 each step
+    number = r"\d+\.\d"
+    parts = (
+        rf"batch {number}, forward {number}, losses {number}, backward {number}, clip, AdamW, EMA {number}"
+    )
+    assert re.search("CPU ms per step, by part: " + parts, out), out[:500]
+    assert "one evaluation of the val windows" in out
+
+
+def test_train_bench_counts_the_model_flops_and_writes_its_figures(odlyzko_small, tmp_path):
+    out_file = tmp_path / "figures.json"
+    args = ["--only", "minibatch", "--sizes", "4000", "--steps", "2", "--cluster-size", "1000"]
+    _run(["bench/train.py", *args, "--threads", "1", "--data", str(odlyzko_small), "--out", str(out_file)])
+    figures = json.loads(out_file.read_text())
+    (row,) = [r for r in _rows(figures) if r.get("mode") == "minibatch"]
+    assert row["nodes_per_step"] == 4000  # 4 clusters of 1000, all in one step (q = min(4, 5))
+    # hidden 64, depth 3: the two 64x64 maps of each layer alone are 3 x 2 x 2 x 64 x 64 FLOPs
+    # forward and twice that backward; the counter must see at least those, and not 10x more.
+    assert 3 * 3 * 2 * 2 * 64 * 64 <= row["model_flops_per_node"] <= 10 * 3 * 3 * 2 * 2 * 64 * 64
+    assert 0 < row["roofline"] < 1 and row["peak_rss"] > 0
+
+
+def _rows(figures) -> list[dict]:
+    """Every dict holding a `mode` in the bench's JSON, wherever it nests them."""
+    if isinstance(figures, dict):
+        found = [figures] if "mode" in figures else []
+        return found + [r for v in figures.values() for r in _rows(v)]
+    if isinstance(figures, list):
+        return [r for v in figures for r in _rows(v)]
+    return []
