@@ -97,8 +97,8 @@ class Neighbours:
         """The aggregation of rows [a, b) from input rows [lo, b), lo <= a - reach (or 0).
 
         Kept once built: every layer, the recomputation and (full-batch: the graph is one batch
-        for the whole trial) every later step ask for the same chunks; together they hold about
-        the table's own size again.
+        for the whole trial) every later step ask for the same chunks. The kept chunks cost
+        memory: 0.4 GB of peak at the whole table (docs/speed.md).
         """
         key = (lo, a, b)
         if key not in self._rows:
