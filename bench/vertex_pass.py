@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import aiplatform, aiplatform_v1  # noqa: E402
-from orchestrator.config import load_settings  # noqa: E402
 from orchestrator.controller import Controller, RoundSpec  # noqa: E402
 from orchestrator.infra_outputs import load_infra_outputs  # noqa: E402
 from orchestrator.runners.vertex import VertexRunner  # noqa: E402
+from orchestrator.settings_loader import load_settings  # noqa: E402
 from orchestrator.tuners.vizier import VizierTuner  # noqa: E402
 from orchestrator.vertex_settings import CloudCalls, load_vertex_settings  # noqa: E402
 from vertex.fakes import (  # noqa: E402

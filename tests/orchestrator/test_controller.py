@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule
 from orchestrator.controller import RoundSpec
+from orchestrator.early_stopping import BaselineSigmaRule, EarlyStopping, MedianRule
 from orchestrator.phases import SwarmRun
 from orchestrator.run_files import STOP_FILE
 from orchestrator.runners.base import JobState

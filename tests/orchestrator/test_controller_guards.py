@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 
-from orchestrator.config import BaselineSigmaRule, MedianRule
 from orchestrator.controller import (
     Outcome,
     Retry,
@@ -18,7 +17,15 @@ from orchestrator.controller import (
     judge_final,
     retry_verdict,
 )
-from orchestrator.early_stopping import baseline_rule, best_upto, finite, last_value, median_rule
+from orchestrator.early_stopping import (
+    BaselineSigmaRule,
+    MedianRule,
+    baseline_rule,
+    best_upto,
+    finite,
+    last_value,
+    median_rule,
+)
 from orchestrator.run_files import job_hours
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobState
 from orchestrator.tuners.base import TunerState, TunerTrial

@@ -6,8 +6,8 @@ from __future__ import annotations
 import typing
 
 import pytest
-from orchestrator.config import load_settings
 from orchestrator.errors import ConfigError
+from orchestrator.settings_loader import load_settings
 
 from orchestrator import rounds
 

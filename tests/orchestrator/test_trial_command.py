@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from orchestrator.config import CONFIG_DIR, load_settings
+from orchestrator.paths import CONFIG_DIR
+from orchestrator.settings_loader import load_settings
 from orchestrator.trial_command import PRECEDENCE, job_spec, layered, trainer_args
 
 KEY = "optim.lr"  # a key every layer may set (phase 2 locks it, so the lock layer sets it too)

@@ -8,9 +8,9 @@ import math
 
 import pytest
 from google.api_core import exceptions
-from orchestrator.config import load_settings
 from orchestrator.controller import Controller, RoundSpec
 from orchestrator.runners import vertex
+from orchestrator.settings_loader import load_settings
 from orchestrator.tuners.base import TunerState
 from orchestrator.tuners.vizier import VizierTuner
 from orchestrator.vertex_settings import CloudCalls, RetryPolicy

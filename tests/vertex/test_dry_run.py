@@ -210,8 +210,8 @@ def test_the_local_backend_keeps_the_default_profile(tmp_path, odlyzko_prefix, m
 
 
 def test_the_banner_names_vizier_as_the_vertex_tuner(tmp_path):
-    from orchestrator.config import load_settings
     from orchestrator.phases import SwarmRun
+    from orchestrator.settings_loader import load_settings
 
     def round_line(backend: str) -> str:
         s = load_settings(

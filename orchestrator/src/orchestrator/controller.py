@@ -35,7 +35,6 @@ from typing import Any
 
 from orchestrator import storage, study_db
 from orchestrator.atomic_files import append_line
-from orchestrator.config import SwarmSettings
 from orchestrator.crash_injection import crash_point
 from orchestrator.early_stopping import (
     VAL_OBJECTIVE,
@@ -49,6 +48,7 @@ from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.reading import DamagedFile, repair_hint
 from orchestrator.run_files import EVENTS_FILE, STOP_FILE, job_hours, write_snapshot
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobSpec, JobState, Runner
+from orchestrator.swarm_settings import SwarmSettings
 from orchestrator.trial_attrs import trial_attrs
 from orchestrator.trial_command import job_spec
 from orchestrator.trial_outputs import (

@@ -28,11 +28,11 @@ from pydantic import ValidationError
 
 from orchestrator import backends, playbook, study_db
 from orchestrator.atomic_files import write_text_atomic
-from orchestrator.config import SwarmSettings
 from orchestrator.controller import Controller, PassResult, RoundSpec
 from orchestrator.errors import ConfigError, OrchestratorError, SwarmFailed
 from orchestrator.reading import DamagedFile, repair_hint
-from orchestrator.rounds import RoundPlan, kind_of, whole_study
+from orchestrator.round_plan import RoundPlan
+from orchestrator.rounds import kind_of, whole_study
 from orchestrator.run_files import (
     EVENTS_FILE,
     LOCK_FILE,
@@ -44,6 +44,7 @@ from orchestrator.run_files import (
     read_snapshot,
     record_run_id,
 )
+from orchestrator.swarm_settings import SwarmSettings
 from orchestrator.trial_command import trainer_args
 from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 from orchestrator.tuners.base import CategoricalParam, IntParam, Param, TunerState, TunerTrial
@@ -425,7 +426,7 @@ def check_trainer_configs(settings: SwarmSettings, trainer_command: list[str] | 
     """
     import subprocess
 
-    from orchestrator.config import REPO_ROOT
+    from orchestrator.paths import REPO_ROOT
 
     lines: list[str] = []
     for plan, params in validation_points(settings):

@@ -6,7 +6,7 @@ list it in `_KIND_CLASSES`).
 
 A kind has two sides.
 
-From the YAML (config.load_settings, through `plans`):
+From the YAML (settings_loader.load_settings, through `plans`):
   models                       the pydantic model(s) of its YAML entry; `kind:` tells them apart
   design(cfg)                  the points the YAML alone fixes (a fixed design), else None
   plan(cfg, space, design)     the RoundPlan written to RUN_DIR/swarm.yaml; `space` is the one
@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from orchestrator.errors import ConfigError
+from orchestrator.round_plan import RoundPlan
 from orchestrator.schema import Strict
 from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, Param
 from orchestrator.values import Value, encode
 
 if TYPE_CHECKING:
-    from orchestrator.config import SwarmSettings
+    from orchestrator.swarm_settings import SwarmSettings
 
 # Phase 3's MSE-only arm: every prior weight 0 (with the championship's knobs, also 0).
 MSE_ONLY = {"loss.gue_nll_weight": 0.0, "loss.gue_mmd_weight": 0.0, "loss.rg_penalty_weight": 0.0}
@@ -129,26 +130,6 @@ class ChampionshipRound(Strict):
     # One-sided paired z tests on the test windows, Holm-adjusted over the candidates at 1 - level.
     level: Annotated[float, Field(gt=0, lt=1)] = 0.95
     fixed: dict[str, Value] = {}
-
-
-# -- the resolved round ---------------------------------------------------------------------------
-# A Param stored in a RoundPlan (RUN_DIR/swarm.yaml): its `type` says which of the three it is.
-StoredParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
-
-
-class RoundPlan(Strict):
-    """One round, ready for the tuner: its knobs, design points (None = the tuner suggests) and
-    fixed overrides, as RUN_DIR/swarm.yaml keeps it."""
-
-    name: str
-    kind: str
-    space: list[StoredParam]
-    points: list[dict[str, Any]] | None
-    fixed: dict[str, Value]
-    carry: list[str] = []
-
-    def params(self) -> list[Param]:
-        return list(self.space)
 
 
 def points_space(points: list[dict[str, Any]]) -> list[Param]:

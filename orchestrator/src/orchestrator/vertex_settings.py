@@ -301,7 +301,7 @@ class VertexSettings:
 
 def load_team_machines(teams_dir: str | Path) -> dict[str, MachineSpec]:
     """team name -> MachineSpec, from the machine_type / accelerator_type / accelerator_count of
-    every configs/teams/<team>.yaml (validated in full by orchestrator.config).
+    every configs/teams/<team>.yaml (validated in full by orchestrator.settings_loader).
 
     Args:
         teams_dir: the configs/teams directory.
