@@ -308,7 +308,7 @@ def test_refused_jobs_still_count_towards_max_failed_trials(mocker, tmp_path, cr
 
 
 def test_a_refused_permission_is_one_line_and_loses_no_suggestion(mocker, tmp_path, credentials, phase2):
-    from orchestrator.vertex_settings import CloudPermissionDenied
+    from orchestrator.cloud_permissions import CloudPermissionDenied
 
     world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
     denied = "Permission 'iam.serviceAccounts.actAs' denied on service account zs-trainer@p.iam"

@@ -141,7 +141,7 @@ def test_a_permanent_error_is_not_retried(clock):
 
 
 def test_a_refused_permission_names_permission_account_and_role_once(clock):
-    from orchestrator.vertex_settings import CloudPermissionDenied
+    from orchestrator.cloud_permissions import CloudPermissionDenied
 
     calls = CloudCalls(
         RetryPolicy(), sleeper=clock.sleep, expected_account="zs-orchestrator@p.iam.gserviceaccount.com"

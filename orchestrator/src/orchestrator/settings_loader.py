@@ -47,37 +47,6 @@ PROFILES_HINT = "default, smoke, cloud"
 _UNION_TAGS = frozenset({*KINDS, "function-after"})
 
 
-def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: dict[str, str]) -> str:
-    """The gs:// URL a Vertex trial reads its zeros from.
-
-    A gs:// path is kept. A local dataset directory maps to gs://<data_bucket>/<its name> (data/odlyzko
-    -> gs://BUCKET/odlyzko): the trainer writes it there once with
-    `trainer zeros odlyzko --out gs://BUCKET/odlyzko` (its storage layer writes gs:// URLs).
-
-    Args:
-        data_path: the resolved dataset path (absolute local path or gs:// URL).
-        infra_outputs: the Terraform outputs file (None: $ZETA_SWARM_INFRA_OUTPUTS).
-        infra_overrides: infra setting -> value from a flag.
-
-    Raises:
-        ConfigError: the path is local and there is no data_bucket to map it to (one line).
-    """
-    if is_gcs(data_path):
-        return data_path.rstrip("/")
-    from orchestrator.infra_outputs import load_infra_outputs
-
-    name = Path(data_path).name
-    try:
-        bucket = load_infra_outputs(infra_outputs, infra_overrides).data_bucket
-    except ConfigError as e:
-        raise ConfigError(
-            f"data path {data_path} is local and a Vertex trial cannot read it; give a gs:// URL in "
-            f"${DATA_ENV} or the profile's data_path, or fix the infra settings so it maps to "
-            f"gs://<data_bucket>/{name}: {e}"
-        ) from None
-    return f"gs://{bucket}/{name}"
-
-
 def _run_id(run_dir: Path) -> str:
     """The run dir's recorded id, or a new one that the first start records (run_files.record_run_id)."""
     have = read_run_id(run_dir)
@@ -253,6 +222,8 @@ def load_settings(
         if not is_gcs(data_path) and not Path(data_path).is_absolute():
             data_path = str(REPO_ROOT / data_path)
     if backend == "vertex":
+        from orchestrator.vertex_settings import vertex_data_url
+
         data_path = vertex_data_url(data_path, infra_outputs, infra_given)
 
     def trainer_config_of(t: Team) -> str:
