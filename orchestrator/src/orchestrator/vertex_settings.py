@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import ConfigDict, Field
 
 from orchestrator import storage
@@ -29,6 +28,7 @@ from orchestrator.cloud_permissions import caller_account, permission_denied
 from orchestrator.errors import ConfigError, RetryableCloudError
 from orchestrator.paths import DATA_ENV
 from orchestrator.schema import Problems, Strict, validate
+from orchestrator.teams import Team
 
 T = TypeVar("T")
 
@@ -241,26 +241,22 @@ class VertexSettings:
 
 
 def load_team_machines(teams_dir: str | Path) -> dict[str, MachineSpec]:
-    """team name -> MachineSpec, from the machine_type / accelerator_type / accelerator_count of
-    every configs/teams/<team>.yaml (validated in full by orchestrator.settings_loader).
+    """team name -> MachineSpec, from every configs/teams/<team>.yaml, validated by the team model
+    the settings loader uses too (orchestrator.teams.Team).
 
     Args:
         teams_dir: the configs/teams directory.
+
+    Raises:
+        ConfigError: every problem of every team file, one line each naming file, line and key; or
+            no team file at all.
     """
-    machines = {}
-    for path in sorted(Path(teams_dir).glob("*.yaml")):
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-            machines[raw["name"]] = MachineSpec(
-                str(raw["machine_type"]),
-                str(raw.get("accelerator_type", "")),
-                int(raw.get("accelerator_count", 0)),
-            )
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{path}: cannot read the team's machine ({e!r})") from e
-    if not machines:
+    problems = Problems()
+    teams = [validate(Team, path, problems) for path in sorted(Path(teams_dir).glob("*.yaml"))]
+    problems.raise_if_any()
+    if not teams:
         raise ConfigError(f"{teams_dir}: no team files (<team>.yaml) found")
-    return machines
+    return {t.name: MachineSpec(t.machine_type, t.accelerator_type, t.accelerator_count) for t in teams}
 
 
 def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: dict[str, str]) -> str:
