@@ -11,11 +11,12 @@ import shutil
 from orchestrator.controller import (
     Outcome,
     Retry,
-    RoundSpec,
     Step,
     decide,
     judge_final,
     retry_verdict,
+    round_owns,
+    round_size,
 )
 from orchestrator.early_stopping import (
     BaselineSigmaRule,
@@ -26,9 +27,10 @@ from orchestrator.early_stopping import (
     last_value,
     median_rule,
 )
+from orchestrator.round_plan import RoundPlan
 from orchestrator.run_files import job_hours
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobState
-from orchestrator.tuners.base import TunerState, TunerTrial
+from orchestrator.tuners.base import TunerState
 from swarm_helpers import FakeClock, local_controller, settings
 
 
@@ -49,7 +51,7 @@ def test_running_trials_reserve_their_estimated_cost_before_another_starts(tmp_p
     clock = FakeClock()
     events: list[dict] = []
     ctl, tuner, runner = local_controller(s, clock, on_event=events.append)
-    rnd = RoundSpec("weights", None, s.max_trials)
+    rnd = s.rounds[0]  # phase 2: the Bayesian round "weights"
     try:
         first = ctl.reconcile(rnd)
         assert first.launched == 2  # 2 x 1 h fit under 2.5 h, a third would not
@@ -80,14 +82,23 @@ def test_best_so_far_is_the_lowest_error_up_to_the_epoch():
 
 
 def test_a_round_owns_its_design_points_and_a_bayesian_round_everything_else():
-    design = RoundSpec("primes", [{"model.window": 8, "optim.lr": 0.01}], 1)
-    bayes = RoundSpec("weights", None, 4, other_points=design.points)
-    on_point = TunerTrial("0", {"model.window": 8, "optim.lr": 0.01 * (1 + 1e-12)}, TunerState.ACTIVE)
-    off_point = TunerTrial("1", {"model.window": 8, "optim.lr": 0.02}, TunerState.ACTIVE)
-    fewer_knobs = TunerTrial("2", {"model.window": 8}, TunerState.ACTIVE)
-    assert design.owns(on_point) and not bayes.owns(on_point)
-    assert not design.owns(off_point) and bayes.owns(off_point)
-    assert not design.owns(fewer_knobs) and bayes.owns(fewer_knobs)
+    points = [{"model.window": 8, "optim.lr": 0.01}]
+    design = RoundPlan(name="primes", kind="points", space=[], points=points, fixed={})
+    bayes = RoundPlan(name="weights", kind="bayesian", space=[], points=None, fixed={})
+    on_point = {"model.window": 8, "optim.lr": 0.01 * (1 + 1e-12)}
+    off_point = {"model.window": 8, "optim.lr": 0.02}
+    fewer_params = {"model.window": 8}
+    assert round_owns(design, on_point, points) and not round_owns(bayes, on_point, points)
+    assert not round_owns(design, off_point, points) and round_owns(bayes, off_point, points)
+    assert not round_owns(design, fewer_params, points) and round_owns(bayes, fewer_params, points)
+    assert round_owns(bayes, on_point, [])  # a Bayesian round alone owns every trial
+
+
+def test_a_round_may_have_its_design_points_or_the_swarm_max_trials(tmp_path):
+    s = settings(tmp_path, max_trials=7)
+    bayes = RoundPlan(name="weights", kind="bayesian", space=[], points=None, fixed={})
+    design = bayes.model_copy(update={"kind": "points", "points": [{"seed": 0}, {"seed": 1}]})
+    assert round_size(bayes, s) == 7 and round_size(design, s) == 2
 
 
 def test_finite_means_a_real_finite_number():

@@ -8,7 +8,7 @@ import math
 
 import pytest
 from google.api_core import exceptions
-from orchestrator.controller import Controller, RoundSpec
+from orchestrator.controller import Controller
 from orchestrator.runners import vertex
 from orchestrator.settings_loader import load_settings
 from orchestrator.tuners.base import TunerState
@@ -110,7 +110,7 @@ class World:
         self.runner = runner = vertex.VertexRunner(
             self.vs, self.settings.study, credentials=self.credentials, calls=calls
         )
-        self.round = RoundSpec(plan.name, None, self.settings.max_trials, plan.fixed)
+        self.round = plan
         return Controller(
             self.settings,
             self.tuner,

@@ -86,6 +86,9 @@ def test_text_dry_run_shows_the_study_and_one_line_per_job(offline, tmp_path):
     assert f"Vizier study {study}: ALGORITHM_UNSPECIFIED, MINIMIZE extrapolation_error" in result.output
     assert "loss.gue_nll_weight [0.001, 1.0] UNIT_LOG_SCALE" in result.output
     assert result.output.count("g2-standard-8 + 1 x NVIDIA_L4, us-central1-docker.pkg.dev") == 3
+    # A cloud trial runs on the team's machine: the banner and the cost estimate name it.
+    assert "team minibatch (g2-standard-8 + 1 x NVIDIA_L4), backend vertex" in result.output
+    assert " USD on g2-standard-8 + 1 x NVIDIA_L4 (cap " in result.output
     assert "dry run: nothing was launched" in result.output
     assert offline.total_calls == 0
 

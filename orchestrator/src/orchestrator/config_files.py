@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from orchestrator.early_stopping import EarlyStopping
 from orchestrator.paths import PLAYBOOK
-from orchestrator.rounds import RoundConfig
+from orchestrator.rounds import RoundEntry
 from orchestrator.schema import Strict
 from orchestrator.values import Value
 
@@ -48,7 +48,7 @@ class Phase(Strict):
     phase: Literal[1, 2, 3]
     title: str
     description: str = ""
-    rounds: Annotated[list[RoundConfig], Field(min_length=1)]
+    rounds: Annotated[list[RoundEntry], Field(min_length=1)]
     fixed: dict[str, Value] = {}
     lock: LockSpec | None = None
     writes_lock: list[str] = []

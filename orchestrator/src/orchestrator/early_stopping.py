@@ -51,6 +51,12 @@ class EarlyStopping(Strict):
     median: MedianRule = MedianRule()
 
 
+# A round whose kind never stops a trial early (rounds.RoundKind.stops_early) runs with these.
+EARLY_STOPPING_OFF = EarlyStopping(
+    baseline_sigma=BaselineSigmaRule(enabled=False), median=MedianRule(enabled=False)
+)
+
+
 def baseline_rule(rule: BaselineSigmaRule, curve: Curve, epochs: int) -> str | None:
     """Paired, on the val windows: stop unless the model is `sigmas` paired s.e. better than the
     best baseline on those windows by `at_fraction` of the budget. The reason, or None."""

@@ -236,15 +236,6 @@ def settings_block(cfg: PlaybookPhase, top: int | None, seeds: int | None, full_
     }
 
 
-def controller_settings(settings, plan: RoundPlan):
-    """The settings a round's controller runs with: a promote round's have early stopping off (the
-    seeds measure the spread; stopping some would bias it); any other round's are the swarm's."""
-    if plan.kind != PROMOTE:
-        return settings
-    off = EarlyStopping.model_validate({"baseline_sigma": {"enabled": False}, "median": {"enabled": False}})
-    return settings.model_copy(update={"early_stopping": off})
-
-
 # -- promotion and the carried winner ---------------------------------------------------------
 def promotion_points(settings, plan: RoundPlan) -> list[dict[str, Any]]:
     """A promote round's design, read from the run directory: its small round's top configurations

@@ -17,8 +17,9 @@ StoredParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimi
 
 
 class RoundPlan(Strict):
-    """One round, ready for the tuner: its knobs, design points (None = the tuner suggests) and
-    fixed overrides, as RUN_DIR/swarm.yaml keeps it."""
+    """One round, ready for the tuner: its params, design points (None = the tuner suggests) and
+    fixed overrides, as RUN_DIR/swarm.yaml keeps it. The controller drives a copy whose points are
+    the ones the round runs (resolved at run time)."""
 
     name: str
     kind: str
