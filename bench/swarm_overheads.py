@@ -113,9 +113,9 @@ def bench_startup() -> None:
 
 def bench_utilisation(trials: int, parallel: int, trial_s: float) -> None:
     sys.path.insert(0, str(ROOT / "tests" / "orchestrator"))
-    from orchestrator.config import load_settings
     from orchestrator.phases import SwarmRun
     from orchestrator.runners.local import LocalRunner
+    from orchestrator.settings_loader import load_settings
     from swarm_helpers import NO_EARLY_STOP
 
     tmp = Path(tempfile.mkdtemp())

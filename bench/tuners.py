@@ -56,7 +56,7 @@ NLL, MMD = "loss.gue_nll_weight", "loss.gue_mmd_weight"
 
 
 def _settings(team: str, work: Path):
-    from orchestrator.config import load_settings
+    from orchestrator.settings_loader import load_settings
 
     return load_settings(2, team=team, profile="smoke", run_dir=work)
 

@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import aiplatform, aiplatform_v1  # noqa: E402
-from orchestrator.config import load_settings  # noqa: E402
-from orchestrator.controller import Controller, RoundSpec  # noqa: E402
+from orchestrator.controller import Controller  # noqa: E402
 from orchestrator.infra_outputs import load_infra_outputs  # noqa: E402
 from orchestrator.runners.vertex import VertexRunner  # noqa: E402
+from orchestrator.settings_loader import load_settings  # noqa: E402
 from orchestrator.tuners.vizier import VizierTuner  # noqa: E402
 from orchestrator.vertex_settings import CloudCalls, load_vertex_settings  # noqa: E402
 from vertex.fakes import (  # noqa: E402
@@ -161,7 +161,6 @@ def one_size(finished: int, running: int) -> dict:
                 lambda tid: vs.trial_dir(settings.study, tid),
                 clock=clock,
             )
-            rnd = RoundSpec(plan.name, None, settings.max_trials, plan.fixed)
             figures = {}
             # The third pass comes refresh_s after the first: it also re-reads the running trials.
             for label, wait in (
@@ -171,7 +170,7 @@ def one_size(finished: int, running: int) -> dict:
             ):
                 before = dict(cloud.calls)
                 t0 = time.perf_counter()
-                result = ctl.reconcile(rnd)
+                result = ctl.reconcile(plan)
                 seconds = time.perf_counter() - t0
                 calls = {k: v - before.get(k, 0) for k, v in cloud.calls.items() if v - before.get(k, 0)}
                 figures[label] = (seconds, calls, result)

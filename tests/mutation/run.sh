@@ -31,7 +31,6 @@ if [ $# -eq 0 ]; then
     'orchestrator.controller.xǁControllerǁ_can_suggest_more*' \
     'orchestrator.trial_command.*' \
     'orchestrator.values.*' \
-    'orchestrator.controller.xǁRoundSpecǁowns*' \
     'orchestrator.run_files.x_job_hours*' \
     'trainer.losses.xǁLossWeightsǁ*' \
     'trainer.losses.x_compute_losses*' \

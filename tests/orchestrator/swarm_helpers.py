@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule, load_settings
+from orchestrator.early_stopping import BaselineSigmaRule, EarlyStopping, MedianRule
+from orchestrator.settings_loader import load_settings
 
 # `trainer` for controller tests: the stdlib-only double next to this file. (Not in conftest.py:
 # several test folders have one, and `import conftest` would pick whichever was imported last.)

@@ -243,8 +243,8 @@ def test_pooled_seeds_in_the_leaderboard_are_paired_not_judged_by_their_spread()
 
 
 def test_the_live_log_uses_the_same_rule(tmp_path):
-    from orchestrator.config import load_settings
     from orchestrator.phases import SwarmRun
+    from orchestrator.settings_loader import load_settings
 
     line = SwarmRun(load_settings(2, profile="smoke", run_dir=tmp_path))._event_line
     ev = {

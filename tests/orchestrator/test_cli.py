@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from orchestrator.cli import main
-from orchestrator.controller import Controller, RoundSpec
+from orchestrator.controller import Controller
 from orchestrator.runners.base import JobState
 from swarm_helpers import FAKE_TRAINER, FakeClock, settings
 
@@ -33,7 +33,9 @@ def test_dry_run_prints_the_study_and_commands_and_launches_nothing(tmp_path, ze
     run_dir = tmp_path / "phase1-minibatch"
     r = _invoke("swarm", "--phase", "1", "--profile", "default", "--run-dir", str(run_dir), "--dry-run")
     assert r.exit_code == 0, r.output
-    assert "study phase1-minibatch: phase 1, team minibatch (g2-standard-8 + 1 x NVIDIA_L4)" in r.output
+    # A local trial is a process here: the Vertex machine of the team is named nowhere.
+    assert "study phase1-minibatch: phase 1, team minibatch (local processes), backend local" in r.output
+    assert "g2-standard-8" not in r.output and "NVIDIA" not in r.output
     assert "round primes: fixed design (points) of 5 points" in r.output
     assert "cost estimate:" in r.output and "dry run: nothing was launched" in r.output
     commands = [line for line in r.output.splitlines() if line.startswith("  trainer train")]
@@ -62,7 +64,7 @@ def test_dry_run_of_phase2_says_when_it_uses_default_architecture(tmp_path, zero
     assert r.exit_code == 0, r.output
     assert "locked architecture from defaults (no " in r.output
     assert "3 trial(s) at once" in r.output and "up to 7 trials" in r.output
-    assert "a2-ultragpu-1g + 1 x NVIDIA_A100_80GB" in r.output
+    assert "team fullbatch (local processes)" in r.output and "a2-ultragpu-1g" not in r.output
     assert "/configs/trainer/fullbatch.yaml" in r.output
 
 
@@ -213,7 +215,7 @@ def test_stop_cancels_running_jobs_and_stops_their_trials(tmp_path, study_db):
     ctl = Controller(
         s, tuner, runner, backends.read_local_output, lambda i: backends.trial_output_dir(s, i), clock
     )
-    ctl.reconcile(RoundSpec("weights", None, 2))
+    ctl.reconcile(s.rounds[0])
     for _ in range(500):
         if [j.state for j in runner.jobs()] == [JobState.RUNNING] * 2:
             break

@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule
-from orchestrator.controller import RoundSpec
+from orchestrator.early_stopping import BaselineSigmaRule, EarlyStopping, MedianRule
 from orchestrator.phases import SwarmRun
 from orchestrator.run_files import STOP_FILE
 from orchestrator.runners.base import JobState
@@ -176,7 +175,7 @@ def test_stop_request_stops_active_trials_and_cancels_their_jobs(tmp_path, study
     s = _prepare(tmp_path, study_db, max_trials=4, parallel=2, env={"FAKE_HANG_TRIALS": "0,1,2,3"})
     clock = FakeClock()
     ctl, tuner, runner = local_controller(s, clock)
-    rnd = RoundSpec("weights", None, s.max_trials)
+    rnd = s.rounds[0]  # phase 2: the Bayesian round "weights"
     ctl.reconcile(rnd)
     _wait_jobs(runner, {JobState.RUNNING}, clock, n=2)
     (Path(s.run_dir) / STOP_FILE).write_text("now")
@@ -191,14 +190,15 @@ def test_restart_launches_a_suggested_trial_and_cancels_the_job_of_a_finished_on
     s = _prepare(tmp_path, study_db, max_trials=2, parallel=2, env={"FAKE_HANG_TRIALS": "0"})
     clock = FakeClock()
     ctl, tuner, runner = local_controller(s, clock)
-    rnd = RoundSpec("weights", None, s.max_trials)
+    rnd = s.rounds[0]  # phase 2: the Bayesian round "weights"
     ctl.reconcile(rnd)
     _wait_jobs(runner, {JobState.RUNNING, JobState.SUCCEEDED}, clock, n=2)
     # A controller that died right after suggesting (trial 2) and right after stopping trial 0:
     (extra,) = tuner.suggest(1)
     tuner.stop("0", "early stop")
-    ctl2, _, _ = local_controller(s.model_copy(update={"max_trials": 3}), clock)
-    ctl2.reconcile(RoundSpec("weights", None, 3))
+    s3 = s.model_copy(update={"max_trials": 3})
+    ctl2, _, _ = local_controller(s3, clock)
+    ctl2.reconcile(s3.rounds[0])
     jobs = {j.trial_id: j for j in runner.jobs()}
     assert extra.id in jobs and jobs[extra.id].attempt == 1
     assert _wait_jobs(runner, {JobState.CANCELLED, JobState.SUCCEEDED}, clock, n=3)

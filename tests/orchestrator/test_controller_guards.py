@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import shutil
 
-from orchestrator.config import BaselineSigmaRule, MedianRule
 from orchestrator.controller import (
     Outcome,
     Retry,
-    RoundSpec,
     Step,
     decide,
     judge_final,
     retry_verdict,
+    round_owns,
+    round_size,
 )
-from orchestrator.early_stopping import baseline_rule, best_upto, finite, last_value, median_rule
+from orchestrator.early_stopping import (
+    BaselineSigmaRule,
+    EarlyStopping,
+    MedianRule,
+    baseline_rule,
+    best_upto,
+    finite,
+    last_value,
+    median_due,
+    median_rule,
+)
+from orchestrator.round_plan import RoundPlan
 from orchestrator.run_files import job_hours
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobState
 from orchestrator.tuners.base import TunerState, TunerTrial
@@ -42,7 +53,7 @@ def test_running_trials_reserve_their_estimated_cost_before_another_starts(tmp_p
     clock = FakeClock()
     events: list[dict] = []
     ctl, tuner, runner = local_controller(s, clock, on_event=events.append)
-    rnd = RoundSpec("weights", None, s.max_trials)
+    rnd = s.rounds[0]  # phase 2: the Bayesian round "weights"
     try:
         first = ctl.reconcile(rnd)
         assert first.launched == 2  # 2 x 1 h fit under 2.5 h, a third would not
@@ -73,14 +84,23 @@ def test_best_so_far_is_the_lowest_error_up_to_the_epoch():
 
 
 def test_a_round_owns_its_design_points_and_a_bayesian_round_everything_else():
-    design = RoundSpec("primes", [{"model.window": 8, "optim.lr": 0.01}], 1)
-    bayes = RoundSpec("weights", None, 4, other_points=design.points)
-    on_point = TunerTrial("0", {"model.window": 8, "optim.lr": 0.01 * (1 + 1e-12)}, TunerState.ACTIVE)
-    off_point = TunerTrial("1", {"model.window": 8, "optim.lr": 0.02}, TunerState.ACTIVE)
-    fewer_knobs = TunerTrial("2", {"model.window": 8}, TunerState.ACTIVE)
-    assert design.owns(on_point) and not bayes.owns(on_point)
-    assert not design.owns(off_point) and bayes.owns(off_point)
-    assert not design.owns(fewer_knobs) and bayes.owns(fewer_knobs)
+    points = [{"model.window": 8, "optim.lr": 0.01}]
+    design = RoundPlan(name="primes", kind="points", space=[], points=points, fixed={})
+    bayes = RoundPlan(name="weights", kind="bayesian", space=[], points=None, fixed={})
+    on_point = {"model.window": 8, "optim.lr": 0.01 * (1 + 1e-12)}
+    off_point = {"model.window": 8, "optim.lr": 0.02}
+    fewer_params = {"model.window": 8}
+    assert round_owns(design, on_point, points) and not round_owns(bayes, on_point, points)
+    assert not round_owns(design, off_point, points) and round_owns(bayes, off_point, points)
+    assert not round_owns(design, fewer_params, points) and round_owns(bayes, fewer_params, points)
+    assert round_owns(bayes, on_point, [])  # a Bayesian round alone owns every trial
+
+
+def test_a_round_may_have_its_design_points_or_the_swarm_max_trials(tmp_path):
+    s = settings(tmp_path, max_trials=7)
+    bayes = RoundPlan(name="weights", kind="bayesian", space=[], points=None, fixed={})
+    design = bayes.model_copy(update={"kind": "points", "points": [{"seed": 0}, {"seed": 1}]})
+    assert round_size(bayes, s) == 7 and round_size(design, s) == 2
 
 
 def test_finite_means_a_real_finite_number():
@@ -169,3 +189,90 @@ def test_the_median_rule_compares_best_values_with_peers_that_reached_the_epoch(
     assert median_rule(rule, mine, peers[:1], epochs=10) is None  # too few peers
     assert median_rule(rule, _curve({4: 0.015}), peers, epochs=10) is None  # not worse than the median
     assert median_rule(rule, _curve({2: 0.9}), peers, epochs=10) is None  # before the warm-up
+
+
+def test_the_baseline_rule_judges_at_exactly_its_fraction_and_needs_a_strictly_negative_bound():
+    rule = BaselineSigmaRule(at_fraction=0.35, sigmas=1.0)
+    # 0.35 x 20 epochs = epoch 7 exactly: that epoch is judged, not the next one.
+    curve = {7: _paired(7, 0.5, 0.1), 8: _paired(8, -0.5, 0.1)}
+    assert baseline_rule(rule, curve, epochs=20).startswith("early stop at epoch 7/20")
+    # diff + 1 sigma == 0: not below 0, so the trial stops.
+    assert baseline_rule(rule, {7: _paired(7, -0.25, 0.25)}, epochs=20) is not None
+    # Without a finite standard error there is no verdict, whatever the difference.
+    assert baseline_rule(rule, {7: _paired(7, 0.5, float("nan"))}, epochs=20) is None
+
+
+def test_the_baseline_rule_names_the_best_val_baseline_or_says_it_does_not_know():
+    rule = BaselineSigmaRule(at_fraction=0.35, sigmas=1.0)
+    row = {"epoch": 7, "val_paired_diff": 0.5, "val_paired_stderr": 0.1}
+    named = {**row, "val_baseline_smoothed": 0.002, "val_baseline_index": 0.1, "baseline_ar": 0.0001}
+    assert "the best baseline (baseline_smoothed)" in baseline_rule(rule, {7: named}, epochs=20)
+    assert "the best baseline (?)" in baseline_rule(rule, {7: row}, epochs=20)
+
+
+def test_the_median_rule_is_due_from_its_warmup_until_the_last_epoch_when_enabled():
+    rule = MedianRule(warmup_fraction=0.3, min_trials=1)
+    curve = lambda last: {e: {"epoch": e} for e in range(1, last + 1)}  # noqa: E731
+    assert not median_due(rule, curve(2), epochs=10)  # before 30% of 10 epochs
+    assert median_due(rule, curve(3), epochs=10)  # at 30% exactly
+    assert median_due(rule, curve(9), epochs=10)
+    assert not median_due(rule, curve(10), epochs=10)  # the last epoch: the trial is done
+    assert not median_due(rule, {}, epochs=10)
+    assert not median_due(MedianRule(enabled=False, warmup_fraction=0.3), curve(5), epochs=10)
+
+
+def test_a_failed_baseline_rule_stops_the_trial_even_when_the_median_rule_is_due(tmp_path):
+    rules = EarlyStopping(baseline_sigma=BaselineSigmaRule(), median=MedianRule(warmup_fraction=0.3))
+    s = settings(tmp_path, early_stopping=rules)  # smoke: 2 epochs a trial
+    ctl, _, _ = local_controller(s, FakeClock(start=0.0))
+    trial = TunerTrial("0", {}, TunerState.ACTIVE)
+    bad = {1: {**_paired(1, 0.5, 0.1), "val_extrapolation_error": 0.5}}
+    # The median rule is due at epoch 1 but has no peers; the baseline rule's verdict stands.
+    assert ctl.early_stop_reason(trial, bad, peers=[]).startswith("early stop at epoch 1/2")
+
+
+def test_a_point_is_the_same_by_value_within_tolerance_and_strings_by_equality():
+    design = RoundPlan(name="d", kind="points", space=[], points=[{"k": "cosine", "w": 0.0}], fixed={})
+    assert round_owns(design, {"k": "cosine", "w": 1e-16}, [])  # a zero perturbed by rounding
+    assert not round_owns(design, {"k": "none", "w": 0.0}, [])
+    assert not round_owns(design, {"k": "cosine", "w": 1e-6}, [])
+    ints = RoundPlan(name="i", kind="points", space=[], points=[{"k": 5}], fixed={})
+    assert not round_owns(ints, {"k": "5"}, [])  # a string is never a number's point
+
+
+def test_the_gpu_hours_count_every_job_on_its_own_team_machine(tmp_path):
+    s = settings(tmp_path)
+    machines = dict(s.team_machines)
+    machines["fullbatch"] = machines["fullbatch"].model_copy(update={"accelerator_count": 2})
+    s = s.model_copy(update={"team_machines": machines})
+    ctl, _, _ = local_controller(s, FakeClock(start=10_000.0))
+    full = TunerTrial("0", {"train.mode": "fullbatch"}, TunerState.COMPLETED)
+    mini = TunerTrial("1", {"loss.gue_nll_weight": 0.1}, TunerState.ACTIVE)
+    jobs = [
+        Job("a", "0", 1, JobState.SUCCEEDED, created=0.0, started=0.0, ended=3_600.0),  # 1 h x 2 GPUs
+        Job("b", "1", 1, JobState.RUNNING, created=0.0, started=8_200.0),  # 0.5 h so far x 1 GPU
+        Job(
+            "c", "9", 1, JobState.FAILED, created=0.0, started=0.0, ended=3_600.0
+        ),  # no trial: the swarm's team
+    ]
+    assert ctl.gpu_hours(jobs, {"0": full, "1": mini}) == 3.5
+
+
+def test_the_trial_hours_estimate_is_the_mean_of_the_succeeded_jobs_else_the_profile(tmp_path):
+    s = settings(tmp_path, trial_hours_estimate=0.25)
+    ctl, _, _ = local_controller(s, FakeClock(start=0.0))
+    jobs = [
+        Job("a", "0", 1, JobState.SUCCEEDED, created=0.0, started=1_000.0, ended=4_600.0),  # 1 h
+        Job("b", "1", 1, JobState.SUCCEEDED, created=0.0, started=1_000.0, ended=8_200.0),  # 2 h
+        Job("c", "2", 1, JobState.FAILED, created=0.0, started=1_000.0, ended=37_000.0),
+        Job("d", "3", 1, JobState.RUNNING, created=0.0, started=1_000.0),
+        Job("e", "4", 1, JobState.SUCCEEDED, created=0.0, started=None, ended=9_000.0),
+    ]
+    assert ctl.trial_hours_estimate(jobs) == 1.5
+    assert ctl.trial_hours_estimate(jobs[2:]) == 0.25
+
+
+def test_free_attempts_are_the_ones_that_do_not_count_against_the_retries():
+    counted = [_attempt(i, JobState.FAILED, 1) for i in range(1, 5)]
+    free = [_attempt(i, JobState.FAILED, EXIT_ENVIRONMENT) for i in (5, 6)]
+    assert retry_verdict(free[-1], counted + free, max_retries=10) is Retry.AGAIN

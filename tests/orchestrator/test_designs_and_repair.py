@@ -8,7 +8,7 @@ import math
 
 import optuna
 import pytest
-from orchestrator.designs import fractional_factorial, grid, latin_hypercube
+from orchestrator.designs import contains, fractional_factorial, grid, latin_hypercube
 from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, TunerState
 from orchestrator.tuners.optuna_study import FixedDesignTuner, OptunaTuner, storage_url
 
@@ -91,3 +91,23 @@ def test_the_study_is_plain_optuna(study_db):
     assert study.best_value == 0.5 and study.best_trial.user_attrs["zs_metrics"] == {
         "extrapolation_stderr": 0.01
     }
+
+
+def test_a_design_value_is_in_a_param_when_it_has_the_param_type_and_range():
+    w, n, act = FloatParam("w", 0.1, 1.0), IntParam("n", 0, 5), CategoricalParam("act", ("relu",))
+    assert contains(w, 0.1) and contains(w, 1.0) and contains(w, 0.5)  # both ends are in
+    assert not contains(w, 1.5) and not contains(w, "0.5") and not contains(n, True)
+    assert contains(n, 3) and contains(n, 3.0) and not contains(n, 2.5)
+    assert contains(act, "relu") and not contains(act, "gelu")
+
+
+def test_fractional_factorial_of_no_knob_is_empty_and_of_one_knob_its_two_levels():
+    assert fractional_factorial({}) == []
+    assert fractional_factorial({"a": ("x", "y")}) == [{"a": "x"}, {"a": "y"}]
+
+
+def test_latin_hypercube_is_the_same_for_the_same_seed_and_gives_every_param_its_type():
+    space = [CategoricalParam("act", ("relu", "gelu")), IntParam("depth", 1, 16), FloatParam("lr", 0.1, 1.0)]
+    pts = latin_hypercube(space, 8)
+    assert pts == latin_hypercube(space, 8, seed=0) == latin_hypercube(space, 8)
+    assert all(set(p) == {"act", "depth", "lr"} and isinstance(p["depth"], int) for p in pts)

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from orchestrator.cli import main
-from orchestrator.config import REPO_ROOT, load_settings
+from orchestrator.paths import REPO_ROOT
 from orchestrator.phases import SwarmRun
 from orchestrator.report import build_report
 from orchestrator.report.playbook_rank import Config, horizon_comparison, rank
+from orchestrator.settings_loader import load_settings
 from swarm_helpers import FAKE_TRAINER, NO_EARLY_STOP, FakeClock
 
 from orchestrator import playbook

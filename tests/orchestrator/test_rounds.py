@@ -6,15 +6,15 @@ from __future__ import annotations
 import typing
 
 import pytest
-from orchestrator.config import load_settings
 from orchestrator.errors import ConfigError
+from orchestrator.settings_loader import load_settings
 
 from orchestrator import rounds
 
 
 def test_every_kind_name_is_a_yaml_tag_and_has_its_class():
     tags = set()
-    for model in typing.get_args(typing.get_args(rounds.RoundConfig)[0]):
+    for model in typing.get_args(typing.get_args(rounds.RoundEntry)[0]):
         tags |= set(typing.get_args(model.model_fields["kind"].annotation))
     # every kind but those no phase file names (the playbook's promote rounds, which it makes itself)
     assert tags == {name for name, kind in rounds.KINDS.items() if kind.models}

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from orchestrator.cli import main
-from orchestrator.config import CONFIG_DIR, load_settings
 from orchestrator.errors import ConfigError
+from orchestrator.paths import CONFIG_DIR
+from orchestrator.settings_loader import load_settings
 
 
 @pytest.mark.parametrize("profile", ["default", "smoke"])
@@ -114,7 +115,7 @@ def test_bad_flags_and_missing_files_are_config_errors(tmp_path):
 
 
 def test_cli_exits_2_and_launches_nothing_on_a_bad_config(tmp_path, monkeypatch, broken_configs):
-    monkeypatch.setattr("orchestrator.config.CONFIG_DIR", broken_configs)
+    monkeypatch.setattr("orchestrator.settings_loader.CONFIG_DIR", broken_configs)
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(main, ["swarm", "--phase", "2", "--run-dir", str(run_dir)])
     assert result.exit_code == 2

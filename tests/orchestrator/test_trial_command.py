@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from orchestrator.config import CONFIG_DIR, load_settings
+from orchestrator.paths import CONFIG_DIR
+from orchestrator.settings_loader import load_settings
 from orchestrator.trial_command import PRECEDENCE, job_spec, layered, trainer_args
 
 KEY = "optim.lr"  # a key every layer may set (phase 2 locks it, so the lock layer sets it too)
@@ -19,7 +20,7 @@ def test_layered_names_the_seven_layers_lowest_first_and_each_higher_one_wins():
     for low, high in zip(PRECEDENCE, PRECEDENCE[1:], strict=False):
         # keyword order does not matter: the order is PRECEDENCE's
         assert layered(**{high: {KEY: high}, low: {KEY: low, "other": low}}) == {KEY: high, "other": low}
-    with pytest.raises(TypeError, match="unknown override layer"):
+    with pytest.raises(TypeError, match=r"unknown override layer.*the layers are profile, profile_phase, "):
         layered(phase={KEY: 1})
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from orchestrator.cli import main
-from orchestrator.config import CONFIG_DIR
 from orchestrator.errors import ConfigError
+from orchestrator.paths import CONFIG_DIR
 from orchestrator.runners.local import LocalRunner
 from orchestrator.zeros import TABLE_COUNT, ShardJob, Throughput, ZerosRun, ZerosSettings, plan_shards
 

@@ -8,9 +8,9 @@ import math
 
 import pytest
 from google.api_core import exceptions
-from orchestrator.config import load_settings
-from orchestrator.controller import Controller, RoundSpec
+from orchestrator.controller import Controller
 from orchestrator.runners import vertex
+from orchestrator.settings_loader import load_settings
 from orchestrator.tuners.base import TunerState
 from orchestrator.tuners.vizier import VizierTuner
 from orchestrator.vertex_settings import CloudCalls, RetryPolicy
@@ -110,7 +110,7 @@ class World:
         self.runner = runner = vertex.VertexRunner(
             self.vs, self.settings.study, credentials=self.credentials, calls=calls
         )
-        self.round = RoundSpec(plan.name, None, self.settings.max_trials, plan.fixed)
+        self.round = plan
         return Controller(
             self.settings,
             self.tuner,
@@ -308,7 +308,7 @@ def test_refused_jobs_still_count_towards_max_failed_trials(mocker, tmp_path, cr
 
 
 def test_a_refused_permission_is_one_line_and_loses_no_suggestion(mocker, tmp_path, credentials, phase2):
-    from orchestrator.vertex_settings import CloudPermissionDenied
+    from orchestrator.cloud_permissions import CloudPermissionDenied
 
     world = World(mocker, tmp_path / "run", credentials, set(), phase2, emulator=False)
     denied = "Permission 'iam.serviceAccounts.actAs' denied on service account zs-trainer@p.iam"

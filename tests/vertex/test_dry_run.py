@@ -86,6 +86,9 @@ def test_text_dry_run_shows_the_study_and_one_line_per_job(offline, tmp_path):
     assert f"Vizier study {study}: ALGORITHM_UNSPECIFIED, MINIMIZE extrapolation_error" in result.output
     assert "loss.gue_nll_weight [0.001, 1.0] UNIT_LOG_SCALE" in result.output
     assert result.output.count("g2-standard-8 + 1 x NVIDIA_L4, us-central1-docker.pkg.dev") == 3
+    # A cloud trial runs on the team's machine: the banner and the cost estimate name it.
+    assert "team minibatch (g2-standard-8 + 1 x NVIDIA_L4), backend vertex" in result.output
+    assert " USD on g2-standard-8 + 1 x NVIDIA_L4 (cap " in result.output
     assert "dry run: nothing was launched" in result.output
     assert offline.total_calls == 0
 
@@ -210,8 +213,8 @@ def test_the_local_backend_keeps_the_default_profile(tmp_path, odlyzko_prefix, m
 
 
 def test_the_banner_names_vizier_as_the_vertex_tuner(tmp_path):
-    from orchestrator.config import load_settings
     from orchestrator.phases import SwarmRun
+    from orchestrator.settings_loader import load_settings
 
     def round_line(backend: str) -> str:
         s = load_settings(

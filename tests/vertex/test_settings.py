@@ -141,7 +141,7 @@ def test_a_permanent_error_is_not_retried(clock):
 
 
 def test_a_refused_permission_names_permission_account_and_role_once(clock):
-    from orchestrator.vertex_settings import CloudPermissionDenied
+    from orchestrator.cloud_permissions import CloudPermissionDenied
 
     calls = CloudCalls(
         RetryPolicy(), sleeper=clock.sleep, expected_account="zs-orchestrator@p.iam.gserviceaccount.com"
@@ -197,7 +197,45 @@ def test_a_refresh_error_is_retried_only_when_google_says_so(clock):
         calls.run("get trial", revoked)
 
 
+TEAM = (ROOT / "configs" / "teams" / "minibatch.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda t: t.replace("accelerator_count: 1", "accelerator_count: two"), "accelerator_count"),
+        (
+            lambda t: t.replace("machine_type: g2-standard-8", "machine_type: [g2, 8]"),
+            "machine_type: Input should be",
+        ),
+        (lambda t: t + "accelerators: 2\n", "accelerators: unknown key"),
+        (lambda t: t.replace("name: minibatch", "name: team3"), "name: Input should be"),
+    ],
+)
+def test_a_bad_team_file_is_one_line_naming_file_line_and_key_exit_2(tmp_path, edit, where):
+    """The Vertex settings read the team files with the schema the swarm settings use: a bad one is
+    one line with the file, the key's line and the key, and bad input (exit 2), before any cloud call."""
+    (tmp_path / "fullbatch.yaml").write_text((ROOT / "configs" / "teams" / "fullbatch.yaml").read_text())
+    bad = edit(TEAM)
+    (tmp_path / "minibatch.yaml").write_text(bad)
+    with pytest.raises(ConfigError) as e:
+        load_team_machines(tmp_path)
+    line = str(e.value)
+    assert "\n" not in line and e.value.exit_code == 2
+    key = where.split(":")[0]
+    at = next(i for i, text in enumerate(bad.splitlines(), start=1) if text.startswith(key))
+    assert f"minibatch.yaml:{at}: {where}" in line, line
+
+
 def test_a_team_file_without_a_machine_is_a_config_error(tmp_path):
     (tmp_path / "minibatch.yaml").write_text("name: minibatch\nmode: minibatch\n")
     with pytest.raises(ConfigError, match="minibatch.yaml.*machine_type"):
         load_team_machines(tmp_path)
+
+
+def test_the_team_files_give_each_team_its_machine():
+    machines = load_team_machines(ROOT / "configs" / "teams")
+    assert machines == {
+        "fullbatch": MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1),
+        "minibatch": MachineSpec("g2-standard-8", "NVIDIA_L4", 1),
+    }

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.config import load_settings
 from orchestrator.phases import SwarmRun
+from orchestrator.settings_loader import load_settings
 
 from vertex.conftest import DIGEST
 from vertex.test_controller_on_vertex import World

@@ -29,7 +29,7 @@ from orchestrator.trial_outputs import Reader
 from orchestrator.tuners.base import SearchSpace, Tuner
 
 if TYPE_CHECKING:
-    from orchestrator.config import SwarmSettings
+    from orchestrator.swarm_settings import SwarmSettings
 
 BACKENDS = ("local", "vertex")
 

@@ -318,8 +318,10 @@ def arm_settings(
         infra_outputs: Terraform outputs file (vertex backend only).
         infra_overrides: vertex only: infra setting -> value from a flag (--runs-bucket, ...).
     """
-    from orchestrator.config import BaselineSigmaRule, EarlyStopping, MedianRule, load_settings
-    from orchestrator.rounds import RoundPlan, points_space
+    from orchestrator.early_stopping import BaselineSigmaRule, EarlyStopping, MedianRule
+    from orchestrator.round_plan import RoundPlan
+    from orchestrator.rounds import points_space
+    from orchestrator.settings_loader import load_settings
 
     arm_dir = run_dir / arm.run_dir
     base = load_settings(

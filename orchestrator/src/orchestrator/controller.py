@@ -29,13 +29,12 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator import storage, study_db
 from orchestrator.atomic_files import append_line
-from orchestrator.config import SwarmSettings
 from orchestrator.crash_injection import crash_point
 from orchestrator.early_stopping import (
     VAL_OBJECTIVE,
@@ -47,8 +46,10 @@ from orchestrator.early_stopping import (
 )
 from orchestrator.errors import PermanentJobError, RetryableCloudError
 from orchestrator.reading import DamagedFile, repair_hint
+from orchestrator.round_plan import RoundPlan
 from orchestrator.run_files import EVENTS_FILE, STOP_FILE, job_hours, write_snapshot
 from orchestrator.runners.base import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Job, JobSpec, JobState, Runner
+from orchestrator.swarm_settings import SwarmSettings
 from orchestrator.trial_attrs import trial_attrs
 from orchestrator.trial_command import job_spec
 from orchestrator.trial_outputs import (
@@ -62,29 +63,17 @@ from orchestrator.trial_outputs import (
 from orchestrator.tuners.base import Tuner, TunerState, TunerTrial
 
 
-@dataclass
-class RoundSpec:
-    """What the controller drives: a round's name, its design points (None: Bayesian) and its size.
+def round_owns(plan: RoundPlan, params: dict[str, Any], other_points: Sequence[dict[str, Any]]) -> bool:
+    """Whether a trial belongs to a round: a design round (plan.points, as resolved at run time)
+    owns the trials on its points; a Bayesian round (points None) every trial on no other round's point."""
+    if plan.points is None:
+        return not any(_same_point(params, p) for p in other_points)
+    return any(_same_point(params, p) for p in plan.points)
 
-    Args:
-        name: the round's name (phase 1: "primes", "lr").
-        points: the resolved design points; trials whose params match one belong to this round.
-            None for a Bayesian round, which owns every trial not claimed by another round.
-        max_trials: trials in this round (a design: its number of points).
-        fixed: overrides of this round that are not tuner params (Bayesian rounds).
-        other_points: points of the phase's other rounds (to tell a Bayesian round's trials apart).
-    """
 
-    name: str
-    points: list[dict[str, Any]] | None
-    max_trials: int
-    fixed: dict[str, Any] = field(default_factory=dict)
-    other_points: list[dict[str, Any]] = field(default_factory=list)
-
-    def owns(self, trial: TunerTrial) -> bool:
-        if self.points is None:
-            return not any(_same_point(trial.params, p) for p in self.other_points)
-        return any(_same_point(trial.params, p) for p in self.points)
+def round_size(plan: RoundPlan, settings: SwarmSettings) -> int:
+    """The trials a round may have: a design's points, else the swarm's max_trials."""
+    return settings.max_trials if plan.points is None else len(plan.points)
 
 
 def _same_point(params: dict, point: dict) -> bool:
@@ -111,7 +100,8 @@ class PassResult:
 
 
 class Controller:
-    """Drives one round of a study to completion.
+    """Drives one round of a study to completion: `run(plan)`, the round's RoundPlan with the
+    points it runs (a design's, resolved at run time; None for a Bayesian round).
 
     Args:
         settings: the resolved swarm settings.
@@ -149,6 +139,12 @@ class Controller:
         self._read_this_pass: set[str] = set()  # curves already read since the pass began
         self._reported: dict[str, set[int]] = {}
         self._launch_blocked = ""  # why launches stop for the rest of this pass ("" = they do not)
+        # The points of every round of the phase: a Bayesian round owns the trials on none of them.
+        self._design_points = [p for r in settings.rounds for p in (r.points or [])]
+
+    def owns(self, rnd: RoundPlan, trial: TunerTrial) -> bool:
+        """Whether `trial` belongs to the round `rnd` (round_owns)."""
+        return round_owns(rnd, trial.params, self._design_points)
 
     # -- events -----------------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
@@ -164,12 +160,12 @@ class Controller:
             self.on_event(ev)
 
     # -- job specs --------------------------------------------------------------------------
-    def spec(self, trial: TunerTrial, attempt: int, rnd: RoundSpec) -> JobSpec:
+    def spec(self, trial: TunerTrial, attempt: int, rnd: RoundPlan) -> JobSpec:
         return job_spec(
             self.s, trial.id, trial.params, attempt, rnd.name, rnd.fixed, self.output_dir(trial.id)
         )
 
-    def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundSpec, **event: Any) -> int:
+    def _launch(self, trial: TunerTrial, attempt: int, rnd: RoundPlan, **event: Any) -> int:
         """Launch (or complete the launch of) a trial's attempt; 1 if a job runs, 0 otherwise.
 
         A PermanentJobError (the backend refused the job: bad image, args) can never succeed on
@@ -243,7 +239,7 @@ class Controller:
         return median_rule(rules.median, curve, others, epochs)
 
     # -- one pass ---------------------------------------------------------------------------
-    def reconcile(self, rnd: RoundSpec) -> PassResult:
+    def reconcile(self, rnd: RoundPlan) -> PassResult:
         """One pass. However it ends (a cloud error, a refused permission), trials.json is rewritten
         with what the tuner and runner hold, so `status` never shows a pass older than the last one."""
         try:
@@ -255,7 +251,7 @@ class Controller:
                 pass
             raise
 
-    def _reconcile(self, rnd: RoundSpec) -> PassResult:
+    def _reconcile(self, rnd: RoundPlan) -> PassResult:
         now = self.clock()
         self._read_this_pass.clear()
         self._launch_blocked = ""
@@ -269,18 +265,18 @@ class Controller:
             attempts.setdefault(j.trial_id, []).append(j)
             if j.trial_id not in latest or j.attempt > latest[j.trial_id].attempt:
                 latest[j.trial_id] = j
-        mine = [t for t in all_trials if rnd.owns(t)]
+        mine = [t for t in all_trials if self.owns(rnd, t)]
         launched = 0
 
         for t in all_trials:
             job = latest.get(t.id)
-            step = decide(t.state, rnd.owns(t), stop_requested, job.state if job is not None else None)
+            step = decide(t.state, self.owns(rnd, t), stop_requested, job.state if job is not None else None)
             launched += self._apply(step, t, job, rnd, mine, attempts.get(t.id, [job] if job else []))
 
         # Re-read after this pass's writes so the counts below are the truth, not a guess.
         all_trials = self.tuner.trials()
         trials_by_id = {t.id: t for t in all_trials}
-        mine = [t for t in all_trials if rnd.owns(t)]
+        mine = [t for t in all_trials if self.owns(rnd, t)]
         active = [t for t in mine if t.state is TunerState.ACTIVE]
         failed = sum(t.state is TunerState.FAILED for t in mine)
         reason = ""
@@ -294,7 +290,7 @@ class Controller:
             )
             swarm_failed = True
         free = self.s.parallel - len(active)
-        room = rnd.max_trials - len(mine)
+        room = round_size(rnd, self.s) - len(mine)
         if not reason and free > 0 and room > 0 and not self._launch_blocked:
             now_jobs = self.runner.jobs() if launched else jobs
             used = self.gpu_hours(now_jobs, trials_by_id)
@@ -352,7 +348,7 @@ class Controller:
         step: Step,
         t: TunerTrial,
         job: Job | None,
-        rnd: RoundSpec,
+        rnd: RoundPlan,
         mine: list[TunerTrial],
         attempts: list[Job],
     ) -> int:
@@ -384,7 +380,7 @@ class Controller:
             return self._retry_or_fail(t, job, job.detail or job.state.value.lower(), rnd, attempts)
         return 0
 
-    def _collect(self, t: TunerTrial, job: Job, rnd: RoundSpec, attempts: list[Job]) -> int:
+    def _collect(self, t: TunerTrial, job: Job, rnd: RoundPlan, attempts: list[Job]) -> int:
         """A succeeded job: its final.json completes the trial, marks it infeasible, or asks again."""
         out_dir = job.output_dir or self.output_dir(t.id)
         text = self.read_output(out_dir, "final.json")
@@ -430,9 +426,9 @@ class Controller:
         detail = f"exit 0 but final.json says {final.get('status')!r}"
         return self._retry_or_fail(t, job, detail, rnd, attempts)
 
-    def _can_suggest_more(self, rnd: RoundSpec, mine: list[TunerTrial]) -> bool:
+    def _can_suggest_more(self, rnd: RoundPlan, mine: list[TunerTrial]) -> bool:
         left = self.tuner.remaining() if rnd.points is not None else None
-        return left > 0 if left is not None else len(mine) < rnd.max_trials
+        return left > 0 if left is not None else len(mine) < round_size(rnd, self.s)
 
     def _running(self, t: TunerTrial, job: Job, peers: list[TunerTrial]) -> None:
         curve = self._curve(t, final=False)
@@ -455,7 +451,7 @@ class Controller:
                 done.add(epoch)
 
     def _retry_or_fail(
-        self, t: TunerTrial, job: Job, detail: str, rnd: RoundSpec, attempts: Sequence[Job]
+        self, t: TunerTrial, job: Job, detail: str, rnd: RoundPlan, attempts: Sequence[Job]
     ) -> int:
         """Launch the next attempt, unless the trainer refused its input or the retries are used up
         (retry_verdict)."""
@@ -479,9 +475,9 @@ class Controller:
         return jobs
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self, rnd: RoundSpec, max_passes: int | None = None) -> PassResult:
+    def run(self, rnd: RoundPlan, max_passes: int | None = None) -> PassResult:
         """Reconcile until the round is done (or `max_passes` passes), sleeping poll_s between passes."""
-        self.event("round", round=rnd.name, max_trials=rnd.max_trials, pid=os.getpid())
+        self.event("round", round=rnd.name, max_trials=round_size(rnd, self.s), pid=os.getpid())
         passes = 0
         while True:
             try:

@@ -1,5 +1,6 @@
 """The early-stopping rules, as functions of the curves they are given (no I/O: the controller
-reads the curves and applies the verdict).
+reads the curves and applies the verdict), and their models (`early_stopping:` of a phase file or
+of a profile's phase entry).
 
 A curve is a trial's metrics.jsonl rows by epoch. The rules read the val windows' keys only
 (docs/contracts.md): the intermediate objective, and the paired difference to the best baseline
@@ -11,9 +12,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
-from orchestrator.config import BaselineSigmaRule, MedianRule
+from pydantic import Field
+
+from orchestrator.schema import Strict
 from orchestrator.trial_outputs import best_baseline_name
 
 Curve = dict[int, dict[str, Any]]
@@ -22,6 +25,36 @@ Curve = dict[int, dict[str, Any]]
 # intermediate reports, the median rule and the baseline rule read these; the tuner's final value
 # is final.json's `extrapolation_error` (tune windows).
 VAL_OBJECTIVE, VAL_DIFF, VAL_STDERR = "val_extrapolation_error", "val_paired_diff", "val_paired_stderr"
+
+
+class BaselineSigmaRule(Strict):
+    """The seed playbook's rule, paired: at `at_fraction` of the epoch budget, stop a trial whose
+    mean difference to the best baseline on the val windows (`val_paired_diff`) is not at least
+    `sigmas` paired standard errors (`val_paired_stderr`) below zero."""
+
+    enabled: bool = True
+    at_fraction: Annotated[float, Field(ge=0.3, le=0.4)] = 0.35
+    sigmas: Annotated[float, Field(gt=0)] = 1.0
+
+
+class MedianRule(Strict):
+    """Stop a trial whose best intermediate objective (val windows) is worse than the median of the
+    other trials at the same epoch, once `warmup_fraction` of the budget is done and `min_trials` others have reached it."""
+
+    enabled: bool = True
+    warmup_fraction: Annotated[float, Field(ge=0, le=1)] = 0.3
+    min_trials: Annotated[int, Field(ge=1)] = 5
+
+
+class EarlyStopping(Strict):
+    baseline_sigma: BaselineSigmaRule = BaselineSigmaRule()
+    median: MedianRule = MedianRule()
+
+
+# A round whose kind never stops a trial early (rounds.RoundKind.stops_early) runs with these.
+EARLY_STOPPING_OFF = EarlyStopping(
+    baseline_sigma=BaselineSigmaRule(enabled=False), median=MedianRule(enabled=False)
+)
 
 
 def baseline_rule(rule: BaselineSigmaRule, curve: Curve, epochs: int) -> str | None:

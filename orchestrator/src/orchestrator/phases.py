@@ -28,11 +28,12 @@ from pydantic import ValidationError
 
 from orchestrator import backends, playbook, study_db
 from orchestrator.atomic_files import write_text_atomic
-from orchestrator.config import SwarmSettings
-from orchestrator.controller import Controller, PassResult, RoundSpec
+from orchestrator.controller import Controller, PassResult
+from orchestrator.early_stopping import EARLY_STOPPING_OFF
 from orchestrator.errors import ConfigError, OrchestratorError, SwarmFailed
 from orchestrator.reading import DamagedFile, repair_hint
-from orchestrator.rounds import RoundPlan, kind_of, whole_study
+from orchestrator.round_plan import RoundPlan
+from orchestrator.rounds import kind_of, whole_study
 from orchestrator.run_files import (
     EVENTS_FILE,
     LOCK_FILE,
@@ -44,6 +45,7 @@ from orchestrator.run_files import (
     read_snapshot,
     record_run_id,
 )
+from orchestrator.swarm_settings import SwarmSettings
 from orchestrator.trial_command import trainer_args
 from orchestrator.trial_outputs import BEATS, WITHIN_NOISE, WORSE, vs_baseline
 from orchestrator.tuners.base import CategoricalParam, IntParam, Param, TunerState, TunerTrial
@@ -91,8 +93,11 @@ class SwarmRun:
     def describe(self) -> list[str]:
         """What the phase will do, for the banner and --dry-run."""
         s = self.s
+        # Only a cloud trial runs on the team's machine; a local one is a process on this machine.
+        on_vertex = s.backend.name == "vertex"
         lines = [
-            f"study {s.study}: phase {s.phase}, team {s.team} ({s.machine}), backend {s.backend.name}, profile {s.profile}",
+            f"study {s.study}: phase {s.phase}, team {s.team} ({s.machine if on_vertex else 'local processes'}), "
+            f"backend {s.backend.name}, profile {s.profile}",
             f"run dir {s.run_dir}; {s.parallel} trial(s) at once; {s.epochs} epochs per trial; "
             f"retries {s.max_retries}; stop after {s.max_failed_trials} failed trials",
         ]
@@ -120,10 +125,10 @@ class SwarmRun:
         lines += [kind_of(r).describe(r, s) for r in s.rounds]
         est_trials = sum(kind_of(r).estimated_trials(r, s) for r in s.rounds)
         hours = est_trials * s.trial_hours_estimate * max(1, s.accelerator_count)
+        price = f", {hours * s.price_per_hour:.2f} {s.currency} on {s.machine}" if on_vertex else ""
         lines.append(
             f"cost estimate: ~{est_trials} trials x {s.trial_hours_estimate:g} h x {max(1, s.accelerator_count)} GPU "
-            f"= {hours:.2f} GPU-h, {hours * s.price_per_hour:.2f} {s.currency} on {s.machine} "
-            f"(cap {s.gpu_hour_cap:g} GPU-h)"
+            f"= {hours:.2f} GPU-h{price} (cap {s.gpu_hour_cap:g} GPU-h)"
         )
         return lines
 
@@ -230,28 +235,25 @@ class SwarmRun:
             reader = backends.make_output_reader(self.s)
             sleep = self.sleep or getattr(runner, "wait", time.sleep)
             previous: list[TunerTrial] = []
-            previous_spec: RoundSpec | None = None
-            all_points = [p for r in self.s.rounds for p in (r.points or [])]
+            previous_round: RoundPlan | None = None
             result = PassResult(done=True, active=0, launched=0)
             for plan in self.s.rounds:
                 kind = kind_of(plan)
                 # playbook hook: a full evaluation hands on its best configuration over the seeds
                 carried = playbook.carried_winner(self.s, previous) if plan.carry else None
-                winners = [carried or _winner(previous, previous_spec).params] if plan.carry else []
+                winners = [carried or _winner(previous, previous_round).params] if plan.carry else []
                 points = kind.points(plan, self.s, winners)
                 if points is not None:
                     # Enqueue only what this round may run: a point left waiting in the study would be
                     # handed to the next round's first suggestion.
                     points = points[: self.s.max_trials]
                 tuner = backends.make_tuner(self.s, kind.space(plan, points), points)
-                if points is None:
-                    rnd = RoundSpec(plan.name, None, self.s.max_trials, plan.fixed, other_points=all_points)
-                else:
-                    rnd = RoundSpec(plan.name, points, len(points), plan.fixed)
+                rnd = plan if points is None else plan.model_copy(update={"points": points})
+                settings = self.s
+                if not kind.stops_early:
+                    settings = settings.model_copy(update={"early_stopping": EARLY_STOPPING_OFF})
                 ctl = Controller(
-                    playbook.controller_settings(
-                        self.s, plan
-                    ),  # playbook hook: full evaluations never stop early
+                    settings,
                     tuner,
                     runner,
                     reader,
@@ -267,8 +269,8 @@ class SwarmRun:
                 if result.reason != "round complete":
                     self.out(f"phase {self.s.phase} ends early: {result.reason}")
                     break
-                previous = [t for t in tuner.trials() if rnd.owns(t)]
-                previous_spec = rnd
+                previous = [t for t in tuner.trials() if ctl.owns(rnd, t)]
+                previous_round = rnd
                 if self.s.playbook is not None:  # playbook hook: what the promotion and the report read
                     playbook.record_round(self.run_dir, plan.name, plan.kind, [t.id for t in previous])
             else:
@@ -368,10 +370,10 @@ def championship_lines(run_dir: str, snap: dict[str, Any]) -> list[str]:
     return championship(load_run(run_dir, snap)).lines
 
 
-def _winner(trials: list[TunerTrial], spec: RoundSpec | None) -> TunerTrial:
+def _winner(trials: list[TunerTrial], rnd: RoundPlan | None) -> TunerTrial:
     done = [t for t in trials if t.state is TunerState.COMPLETED and t.value is not None]
     if not done:
-        name = spec.name if spec else "last"
+        name = rnd.name if rnd else "last"
         raise RoundFailed(f"round {name} has no completed trial, so there is no winner to carry forward")
     return min(done, key=lambda t: t.value)
 
@@ -425,7 +427,7 @@ def check_trainer_configs(settings: SwarmSettings, trainer_command: list[str] | 
     """
     import subprocess
 
-    from orchestrator.config import REPO_ROOT
+    from orchestrator.paths import REPO_ROOT
 
     lines: list[str] = []
     for plan, params in validation_points(settings):
@@ -522,8 +524,10 @@ def stop_run(
     lock.acquire()
     try:
         tuner = backends.make_tuner(settings, *whole_study(settings))
+        # One pass over the whole study as one Bayesian round that suggests nothing: it owns every
+        # trial (no round's design points to leave alone) and may have none more.
         ctl = Controller(
-            settings,
+            settings.model_copy(update={"rounds": [], "max_trials": 0}),
             tuner,
             runner,
             backends.make_output_reader(settings),
@@ -531,7 +535,7 @@ def stop_run(
             clock,
             sleep,
         )
-        ctl.reconcile(RoundSpec("stop", None, 0))
+        ctl.reconcile(RoundPlan(name="stop", kind="bayesian", space=[], points=None, fixed={}))
         snap = read_snapshot(run_dir)
     finally:
         lock.release()

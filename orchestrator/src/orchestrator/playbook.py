@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from orchestrator.config import EarlyStopping
+from orchestrator.early_stopping import EarlyStopping
 from orchestrator.errors import ConfigError
 from orchestrator.report.playbook_rank import (
     EPOCHS,
@@ -41,7 +41,8 @@ from orchestrator.report.playbook_rank import (
     group_configs,
     winner_config,
 )
-from orchestrator.rounds import LatinHypercubeRound, PointsRound, RoundPlan, design_points
+from orchestrator.round_plan import RoundPlan
+from orchestrator.rounds import LatinHypercubeRound, PointsRound, design_points
 from orchestrator.schema import Strict as _Strict
 from orchestrator.tuners.base import IntParam
 from orchestrator.values import Value, encode
@@ -111,7 +112,7 @@ PlaybookRound = Annotated[PlaybookPointsRound | PlaybookLhsRound, Field(discrimi
 
 
 class PlaybookPhase(_Strict):
-    """configs/phases/playbook.yaml. Read by orchestrator.config.load_settings like a phase file."""
+    """configs/phases/playbook.yaml. Read by orchestrator.settings_loader.load_settings like a phase file."""
 
     phase: Literal["playbook"]
     title: str
@@ -233,15 +234,6 @@ def settings_block(cfg: PlaybookPhase, top: int | None, seeds: int | None, full_
         "gates": cfg.gates.model_dump(),
         "titles": {r.name: r.title for r in cfg.rounds},
     }
-
-
-def controller_settings(settings, plan: RoundPlan):
-    """The settings a round's controller runs with: a promote round's have early stopping off (the
-    seeds measure the spread; stopping some would bias it); any other round's are the swarm's."""
-    if plan.kind != PROMOTE:
-        return settings
-    off = EarlyStopping.model_validate({"baseline_sigma": {"enabled": False}, "median": {"enabled": False}})
-    return settings.model_copy(update={"early_stopping": off})
 
 
 # -- promotion and the carried winner ---------------------------------------------------------

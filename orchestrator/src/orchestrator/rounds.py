@@ -4,21 +4,29 @@ Every round names its `kind`; `KINDS` maps the name to the object that knows the
 else in the orchestrator switches on a kind: adding one touches this file only (write its class,
 list it in `_KIND_CLASSES`).
 
+A round has two names, for its two forms:
+  RoundEntry  a phase file's round entry as written (the YAML models below, one per kind)
+  RoundPlan   the round resolved for the tuner, as RUN_DIR/swarm.yaml keeps it
+              (orchestrator.round_plan); the controller drives a RoundPlan whose `points` are
+              the ones it runs, resolved at run time (carry, championship, promotion)
+Their params are orchestrator.tuners.base's Params (ParamRange is a Param as the YAML gives it).
+
 A kind has two sides.
 
-From the YAML (config.load_settings, through `plans`):
-  models                       the pydantic model(s) of its YAML entry; `kind:` tells them apart
-  design(cfg)                  the points the YAML alone fixes (a fixed design), else None
-  plan(cfg, space, design)     the RoundPlan written to RUN_DIR/swarm.yaml; `space` is the one
+From the YAML (settings_loader.load_settings, through `plans`):
+  models                       the pydantic model(s) of its RoundEntry; `kind:` tells them apart
+  design(entry)                the points the YAML alone fixes (a fixed design), else None
+  plan(entry, space, design)   the RoundPlan written to RUN_DIR/swarm.yaml; `space` is the one
                                space every fixed design of the phase shares (one Optuna study)
 
 At run time, from the RoundPlan (phases, vertex_plan, repair), the protocol proper:
-  space(plan, points)              the knobs the tuner opens for the round
+  space(plan, points)              the params the tuner opens for the round
   points(plan, settings, winners)  the design the round runs, or None when the tuner suggests
                                    (`suggests` is True); `winners` are the previous round's winning
-                                   params (or stand-ins in a dry run) that `carry` takes knobs from
+                                   params (or stand-ins in a dry run) that `carry` takes params from
   describe(plan, settings)         the round's line in the banner and --dry-run
   estimated_trials(plan, settings) its trials, for the cost estimate
+  stops_early                      whether the phase's early-stopping rules apply to its trials
 """
 
 from __future__ import annotations
@@ -31,12 +39,13 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from orchestrator.errors import ConfigError
+from orchestrator.round_plan import RoundPlan
 from orchestrator.schema import Strict
 from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, Param
 from orchestrator.values import Value, encode
 
 if TYPE_CHECKING:
-    from orchestrator.config import SwarmSettings
+    from orchestrator.swarm_settings import SwarmSettings
 
 # Phase 3's MSE-only arm: every prior weight 0 (with the championship's knobs, also 0).
 MSE_ONLY = {"loss.gue_nll_weight": 0.0, "loss.gue_mmd_weight": 0.0, "loss.rg_penalty_weight": 0.0}
@@ -63,7 +72,7 @@ class ParamRange(Strict):
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
-            raise ValueError("a log-scale knob needs low > 0")
+            raise ValueError("a log-scale param needs low > 0")
         return self
 
     def param(self, name: str) -> Param:
@@ -81,7 +90,7 @@ class BayesianRound(Strict):
     @model_validator(mode="after")
     def _nonempty(self) -> BayesianRound:
         if not self.space:
-            raise ValueError("space needs at least one knob")
+            raise ValueError("space needs at least one param")
         return self
 
 
@@ -131,28 +140,8 @@ class ChampionshipRound(Strict):
     fixed: dict[str, Value] = {}
 
 
-# -- the resolved round ---------------------------------------------------------------------------
-# A Param stored in a RoundPlan (RUN_DIR/swarm.yaml): its `type` says which of the three it is.
-StoredParam = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
-
-
-class RoundPlan(Strict):
-    """One round, ready for the tuner: its knobs, design points (None = the tuner suggests) and
-    fixed overrides, as RUN_DIR/swarm.yaml keeps it."""
-
-    name: str
-    kind: str
-    space: list[StoredParam]
-    points: list[dict[str, Any]] | None
-    fixed: dict[str, Value]
-    carry: list[str] = []
-
-    def params(self) -> list[Param]:
-        return list(self.space)
-
-
 def points_space(points: list[dict[str, Any]]) -> list[Param]:
-    """Knobs of a fixed design: strings are categorical; numbers span the design's own range."""
+    """The params of a fixed design: strings are categorical; numbers span the design's own range."""
     space: dict[str, dict[str, Any]] = {}
     for point in points:
         for name, value in point.items():
@@ -194,6 +183,7 @@ class RoundKind:
     names: ClassVar[tuple[str, ...]]  # its `kind:` values
     models: ClassVar[tuple[type[Strict], ...]]  # its YAML entries
     suggests: ClassVar[bool] = False  # the tuner suggests the trials (points() is None)
+    stops_early: ClassVar[bool] = True  # the phase's early-stopping rules apply to its trials
 
     def design(self, cfg: Any) -> list[dict[str, Any]] | None:
         return None
@@ -224,16 +214,18 @@ class Bayesian(RoundKind):
     suggests = True
 
     def plan(self, cfg: BayesianRound, space, design) -> RoundPlan:
-        knobs = [r.param(n) for n, r in cfg.space.items()]
-        return RoundPlan(name=cfg.name, kind=cfg.kind, space=knobs, points=None, fixed=cfg.fixed)
+        params = [r.param(n) for n, r in cfg.space.items()]
+        return RoundPlan(name=cfg.name, kind=cfg.kind, space=params, points=None, fixed=cfg.fixed)
 
     def points(self, plan, settings, winners) -> None:
         return None
 
     def describe(self, plan, settings) -> str:
-        knobs = ", ".join(f"{p.name} in [{p.low:g}, {p.high:g}]{' log' if p.log else ''}" for p in plan.space)
+        ranges = ", ".join(
+            f"{p.name} in [{p.low:g}, {p.high:g}]{' log' if p.log else ''}" for p in plan.space
+        )
         tuner = TUNER_NAMES[settings.backend.name]
-        return f"round {plan.name}: {tuner} over {knobs}; up to {settings.max_trials} trials"
+        return f"round {plan.name}: {tuner} over {ranges}; up to {settings.max_trials} trials"
 
     def estimated_trials(self, plan, settings) -> int:
         return settings.max_trials
@@ -308,6 +300,7 @@ class Promotion(RoundKind):
 
     names = ("promote",)
     models = ()
+    stops_early = False  # the seeds measure the spread; stopping some would bias it
 
     def plan(self, cfg, space, design) -> RoundPlan:
         raise NotImplementedError("the playbook makes promote rounds (orchestrator.playbook.plans)")
@@ -334,14 +327,14 @@ _KIND_CLASSES: tuple[type[RoundKind], ...] = (Bayesian, FixedDesign, Championshi
 KINDS: dict[str, RoundKind] = {name: cls() for cls in _KIND_CLASSES for name in cls.names}
 
 # A phase file's round entry: one of the kinds' models, told apart by `kind:`.
-RoundConfig = Annotated[
+RoundEntry = Annotated[
     functools.reduce(operator.or_, [m for cls in _KIND_CLASSES for m in cls.models]),
     Field(discriminator="kind"),
 ]
 
 
 def kind_of(round_: RoundPlan | Any) -> RoundKind:
-    """The kind of a RoundPlan or of a YAML round entry."""
+    """The kind of a RoundPlan or of a RoundEntry."""
     return KINDS[round_.kind]
 
 

@@ -20,8 +20,8 @@ from orchestrator.trial_outputs import baselines as baselines_of
 from orchestrator.trial_outputs import beats_baseline, trial_vs_baseline
 
 if TYPE_CHECKING:
-    from orchestrator.config import SwarmSettings
     from orchestrator.runners.base import Job
+    from orchestrator.swarm_settings import SwarmSettings
     from orchestrator.tuners.base import TunerTrial
 
 TRIALS_FILE = "trials.json"

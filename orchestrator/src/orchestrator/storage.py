@@ -12,6 +12,7 @@ import functools
 import os
 from pathlib import Path
 
+from orchestrator.cloud_permissions import caller_account, permission_denied
 from orchestrator.errors import ConfigError, PermanentJobError, RetryableCloudError
 
 GS = "gs://"
@@ -87,8 +88,6 @@ def read_gcs(output_dir: str, name: str, project: str | None = None) -> str | No
     except exceptions.NotFound:
         return None
     except exceptions.Forbidden as e:
-        from orchestrator.vertex_settings import caller_account, permission_denied
-
         client = _storage_client(os.environ.get("STORAGE_EMULATOR_HOST"), project)
         who = caller_account(getattr(client, "_credentials", None))
         raise permission_denied(f"read {output_dir}/{name}", e, "storage.objects.get", who, "") from e

@@ -25,7 +25,7 @@ from orchestrator.runners.base import JobSpec
 from orchestrator.values import set_arg
 
 if TYPE_CHECKING:
-    from orchestrator.config import SwarmSettings
+    from orchestrator.swarm_settings import SwarmSettings
 
 PRECEDENCE = ("profile", "profile_phase", "phase_fixed", "lock", "team", "round_fixed", "trial")
 

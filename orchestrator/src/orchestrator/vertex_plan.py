@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import SwarmSettings
+from orchestrator.swarm_settings import SwarmSettings
 
 _IMAGE_NOTE = "image shown by tag: a real launch pins {tag} to its sha256 digest (an Artifact Registry call)"
 

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import ConfigDict, Field
 
 from orchestrator import storage
+from orchestrator.cloud_permissions import caller_account, permission_denied
 from orchestrator.errors import ConfigError, RetryableCloudError
+from orchestrator.paths import DATA_ENV
 from orchestrator.schema import Problems, Strict, validate
+from orchestrator.teams import Team
 
 T = TypeVar("T")
 
@@ -100,67 +102,6 @@ def _retryable() -> tuple[type[BaseException], ...]:
         # The token endpoint or the metadata server did not answer: the network, not the grant.
         auth.TransportError,
     )
-
-
-# The permission each kind of call needs and the role that grants it to the orchestrator's account
-# (infra/iam.tf). Keyed by permission; a PermissionDenied names one in its message, else the call's.
-PERMISSION_ROLES = {
-    "artifactregistry.tags.get": "roles/artifactregistry.reader",
-    "artifactregistry.dockerimages.get": "roles/artifactregistry.reader",
-    "aiplatform.customJobs.create": "roles/aiplatform.user",
-    "aiplatform.customJobs.list": "roles/aiplatform.user",
-    "aiplatform.customJobs.get": "roles/aiplatform.user",
-    "aiplatform.customJobs.cancel": "roles/aiplatform.user",
-    "aiplatform.studies.create": "roles/aiplatform.user",
-    "aiplatform.studies.get": "roles/aiplatform.user",
-    "aiplatform.trials.list": "roles/aiplatform.user",
-    "aiplatform.trials.get": "roles/aiplatform.user",
-    "aiplatform.trials.create": "roles/aiplatform.user",
-    "aiplatform.trials.update": "roles/aiplatform.user",
-    "aiplatform.trials.stop": "roles/aiplatform.user",
-    "iam.serviceAccounts.actAs": "roles/iam.serviceAccountUser (on the trainer account)",
-    "storage.objects.get": "roles/storage.objectViewer (on the runs bucket)",
-}
-_PERMISSION_IN_MESSAGE = re.compile(
-    r"\b((?:aiplatform|artifactregistry|iam|storage)\.[A-Za-z]+\.[A-Za-z]+)\b"
-)
-
-
-def caller_account(credentials: Any) -> str:
-    """Who a call ran as, as far as the credentials say without a network call."""
-    email = getattr(credentials, "service_account_email", None)
-    if isinstance(email, str) and "@" in email:
-        return email
-    return "the application-default credentials"
-
-
-def permission_denied(
-    what: str, error: Exception, permission: str, account: str, expected: str
-) -> ConfigError:
-    """One line for a PermissionDenied: the call, the permission, the account and the granting role.
-
-    Args:
-        what: the call, e.g. "look up IMAGE".
-        error: the google.api_core PermissionDenied / Forbidden.
-        permission: what the call needs; a permission named in the error's message wins.
-        account: who the call ran as (caller_account).
-        expected: the orchestrator service account of the infra outputs ("" if unknown).
-    """
-    named = _PERMISSION_IN_MESSAGE.search(str(getattr(error, "message", error)))
-    if named and named.group(1) in PERMISSION_ROLES:
-        permission = named.group(1)
-    role = PERMISSION_ROLES.get(permission, "a role that holds it")
-    fix = "re-apply infra/ (`make infra-apply`)"
-    if expected and account != expected:
-        fix = f"run as {expected}, which infra/iam.tf grants it (docs/infra.md, step 4), or {fix}"
-    return CloudPermissionDenied(
-        f"permission denied: {what}: {account} lacks {permission}, which {role} grants; {fix}. "
-        "Nothing was lost: suggested trials wait in the study for the next start"
-    )
-
-
-class CloudPermissionDenied(ConfigError):
-    """A cloud call was refused for a missing permission: grant it and start again. Exit 2."""
 
 
 @dataclass
@@ -300,26 +241,53 @@ class VertexSettings:
 
 
 def load_team_machines(teams_dir: str | Path) -> dict[str, MachineSpec]:
-    """team name -> MachineSpec, from the machine_type / accelerator_type / accelerator_count of
-    every configs/teams/<team>.yaml (validated in full by orchestrator.config).
+    """team name -> MachineSpec, from every configs/teams/<team>.yaml, validated by the team model
+    the settings loader uses too (orchestrator.teams.Team).
 
     Args:
         teams_dir: the configs/teams directory.
+
+    Raises:
+        ConfigError: every problem of every team file, one line each naming file, line and key; or
+            no team file at all.
     """
-    machines = {}
-    for path in sorted(Path(teams_dir).glob("*.yaml")):
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-            machines[raw["name"]] = MachineSpec(
-                str(raw["machine_type"]),
-                str(raw.get("accelerator_type", "")),
-                int(raw.get("accelerator_count", 0)),
-            )
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{path}: cannot read the team's machine ({e!r})") from e
-    if not machines:
+    problems = Problems()
+    teams = [validate(Team, path, problems) for path in sorted(Path(teams_dir).glob("*.yaml"))]
+    problems.raise_if_any()
+    if not teams:
         raise ConfigError(f"{teams_dir}: no team files (<team>.yaml) found")
-    return machines
+    return {t.name: MachineSpec(t.machine_type, t.accelerator_type, t.accelerator_count) for t in teams}
+
+
+def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: dict[str, str]) -> str:
+    """The gs:// URL a Vertex trial reads its zeros from.
+
+    A gs:// path is kept. A local dataset directory maps to gs://<data_bucket>/<its name> (data/odlyzko
+    -> gs://BUCKET/odlyzko): the trainer writes it there once with
+    `trainer zeros odlyzko --out gs://BUCKET/odlyzko` (its storage layer writes gs:// URLs).
+
+    Args:
+        data_path: the resolved dataset path (absolute local path or gs:// URL).
+        infra_outputs: the Terraform outputs file (None: $ZETA_SWARM_INFRA_OUTPUTS).
+        infra_overrides: infra setting -> value from a flag.
+
+    Raises:
+        ConfigError: the path is local and there is no data_bucket to map it to (one line).
+    """
+    if storage.is_gcs(data_path):
+        return data_path.rstrip("/")
+    from orchestrator.infra_outputs import load_infra_outputs
+
+    name = Path(data_path).name
+    try:
+        bucket = load_infra_outputs(infra_outputs, infra_overrides).data_bucket
+    except ConfigError as e:
+        raise ConfigError(
+            f"data path {data_path} is local and a Vertex trial cannot read it; give a gs:// URL in "
+            f"${DATA_ENV} or the profile's data_path, or fix the infra settings so it maps to "
+            f"gs://<data_bucket>/{name}: {e}"
+        ) from None
+    return f"gs://{bucket}/{name}"
 
 
 def checkout_image_tag() -> str:

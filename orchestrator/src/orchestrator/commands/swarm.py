@@ -91,9 +91,9 @@ def swarm(
     **infra,
 ):
     """Run a phase's swarm to its end, with live progress and the leaderboard at the end."""
-    from orchestrator.config import load_settings
     from orchestrator.leaderboard import format_leaderboard
     from orchestrator.phases import SwarmRun, check_trainer_configs
+    from orchestrator.settings_loader import load_settings
 
     notes = []  # the first lines: which profile and (on vertex) which outputs file are in use
     if profile is None:

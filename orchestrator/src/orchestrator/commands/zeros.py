@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 def _vertex_zeros_machine(device: str) -> ZerosMachine:
     """The `zeros` machine for `device` in configs/backends/vertex.yaml."""
-    from orchestrator.config import CONFIG_DIR
     from orchestrator.errors import ConfigError
+    from orchestrator.paths import CONFIG_DIR
     from orchestrator.vertex_settings import load_vertex_backend
 
     path = CONFIG_DIR / "backends" / "vertex.yaml"
@@ -31,7 +31,7 @@ def _vertex_zeros_machine(device: str) -> ZerosMachine:
 def _price(machine_type: str) -> float | None:
     import yaml
 
-    from orchestrator.config import CONFIG_DIR
+    from orchestrator.paths import CONFIG_DIR
 
     prices = (yaml.safe_load((CONFIG_DIR / "budgets.yaml").read_text()) or {}).get("prices_per_hour") or {}
     return prices.get(machine_type)
@@ -89,8 +89,8 @@ def zeros(
     **infra,
 ):
     """Make zeros start..start+count-1 as a sharded dataset: one job per shard, crash-safe, then merge and verify."""
-    from orchestrator.config import CONFIG_DIR
     from orchestrator.errors import ConfigError
+    from orchestrator.paths import CONFIG_DIR
     from orchestrator.zeros import Throughput, ZerosRun, ZerosSettings, check_out, check_plan, study_name
     from orchestrator.zeros import dry_run as plan_dry_run
 

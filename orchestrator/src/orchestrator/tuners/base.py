@@ -44,7 +44,7 @@ class TunerState(str, enum.Enum):
         return self is not TunerState.ACTIVE
 
 
-# One tuned knob of a round's search space. `type` tells the three apart where they are stored
+# One tuned parameter (a trainer key) of a round's search space. `type` tells the three apart where they are stored
 # (RUN_DIR/swarm.yaml); code tells them apart with isinstance.
 @dataclass(frozen=True)
 class FloatParam:

@@ -1,13 +1,13 @@
-"""The swarm's configuration: one pydantic schema for every YAML file under configs/ that the
-orchestrator reads, and the resolver that turns (phase, team, backend, profile, flags) into one
-`SwarmSettings`.
+"""The settings assembly: reads and checks every config file of a swarm and resolves (phase, team,
+backend, profile, flags) into one SwarmSettings (orchestrator.swarm_settings).
 
 Files (all keys checked; unknown keys are errors):
   configs/backends/local.yaml      the local backend (vertex.yaml belongs to orchestrator.vertex_settings)
-  configs/teams/<team>.yaml        machine, accelerator, trainer config of a team
+  configs/teams/<team>.yaml        machine, accelerator, trainer config of a team (orchestrator.teams)
   configs/phases/phase<N>.yaml     rounds, fixed overrides, lock, early stopping, retries
   configs/profiles/<profile>.yaml  trial size and counts per phase (default, smoke, cloud)
   configs/budgets.yaml             GPU-hour cap per phase, machine prices
+(the models of the last three: orchestrator.config_files)
 
 Every problem in every file is collected first and reported together, one line each
 (orchestrator.schema); a phase's round entries are the round kinds' models (orchestrator.rounds).
@@ -18,295 +18,39 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
-
+from orchestrator.config_files import PHASES, Budgets, Phase, Profile
 from orchestrator.errors import ConfigError
-from orchestrator.rounds import KINDS, RoundConfig, RoundPlan, championship_settings, plans
+from orchestrator.paths import (
+    CONFIG_DIR,
+    CONFIGS_ENV,
+    DATA_ENV,
+    PLAYBOOK,
+    REPO_ROOT,
+    default_run_dir,
+    lock_path,
+    phase_name,
+)
+from orchestrator.rounds import KINDS, championship_settings, plans
+from orchestrator.run_files import new_run_id, read_run_id
 from orchestrator.schema import Problems, line_of, load_yaml, rel, validate
-from orchestrator.schema import Strict as _Strict
 from orchestrator.storage import is_gcs
+from orchestrator.swarm_settings import LocalBackend, SwarmSettings, TeamMachine, VertexBackendRef
+from orchestrator.teams import TEAMS, Team
 from orchestrator.trial_command import layered
 from orchestrator.values import Value
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CONFIG_DIR = REPO_ROOT / "configs"
-TEAMS = ("fullbatch", "minibatch")
-DATA_ENV = "ZETA_SWARM_DATA"
-CONFIGS_ENV = "ZETA_SWARM_CONFIGS"  # another configs/ directory (default: the repository's)
 PROFILES_HINT = "default, smoke, cloud"
-# Playbook hook: the playbook phase (orchestrator.playbook, configs/phases/playbook.yaml) beside 1-3.
-PLAYBOOK = "playbook"
-PHASES = (1, 2, 3, PLAYBOOK)
-PhaseKey = Literal[1, 2, 3, "playbook"]
-
-
-# -- backends ---------------------------------------------------------------------------------
-class LocalBackend(_Strict):
-    """configs/backends/local.yaml"""
-
-    name: Literal["local"] = "local"
-    parallel: Annotated[int, Field(ge=1, le=256)] = 2
-    grace_s: Annotated[float, Field(gt=0)] = 30.0
-    poll_s: Annotated[float, Field(gt=0)] = 2.0
-    env: dict[str, str] = {}
-
-
-class VertexBackendRef(_Strict):
-    """The vertex backend's own file is validated by orchestrator.vertex_settings; here only its name."""
-
-    name: Literal["vertex"] = "vertex"
-    parallel: int = 50
-    grace_s: float = 30.0
-    poll_s: float = 30.0
-    env: dict[str, str] = {}
-
-
-# -- teams ------------------------------------------------------------------------------------
-class Team(_Strict):
-    """configs/teams/<team>.yaml"""
-
-    name: Literal["fullbatch", "minibatch"]
-    mode: Literal["fullbatch", "minibatch"]
-    description: str = ""
-    trainer_config: str  # relative to the team file
-    machine_type: str
-    accelerator_type: str
-    accelerator_count: Annotated[int, Field(ge=0, le=16)]
-
-    @property
-    def machine(self) -> str:
-        return f"{self.machine_type} + {self.accelerator_count} x {self.accelerator_type}"
-
-
-# -- phases -----------------------------------------------------------------------------------
-class LockSpec(_Strict):
-    """Where a phase takes the locked architecture from (phase 1's lock.yaml) and what to use without it."""
-
-    from_phase: int = 1
-    keys: list[str]
-    defaults: dict[str, Value]
-
-    @model_validator(mode="after")
-    def _defaults_cover_keys(self) -> LockSpec:
-        missing = [k for k in self.keys if k not in self.defaults]
-        if missing:
-            raise ValueError(f"defaults must give every locked key; missing {missing}")
-        return self
-
-
-class BaselineSigmaRule(_Strict):
-    """The seed playbook's rule, paired: at `at_fraction` of the epoch budget, stop a trial whose
-    mean difference to the best baseline on the val windows (`val_paired_diff`) is not at least
-    `sigmas` paired standard errors (`val_paired_stderr`) below zero."""
-
-    enabled: bool = True
-    at_fraction: Annotated[float, Field(ge=0.3, le=0.4)] = 0.35
-    sigmas: Annotated[float, Field(gt=0)] = 1.0
-
-
-class MedianRule(_Strict):
-    """Stop a trial whose best intermediate objective (val windows) is worse than the median of the
-    other trials at the same epoch, once `warmup_fraction` of the budget is done and `min_trials` others have reached it."""
-
-    enabled: bool = True
-    warmup_fraction: Annotated[float, Field(ge=0, le=1)] = 0.3
-    min_trials: Annotated[int, Field(ge=1)] = 5
-
-
-class EarlyStopping(_Strict):
-    baseline_sigma: BaselineSigmaRule = BaselineSigmaRule()
-    median: MedianRule = MedianRule()
-
-
-class Phase(_Strict):
-    """configs/phases/phase<N>.yaml"""
-
-    phase: Literal[1, 2, 3]
-    title: str
-    description: str = ""
-    rounds: Annotated[list[RoundConfig], Field(min_length=1)]
-    fixed: dict[str, Value] = {}
-    lock: LockSpec | None = None
-    writes_lock: list[str] = []
-    max_trials: Annotated[int, Field(ge=1)] | None = None
-    parallel: Annotated[int, Field(ge=1)] | None = None
-    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
-    max_failed_trials: Annotated[int, Field(ge=1)] = 10
-    early_stopping: EarlyStopping = EarlyStopping()
-
-
-# -- profiles ---------------------------------------------------------------------------------
-class PhaseProfile(_Strict):
-    epochs: Annotated[int, Field(ge=1)]
-    max_trials: Annotated[int, Field(ge=1)] | None = None
-    parallel: Annotated[int, Field(ge=1)] | None = None
-    top: Annotated[int, Field(ge=1)] | None = None  # phase 3: configurations promoted
-    replicas: Annotated[int, Field(ge=1)] | None = None  # phase 3, playbook: seeds per configuration
-    full_epochs: Annotated[int, Field(ge=1)] | None = None  # playbook: epochs of the full evaluation
-    trial_hours_estimate: Annotated[float, Field(gt=0)] = 0.1  # for the cost estimate before any trial ends
-    overrides: dict[str, Value] = {}
-    early_stopping: EarlyStopping | None = None  # replaces the phase's rules for this profile
-
-
-class Profile(_Strict):
-    """configs/profiles/<profile>.yaml"""
-
-    name: str
-    description: str = ""
-    trainer_config: str | None = None  # relative to the profile file; replaces the team's config
-    # A local path relative to the repository root, or gs://bucket/prefix; $ZETA_SWARM_DATA overrides it.
-    data_path: str = "data/odlyzko"
-    overrides: dict[str, Value] = {}
-    # Per team, applied after `overrides` to that team's trials (e.g. rg_penalty off for minibatch
-    # when the base config is a full-batch one).
-    team_overrides: dict[Literal["fullbatch", "minibatch"], dict[str, Value]] = {}
-    # A full-batch epoch is one optimizer step, a mini-batch epoch num_clusters / clusters_per_step
-    # steps: a team's trials run `epochs x epoch_scale[team]` epochs, so teams compare at equal steps.
-    epoch_scale: dict[Literal["fullbatch", "minibatch"], Annotated[int, Field(ge=1, le=1000)]] = {}
-    phases: dict[PhaseKey, PhaseProfile]
-
-
-# -- budgets ----------------------------------------------------------------------------------
-class Budgets(_Strict):
-    """configs/budgets.yaml"""
-
-    currency: str = "USD"
-    prices_per_hour: dict[str, Annotated[float, Field(ge=0)]]  # machine type -> price of machine + GPUs
-    gpu_hour_caps: dict[PhaseKey, Annotated[float, Field(gt=0)]]
-
-
-# -- resolved settings ------------------------------------------------------------------------
-class TeamMachine(_Strict):
-    """What a team's trials run on and with (SwarmSettings.team_machines)."""
-
-    machine: str  # "<machine type> + <n> x <accelerator>"
-    accelerator_count: int
-    price_per_hour: float  # of the machine and its accelerators; nan without a price
-    trainer_config: str
-    overrides: dict[str, Value]  # the `team` layer: the profile's team_overrides, train.mode, train.epochs
-
-
-class SwarmSettings(_Strict):
-    """Everything one swarm run needs, written to RUN_DIR/swarm.yaml."""
-
-    phase: int | str  # 1, 2, 3 or "playbook"
-    team: str
-    backend: LocalBackend | VertexBackendRef
-    backend_file: str
-    infra_outputs: str | None = None
-    infra_overrides: dict[str, str] = {}  # infra setting -> value from a flag (--runs-bucket, ...)
-    profile: str
-    parallel: int
-    max_trials: int
-    run_dir: str
-    study: str
-    # RUN_DIR/run.json's id; "" for a run dir from before run ids. Every cloud name carries it.
-    run_id: str = ""
-    # vertex: every trial's per-epoch curve and result in Vertex AI Experiments (--experiments)
-    experiments: bool = False
-    seed: int = 0
-    trainer_config: str
-    data_path: str
-    epochs: int  # of this team's trials (a phase-3 control team has its own in team_machines)
-    # The swarm-wide layers of trial_command.PRECEDENCE (profile, profile_phase, phase_fixed, lock),
-    # and `overrides`, their merge: the fixed `--set` overrides of every trial.
-    override_layers: dict[str, dict[str, Value]]
-    overrides: dict[str, Value]
-    rounds: list[RoundPlan]
-    lock_source: str  # where the locked architecture came from (a lock file or "defaults")
-    lock_values: dict[str, Value]
-    writes_lock: list[str]
-    max_retries: int
-    max_failed_trials: int
-    early_stopping: EarlyStopping
-    gpu_hour_cap: float
-    price_per_hour: float
-    currency: str
-    machine: str
-    accelerator_count: int
-    team_machines: dict[str, TeamMachine]
-    trial_hours_estimate: float
-    championship: dict[str, Any] | None = None
-    playbook: dict[str, Any] | None = None  # orchestrator.playbook.settings_block
-
-    @model_validator(mode="before")
-    @classmethod
-    def _layers_of_an_older_run(cls, raw: Any) -> Any:
-        """A swarm.yaml written before the layers were kept holds their merge only: one layer."""
-        if isinstance(raw, dict) and "override_layers" not in raw and "overrides" in raw:
-            raw = {**raw, "override_layers": {"phase_fixed": raw["overrides"]}}
-        return raw
-
-    @property
-    def cloud_study(self) -> str:
-        """The run's name in the cloud: the Vizier study's display name, the CustomJobs' `study`
-        label and display-name prefix, and the output prefix in the runs bucket. It carries the run
-        id, so a new run dir never adopts another run's study, jobs or outputs."""
-        return f"{self.study}-{self.run_id}" if self.run_id else self.study
-
-    def team_of(self, params: dict[str, Any]) -> str:
-        """The team a trial runs as: its `train.mode` param (phase 3's control team), else the swarm's."""
-        mode = params.get("train.mode")
-        return mode if isinstance(mode, str) and mode in self.team_machines else self.team
-
 
 # pydantic names a union branch in an error's location; these are not keys in the file.
 _UNION_TAGS = frozenset({*KINDS, "function-after"})
 
 
-def vertex_data_url(data_path: str, infra_outputs: str | None, infra_overrides: dict[str, str]) -> str:
-    """The gs:// URL a Vertex trial reads its zeros from.
-
-    A gs:// path is kept. A local dataset directory maps to gs://<data_bucket>/<its name> (data/odlyzko
-    -> gs://BUCKET/odlyzko): the trainer writes it there once with
-    `trainer zeros odlyzko --out gs://BUCKET/odlyzko` (its storage layer writes gs:// URLs).
-
-    Args:
-        data_path: the resolved dataset path (absolute local path or gs:// URL).
-        infra_outputs: the Terraform outputs file (None: $ZETA_SWARM_INFRA_OUTPUTS).
-        infra_overrides: infra setting -> value from a flag.
-
-    Raises:
-        ConfigError: the path is local and there is no data_bucket to map it to (one line).
-    """
-    if is_gcs(data_path):
-        return data_path.rstrip("/")
-    from orchestrator.infra_outputs import load_infra_outputs
-
-    name = Path(data_path).name
-    try:
-        bucket = load_infra_outputs(infra_outputs, infra_overrides).data_bucket
-    except ConfigError as e:
-        raise ConfigError(
-            f"data path {data_path} is local and a Vertex trial cannot read it; give a gs:// URL in "
-            f"${DATA_ENV} or the profile's data_path, or fix the infra settings so it maps to "
-            f"gs://<data_bucket>/{name}: {e}"
-        ) from None
-    return f"gs://{bucket}/{name}"
-
-
 def _run_id(run_dir: Path) -> str:
     """The run dir's recorded id, or a new one that the first start records (run_files.record_run_id)."""
-    from orchestrator.run_files import new_run_id, read_run_id
-
     have = read_run_id(run_dir)
     return new_run_id() if have is None else have
-
-
-def lock_path(run_dir: Path, team: str, phase: int = 1) -> Path:
-    """Phase 1's lock file of a team, next to the given run directory (runs/phase1-<team>/lock.yaml)."""
-    return run_dir.parent / f"phase{phase}-{team}" / "lock.yaml"
-
-
-def phase_name(phase: int | str) -> str:
-    """ "phase2", or "playbook": the phase file's stem, the study's and the run dir's prefix."""
-    return PLAYBOOK if phase == PLAYBOOK else f"phase{phase}"
-
-
-def default_run_dir(phase: int | str, team: str) -> Path:
-    return Path("runs") / f"{phase_name(phase)}-{team}"
 
 
 def load_settings(
@@ -478,6 +222,8 @@ def load_settings(
         if not is_gcs(data_path) and not Path(data_path).is_absolute():
             data_path = str(REPO_ROOT / data_path)
     if backend == "vertex":
+        from orchestrator.vertex_settings import vertex_data_url
+
         data_path = vertex_data_url(data_path, infra_outputs, infra_given)
 
     def trainer_config_of(t: Team) -> str:
