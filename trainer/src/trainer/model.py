@@ -328,9 +328,12 @@ class SpacingGNN(nn.Module):
         agg = _aggregate(h.float() if h.dtype in _HALF else h, g)
         root = _own_rows(h, g)
         rel, own = (conv.lin_rel, conv.lin_root) if self.layer == "graphconv" else (conv.lin_l, conv.lin_r)
-        # rel(agg) + own(root) as one addmm (own has no bias in either conv): one [rows, hidden]
-        # tensor fewer written per layer.
-        return torch.addmm(rel(agg), root, own.weight.t())
+        # rel(agg) + own(root), the second map accumulated into the first's output in place (own
+        # has no bias in either conv, and a linear map's backward needs none of its output): no
+        # [rows, hidden] sum, nor the copy an out-of-place addmm makes of its input. In-place ops
+        # are not autocast, so the operands take the output's dtype themselves.
+        out = rel(agg)
+        return out.addmm_(root.to(out.dtype), own.weight.t().to(out.dtype))
 
     def _block(self, i: int, h: torch.Tensor, g) -> torch.Tensor:
         z = self.dropout(nn.functional.gelu(self.norms[i](self._conv(i, h, g))))
