@@ -411,10 +411,11 @@ def test_cluster_nodes_are_built_once_and_joined_like_a_fresh_build(tiny_config_
     kept = trial._cluster_nodes[2]
     trial.batch((1, 2))
     assert trial._cluster_nodes[2] is kept and list(trial._cluster_nodes) == [0, 1, 2]
-    # With no memory for it, nothing is kept.
+    assert trial._cluster_bytes == sum(n.nbytes for n in trial._cluster_nodes.values())
+    # With no memory for it, nothing is kept, and the running byte count says so.
     trial.cfg.train.node_cache_mb = 0
     trial.batch((0, 3))
-    assert not trial._cluster_nodes
+    assert not trial._cluster_nodes and trial._cluster_bytes == 0
 
 
 def test_damaged_final_json_and_metrics_lines_are_derived_again(tiny_config_file, tmp_path):

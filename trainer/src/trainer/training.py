@@ -213,6 +213,7 @@ class Trial:
         self._cached: tuple[tuple[int, ...], Batch] | None = None
         self._val_batch: Batch | None = None
         self._cluster_nodes: OrderedDict[int, NodeSet] = OrderedDict()  # least recently used first
+        self._cluster_bytes = 0  # their nbytes, kept as they come and go
 
         self.windows = {
             name: prepare_windows(
@@ -280,10 +281,11 @@ class Trial:
         nodes = self._cluster_nodes.pop(c, None)
         if nodes is None:
             nodes = self._nodes_of(self.clusters[c])
+            self._cluster_bytes += nodes.nbytes
         self._cluster_nodes[c] = nodes
         budget = self.cfg.train.node_cache_mb * 2**20
-        while self._cluster_nodes and sum(n.nbytes for n in self._cluster_nodes.values()) > budget:
-            self._cluster_nodes.popitem(last=False)
+        while self._cluster_nodes and self._cluster_bytes > budget:
+            self._cluster_bytes -= self._cluster_nodes.popitem(last=False)[1].nbytes
         return nodes
 
     def val_batch(self) -> Batch:
