@@ -110,6 +110,7 @@ def _model_flops(trial, batch) -> int:
     gather_sum._get_raw = True
     aten = torch.ops.aten
     mapping = {aten.mm: sparse_aware(mm_flop), aten.addmm: sparse_aware(addmm_flop)}
+    mapping[aten.addmm_] = sparse_aware(addmm_flop)  # in place: a conv's root map (torch counts none)
     mapping |= {aten._embedding_bag: gather_sum, aten._embedding_bag_forward_only: gather_sum}
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         trial.forward(trial.model, batch).sum().backward()
