@@ -20,7 +20,7 @@ from orchestrator.report.playbook_rank import Config, horizon_comparison, rank
 from orchestrator.settings_loader import load_settings
 from swarm_helpers import FAKE_TRAINER, NO_EARLY_STOP, FakeClock
 
-from orchestrator import playbook
+from orchestrator import promotion
 
 SMALL_PLAYBOOK = {
     "phase": "playbook",
@@ -79,7 +79,7 @@ def test_rounds_promote_their_top_configurations_and_carry_the_full_evaluation_w
     monkeypatch.setenv("FAKE_GATE_FAIL", "optim.lr=0.0003,optim.warmup_steps=10")
     run_dir, snap, lines = _run(tmp_path, empty_study_db, monkeypatch, SMALL_PLAYBOOK)
     assert not snap["failed"], snap["ended_because"]
-    record = playbook.read_record(run_dir)
+    record = promotion.read_record(run_dir)
     assert list(record) == ["A", "A-full", "C", "C-full"]
     trials = {t["id"]: t for t in snap["trials"]}
     a_full = [trials[i]["params"] for i in record["A-full"]["trials"]]

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from orchestrator import backends, playbook, study_db
+from orchestrator import backends, playbook, promotion, study_db
 from orchestrator.atomic_files import write_text_atomic
 from orchestrator.controller import Controller, PassResult
 from orchestrator.early_stopping import EARLY_STOPPING_OFF
@@ -272,7 +272,7 @@ class SwarmRun:
                 previous = [t for t in tuner.trials() if ctl.owns(rnd, t)]
                 previous_round = rnd
                 if self.s.playbook is not None:  # playbook hook: what the promotion and the report read
-                    playbook.record_round(self.run_dir, plan.name, plan.kind, [t.id for t in previous])
+                    promotion.record_round(self.run_dir, plan.name, plan.kind, [t.id for t in previous])
             else:
                 if self.s.writes_lock:
                     self._write_lock(previous)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from orchestrator.errors import ConfigError
+from orchestrator.promotion import promotion_points
 from orchestrator.round_plan import RoundPlan
 from orchestrator.schema import Strict
 from orchestrator.tuners.base import CategoricalParam, FloatParam, IntParam, Param
@@ -306,8 +307,6 @@ class Promotion(RoundKind):
         raise NotImplementedError("the playbook makes promote rounds (orchestrator.playbook.plans)")
 
     def points(self, plan, settings, winners) -> list[dict[str, Any]]:
-        from orchestrator.playbook import promotion_points
-
         return promotion_points(settings, plan)
 
     def describe(self, plan, settings) -> str:
