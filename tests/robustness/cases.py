@@ -358,16 +358,6 @@ def trial_state(trial: str, state: str, attempts: int | None = None) -> Callable
     return check
 
 
-def last_line_says(*words: str) -> Callable:
-    def check(ws: Workspace, proc) -> str | None:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        if not lines or not all(w in lines[-1] for w in words):
-            return None if proc.returncode == 0 else f"the last line does not say {words}"
-        return None
-
-    return check
-
-
 def extend(ws: Workspace) -> list[str]:
     run = ws.run_dir
     return ["orchestrator", "swarm", "--phase", "2", "--profile", "smoke", "--max-trials", "4",

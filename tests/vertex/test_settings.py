@@ -239,3 +239,11 @@ def test_the_team_files_give_each_team_its_machine():
         "fullbatch": MachineSpec("a2-ultragpu-1g", "NVIDIA_A100_80GB", 1),
         "minibatch": MachineSpec("g2-standard-8", "NVIDIA_L4", 1),
     }
+
+
+def test_the_cli_offers_exactly_the_teams_the_schema_knows():
+    # commands/swarm.py repeats the names so that `orchestrator` starts without pydantic
+    from orchestrator.commands import swarm
+    from orchestrator.teams import TEAMS
+
+    assert swarm.TEAMS == TEAMS

@@ -4,20 +4,21 @@ start from. It imports only the schema machinery, so the settings loader and the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
 from orchestrator.schema import Strict
 
-TEAMS = ("fullbatch", "minibatch")
+TeamName = Literal["fullbatch", "minibatch"]
+TEAMS: tuple[str, ...] = get_args(TeamName)
 
 
 class Team(Strict):
     """configs/teams/<team>.yaml"""
 
-    name: Literal["fullbatch", "minibatch"]
-    mode: Literal["fullbatch", "minibatch"]
+    name: TeamName
+    mode: TeamName  # a team is named for its training mode
     description: str = ""
     trainer_config: str  # relative to the team file
     machine_type: str

@@ -2,8 +2,9 @@
 
 The graph is a band, so it is never stored globally: any node set (one cluster, several,
 the whole training range) gets its induced edges from a neighbour table of shape
-[nodes, primes], computed from the sorted global indices alone. Message passing uses the
-table as a sparse CSR adjacency (rows = targets), so no per-edge feature tensor exists.
+[nodes, primes], computed from the sorted global indices alone. Message passing gathers
+through the table (trainer.model.Neighbours), so no per-edge feature tensor exists; the CSR
+adjacency and edge_index below serve PyG's own layers.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import click
 from orchestrator.commands.infra_flags import infra_options, pop_infra_overrides
 from orchestrator.errors import Interrupted, SwarmFailed
 
-TEAMS = ("fullbatch", "minibatch")
+TEAMS = ("fullbatch", "minibatch")  # orchestrator.teams.TEAMS, without pydantic at start-up
 RUN_DIR_ENV = "ZETA_SWARM_RUN_DIR"  # what every --run-dir option reads when the flag is not given
 # A cloud swarm without --profile gets GPU-sized trials; the local default fits 2 CPU cores.
 DEFAULT_PROFILES = {"local": "default", "vertex": "cloud"}
