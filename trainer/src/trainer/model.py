@@ -18,6 +18,10 @@ whose backward is the same gather over the transposed table (no scatter, no atom
 transposition), with the convs' own linear maps. GATv2Conv needs per-edge attention and takes an
 edge_index. (A sparse CSR adjacency or an edge_index still works for every layer: PyG's path.)
 
+On the CPU with torch on one thread (a trial's cpu_threads: 1), a GraphConv/SAGEConv layer with
+LayerNorm or no norm and no dropout to draw runs as one fused kernel (trainer.fused): the same
+function up to float rounding, forward and backward, in one pass over the rows.
+
 Large graphs (more than CHUNKED_ABOVE nodes, or recompute_activations) run in row chunks with
 recomputation (`_RowChunks`): each layer's output for CHUNK_ROWS rows needs only the rows
 within the table's reach before them, so the forward keeps just the layer outputs between
@@ -33,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch_geometric.nn import GATv2Conv, GraphConv, SAGEConv
 
-from trainer import graph
+from trainer import fused, graph
 
 LAYERS = ("graphconv", "sage", "gatv2")
 NORMS = ("none", "layer", "batch")
@@ -319,6 +323,11 @@ class SpacingGNN(nn.Module):
             return graph.edge_index(table)
         return Neighbours.from_table(table, mean=self.layer == "sage")
 
+    def _maps(self, i: int) -> tuple[nn.Linear, nn.Linear]:
+        """Layer i's linear maps of the aggregate (with bias) and of the node's own row (none)."""
+        conv = self.convs[i]
+        return (conv.lin_rel, conv.lin_root) if self.layer == "graphconv" else (conv.lin_l, conv.lin_r)
+
     def _conv(self, i: int, h: torch.Tensor, g) -> torch.Tensor:
         conv = self.convs[i]
         if not isinstance(g, Neighbours):  # PyG's own path: edge_index or CSR adjacency
@@ -327,7 +336,7 @@ class SpacingGNN(nn.Module):
             return conv(h.float() if g.layout == torch.sparse_csr else h, g)
         agg = _aggregate(h.float() if h.dtype in _HALF else h, g)
         root = _own_rows(h, g)
-        rel, own = (conv.lin_rel, conv.lin_root) if self.layer == "graphconv" else (conv.lin_l, conv.lin_r)
+        rel, own = self._maps(i)
         # rel(agg) + own(root), the second map accumulated into the first's output in place (own
         # has no bias in either conv, and a linear map's backward needs none of its output): no
         # [rows, hidden] sum, nor the copy an out-of-place addmm makes of its input. In-place ops
@@ -336,6 +345,14 @@ class SpacingGNN(nn.Module):
         return out.addmm_(root.to(out.dtype), own.weight.t().to(out.dtype))
 
     def _block(self, i: int, h: torch.Tensor, g) -> torch.Tensor:
+        norm = self.norms[i]
+        if isinstance(g, Neighbours) and fused.supported(h, g.index, norm, self.dropout.p, self.training):
+            rel, own = self._maps(i)
+            affine = isinstance(norm, nn.LayerNorm)
+            return fused.FusedLayer.apply(
+                h, rel.weight, rel.bias, own.weight, norm.weight if affine else None, norm.bias if affine else None,
+                g, norm.eps if affine else 0.0, self.residual,
+            )  # fmt: skip
         z = self.dropout(nn.functional.gelu(self.norms[i](self._conv(i, h, g))))
         root = _own_rows(h, g) if isinstance(g, Neighbours) else h
         # In place: z is a new tensor whose backward needs none of its values (GELU's and

@@ -1,0 +1,187 @@
+"""The fused CPU layer kernel (trainer.fused, csrc/fused_layer.cpp) against SpacingGNN's eager
+torch layer: the same outputs and gradients up to float rounding (float64 to 1e-12), the
+gradient against finite differences, frozen parameters left alone, the layers it must not take,
+and the fallback to eager torch where it cannot be built."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from trainer.model import Neighbours, SpacingGNN
+
+from trainer import fused, graph, model
+
+pytestmark = pytest.mark.skipif(
+    fused.library() is None, reason="needs g++ to build trainer/csrc/fused_layer.cpp"
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The kernel is taken only with torch on one thread (a trial's cpu_threads: 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many layers ran through the kernel."""
+    count = [0]
+    apply = fused.FusedLayer.apply
+
+    def counted(*args):
+        count[0] += 1
+        return apply(*args)
+
+    monkeypatch.setattr(fused.FusedLayer, "apply", counted)
+    return count
+
+
+def _run(net, x, g):
+    net.zero_grad(set_to_none=True)
+    out = net(x, g)
+    (out * torch.linspace(-1, 2, len(out), dtype=out.dtype)).sum().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+
+def _net_and_graph(layer, norm, residual, hidden, dtype, nodes=300):
+    torch.manual_seed(0)
+    index = np.sort(np.random.default_rng(0).choice(nodes * 3 // 2, nodes, replace=False))  # gaps, as a batch
+    table = graph.neighbour_table(index, [2, 3, 5, 7, 11, 13])
+    net = SpacingGNN(7, layer=layer, hidden=hidden, depth=3, norm=norm, residual=residual).to(dtype)
+    for p in net.parameters():  # away from the zero-initialised head, and LayerNorm's 1 and 0
+        torch.nn.init.normal_(p, std=0.4)
+    return net, torch.randn(len(index), 7, dtype=dtype), net.graph_input(table)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    ("layer", "norm", "residual", "hidden", "dtype"),
+    [
+        ("graphconv", "layer", True, 64, torch.float32),
+        ("sage", "layer", True, 32, torch.float32),
+        ("graphconv", "none", False, 16, torch.float32),
+        ("graphconv", "layer", True, 64, torch.float64),
+        ("sage", "none", False, 32, torch.float64),
+    ],
+)
+def test_the_kernel_equals_the_eager_layer(monkeypatch, calls, chunked, layer, norm, residual, hidden, dtype):
+    if chunked:  # row chunks of 37 with a halo: the kernel's input has more rows than its output
+        monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
+        monkeypatch.setattr(model, "CHUNK_ROWS", 37)
+    net, x, g = _net_and_graph(layer, norm, residual, hidden, dtype)
+    with fused.eager():
+        want, want_grads = _run(net, x, g)
+    assert calls[0] == 0
+    got, grads = _run(net, x, g)
+    chunks = len(list(model._chunks(len(x), g.reach)))
+    assert calls[0] == (3 * chunks * 2 if chunked else 3)  # chunked: each chunk again in the backward
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
+    torch.testing.assert_close(got, want, **tol)
+    assert grads.keys() == want_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, want_grads[name], **tol, msg=name)
+    again, grads_again = _run(net, x, g)  # one thread, sums in a fixed order: bit for bit
+    assert torch.equal(again, got) and all(torch.equal(grads_again[n], grads[n]) for n in grads)
+
+
+def test_the_kernel_runs_every_layer_of_the_default_model(calls):
+    net, x, g = _net_and_graph("graphconv", "layer", True, 64, torch.float32)
+    _run(net, x, g)
+    assert calls[0] == 3
+
+
+def test_gradient_against_finite_differences_with_a_halo():
+    torch.manual_seed(2)
+    table = graph.neighbour_table(np.arange(60), [2, 3, 5])
+    nb = Neighbours.from_table(table, mean=False).rows(20, 25, 45)  # rows 25..44 from inputs 20..44
+    hidden = 32
+    d = torch.float64
+    h = torch.randn(25, hidden, dtype=d, requires_grad=True)
+    params = [
+        torch.randn(s, dtype=d, requires_grad=True) * 0.3
+        for s in ((hidden, hidden), (hidden,), (hidden, hidden))
+    ]
+    params = [p.detach().requires_grad_() for p in params]
+    gamma = (1 + 0.3 * torch.randn(hidden, dtype=d)).requires_grad_()
+    beta = (0.3 * torch.randn(hidden, dtype=d)).requires_grad_()
+
+    def layer(h, w_rel, b_rel, w_root, gamma, beta):
+        return fused.FusedLayer.apply(h, w_rel, b_rel, w_root, gamma, beta, nb, 1e-5, True)
+
+    assert layer(h, *params, gamma, beta).shape == (20, hidden)
+    assert torch.autograd.gradcheck(layer, (h, *params, gamma, beta), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_frozen_parameters_get_no_gradient(calls):
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32)
+    net.freeze_bottom_layers()  # the encoder and the first layer
+    with fused.eager():
+        _, want = _run(net, x, g)
+    _, got = _run(net, x, g)
+    assert calls[0] == 3
+    assert (
+        got.keys() == want.keys() and "convs.0.lin_rel.weight" not in got and "convs.1.lin_rel.weight" in got
+    )
+    for name, grad in got.items():
+        torch.testing.assert_close(grad, want[name], rtol=2e-5, atol=2e-5, msg=name)
+
+
+def test_layers_the_kernel_does_not_take(calls):
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32)
+    h = torch.randn(len(x), 32)
+    norm = net.norms[0]
+    assert fused.supported(h, g.index, norm, 0.0, True)
+    assert not fused.supported(h, g.index, norm, 0.1, True)  # dropout to draw
+    assert fused.supported(h, g.index, norm, 0.1, False)  # ... but not in eval
+    assert not fused.supported(torch.randn(len(x), 8), g.index, norm, 0.0, True)  # width 8: none compiled
+    assert not fused.supported(h, g.index.long(), norm, 0.0, True)
+    assert not fused.supported(h, g.index, torch.nn.BatchNorm1d(32), 0.0, True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused.supported(h, g.index, norm, 0.0, True)
+    torch.set_num_threads(2)
+    assert not fused.supported(h, g.index, norm, 0.0, True)
+    torch.set_num_threads(1)
+    net.dropout.p = 0.1
+    _run(net.train(), x, g)
+    assert calls[0] == 0
+
+
+_PROBE = (
+    "import sys, torch; from trainer import fused; lib = fused.library(); print(lib is not None);"
+    "print(sorted(p.name for p in fused._cache_dir().glob('*.so')))"
+)
+
+
+def _probe(tmp_path, **env):
+    run_env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), **env}
+    return subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, env=run_env, check=True
+    )
+
+
+def test_built_once_per_machine_into_the_cache(tmp_path):
+    first = _probe(tmp_path)
+    built = (tmp_path / "zeta-swarm").glob("fused_layer-*.so")
+    (so,) = list(built)
+    stamp = so.stat().st_mtime_ns
+    second = _probe(tmp_path)
+    assert first.stdout.splitlines()[0] == second.stdout.splitlines()[0] == "True"
+    assert so.stat().st_mtime_ns == stamp and not list((tmp_path / "zeta-swarm").glob(".fused_layer-*"))
+
+
+def test_without_a_compiler_or_when_turned_off_layers_run_eager(tmp_path):
+    no_compiler = _probe(tmp_path, CXX=str(tmp_path / "no-such-g++"))
+    assert no_compiler.stdout.splitlines()[0] == "False"
+    assert (
+        "the fused layer kernel did not build" in no_compiler.stderr and "eager torch" in no_compiler.stderr
+    )
+    off = _probe(tmp_path, ZETA_SWARM_FUSED="0")
+    assert off.stdout.splitlines() == ["False", "[]"] and off.stderr == ""

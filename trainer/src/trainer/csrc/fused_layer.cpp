@@ -1,0 +1,396 @@
+// One message-passing layer of SpacingGNN, forward and backward, fused (trainer.fused):
+//
+//     agg  = sum_j weight[i, j] h[index[i, j]]              the gather-sum (trainer.model.Neighbours)
+//     z    = agg W_rel^T + b_rel + own W_root^T             own: the layer's own rows of h
+//     u    = LayerNorm(z) (xhat gamma + beta), or z          without a norm
+//     y    = GELU(u) + own, or GELU(u)                       without the residual
+//
+// Eager torch makes a [rows, hidden] tensor of each step and reads it back from memory (the step
+// is bound by memory traffic, docs/speed.md); here four rows at a time go through every step
+// while they are in registers and L1, and the matrix products are register-blocked (4 rows x
+// hidden). The forward keeps xhat (or z) and 1/std per row for the backward, which recomputes
+// the gather-sum instead of keeping it.
+//
+// Plain C++ with GCC vector extensions, no torch headers: trainer.fused compiles it with the
+// host's g++ (-O3 -march=native) in about a second and calls it through ctypes. One thread;
+// every sum runs in a fixed order, so results are the same on every run. GELU is the exact (erf)
+// GELU, with erf by the same Abramowitz-Stegun 7.1.26 formula as torch's vectorised CPU kernel
+// (absolute error < 1.5e-7) for float; double (the gradient checks) uses std::erf and std::exp.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace {
+
+template <typename T> struct Vec;
+// Vector typedefs with the element's alignment: loads and stores of any row are unaligned moves.
+template <> struct Vec<float> { typedef float type __attribute__((vector_size(64), aligned(4))); };
+template <> struct Vec<double> { typedef double type __attribute__((vector_size(64), aligned(8))); };
+
+constexpr int kRows = 4;  // rows per register block
+
+typedef float vf __attribute__((vector_size(64), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(64)));
+
+inline vf exp_nonpositive(vf x) {
+  // exp(x) for x <= 0, 16 lanes (Cephes expf: Cody-Waite reduction by ln 2 and a degree-6
+  // polynomial, ~1 ulp). Rounding by the 1.5 * 2^23 trick: |x log2 e| < 2^22.
+  const vf lo = vf{} - 87.0f;
+  x = x < lo ? lo : x;
+  const vf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  vf r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vf p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  return p * (vf)bits;  // a vector cast is a bit cast
+}
+
+// GELU(u) = u cdf and GELU'(u) = cdf + u phi(u), lane by lane: they share erf(u / sqrt 2) and
+// exp(-u^2 / 2).
+inline void gelu_parts(vf u, vf& cdf, vf& pdf_u) {
+  const vf x = u * float(M_SQRT1_2);
+  const vf ax = x < 0 ? -x : x;
+  const vf t = 1.0f / (ax * 0.3275911f + 1.0f);
+  const vf r = (((t * 1.061405429f - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t + 0.254829592f;
+  const vf e = exp_nonpositive(-x * x);
+  const vf a = 1.0f - r * t * e;
+  cdf = 0.5f * (1.0f + (x < 0 ? -a : a));
+  pdf_u = u * float(0.5 * M_2_SQRTPI * M_SQRT1_2) * e;
+}
+
+template <typename V> inline void gelu_parts(V u, V& cdf, V& pdf_u) {  // double: libm, lane by lane
+  for (int l = 0; l < int(sizeof(V) / sizeof(u[0])); l++) {
+    const double x = u[l] * M_SQRT1_2;
+    cdf[l] = 0.5 * (1.0 + std::erf(x));
+    pdf_u[l] = u[l] * (0.5 * M_2_SQRTPI * M_SQRT1_2) * std::exp(-x * x);
+  }
+}
+
+// Where the backward writes (null: not wanted). gagg is scratch of [m, H] when gh is wanted; the
+// weight gradients are added to (the caller zeroes them).
+template <typename T> struct Grads {
+  T *gh, *gagg, *gw_rel, *gb_rel, *gw_root, *ggamma, *gbeta;
+};
+
+template <typename T, int H> struct Layer {
+  using V = typename Vec<T>::type;
+  static constexpr int L = 64 / sizeof(T);  // lanes per vector
+  static constexpr int NV = H / L;          // vectors per row
+  static_assert(H % L == 0, "hidden must be a multiple of the vector width");
+
+  static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
+  static void store(T* p, V v) { *reinterpret_cast<V*>(p) = v; }
+  static T hsum(V v) {  // lanes in a fixed order
+    T s = 0;
+    for (int l = 0; l < L; l++) s += v[l];
+    return s;
+  }
+
+  // out[r] = init[r] + xa[r] Ba (+ xb[r] Bb), for NR rows; B: [H (in), H (out)] row-major.
+  template <int NR>
+  static void matmul(const T* const* xa, const T* Ba, const T* const* xb, const T* Bb, const T* const* init,
+                     T* const* out) {
+    V acc[NR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) acc[r][v] = init ? load(init[r] + v * L) : V{};
+    for (int pass = 0; pass < 2; pass++) {
+      const T* const* x = pass ? xb : xa;
+      const T* B = pass ? Bb : Ba;
+      if (!x) continue;
+      for (int k = 0; k < H; k++) {
+        V b[NV];
+#pragma GCC unroll 32
+        for (int v = 0; v < NV; v++) b[v] = load(B + k * H + v * L);
+#pragma GCC unroll 32
+        for (int r = 0; r < NR; r++) {
+          const T a = x[r][k];
+#pragma GCC unroll 32
+          for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
+        }
+      }
+    }
+#pragma GCC unroll 32
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) store(out[r] + v * L, acc[r][v]);
+  }
+
+  // G[o, :] += sum_r g[r][o] x[r][:] for NR rows: a weight gradient ([out, in] row-major).
+  template <int NR> static void outer(const T* const* g, const T* const* x, T* G) {
+    V xv[NR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) xv[r][v] = load(x[r] + v * L);
+    for (int o = 0; o < H; o++) {
+      V acc[NV];
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) acc[v] = load(G + o * H + v * L);
+#pragma GCC unroll 32
+      for (int r = 0; r < NR; r++) {
+        const T s = g[r][o];
+#pragma GCC unroll 32
+        for (int v = 0; v < NV; v++) acc[v] += s * xv[r][v];
+      }
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) store(G + o * H + v * L, acc[v]);
+    }
+  }
+
+  // out = sum_j w[j] h[idx[j]] over the K entries of one table row.
+  static void gather(const int32_t* idx, const T* w, int K, const T* h, T* out) {
+    V acc[NV] = {};
+    for (int j = 0; j < K; j++) {
+      const T* src = h + static_cast<int64_t>(idx[j]) * H;
+      const T wj = w[j];
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) acc[v] += wj * load(src + v * L);
+    }
+#pragma GCC unroll 32
+    for (int v = 0; v < NV; v++) store(out + v * L, acc[v]);
+  }
+
+  // Rows [i0, i0 + NR) of the forward.
+  template <int NR>
+  static void forward_rows(int64_t i0, int K, const int32_t* index, const T* weight, const T* h, const T* own,
+                           const T* wt_rel, const T* wt_root, const T* b_rel, const T* gamma, const T* beta,
+                           T eps, bool residual, T* y, T* saved, T* rstd) {
+    alignas(64) T agg[NR][H];
+    const T* xa[NR];
+    const T* xb[NR];
+    T* zr[NR];
+    for (int r = 0; r < NR; r++) {
+      const int64_t i = i0 + r;
+      gather(index + i * K, weight + i * K, K, h, agg[r]);
+      xa[r] = agg[r];
+      xb[r] = own + i * H;
+      zr[r] = saved + i * H;  // z first; xhat over it below
+    }
+    const T* bias[NR];
+    for (int r = 0; r < NR; r++) bias[r] = b_rel;
+    matmul<NR>(xa, wt_rel, xb, wt_root, b_rel ? bias : nullptr, zr);
+    for (int r = 0; r < NR; r++) {
+      const int64_t i = i0 + r;
+      T* s = saved + i * H;
+      T* out = y + i * H;
+      const T* o = own + i * H;
+      V u[NV];
+      if (gamma) {
+        V z[NV], acc = {};
+        for (int v = 0; v < NV; v++) acc += z[v] = load(s + v * L);
+        const T mean = hsum(acc) / H;
+        acc = V{};
+        for (int v = 0; v < NV; v++) acc += (z[v] - mean) * (z[v] - mean);
+        const T rs = T(1) / std::sqrt(hsum(acc) / H + eps);
+        rstd[i] = rs;
+        for (int v = 0; v < NV; v++) {
+          const V xhat = (z[v] - mean) * rs;
+          store(s + v * L, xhat);
+          u[v] = xhat * load(gamma + v * L) + load(beta + v * L);
+        }
+      } else {
+        for (int v = 0; v < NV; v++) u[v] = load(s + v * L);
+      }
+      for (int v = 0; v < NV; v++) {
+        V cdf, pdf_u;
+        gelu_parts(u[v], cdf, pdf_u);
+        store(out + v * L, residual ? u[v] * cdf + load(o + v * L) : u[v] * cdf);
+      }
+    }
+  }
+
+  static void forward(int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight, const T* h,
+                      const T* wt_rel, const T* wt_root, const T* b_rel, const T* gamma, const T* beta, T eps,
+                      bool residual, T* y, T* saved, T* rstd) {
+    const T* own = h + (n_in - m) * H;
+    int64_t i = 0;
+    for (; i + kRows <= m; i += kRows)
+      forward_rows<kRows>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
+                          saved, rstd);
+    for (; i < m; i++)
+      forward_rows<1>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y, saved,
+                      rstd);
+  }
+
+  // Rows [i0, i0 + NR) of the backward, up to the gradient of the gather-sum (gagg).
+  template <int NR>
+  static void backward_rows(int64_t i0, int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight,
+                            const T* h, const T* w_rel, const T* w_root, const T* gamma, const T* beta,
+                            bool residual, const T* saved, const T* rstd, const T* gy, const Grads<T>& g) {
+    const T* own = h + (n_in - m) * H;
+    alignas(64) T gz[NR][H];
+    const T* gzr[NR];
+    for (int r = 0; r < NR; r++) {
+      const int64_t i = i0 + r;
+      const T* s = saved + i * H;
+      const T* gyi = gy + i * H;
+      T* gzi = gz[r];
+      gzr[r] = gzi;
+      V gz_[NV];
+      if (gamma) {
+        V xhat[NV], gx[NV], c1 = {}, c2 = {};
+        for (int v = 0; v < NV; v++) {
+          xhat[v] = load(s + v * L);
+          const V gam = load(gamma + v * L);
+          V cdf, pdf_u;
+          gelu_parts(xhat[v] * gam + load(beta + v * L), cdf, pdf_u);
+          const V gu = load(gyi + v * L) * (cdf + pdf_u);
+          if (g.ggamma) store(g.ggamma + v * L, load(g.ggamma + v * L) + gu * xhat[v]);
+          if (g.gbeta) store(g.gbeta + v * L, load(g.gbeta + v * L) + gu);
+          gx[v] = gu * gam;
+          c1 += gx[v];
+          c2 += gx[v] * xhat[v];
+        }
+        const T m1 = hsum(c1) / H, m2 = hsum(c2) / H, rs = rstd[i];
+        for (int v = 0; v < NV; v++) gz_[v] = rs * (gx[v] - m1 - xhat[v] * m2);
+      } else {
+        for (int v = 0; v < NV; v++) {
+          V cdf, pdf_u;
+          gelu_parts(load(s + v * L), cdf, pdf_u);
+          gz_[v] = load(gyi + v * L) * (cdf + pdf_u);
+        }
+      }
+      for (int v = 0; v < NV; v++) {
+        store(gzi + v * L, gz_[v]);
+        if (g.gb_rel) store(g.gb_rel + v * L, load(g.gb_rel + v * L) + gz_[v]);
+      }
+    }
+    if (g.gw_rel) {
+      alignas(64) T agg[NR][H];
+      const T* ar[NR];
+      for (int r = 0; r < NR; r++) {
+        const int64_t i = i0 + r;
+        gather(index + i * K, weight + i * K, K, h, agg[r]);
+        ar[r] = agg[r];
+      }
+      outer<NR>(gzr, ar, g.gw_rel);
+    }
+    if (g.gw_root) {
+      const T* orow[NR];
+      for (int r = 0; r < NR; r++) orow[r] = own + (i0 + r) * H;
+      outer<NR>(gzr, orow, g.gw_root);
+    }
+    if (g.gh) {
+      T* ga[NR];
+      T* gown[NR];
+      const T* gyr[NR];
+      for (int r = 0; r < NR; r++) {
+        ga[r] = g.gagg + (i0 + r) * H;
+        gown[r] = g.gh + (n_in - m + i0 + r) * H;
+        gyr[r] = gy + (i0 + r) * H;
+      }
+      matmul<NR>(gzr, w_rel, nullptr, nullptr, nullptr, ga);
+      // own's gradient: gz W_root, plus gy through the residual.
+      matmul<NR>(gzr, w_root, nullptr, nullptr, residual ? gyr : nullptr, gown);
+    }
+  }
+
+  static void backward(int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight,
+                       const int32_t* index_t, const T* weight_t, const T* h, const T* w_rel, const T* w_root,
+                       const T* gamma, const T* beta, bool residual, const T* saved, const T* rstd, const T* gy,
+                       const Grads<T>& g) {
+    int64_t i = 0;
+    for (; i + kRows <= m; i += kRows)
+      backward_rows<kRows>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, beta, residual, saved, rstd, gy,
+                           g);
+    for (; i < m; i++)
+      backward_rows<1>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, beta, residual, saved, rstd, gy, g);
+    if (!g.gh) return;
+    // The gather-sum's backward: the same gather over the transposed table, added to every input
+    // row (the halo rows before the layer's own rows get only this).
+    const int64_t halo = n_in - m;
+    for (int64_t s = 0; s < n_in; s++) {
+      alignas(64) T acc[H];
+      gather(index_t + s * K, weight_t + s * K, K, g.gagg, acc);
+      T* out = g.gh + s * H;
+      if (s < halo)
+        for (int c = 0; c < H; c++) out[c] = acc[c];
+      else
+        for (int c = 0; c < H; c++) out[c] += acc[c];
+    }
+  }
+};
+
+#define ZS_WIDTHS(CASE) CASE(16) CASE(32) CASE(64) CASE(128)
+
+template <typename T>
+int forward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, const void* weight, const void* h,
+              const void* wt_rel, const void* wt_root, const void* b_rel, const void* gamma, const void* beta,
+              double eps, int residual, void* y, void* saved, void* rstd) {
+  auto c = [](const void* p) { return static_cast<const T*>(p); };
+  switch (H) {
+#define ZS_CASE(HH)                                                                                             \
+  case HH:                                                                                                    \
+    Layer<T, HH>::forward(n_in, m, K, index, c(weight), c(h), c(wt_rel), c(wt_root), c(b_rel), c(gamma),       \
+                          c(beta), static_cast<T>(eps), residual != 0, static_cast<T*>(y), static_cast<T*>(saved), \
+                          static_cast<T*>(rstd));                                                             \
+    return 0;
+    ZS_WIDTHS(ZS_CASE)
+#undef ZS_CASE
+    default:
+      return 1;
+  }
+}
+
+template <typename T>
+int backward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, const void* weight,
+               const int32_t* index_t, const void* weight_t, const void* h, const void* w_rel, const void* w_root,
+               const void* gamma, const void* beta, int residual, const void* saved, const void* rstd,
+               const void* gy, void* gh, void* gagg, void* gw_rel, void* gb_rel, void* gw_root, void* ggamma,
+               void* gbeta) {
+  auto c = [](const void* p) { return static_cast<const T*>(p); };
+  const Grads<T> g{static_cast<T*>(gh),     static_cast<T*>(gagg),    static_cast<T*>(gw_rel), static_cast<T*>(gb_rel),
+                   static_cast<T*>(gw_root), static_cast<T*>(ggamma), static_cast<T*>(gbeta)};
+  switch (H) {
+#define ZS_CASE(HH)                                                                                             \
+  case HH:                                                                                                    \
+    Layer<T, HH>::backward(n_in, m, K, index, c(weight), index_t, c(weight_t), c(h), c(w_rel), c(w_root),      \
+                           c(gamma), c(beta), residual != 0, c(saved), c(rstd), c(gy), g);                     \
+    return 0;
+    ZS_WIDTHS(ZS_CASE)
+#undef ZS_CASE
+    default:
+      return 1;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Returns 0, or 1 when the hidden width has no compiled variant (the caller falls back to torch).
+int zs_layer_forward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
+                     const void* weight, const void* h, const void* wt_rel, const void* wt_root, const void* b_rel,
+                     const void* gamma, const void* beta, double eps, int residual, void* y, void* saved,
+                     void* rstd) {
+  if (dtype_bits == 32)
+    return forward_t<float>(H, n_in, m, K, index, weight, h, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
+                            saved, rstd);
+  if (dtype_bits == 64)
+    return forward_t<double>(H, n_in, m, K, index, weight, h, wt_rel, wt_root, b_rel, gamma, beta, eps, residual,
+                             y, saved, rstd);
+  return 1;
+}
+
+int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
+                      const void* weight, const int32_t* index_t, const void* weight_t, const void* h,
+                      const void* w_rel, const void* w_root, const void* gamma, const void* beta, int residual,
+                      const void* saved, const void* rstd, const void* gy, void* gh, void* gagg, void* gw_rel,
+                      void* gb_rel, void* gw_root, void* ggamma, void* gbeta) {
+  if (dtype_bits == 32)
+    return backward_t<float>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, beta,
+                             residual, saved, rstd, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
+  if (dtype_bits == 64)
+    return backward_t<double>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, beta,
+                              residual, saved, rstd, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
+  return 1;
+}
+}

@@ -1,0 +1,206 @@
+"""The fused CPU kernel of one message-passing layer (csrc/fused_layer.cpp), and its autograd.
+
+On the CPU a layer of SpacingGNN (gather-sum, two linear maps, LayerNorm, GELU, residual) is
+bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [rows, hidden]
+tensor at every step (docs/speed.md). The kernel runs every step on four rows at a time while
+they sit in registers and L1, forward and backward; the backward recomputes the gather-sum.
+
+The source is compiled once per machine with the host's g++ (-O3 -march=native, ~4 s) into
+$XDG_CACHE_HOME/zeta-swarm (~/.cache/zeta-swarm), keyed by the source, the flags, the compiler
+and the CPU; processes that race write their own file and rename it into place. Where there is no
+compiler, or ZETA_SWARM_FUSED=0, or a layer the kernel does not cover (`supported`), the model
+runs its eager torch path: the same function up to float rounding (tests/trainer/test_fused.py).
+One thread, sums in a fixed order: deterministic, as a trial's CPU path must be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("csrc") / "fused_layer.cpp"
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC")
+WIDTHS = (16, 32, 64, 128)
+#: Set to 0 to run the eager torch path (the reference) everywhere.
+ENV = "ZETA_SWARM_FUSED"
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+_eager_depth = 0  # > 0 inside eager()
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zeta-swarm"
+
+
+def _cpu_key() -> str:
+    """What -march=native depends on: the CPU's flags (a shared home across machines must not
+    hand one CPU's build to another)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build(compiler: str) -> Path:
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    inputs = "\0".join([SOURCE.read_text(), *FLAGS, version, _cpu_key()])
+    key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
+    target = _cache_dir() / f"fused_layer-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fused_layer-", suffix=".so")
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, check=True)
+        os.replace(tmp, target)  # atomic: a racing process sees no file or a whole one
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, built on first use; None (once said on stderr) where it cannot be."""
+    global _lib, _tried
+    if _tried:
+        return _lib
+    _tried = True
+    if os.environ.get(ENV, "1") == "0":
+        return None
+    compiler = os.environ.get("CXX") or shutil.which("g++")
+    if compiler is None:
+        print("trainer: no g++ on PATH; layers run on eager torch (slower, same results)", file=sys.stderr)
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = e.stderr.strip().splitlines()[-1] if getattr(e, "stderr", None) else str(e)
+        print(
+            f"trainer: the fused layer kernel did not build ({detail}); layers run on eager torch",
+            file=sys.stderr,
+        )
+        return None
+    p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+    lib.zs_layer_forward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, f64, i32, p, p, p]
+    lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 9, i32, *[p] * 10]
+    lib.zs_layer_forward.restype = lib.zs_layer_backward.restype = ctypes.c_int
+    _lib = lib
+    return lib
+
+
+@contextlib.contextmanager
+def eager():
+    """Every layer on eager torch inside: the reference the tests compare with, and the path
+    bench/train.py counts FLOPs on (FlopCounterMode sees no ctypes call)."""
+    global _eager_depth
+    _eager_depth += 1
+    try:
+        yield
+    finally:
+        _eager_depth -= 1
+
+
+def supported(h: torch.Tensor, index: torch.Tensor, norm, dropout: float, training: bool) -> bool:
+    """Whether the kernel computes this layer: CPU with torch on one thread (the kernel has one;
+    with more, torch's threads win), float32 or float64 outside autocast, an int32 table, a
+    covered width, LayerNorm (with weights) or none, and no dropout to draw."""
+    if _eager_depth or torch.get_num_threads() != 1:
+        return False
+    if h.device.type != "cpu" or h.dtype not in (torch.float32, torch.float64) or h.shape[1] not in WIDTHS:
+        return False
+    if h.dtype == torch.float64 and h.shape[1] == 16:
+        return False
+    if index.dtype != torch.int32 or torch.is_autocast_enabled("cpu") or (training and dropout > 0):
+        return False
+    if isinstance(norm, torch.nn.LayerNorm):
+        ok = (
+            norm.elementwise_affine
+            and norm.bias is not None
+            and tuple(norm.normalized_shape) == (h.shape[1],)
+        )
+    else:
+        ok = isinstance(norm, torch.nn.Identity)
+    return ok and library() is not None
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+class FusedLayer(torch.autograd.Function):
+    """y = GELU(Norm(W_rel agg + b_rel + W_root own)) (+ own): one layer of SpacingGNN._block
+    with dropout 0. h: [n_in, H] input rows (a chunk's halo, then the layer's own m rows); nb:
+    the layer's Neighbours (m rows); gamma/beta None without a norm."""
+
+    @staticmethod
+    def forward(ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool):
+        lib = library()
+        h = h.contiguous()
+        m, (n_in, hidden) = len(nb), h.shape
+        dt = h.dtype
+        y = h.new_empty((m, hidden))
+        saved = h.new_empty((m, hidden))
+        rstd = h.new_empty(m)
+        wt_rel = w_rel.detach().t().to(dt).contiguous()
+        wt_root = w_root.detach().t().to(dt).contiguous()
+        b, g, be = (None if t is None else t.detach().to(dt).contiguous() for t in (b_rel, gamma, beta))
+        weight = nb.weight.to(dt).contiguous()
+        err = lib.zs_layer_forward(
+            dt.itemsize * 8, hidden, n_in, m, nb.index.shape[1], _ptr(nb.index), _ptr(weight), _ptr(h),
+            _ptr(wt_rel), _ptr(wt_root), _ptr(b), _ptr(g), _ptr(be), eps, int(residual),
+            _ptr(y), _ptr(saved), _ptr(rstd),
+        )  # fmt: skip
+        if err:
+            raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
+        ctx.save_for_backward(h, w_rel, w_root, gamma, beta, saved, rstd)
+        ctx.nb, ctx.residual, ctx.has_bias = nb, residual, b_rel is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        h, w_rel, w_root, gamma, beta, saved, rstd = ctx.saved_tensors
+        nb = ctx.nb
+        need = ctx.needs_input_grad
+        dt = h.dtype
+        gy = gy.contiguous().to(dt)
+        m, (n_in, hidden) = len(nb), h.shape
+        gh = h.new_empty((n_in, hidden)) if need[0] else None
+        gagg = h.new_empty((m, hidden)) if need[0] else None
+        gw_rel = h.new_zeros((hidden, hidden)) if need[1] else None
+        gb_rel = h.new_zeros(hidden) if need[2] and ctx.has_bias else None
+        gw_root = h.new_zeros((hidden, hidden)) if need[3] else None
+        ggamma = h.new_zeros(hidden) if need[4] and gamma is not None else None
+        gbeta = h.new_zeros(hidden) if need[5] and beta is not None else None
+        # Named, not inline: a temporary's memory would be freed before the call reads it.
+        g, be, wr, wo = (
+            None if t is None else t.detach().to(dt).contiguous() for t in (gamma, beta, w_rel, w_root)
+        )
+        weight, weight_t = nb.weight.to(dt).contiguous(), nb.weight_t.to(dt).contiguous()
+        err = library().zs_layer_backward(
+            dt.itemsize * 8, hidden, n_in, m, nb.index.shape[1], _ptr(nb.index), _ptr(weight),
+            _ptr(nb.index_t), _ptr(weight_t), _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), _ptr(be),
+            int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(gy),
+            _ptr(gh), _ptr(gagg), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
+        )  # fmt: skip
+        if err:
+            raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
+        cast = [
+            None if t is None else t.to(p.dtype)
+            for t, p in ((gw_rel, w_rel), (gb_rel, w_rel), (gw_root, w_root))
+        ]
+        return gh, cast[0], cast[1], cast[2], ggamma, gbeta, None, None, None
