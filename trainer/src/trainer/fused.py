@@ -2,7 +2,7 @@
 
 On the CPU a layer of SpacingGNN (gather-sum, two linear maps, LayerNorm, GELU, residual) is
 bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [rows, hidden]
-tensor at every step (docs/speed.md). The kernel runs every step on four rows at a time while
+tensor at every step (docs/speed.md). The kernel runs every step on six rows at a time while
 they sit in registers and L1, forward and backward; the backward recomputes the gather-sum.
 
 The source is compiled once per machine with the host's g++ (-O3 -march=native, ~4 s) into
