@@ -417,6 +417,33 @@ def test_outliers_beyond_the_box_limit_take_the_exact_sums():
     y = sample_wigner(400, gen, torch.float64)
     x = sample_wigner(400, gen, torch.float64)
     x[0] = 1e4  # a diverging prediction: 5e4 boxes of sigma_min
-    assert losses._fgt_mmd(x, y, (0.2, 0.3, 0.4), True) is None
+    assert losses._fgt_mmd(x, y, [len(x)], [len(y)], (0.2, 0.3, 0.4), True) is None
     (exact, g_exact), (fast, g_fast) = _exact_and_fast(x, y)
     assert fast == exact and torch.equal(g_fast, g_exact)
+
+
+@pytest.mark.parametrize("sizes", [[2000, 2100, 1900, 2500, 2200], [2000, 100, 2500]])
+def test_the_segments_mmd_in_one_transform_equals_one_call_per_segment(sizes):
+    # Five segments of a mini-batch step go through one fast Gauss transform; with a segment too
+    # small for it (100 x 2048 pairs) every segment takes the exact sums. Value and gradient
+    # match one gue_mmd per segment (the same RNG draws) to float64 rounding.
+    gen = _gen(5)
+    pred = (0.2 + sample_wigner(sum(sizes), gen, torch.float64)).requires_grad_()
+    reference = sample_wigner(8192, gen, torch.float64)
+    bounds = np.cumsum([0, *sizes])
+    segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    _, parts = compute_losses(
+        pred,
+        pred.detach(),
+        LossWeights(gue_mmd=1.0),
+        segments=segments,
+        mmd_reference=reference,
+        generator=_gen(6),
+    )
+    (got,) = torch.autograd.grad(parts["gue_mmd"], pred)
+    replay = _gen(6)
+    want = sum((b - a) * gue_mmd(pred[a:b], reference, generator=replay) for a, b in segments) / sum(sizes)
+    (want_grad,) = torch.autograd.grad(want, pred)
+    assert float(parts["gue_mmd"]) == pytest.approx(float(want), rel=1e-9, abs=1e-13)
+    torch.testing.assert_close(got, want_grad, rtol=1e-8, atol=1e-13)
+    assert float(want) > 1e-4  # the shift by 0.2 makes every segment differ from the reference
