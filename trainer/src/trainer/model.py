@@ -370,7 +370,7 @@ class SpacingGNN(nn.Module):
         predicted spacing is the nodes' base plus this."""
         if isinstance(g, Neighbours) and self._chunked(x.shape[0]):
             return self._forward_chunked(x, g)
-        h = nn.functional.gelu(self.encoder(x))
+        h = fused.gelu(self.encoder(x))
         for i in range(len(self.convs)):
             h = self._block(i, h, g)
         return (self.head(h) + self.skip(x)).squeeze(-1)
@@ -386,7 +386,7 @@ class SpacingGNN(nn.Module):
                 *rows, nb = args
                 h = rows[0]
                 if i == 0:
-                    h = nn.functional.gelu(self.encoder(h))
+                    h = fused.gelu(self.encoder(h))
                 h = self._block(i, h, nb)
                 if i == depth - 1:
                     h = (self.head(h) + self.skip(_own_rows(rows[-1], nb))).squeeze(-1)

@@ -394,3 +394,52 @@ int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, con
   return 1;
 }
 }
+
+namespace {
+
+// GELU or its backward over n values: whole vectors, then the tail through a zero-padded one.
+template <typename T, bool Backward> void gelu_t(int64_t n, const T* x, const T* gy, T* out) {
+  using V = typename Vec<T>::type;
+  constexpr int L = 64 / sizeof(T);
+  auto one = [](V u, V g) {
+    V cdf, pdf_u;
+    gelu_parts(u, cdf, pdf_u);
+    return Backward ? g * (cdf + pdf_u) : u * cdf;
+  };
+  auto load = [](const T* p) { return *reinterpret_cast<const V*>(p); };
+  int64_t i = 0;
+  for (; i + L <= n; i += L) *reinterpret_cast<V*>(out + i) = one(load(x + i), Backward ? load(gy + i) : V{});
+  if (i < n) {
+    V u = {}, g = {};
+    std::memcpy(&u, x + i, (n - i) * sizeof(T));
+    if (Backward) std::memcpy(&g, gy + i, (n - i) * sizeof(T));
+    const V o = one(u, g);
+    std::memcpy(out + i, &o, (n - i) * sizeof(T));
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// GELU (exact, erf) of n values and its backward: the encoder's activation (trainer.fused.gelu).
+int zs_gelu_forward(int dtype_bits, int64_t n, const void* x, void* y) {
+  if (dtype_bits == 32)
+    gelu_t<float, false>(n, static_cast<const float*>(x), nullptr, static_cast<float*>(y));
+  else if (dtype_bits == 64)
+    gelu_t<double, false>(n, static_cast<const double*>(x), nullptr, static_cast<double*>(y));
+  else
+    return 1;
+  return 0;
+}
+
+int zs_gelu_backward(int dtype_bits, int64_t n, const void* x, const void* gy, void* gx) {
+  if (dtype_bits == 32)
+    gelu_t<float, true>(n, static_cast<const float*>(x), static_cast<const float*>(gy), static_cast<float*>(gx));
+  else if (dtype_bits == 64)
+    gelu_t<double, true>(n, static_cast<const double*>(x), static_cast<const double*>(gy), static_cast<double*>(gx));
+  else
+    return 1;
+  return 0;
+}
+}
