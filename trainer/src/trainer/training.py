@@ -612,7 +612,8 @@ def apply_process_settings(device: torch.device, cpu_threads: int) -> Callable[[
     new tensor that deterministic mode adds by default: it is a guard against ops that read
     memory they never wrote, costs a pass over each new tensor (~8% of a mini-batch step,
     bench/profile_step.py), and no op of a trial reads memory it did not write (the resume and
-    repeat tests compare every output bit for bit). cpu_threads > 0 sets torch's intra-op threads.
+    repeat tests compare every output bit for bit); and glibc malloc keeps freed memory in its heap
+    (_glibc_malloc_options). cpu_threads > 0 sets torch's intra-op threads.
     """
     deterministic = torch.are_deterministic_algorithms_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory
@@ -649,7 +650,7 @@ def _glibc_malloc_options() -> Callable[..., None] | None:
     whole table faulted in ~2 GB of new zeroed pages for its activations and gradients, step after
     step: 540k page faults and ~3 s of system time of a ~13 s step (docs/speed.md). With the heap
     kept, the next step reuses those pages. The peak grows by what fragmentation leaves unused
-    (3.2 -> 3.8 GB at the whole table). No result can change: no op of a trial reads memory it did
+    (3.21 -> 3.66 GB at the whole table). No result can change: no op of a trial reads memory it did
     not write (the resume and repeat tests compare every output bit for bit)."""
     import ctypes
 
