@@ -612,61 +612,23 @@ def apply_process_settings(device: torch.device, cpu_threads: int) -> Callable[[
     new tensor that deterministic mode adds by default: it is a guard against ops that read
     memory they never wrote, costs a pass over each new tensor (~8% of a mini-batch step,
     bench/profile_step.py), and no op of a trial reads memory it did not write (the resume and
-    repeat tests compare every output bit for bit); and glibc malloc keeps freed memory in its heap
-    (_glibc_malloc_options). cpu_threads > 0 sets torch's intra-op threads.
+    repeat tests compare every output bit for bit). cpu_threads > 0 sets torch's intra-op threads.
     """
     deterministic = torch.are_deterministic_algorithms_enabled()
     fill = torch.utils.deterministic.fill_uninitialized_memory
     threads = torch.get_num_threads()
-    malloc = None
 
     def restore() -> None:
         torch.use_deterministic_algorithms(deterministic)
         torch.utils.deterministic.fill_uninitialized_memory = fill
         torch.set_num_threads(threads)
-        if malloc is not None:
-            malloc(mmap_max=_GLIBC_MMAP_MAX, trim_threshold=_GLIBC_TRIM_THRESHOLD)
 
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
         torch.utils.deterministic.fill_uninitialized_memory = False
-        malloc = _glibc_malloc_options()
-        if malloc is not None:
-            malloc(mmap_max=0, trim_threshold=-1)
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
     return restore
-
-
-#: glibc's defaults (malloc/malloc.c: DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD), what restore puts back.
-_GLIBC_MMAP_MAX, _GLIBC_TRIM_THRESHOLD = 65536, 128 * 1024
-
-
-def _glibc_malloc_options() -> Callable[..., None] | None:
-    """Sets glibc malloc's M_MMAP_MAX and M_TRIM_THRESHOLD; None off glibc.
-
-    A trial on the CPU keeps freed memory in the heap (mmap_max 0, no trimming): by default glibc
-    maps every block over 32 MB freshly and unmaps it when freed, so a full-batch step over the
-    whole table faulted in ~2 GB of new zeroed pages for its activations and gradients, step after
-    step: 540k page faults and ~3 s of system time of a ~13 s step (docs/speed.md). With the heap
-    kept, the next step reuses those pages. The peak grows by what fragmentation leaves unused
-    (3.21 -> 3.66 GB at the whole table). No result can change: no op of a trial reads memory it did
-    not write (the resume and repeat tests compare every output bit for bit)."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018  (glibc only: musl and macOS have other knobs)
-    except (OSError, AttributeError):
-        return None
-    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
-
-    def set_options(*, mmap_max: int, trim_threshold: int) -> None:
-        # mallopt's value is an int; glibc reads M_TRIM_THRESHOLD as size_t, so -1 is "never".
-        libc.mallopt(m_mmap_max, mmap_max)
-        libc.mallopt(m_trim_threshold, trim_threshold)
-
-    return set_options
 
 
 def _guarded(cfg, dataset, device, outputs: TrialOutputs, state, tensorboard_dir, echo, started) -> int:
