@@ -100,3 +100,37 @@ def test_chunked_recomputation_replays_the_dropout_masks(monkeypatch):
     before = torch.get_rng_state()
     out.sum().backward()
     assert torch.equal(before, torch.get_rng_state())  # the replay does not move the generator
+
+
+def test_the_chunked_path_hands_its_buffers_out_again_only_once_they_are_free(monkeypatch):
+    monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(model, "CHUNK_ROWS", 16)
+    torch.manual_seed(4)
+    table = graph.neighbour_table(np.arange(60), [2, 3])
+    net = SpacingGNN(4, hidden=8, depth=3)
+    torch.nn.init.normal_(net.head.weight)
+    x = torch.randn(60, 4)
+    g = net.graph_input(table)
+
+    def step():
+        net.zero_grad(set_to_none=True)
+        out = net(x, g)
+        out.square().sum().backward()
+        return out.detach().clone(), {n: p.grad.clone() for n, p in net.named_parameters()}  # holds no buffer
+
+    first, grads = step()
+    kept = [b.data_ptr() for b in g.buffers._kept]
+    # depth 3: the two layer outputs, the model's output, the gradient of the second layer's
+    # output; that of the first's took the second's output's memory once the last segment was done
+    assert len(kept) == 4
+    again, grads_again = step()  # the next step: the same memory, the same results bit for bit
+    assert [b.data_ptr() for b in g.buffers._kept] == kept
+    assert torch.equal(again, first) and all(torch.equal(grads_again[n], grads[n]) for n in grads)
+    # Two graphs alive at once: the second forward must not write the first one's saved outputs.
+    net.zero_grad(set_to_none=True)
+    a, b = net(x, g), net(x, g)
+    assert len(g.buffers._kept) > len(kept)
+    (a.square().sum() + b.square().sum()).backward()
+    assert torch.equal(a.detach(), first) and torch.equal(b.detach(), first)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.grad, 2 * grads[name], rtol=1e-6, atol=1e-6, msg=name)

@@ -49,6 +49,37 @@ CHUNKED_ABOVE = 1 << 17
 CHUNK_ROWS = 1 << 13
 
 
+class _Buffers:
+    """The [nodes, hidden] tensors of the row-chunked path (each segment's output, each input's
+    gradient), handed out again step after step while the graph lives (full-batch: the whole
+    trial). Fresh ones would cost the same pages again each step: glibc maps every block over
+    32 MB anew and unmaps it when freed, and at the whole table the four of a step (2 GB) took
+    540k page faults and ~3 s of system time of a ~13 s step (docs/speed.md).
+
+    A kept tensor is handed out only when nothing else holds its memory (the use count of its
+    storage: autograd's saved tensors, views and slices all hold it), so a buffer still in use by
+    an earlier graph is never written; then a new one is made and kept too. They are therefore at
+    most as many as were ever alive at once, which the peak already counts."""
+
+    def __init__(self):
+        self._kept: list[torch.Tensor] = []
+
+    def empty(self, shape, like: torch.Tensor) -> torch.Tensor:
+        shape = torch.Size(shape)
+        for buf in self._kept:
+            if buf.shape == shape and buf.dtype == like.dtype and buf.device == like.device and _unused(buf):
+                return buf.detach()  # a new tensor on the same memory: autograd's history goes on it
+        buf = like.new_empty(shape)
+        self._kept.append(buf)
+        return buf.detach()
+
+
+def _unused(buf: torch.Tensor) -> bool:
+    """Whether only buf itself holds its storage (the storage object made to ask is the other use)."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    return count is not None and count(buf.untyped_storage()._cdata) == 2
+
+
 class Neighbours:
     """The causal neighbour table (trainer.graph.neighbour_table) as SpacingGNN aggregates it.
 
@@ -63,6 +94,7 @@ class Neighbours:
         self.index, self.weight, self.index_t, self.weight_t = index, weight, index_t, weight_t
         self.reach = reach
         self._rows: dict[tuple[int, int, int], Neighbours] = {}  # rows(), kept: one per chunk
+        self.buffers = _Buffers()  # the chunked path's [nodes, hidden] tensors, kept across steps
 
     @classmethod
     def from_table(cls, table: np.ndarray, mean: bool) -> Neighbours:
@@ -172,7 +204,7 @@ class _RowChunks(torch.autograd.Function):
                 ctx.rng_states.append(_rng_state(device))
             o = step(*(t[lo:b] for t in rows), nb.rows(lo, a, b))
             if out is None:
-                out = o.new_empty((m, *o.shape[1:]))
+                out = nb.buffers.empty((m, *o.shape[1:]), o)
             out[a:b] = o
         dev = device.type
         ctx.step, ctx.nb, ctx.count = step, nb, count
@@ -186,7 +218,10 @@ class _RowChunks(torch.autograd.Function):
         inputs, params, nb = ctx.saved_tensors, ctx.params, ctx.nb
         need_in = ctx.needs_input_grad[4 : 4 + ctx.count]
         wanted = [p for p in params if p.requires_grad]
-        g_in = [torch.zeros_like(t) if need else None for t, need in zip(inputs, need_in, strict=True)]
+        g_in = [
+            nb.buffers.empty(t.shape, t).zero_() if need else None
+            for t, need in zip(inputs, need_in, strict=True)
+        ]
         dev, enabled, dtype = ctx.autocast
         device = inputs[0].device
         # The recomputation replays each chunk's RNG state (the same dropout masks as its
