@@ -218,9 +218,9 @@ class _RowChunks(torch.autograd.Function):
         inputs, params, nb = ctx.saved_tensors, ctx.params, ctx.nb
         need_in = ctx.needs_input_grad[4 : 4 + ctx.count]
         wanted = [p for p in params if p.requires_grad]
+        # Not zeroed: every row is some chunk's own and is written there first (_chunk_backward).
         g_in = [
-            nb.buffers.empty(t.shape, t).zero_() if need else None
-            for t, need in zip(inputs, need_in, strict=True)
+            nb.buffers.empty(t.shape, t) if need else None for t, need in zip(inputs, need_in, strict=True)
         ]
         dev, enabled, dtype = ctx.autocast
         device = inputs[0].device
@@ -237,18 +237,26 @@ class _RowChunks(torch.autograd.Function):
                         t[lo:b].detach().requires_grad_(need) for t, need in zip(inputs, need_in, strict=True)
                     ]
                     out = ctx.step(*sl, nb.rows(lo, a, b))
-                _chunk_backward(out, grad[a:b], sl, wanted, g_in, lo, b)
+                _chunk_backward(out, grad[a:b], sl, wanted, g_in, lo, a, b)
         return None, None, None, None, *g_in, *(None for _ in params)
 
 
-def _chunk_backward(out, grad, sl, wanted, g_in, lo: int, b: int) -> None:
+def _chunk_backward(out, grad, sl, wanted, g_in, lo: int, a: int, b: int) -> None:
     # As torch's reentrant checkpoint: the parameters' .grad accumulate right here, chunk after
     # chunk in a fixed order (autograd.grad would not run under FlopCounterMode).
     leaves = [t for t in sl if t.requires_grad] + wanted
     torch.autograd.backward(out, grad, inputs=leaves)
     for g, t in zip(g_in, sl, strict=True):
-        if g is not None and t.grad is not None:
-            g[lo:b] += t.grad
+        if g is None:
+            continue
+        # The chunks run in row order: rows [a, b) are this chunk's own and reached here first
+        # (set, not added: the input gradients are never zeroed whole); its halo [lo, a) is the
+        # earlier chunks' own rows, already set, and gets this chunk's share added.
+        if t.grad is None:
+            g[a:b] = 0.0
+        else:
+            g[a:b] = t.grad[a - lo :]
+            g[lo:a] += t.grad[: a - lo]
 
 
 def _rng_state(device: torch.device) -> torch.Tensor:
