@@ -42,16 +42,23 @@ def test_gather_and_chunked_paths_equal_the_csr_path(monkeypatch, layer, norm, d
             torch.testing.assert_close(g, want_grads[name], rtol=1e-4, atol=1e-4, msg=name)
 
 
-def test_chunked_path_leaves_frozen_layers_without_gradient(monkeypatch):
+def _chunked_net(monkeypatch, seed: int, nodes: int, **kwargs):
+    """A small SpacingGNN forced onto the row-chunked path (chunks of 16 rows) and its graph over
+    `nodes` consecutive zeros with primes 2 and 3; the head given a slope (it starts at 0)."""
     monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
     monkeypatch.setattr(model, "CHUNK_ROWS", 16)
-    torch.manual_seed(1)
-    table = graph.neighbour_table(np.arange(60), [2, 3])
-    net = SpacingGNN(4, hidden=8, depth=3)
+    torch.manual_seed(seed)
+    table = graph.neighbour_table(np.arange(nodes), [2, 3])
+    net = SpacingGNN(4, **kwargs)
     torch.nn.init.normal_(net.head.weight)
+    return net, net.graph_input(table)
+
+
+def test_chunked_path_leaves_frozen_layers_without_gradient(monkeypatch):
+    net, g = _chunked_net(monkeypatch, 1, 60, hidden=8, depth=3)
     for p in [*net.encoder.parameters(), *net.convs[0].parameters()]:
         p.requires_grad_(False)
-    out = net(torch.randn(60, 4), net.graph_input(table))
+    out = net(torch.randn(60, 4), g)
     out.square().sum().backward()
     assert net.encoder.weight.grad is None and net.convs[0].lin_rel.weight.grad is None
     assert net.convs[1].lin_rel.weight.grad.abs().sum() > 0 and net.head.weight.grad.abs().sum() > 0
@@ -79,13 +86,8 @@ def test_chunked_recomputation_replays_the_dropout_masks(monkeypatch):
     # gradcheck compares the backward (which recomputes every chunk) with finite differences of
     # the forward; both see the same masks only if the recomputation replays each chunk's RNG
     # state. Without the replay the analytic gradient uses other masks and gradcheck fails.
-    monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
-    monkeypatch.setattr(model, "CHUNK_ROWS", 16)
-    torch.manual_seed(2)
-    table = graph.neighbour_table(np.arange(50), [2, 3])
-    net = SpacingGNN(4, hidden=6, depth=2, dropout=0.4).double().train()
-    torch.nn.init.normal_(net.head.weight)
-    g = net.graph_input(table)
+    net, g = _chunked_net(monkeypatch, 2, 50, hidden=6, depth=2, dropout=0.4)
+    net = net.double().train()
 
     def run(x):
         torch.manual_seed(5)  # the same masks on every call gradcheck makes
@@ -103,14 +105,8 @@ def test_chunked_recomputation_replays_the_dropout_masks(monkeypatch):
 
 
 def test_the_chunked_path_hands_its_buffers_out_again_only_once_they_are_free(monkeypatch):
-    monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
-    monkeypatch.setattr(model, "CHUNK_ROWS", 16)
-    torch.manual_seed(4)
-    table = graph.neighbour_table(np.arange(60), [2, 3])
-    net = SpacingGNN(4, hidden=8, depth=3)
-    torch.nn.init.normal_(net.head.weight)
+    net, g = _chunked_net(monkeypatch, 4, 60, hidden=8, depth=3)
     x = torch.randn(60, 4)
-    g = net.graph_input(table)
 
     def step():
         net.zero_grad(set_to_none=True)
