@@ -16,9 +16,7 @@ from trainer.model import Neighbours, SpacingGNN
 
 from trainer import fused, graph, model
 
-pytestmark = pytest.mark.skipif(
-    fused.library() is None, reason="needs g++ to build trainer/csrc/fused_layer.cpp"
-)
+pytestmark = pytest.mark.skipif(fused.library() is None, reason="needs g++ to build trainer/csrc/*.cpp")
 
 
 @pytest.fixture(autouse=True)
@@ -179,20 +177,18 @@ def _probe(tmp_path, **env):
 
 def test_built_once_per_machine_into_the_cache(tmp_path):
     first = _probe(tmp_path)
-    built = (tmp_path / "zeta-swarm").glob("fused_layer-*.so")
+    built = (tmp_path / "zeta-swarm").glob("kernels-*.so")
     (so,) = list(built)
     stamp = so.stat().st_mtime_ns
     second = _probe(tmp_path)
     assert first.stdout.splitlines()[0] == second.stdout.splitlines()[0] == "True"
-    assert so.stat().st_mtime_ns == stamp and not list((tmp_path / "zeta-swarm").glob(".fused_layer-*"))
+    assert so.stat().st_mtime_ns == stamp and not list((tmp_path / "zeta-swarm").glob(".kernels-*"))
 
 
 def test_without_a_compiler_or_when_turned_off_layers_run_eager(tmp_path):
     no_compiler = _probe(tmp_path, CXX=str(tmp_path / "no-such-g++"))
     assert no_compiler.stdout.splitlines()[0] == "False"
-    assert (
-        "the fused layer kernel did not build" in no_compiler.stderr and "eager torch" in no_compiler.stderr
-    )
+    assert "the CPU kernels did not build" in no_compiler.stderr and "eager torch" in no_compiler.stderr
     off = _probe(tmp_path, ZETA_SWARM_FUSED="0")
     assert off.stdout.splitlines() == ["False", "[]"] and off.stderr == ""
 

@@ -22,7 +22,7 @@ from trainer.losses import (
 from trainer.rmt import block_sum_variance, default_scales, sample_wigner, wigner_pdf
 from trainer.unfolding import fluctuations, spacings, unfold
 
-from trainer import losses
+from trainer import fused, losses
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -447,3 +447,26 @@ def test_the_segments_mmd_in_one_transform_equals_one_call_per_segment(sizes):
     assert float(parts["gue_mmd"]) == pytest.approx(float(want), rel=1e-9, abs=1e-13)
     torch.testing.assert_close(got, want_grad, rtol=1e-8, atol=1e-13)
     assert float(want) > 1e-4  # the shift by 0.2 makes every segment differ from the reference
+
+
+@pytest.mark.skipif(fused.library() is None, reason="needs g++ to build trainer/csrc/fgt.cpp")
+@pytest.mark.parametrize("case", ["segments", "one_box", "spread"])
+def test_the_compiled_transform_equals_the_torch_one(case):
+    # csrc/fgt.cpp against _fgt_mmd's torch expansions (fused.eager() turns the kernel off), in
+    # float64: the same estimates and gradients up to summation order. Cases: five segments of a
+    # step; every value in one box; a spread wider than the translation's reach (K_max boxes).
+    gen = _gen(8)
+    sizes, y_sizes = [2000, 2100, 1900, 2500, 2200], [2048] * 5
+    x = torch.cat([sample_wigner(s, gen, torch.float64) * 1.1 for s in sizes])
+    y = sample_wigner(sum(y_sizes), gen, torch.float64)
+    if case == "one_box":
+        x, y = 1.0 + 0.02 * x, 1.0 + 0.02 * y
+    elif case == "spread":
+        x = x * 4.0
+    got_value, got_grad = losses._fgt_mmd(x, y, sizes, y_sizes, (0.2, 0.3, 0.4), True)
+    with fused.eager():
+        want_value, want_grad = losses._fgt_mmd(x, y, sizes, y_sizes, (0.2, 0.3, 0.4), True)
+    torch.testing.assert_close(got_value, want_value, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-10, atol=1e-12 * float(want_grad.abs().max()))
+    value_only, no_grad = losses._fgt_mmd(x, y, sizes, y_sizes, (0.2, 0.3, 0.4), False)
+    assert no_grad is None and torch.equal(value_only, got_value)

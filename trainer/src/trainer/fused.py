@@ -1,4 +1,5 @@
-"""The fused CPU kernel of one message-passing layer (csrc/fused_layer.cpp), and its autograd.
+"""The CPU kernels (csrc/): one message-passing layer fused (fused_layer.cpp) with its autograd,
+and the MMD's fast Gauss transform (fgt.cpp, called by trainer.losses).
 
 On the CPU a layer of SpacingGNN (gather-sum, two linear maps, LayerNorm, GELU, residual) is
 bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [rows, hidden]
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-SOURCE = Path(__file__).with_name("csrc") / "fused_layer.cpp"
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("fused_layer.cpp", "fgt.cpp"))
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC")
 WIDTHS = (16, 32, 64, 128)
 #: Set to 0 to run the eager torch path (the reference) everywhere.
@@ -58,16 +59,18 @@ def _cpu_key() -> str:
 
 def _build(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    inputs = "\0".join([SOURCE.read_text(), *FLAGS, version, _cpu_key()])
+    inputs = "\0".join([*(s.read_text() for s in SOURCES), *FLAGS, version, _cpu_key()])
     key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
-    target = _cache_dir() / f"fused_layer-{key}.so"
+    target = _cache_dir() / f"kernels-{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fused_layer-", suffix=".so")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".kernels-", suffix=".so")
     os.close(fd)
     try:
-        subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, check=True)
+        subprocess.run(
+            [compiler, *FLAGS, "-o", tmp, *map(str, SOURCES)], capture_output=True, text=True, check=True
+        )
         os.replace(tmp, target)  # atomic: a racing process sees no file or a whole one
     finally:
         if os.path.exists(tmp):
@@ -85,14 +88,17 @@ def library() -> ctypes.CDLL | None:
         return None
     compiler = os.environ.get("CXX") or shutil.which("g++")
     if compiler is None:
-        print("trainer: no g++ on PATH; layers run on eager torch (slower, same results)", file=sys.stderr)
+        print(
+            "trainer: no g++ on PATH; layers and the MMD run on eager torch (slower, same results)",
+            file=sys.stderr,
+        )
         return None
     try:
         lib = ctypes.CDLL(str(_build(compiler)))
     except (OSError, subprocess.CalledProcessError) as e:
         detail = e.stderr.strip().splitlines()[-1] if getattr(e, "stderr", None) else str(e)
         print(
-            f"trainer: the fused layer kernel did not build ({detail}); layers run on eager torch",
+            f"trainer: the CPU kernels did not build ({detail}); layers and the MMD run on eager torch",
             file=sys.stderr,
         )
         return None
@@ -101,7 +107,14 @@ def library() -> ctypes.CDLL | None:
     lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 9, i32, *[p] * 10]
     lib.zs_gelu_forward.argtypes = [i32, i64, p, p]
     lib.zs_gelu_backward.argtypes = [i32, i64, p, p, p]
-    for f in (lib.zs_layer_forward, lib.zs_layer_backward, lib.zs_gelu_forward, lib.zs_gelu_backward):
+    lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
+    for f in (
+        lib.zs_layer_forward,
+        lib.zs_layer_backward,
+        lib.zs_gelu_forward,
+        lib.zs_gelu_backward,
+        lib.zs_fgt_mmd,
+    ):
         f.restype = ctypes.c_int
     _lib = lib
     return lib
@@ -151,6 +164,24 @@ class _Gelu(torch.autograd.Function):
         gx = torch.empty_like(x)
         library().zs_gelu_backward(x.dtype.itemsize * 8, x.numel(), _ptr(x), _ptr(gy), _ptr(gx))
         return gx
+
+
+def fgt_mmd(x, y, x_sizes, y_sizes, constants, width: float, lo: float, boxes: int, grad: bool):
+    """trainer.losses._fgt_mmd's transform by fgt.cpp: (the S estimates, each x value's gradient
+    or None), float64, from float64 CPU values; None where the kernel does not run (no compiler,
+    inside eager(), another device: the caller runs its torch version)."""
+    if _eager_depth or x.device.type != "cpu" or library() is None:
+        return None
+    scale, inv_fact, T, k_max = (c.contiguous() if isinstance(c, torch.Tensor) else c for c in constants)
+    x, y = x.contiguous(), y.contiguous()
+    xs, ys = torch.tensor(x_sizes, dtype=torch.int64), torch.tensor(y_sizes, dtype=torch.int64)
+    value = x.new_empty(len(x_sizes))
+    g = torch.empty_like(x) if grad else None
+    err = library().zs_fgt_mmd(
+        len(x_sizes), _ptr(x), _ptr(xs), _ptr(y), _ptr(ys), scale.shape[0], scale.shape[1], k_max,
+        _ptr(scale), _ptr(inv_fact), _ptr(T), width, lo, boxes, _ptr(value), _ptr(g),
+    )  # fmt: skip
+    return None if err else (value, g)
 
 
 def supported(h: torch.Tensor, index: torch.Tensor, norm, dropout: float, training: bool) -> bool:
