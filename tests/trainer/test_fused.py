@@ -210,3 +210,26 @@ def test_the_gelu_kernel_equals_torchs(dtype):
     torch.testing.assert_close(grad, want_grad, **tol)
     xd = torch.randn(37, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(fused.gelu, (xd,))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_encoder_kernel_against_finite_differences_and_torch(bias):
+    # GELU(x W^T + b) in one kernel, with x requiring grad as in a rollout's features (its
+    # gradient goes through W in torch); 23 rows: three blocks of six and a tail of five.
+    torch.manual_seed(4)
+    linear = torch.nn.Linear(19, 32, bias=bias).double()
+    x = torch.randn(23, 19, dtype=torch.float64, requires_grad=True)
+    out = fused.encoder(x, linear)
+    assert type(out.grad_fn).__name__ == "_EncoderBackward"
+    params = tuple(linear.parameters())
+    assert torch.autograd.gradcheck(
+        lambda v, *p: fused._Encoder.apply(v, p[0], p[1] if bias else None), (x, *params), eps=1e-6, atol=1e-8
+    )
+    gy = torch.randn_like(out)
+    got = torch.autograd.grad(out, (x, *params), gy)
+    with fused.eager():
+        want_out = fused.encoder(x, linear)
+        want = torch.autograd.grad(want_out, (x, *params), gy)
+    torch.testing.assert_close(out, want_out, rtol=1e-12, atol=1e-13)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)

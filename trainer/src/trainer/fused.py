@@ -108,12 +108,16 @@ def library() -> ctypes.CDLL | None:
     lib.zs_gelu_forward.argtypes = [i32, i64, p, p]
     lib.zs_gelu_backward.argtypes = [i32, i64, p, p, p]
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
+    lib.zs_encoder_forward.argtypes = [i32, i32, i64, i32, *[p] * 5]
+    lib.zs_encoder_backward.argtypes = [i32, i32, i64, i32, *[p] * 6]
     for f in (
         lib.zs_layer_forward,
         lib.zs_layer_backward,
         lib.zs_gelu_forward,
         lib.zs_gelu_backward,
         lib.zs_fgt_mmd,
+        lib.zs_encoder_forward,
+        lib.zs_encoder_backward,
     ):
         f.restype = ctypes.c_int
     _lib = lib
@@ -164,6 +168,46 @@ class _Gelu(torch.autograd.Function):
         gx = torch.empty_like(x)
         library().zs_gelu_backward(x.dtype.itemsize * 8, x.numel(), _ptr(x), _ptr(gy), _ptr(gx))
         return gx
+
+
+def encoder(x: torch.Tensor, linear: torch.nn.Linear) -> torch.Tensor:
+    """F.gelu(linear(x)), the model's encoder, by one kernel where it runs: torch's matrix products
+    at K = 19 input features run at a third of their speed, and the GELU is a second pass."""
+    w = linear.weight
+    if not _cpu_kernel_takes(x) or x.dtype != w.dtype or w.shape[0] not in WIDTHS or library() is None:
+        return gelu(linear(x))
+    return _Encoder.apply(x, w, linear.bias)
+
+
+class _Encoder(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x = x.contiguous()
+        (n, f), hidden = x.shape, weight.shape[0]
+        wt = weight.detach().t().contiguous()
+        b = None if bias is None else bias.detach().contiguous()
+        u, h = x.new_empty((n, hidden)), x.new_empty((n, hidden))
+        library().zs_encoder_forward(
+            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(u), _ptr(h)
+        )
+        ctx.save_for_backward(x, weight, u)
+        ctx.has_bias = bias is not None
+        return h
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight, u = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        gy = gy.contiguous().to(x.dtype)
+        (n, f), hidden = x.shape, weight.shape[0]
+        gu = torch.empty_like(u) if need_x else None
+        gwt = x.new_zeros((f, hidden)) if need_w else None
+        gb = x.new_zeros(hidden) if need_b and ctx.has_bias else None
+        library().zs_encoder_backward(
+            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(u), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb)
+        )
+        gx = gu @ weight.detach().to(gu.dtype) if need_x else None
+        return gx, (gwt.t().to(weight.dtype) if need_w else None), gb
 
 
 def fgt_mmd(x, y, x_sizes, y_sizes, constants, width: float, lo: float, boxes: int, grad: bool):

@@ -413,7 +413,7 @@ class SpacingGNN(nn.Module):
         predicted spacing is the nodes' base plus this."""
         if isinstance(g, Neighbours) and self._chunked(x.shape[0]):
             return self._forward_chunked(x, g)
-        h = fused.gelu(self.encoder(x))
+        h = fused.encoder(x, self.encoder)
         for i in range(len(self.convs)):
             h = self._block(i, h, g)
         return (self.head(h) + self.skip(x)).squeeze(-1)
@@ -429,7 +429,7 @@ class SpacingGNN(nn.Module):
                 *rows, nb = args
                 h = rows[0]
                 if i == 0:
-                    h = fused.gelu(self.encoder(h))
+                    h = fused.encoder(h, self.encoder)
                 h = self._block(i, h, nb)
                 if i == depth - 1:
                     h = (self.head(h) + self.skip(_own_rows(rows[-1], nb))).squeeze(-1)

@@ -319,6 +319,90 @@ template <typename T, int H> struct Layer {
   }
 };
 
+// The encoder, h = GELU(x W^T + b) for x [n, F] (any F), and its backward: Linear and GELU in
+// one pass over register blocks of rows, keeping u = x W^T + b for the backward. torch's own
+// matrix products run at a third of their speed at K = F = 19 (the default features).
+template <typename T, int H> struct Encoder {
+  using V = typename Vec<T>::type;
+  static constexpr int L = 64 / sizeof(T);
+  static constexpr int NV = H / L;
+  static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
+  static void store(T* p, V v) { *reinterpret_cast<V*>(p) = v; }
+
+  // Rows [i0, i0 + NR): u = x wt + b (wt: [F, H] row-major), h = GELU(u).
+  template <int NR> static void forward_rows(int64_t i0, int F, const T* x, const T* wt, const T* b, T* u, T* h) {
+    V acc[NR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) acc[r][v] = b ? load(b + v * L) : V{};
+    for (int k = 0; k < F; k++) {
+      V w[NV];
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) w[v] = load(wt + k * H + v * L);
+#pragma GCC unroll 32
+      for (int r = 0; r < NR; r++) {
+        const T a = x[(i0 + r) * F + k];
+#pragma GCC unroll 32
+        for (int v = 0; v < NV; v++) acc[r][v] += a * w[v];
+      }
+    }
+    for (int r = 0; r < NR; r++)
+      for (int v = 0; v < NV; v++) {
+        V cdf, pdf_u;
+        gelu_parts(acc[r][v], cdf, pdf_u);
+        store(u + (i0 + r) * H + v * L, acc[r][v]);
+        store(h + (i0 + r) * H + v * L, acc[r][v] * cdf);
+      }
+  }
+
+  // Rows [i0, i0 + NR): gu = gy GELU'(u) (kept in gu when wanted), gwt[k] += sum_r x[r, k] gu[r],
+  // gb += sum_r gu[r].
+  template <int NR>
+  static void backward_rows(int64_t i0, int F, const T* x, const T* u, const T* gy, T* gu_out, T* gwt, T* gb) {
+    V gu[NR][NV];
+    for (int r = 0; r < NR; r++)
+      for (int v = 0; v < NV; v++) {
+        V cdf, pdf_u;
+        gelu_parts(load(u + (i0 + r) * H + v * L), cdf, pdf_u);
+        gu[r][v] = load(gy + (i0 + r) * H + v * L) * (cdf + pdf_u);
+        if (gu_out) store(gu_out + (i0 + r) * H + v * L, gu[r][v]);
+      }
+    if (gb)
+      for (int v = 0; v < NV; v++) {
+        V acc = load(gb + v * L);
+        for (int r = 0; r < NR; r++) acc += gu[r][v];
+        store(gb + v * L, acc);
+      }
+    if (!gwt) return;
+    for (int k = 0; k < F; k++) {
+      V acc[NV];
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) acc[v] = load(gwt + k * H + v * L);
+#pragma GCC unroll 32
+      for (int r = 0; r < NR; r++) {
+        const T a = x[(i0 + r) * F + k];
+#pragma GCC unroll 32
+        for (int v = 0; v < NV; v++) acc[v] += a * gu[r][v];
+      }
+#pragma GCC unroll 32
+      for (int v = 0; v < NV; v++) store(gwt + k * H + v * L, acc[v]);
+    }
+  }
+
+  static void forward(int64_t n, int F, const T* x, const T* wt, const T* b, T* u, T* h) {
+    int64_t i = 0;
+    for (; i + kRows <= n; i += kRows) forward_rows<kRows>(i, F, x, wt, b, u, h);
+    for (; i < n; i++) forward_rows<1>(i, F, x, wt, b, u, h);
+  }
+
+  static void backward(int64_t n, int F, const T* x, const T* u, const T* gy, T* gu, T* gwt, T* gb) {
+    int64_t i = 0;
+    for (; i + kRows <= n; i += kRows) backward_rows<kRows>(i, F, x, u, gy, gu, gwt, gb);
+    for (; i < n; i++) backward_rows<1>(i, F, x, u, gy, gu, gwt, gb);
+  }
+};
+
 #define ZS_WIDTHS(CASE) CASE(16) CASE(32) CASE(64) CASE(128)
 
 template <typename T>
@@ -441,5 +525,50 @@ int zs_gelu_backward(int dtype_bits, int64_t n, const void* x, const void* gy, v
   else
     return 1;
   return 0;
+}
+}
+
+namespace {
+
+template <typename T>
+int encoder_t(bool backward, int H, int64_t n, int F, const void* x, const void* wt, const void* b, void* u,
+              void* h, const void* gy, void* gu, void* gwt, void* gb) {
+  auto c = [](const void* p) { return static_cast<const T*>(p); };
+  auto w = [](void* p) { return static_cast<T*>(p); };
+  switch (H) {
+#define ZS_CASE(HH)                                                                   \
+  case HH:                                                                          \
+    if (backward)                                                                   \
+      Encoder<T, HH>::backward(n, F, c(x), c(u), c(gy), w(gu), w(gwt), w(gb));      \
+    else                                                                            \
+      Encoder<T, HH>::forward(n, F, c(x), c(wt), c(b), w(u), w(h));                 \
+    return 0;
+    ZS_WIDTHS(ZS_CASE)
+#undef ZS_CASE
+    default:
+      return 1;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// The encoder GELU(x W^T + b) (trainer.fused.encoder): wt is W^T [F, H]; b may be null. Writes
+// u = x W^T + b and h [n, H]. Returns 0, or 1 for a width or dtype without a variant.
+int zs_encoder_forward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* wt, const void* b,
+                       void* u, void* h) {
+  if (dtype_bits == 32) return encoder_t<float>(false, H, n, F, x, wt, b, u, h, nullptr, nullptr, nullptr, nullptr);
+  if (dtype_bits == 64) return encoder_t<double>(false, H, n, F, x, wt, b, u, h, nullptr, nullptr, nullptr, nullptr);
+  return 1;
+}
+
+// Its backward from u and gy [n, H]: gu = gy GELU'(u) into gu (when not null), and added to gwt
+// ([F, H], W's gradient transposed) and gb (each when not null).
+int zs_encoder_backward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* u, const void* gy,
+                        void* gu, void* gwt, void* gb) {
+  if (dtype_bits == 32) return encoder_t<float>(true, H, n, F, x, nullptr, nullptr, const_cast<void*>(u), nullptr, gy, gu, gwt, gb);
+  if (dtype_bits == 64) return encoder_t<double>(true, H, n, F, x, nullptr, nullptr, const_cast<void*>(u), nullptr, gy, gu, gwt, gb);
+  return 1;
 }
 }
