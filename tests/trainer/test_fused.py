@@ -122,7 +122,7 @@ def test_gradient_against_finite_differences_with_a_halo():
     beta = (0.3 * torch.randn(hidden, dtype=d)).requires_grad_()
 
     def layer(h, w_rel, b_rel, w_root, gamma, beta):
-        return fused.FusedLayer.apply(h, w_rel, b_rel, w_root, gamma, beta, nb, 1e-5, True)
+        return fused.FusedLayer.apply(h, w_rel, b_rel, w_root, gamma, beta, nb, 1e-5, True, True)
 
     assert layer(h, *params, gamma, beta).shape == (20, hidden)
     assert torch.autograd.gradcheck(layer, (h, *params, gamma, beta), eps=1e-6, atol=1e-7, rtol=1e-6)

@@ -103,8 +103,8 @@ def library() -> ctypes.CDLL | None:
         )
         return None
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-    lib.zs_layer_forward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, f64, i32, p, p, p]
-    lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 9, i32, *[p] * 10]
+    lib.zs_layer_forward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, f64, i32, *[p] * 4]
+    lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, i32, *[p] * 11]
     lib.zs_gelu_forward.argtypes = [i32, i64, p, p]
     lib.zs_gelu_backward.argtypes = [i32, i64, p, p, p]
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
@@ -261,7 +261,7 @@ class FusedLayer(torch.autograd.Function):
     the layer's Neighbours (m rows); gamma/beta None without a norm."""
 
     @staticmethod
-    def forward(ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool):
+    def forward(ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool, grad_mode: bool):
         lib = library()
         h = h.contiguous()
         m, (n_in, hidden) = len(nb), h.shape
@@ -269,6 +269,9 @@ class FusedLayer(torch.autograd.Function):
         y = h.new_empty((m, hidden))
         saved = h.new_empty((m, hidden))
         rstd = h.new_empty(m)
+        # GELU'(u), kept so that the backward need not evaluate the GELU again; not made when no
+        # backward can follow (grad_mode: the caller's torch.is_grad_enabled(); forward runs without).
+        dgelu = h.new_empty((m, hidden)) if grad_mode and any(ctx.needs_input_grad) else None
         wt_rel = w_rel.detach().t().to(dt).contiguous()
         wt_root = w_root.detach().t().to(dt).contiguous()
         b, g, be = (None if t is None else t.detach().to(dt).contiguous() for t in (b_rel, gamma, beta))
@@ -276,17 +279,17 @@ class FusedLayer(torch.autograd.Function):
         err = lib.zs_layer_forward(
             dt.itemsize * 8, hidden, n_in, m, nb.index.shape[1], _ptr(nb.index), _ptr(weight), _ptr(h),
             _ptr(wt_rel), _ptr(wt_root), _ptr(b), _ptr(g), _ptr(be), eps, int(residual),
-            _ptr(y), _ptr(saved), _ptr(rstd),
+            _ptr(y), _ptr(saved), _ptr(rstd), _ptr(dgelu),
         )  # fmt: skip
         if err:
             raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
-        ctx.save_for_backward(h, w_rel, w_root, gamma, beta, saved, rstd)
+        ctx.save_for_backward(h, w_rel, w_root, gamma, beta, saved, rstd, dgelu)
         ctx.nb, ctx.residual, ctx.has_bias = nb, residual, b_rel is not None
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        h, w_rel, w_root, gamma, beta, saved, rstd = ctx.saved_tensors
+        h, w_rel, w_root, gamma, beta, saved, rstd, dgelu = ctx.saved_tensors
         nb = ctx.nb
         need = ctx.needs_input_grad
         dt = h.dtype
@@ -300,14 +303,12 @@ class FusedLayer(torch.autograd.Function):
         ggamma = h.new_zeros(hidden) if need[4] and gamma is not None else None
         gbeta = h.new_zeros(hidden) if need[5] and beta is not None else None
         # Named, not inline: a temporary's memory would be freed before the call reads it.
-        g, be, wr, wo = (
-            None if t is None else t.detach().to(dt).contiguous() for t in (gamma, beta, w_rel, w_root)
-        )
+        g, wr, wo = (None if t is None else t.detach().to(dt).contiguous() for t in (gamma, w_rel, w_root))
         weight, weight_t = nb.weight.to(dt).contiguous(), nb.weight_t.to(dt).contiguous()
         err = library().zs_layer_backward(
             dt.itemsize * 8, hidden, n_in, m, nb.index.shape[1], _ptr(nb.index), _ptr(weight),
-            _ptr(nb.index_t), _ptr(weight_t), _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), _ptr(be),
-            int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(gy),
+            _ptr(nb.index_t), _ptr(weight_t), _ptr(h), _ptr(wr), _ptr(wo), _ptr(g),
+            int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(dgelu), _ptr(gy),
             _ptr(gh), _ptr(gagg), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
         )  # fmt: skip
         if err:
@@ -316,4 +317,4 @@ class FusedLayer(torch.autograd.Function):
             None if t is None else t.to(p.dtype)
             for t, p in ((gw_rel, w_rel), (gb_rel, w_rel), (gw_root, w_root))
         ]
-        return gh, cast[0], cast[1], cast[2], ggamma, gbeta, None, None, None
+        return gh, cast[0], cast[1], cast[2], ggamma, gbeta, None, None, None, None

@@ -394,7 +394,7 @@ class SpacingGNN(nn.Module):
             affine = isinstance(norm, nn.LayerNorm)
             return fused.FusedLayer.apply(
                 h, rel.weight, rel.bias, own.weight, norm.weight if affine else None, norm.bias if affine else None,
-                g, norm.eps if affine else 0.0, self.residual,
+                g, norm.eps if affine else 0.0, self.residual, torch.is_grad_enabled(),
             )  # fmt: skip
         z = self.dropout(nn.functional.gelu(self.norms[i](self._conv(i, h, g))))
         root = _own_rows(h, g) if isinstance(g, Neighbours) else h

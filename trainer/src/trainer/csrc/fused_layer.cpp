@@ -8,8 +8,8 @@
 // Eager torch makes a [rows, hidden] tensor of each step and reads it back from memory (the step
 // is bound by memory traffic, docs/speed.md); here six rows at a time go through every step
 // while they are in registers and L1, and the matrix products are register-blocked (6 rows x
-// hidden). The forward keeps xhat (or z) and 1/std per row for the backward, which recomputes
-// the gather-sum instead of keeping it.
+// hidden). The forward keeps xhat (or z), 1/std per row and GELU'(u) for the backward, which
+// recomputes the gather-sum instead of keeping it.
 //
 // Plain C++ with GCC vector extensions, no torch headers: trainer.fused compiles it with the
 // host's g++ (-O3 -march=native) in about a second and calls it through ctypes. One thread;
@@ -162,7 +162,7 @@ template <typename T, int H> struct Layer {
   template <int NR>
   static void forward_rows(int64_t i0, int K, const int32_t* index, const T* weight, const T* h, const T* own,
                            const T* wt_rel, const T* wt_root, const T* b_rel, const T* gamma, const T* beta,
-                           T eps, bool residual, T* y, T* saved, T* rstd) {
+                           T eps, bool residual, T* y, T* saved, T* rstd, T* dgelu) {
     alignas(64) T agg[NR][H];
     const T* xa[NR];
     const T* xb[NR];
@@ -203,34 +203,36 @@ template <typename T, int H> struct Layer {
         V cdf, pdf_u;
         gelu_parts(u[v], cdf, pdf_u);
         store(out + v * L, residual ? u[v] * cdf + load(o + v * L) : u[v] * cdf);
+        if (dgelu) store(dgelu + i * H + v * L, cdf + pdf_u);
       }
     }
   }
 
   static void forward(int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight, const T* h,
                       const T* wt_rel, const T* wt_root, const T* b_rel, const T* gamma, const T* beta, T eps,
-                      bool residual, T* y, T* saved, T* rstd) {
+                      bool residual, T* y, T* saved, T* rstd, T* dgelu) {
     const T* own = h + (n_in - m) * H;
     int64_t i = 0;
     for (; i + kRows <= m; i += kRows)
       forward_rows<kRows>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
-                          saved, rstd);
+                          saved, rstd, dgelu);
     for (; i < m; i++)
       forward_rows<1>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y, saved,
-                      rstd);
+                      rstd, dgelu);
   }
 
   // Rows [i0, i0 + NR) of the backward, up to the gradient of the gather-sum (gagg).
   template <int NR>
   static void backward_rows(int64_t i0, int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight,
-                            const T* h, const T* w_rel, const T* w_root, const T* gamma, const T* beta,
-                            bool residual, const T* saved, const T* rstd, const T* gy, const Grads<T>& g) {
+                            const T* h, const T* w_rel, const T* w_root, const T* gamma, bool residual,
+                            const T* saved, const T* rstd, const T* dgelu, const T* gy, const Grads<T>& g) {
     const T* own = h + (n_in - m) * H;
     alignas(64) T gz[NR][H];
     const T* gzr[NR];
     for (int r = 0; r < NR; r++) {
       const int64_t i = i0 + r;
       const T* s = saved + i * H;
+      const T* dg = dgelu + i * H;
       const T* gyi = gy + i * H;
       T* gzi = gz[r];
       gzr[r] = gzi;
@@ -240,9 +242,7 @@ template <typename T, int H> struct Layer {
         for (int v = 0; v < NV; v++) {
           xhat[v] = load(s + v * L);
           const V gam = load(gamma + v * L);
-          V cdf, pdf_u;
-          gelu_parts(xhat[v] * gam + load(beta + v * L), cdf, pdf_u);
-          const V gu = load(gyi + v * L) * (cdf + pdf_u);
+          const V gu = load(gyi + v * L) * load(dg + v * L);
           if (g.ggamma) store(g.ggamma + v * L, load(g.ggamma + v * L) + gu * xhat[v]);
           if (g.gbeta) store(g.gbeta + v * L, load(g.gbeta + v * L) + gu);
           gx[v] = gu * gam;
@@ -252,11 +252,7 @@ template <typename T, int H> struct Layer {
         const T m1 = hsum(c1) / H, m2 = hsum(c2) / H, rs = rstd[i];
         for (int v = 0; v < NV; v++) gz_[v] = rs * (gx[v] - m1 - xhat[v] * m2);
       } else {
-        for (int v = 0; v < NV; v++) {
-          V cdf, pdf_u;
-          gelu_parts(load(s + v * L), cdf, pdf_u);
-          gz_[v] = load(gyi + v * L) * (cdf + pdf_u);
-        }
+        for (int v = 0; v < NV; v++) gz_[v] = load(gyi + v * L) * load(dg + v * L);
       }
       for (int v = 0; v < NV; v++) {
         store(gzi + v * L, gz_[v]);
@@ -295,14 +291,14 @@ template <typename T, int H> struct Layer {
 
   static void backward(int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight,
                        const int32_t* index_t, const T* weight_t, const T* h, const T* w_rel, const T* w_root,
-                       const T* gamma, const T* beta, bool residual, const T* saved, const T* rstd, const T* gy,
+                       const T* gamma, bool residual, const T* saved, const T* rstd, const T* dgelu, const T* gy,
                        const Grads<T>& g) {
     int64_t i = 0;
     for (; i + kRows <= m; i += kRows)
-      backward_rows<kRows>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, beta, residual, saved, rstd, gy,
-                           g);
+      backward_rows<kRows>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, residual, saved, rstd, dgelu,
+                           gy, g);
     for (; i < m; i++)
-      backward_rows<1>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, beta, residual, saved, rstd, gy, g);
+      backward_rows<1>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, residual, saved, rstd, dgelu, gy, g);
     if (!g.gh) return;
     // The gather-sum's backward: the same gather over the transposed table, added to every input
     // row (the halo rows before the layer's own rows get only this).
@@ -408,14 +404,14 @@ template <typename T, int H> struct Encoder {
 template <typename T>
 int forward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, const void* weight, const void* h,
               const void* wt_rel, const void* wt_root, const void* b_rel, const void* gamma, const void* beta,
-              double eps, int residual, void* y, void* saved, void* rstd) {
+              double eps, int residual, void* y, void* saved, void* rstd, void* dgelu) {
   auto c = [](const void* p) { return static_cast<const T*>(p); };
+  auto w = [](void* p) { return static_cast<T*>(p); };
   switch (H) {
-#define ZS_CASE(HH)                                                                                             \
-  case HH:                                                                                                    \
-    Layer<T, HH>::forward(n_in, m, K, index, c(weight), c(h), c(wt_rel), c(wt_root), c(b_rel), c(gamma),       \
-                          c(beta), static_cast<T>(eps), residual != 0, static_cast<T*>(y), static_cast<T*>(saved), \
-                          static_cast<T*>(rstd));                                                             \
+#define ZS_CASE(HH)                                                                                          \
+  case HH:                                                                                                 \
+    Layer<T, HH>::forward(n_in, m, K, index, c(weight), c(h), c(wt_rel), c(wt_root), c(b_rel), c(gamma),    \
+                          c(beta), static_cast<T>(eps), residual != 0, w(y), w(saved), w(rstd), w(dgelu));  \
     return 0;
     ZS_WIDTHS(ZS_CASE)
 #undef ZS_CASE
@@ -427,17 +423,17 @@ int forward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, const
 template <typename T>
 int backward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, const void* weight,
                const int32_t* index_t, const void* weight_t, const void* h, const void* w_rel, const void* w_root,
-               const void* gamma, const void* beta, int residual, const void* saved, const void* rstd,
+               const void* gamma, int residual, const void* saved, const void* rstd, const void* dgelu,
                const void* gy, void* gh, void* gagg, void* gw_rel, void* gb_rel, void* gw_root, void* ggamma,
                void* gbeta) {
   auto c = [](const void* p) { return static_cast<const T*>(p); };
-  const Grads<T> g{static_cast<T*>(gh),     static_cast<T*>(gagg),    static_cast<T*>(gw_rel), static_cast<T*>(gb_rel),
-                   static_cast<T*>(gw_root), static_cast<T*>(ggamma), static_cast<T*>(gbeta)};
+  auto w = [](void* p) { return static_cast<T*>(p); };
+  const Grads<T> g{w(gh), w(gagg), w(gw_rel), w(gb_rel), w(gw_root), w(ggamma), w(gbeta)};
   switch (H) {
-#define ZS_CASE(HH)                                                                                             \
-  case HH:                                                                                                    \
-    Layer<T, HH>::backward(n_in, m, K, index, c(weight), index_t, c(weight_t), c(h), c(w_rel), c(w_root),      \
-                           c(gamma), c(beta), residual != 0, c(saved), c(rstd), c(gy), g);                     \
+#define ZS_CASE(HH)                                                                                      \
+  case HH:                                                                                             \
+    Layer<T, HH>::backward(n_in, m, K, index, c(weight), index_t, c(weight_t), c(h), c(w_rel), c(w_root), \
+                           c(gamma), residual != 0, c(saved), c(rstd), c(dgelu), c(gy), g);              \
     return 0;
     ZS_WIDTHS(ZS_CASE)
 #undef ZS_CASE
@@ -451,30 +447,32 @@ int backward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, cons
 extern "C" {
 
 // Returns 0, or 1 when the hidden width has no compiled variant (the caller falls back to torch).
+// saved (xhat, or z without a norm) is also the forward's scratch; rstd is written with a norm;
+// dgelu, GELU'(u) for the backward, is written when not null.
 int zs_layer_forward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
                      const void* weight, const void* h, const void* wt_rel, const void* wt_root, const void* b_rel,
                      const void* gamma, const void* beta, double eps, int residual, void* y, void* saved,
-                     void* rstd) {
+                     void* rstd, void* dgelu) {
   if (dtype_bits == 32)
     return forward_t<float>(H, n_in, m, K, index, weight, h, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
-                            saved, rstd);
+                            saved, rstd, dgelu);
   if (dtype_bits == 64)
     return forward_t<double>(H, n_in, m, K, index, weight, h, wt_rel, wt_root, b_rel, gamma, beta, eps, residual,
-                             y, saved, rstd);
+                             y, saved, rstd, dgelu);
   return 1;
 }
 
 int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
                       const void* weight, const int32_t* index_t, const void* weight_t, const void* h,
-                      const void* w_rel, const void* w_root, const void* gamma, const void* beta, int residual,
-                      const void* saved, const void* rstd, const void* gy, void* gh, void* gagg, void* gw_rel,
+                      const void* w_rel, const void* w_root, const void* gamma, int residual, const void* saved,
+                      const void* rstd, const void* dgelu, const void* gy, void* gh, void* gagg, void* gw_rel,
                       void* gb_rel, void* gw_root, void* ggamma, void* gbeta) {
   if (dtype_bits == 32)
-    return backward_t<float>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, beta,
-                             residual, saved, rstd, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
+    return backward_t<float>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, residual,
+                             saved, rstd, dgelu, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
   if (dtype_bits == 64)
-    return backward_t<double>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, beta,
-                              residual, saved, rstd, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
+    return backward_t<double>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, residual,
+                              saved, rstd, dgelu, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
   return 1;
 }
 }
