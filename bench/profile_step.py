@@ -95,7 +95,13 @@ class Stepper:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         self.trial = trial
-        self.opt = torch.optim.AdamW(trial.model.parameters(), lr=1e-3)
+        from trainer import training
+
+        # The revision's own optimizer where it has one (--compare runs older trainers too).
+        make = getattr(training, "make_optimizer", None)
+        self.opt = (
+            make(trial.model, trial.cfg) if make else torch.optim.AdamW(trial.model.parameters(), lr=1e-3)
+        )
         self.ema = AveragedModel(trial.model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
         self.rng = np.random.default_rng(0)
         self.gen = torch.Generator().manual_seed(1)
