@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import features, graph
+from trainer import features, fused, graph, model
 
 
 def test_neighbour_table_ten_zeros_primes_2_3():
@@ -162,3 +162,27 @@ def test_residual_needs_the_smoothed_estimate(odlyzko_small):
         features.build_nodes(
             open_dataset(odlyzko_small), [(5000, 5010)], primes=[2], window=8, smoothed=None, residual=True
         )
+
+
+@pytest.mark.skipif(fused.library() is None, reason="needs g++ to build trainer/csrc/neighbours.cpp")
+def test_the_compiled_graph_pieces_equal_numpys():
+    # csrc/neighbours.cpp against the numpy versions (fused.eager() turns it off): the neighbour
+    # table on dense runs and on runs far apart, offsets down to 1; the gather tables, sum and
+    # mean, with their transpose and reach, exactly.
+    rng = np.random.default_rng(11)
+    for case in range(12):
+        starts = rng.choice(10**6 if case % 2 else 400, 5, replace=False)
+        index = np.unique(np.concatenate([np.arange(a, a + int(rng.integers(1, 60))) for a in starts]))
+        primes = [1, 3, 5, 7] if case % 3 == 0 else [2, 3, 5, 7, 11, 13]
+        table = graph.neighbour_table(index, primes)
+        with fused.eager():
+            want = graph.neighbour_table(index, primes)
+        np.testing.assert_array_equal(table, want)
+        for mean in (False, True):
+            got = model.Neighbours.from_table(table, mean)
+            with fused.eager():
+                ref = model.Neighbours.from_table(table, mean)
+            assert got.reach == ref.reach
+            for name in ("index", "weight", "index_t", "weight_t"):
+                a, b = getattr(got, name), getattr(ref, name)
+                assert a.dtype == b.dtype and torch.equal(a, b), name

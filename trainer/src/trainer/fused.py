@@ -27,10 +27,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("fused_layer.cpp", "fgt.cpp"))
+SOURCES = tuple(
+    Path(__file__).with_name("csrc") / name for name in ("fused_layer.cpp", "fgt.cpp", "neighbours.cpp")
+)
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC")
 WIDTHS = (16, 32, 64, 128)
 #: Set to 0 to run the eager torch path (the reference) everywhere.
@@ -110,6 +113,10 @@ def library() -> ctypes.CDLL | None:
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
     lib.zs_encoder_forward.argtypes = [i32, i32, i64, i32, *[p] * 5]
     lib.zs_encoder_backward.argtypes = [i32, i32, i64, i32, *[p] * 6]
+    lib.zs_neighbour_table.argtypes = [i64, p, i32, p, p]
+    lib.zs_neighbour_table.restype = None
+    lib.zs_neighbours_from_table.argtypes = [i64, i32, p, i32, p, p, p, p]
+    lib.zs_neighbours_from_table.restype = ctypes.c_int64
     for f in (
         lib.zs_layer_forward,
         lib.zs_layer_backward,
@@ -208,6 +215,36 @@ class _Encoder(torch.autograd.Function):
         )
         gx = gu @ weight.detach().to(gu.dtype) if need_x else None
         return gx, (gwt.t().to(weight.dtype) if need_w else None), gb
+
+
+def neighbour_table(index: np.ndarray, primes) -> np.ndarray | None:
+    """trainer.graph.neighbour_table by neighbours.cpp (index int64, strictly increasing; primes
+    >= 1), or None where the kernels do not run (the caller runs its numpy version)."""
+    if _eager_depth or library() is None or min(primes) < 1:
+        return None
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    primes = np.asarray(primes, dtype=np.int64)
+    table = np.empty((len(index), len(primes)), dtype=np.int64)
+    library().zs_neighbour_table(
+        len(index), index.ctypes.data, len(primes), primes.ctypes.data, table.ctypes.data
+    )
+    return table
+
+
+def neighbours_from_table(table: np.ndarray, mean: bool):
+    """(index, weight, index_t, weight_t, reach) of trainer.model.Neighbours.from_table by
+    neighbours.cpp (int32 and float32 arrays), or None where the kernels do not run."""
+    m, k = table.shape
+    if _eager_depth or m >= 2**31 or library() is None:
+        return None
+    table = np.ascontiguousarray(table, dtype=np.int64)
+    index, index_t = np.empty((m, k), dtype=np.int32), np.empty((m, k), dtype=np.int32)
+    weight, weight_t = np.empty((m, k), dtype=np.float32), np.empty((m, k), dtype=np.float32)
+    reach = library().zs_neighbours_from_table(
+        m, k, table.ctypes.data, int(mean), index.ctypes.data, weight.ctypes.data, index_t.ctypes.data,
+        weight_t.ctypes.data,
+    )  # fmt: skip
+    return index, weight, index_t, weight_t, int(reach)
 
 
 def fgt_mmd(x, y, x_sizes, y_sizes, constants, width: float, lo: float, boxes: int, grad: bool):

@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 import torch
 
+from trainer import fused
+
 #: neighbour_table looks zeros up in a dense position map when the nodes' index span is at most
 #: this many times their number (every training batch: clusters of a bounded range), else by
 #: binary search (e.g. a few windows far apart).
@@ -33,6 +35,8 @@ def neighbour_table(index: np.ndarray, primes: list[int]) -> np.ndarray:
     """
     index = np.asarray(index, dtype=np.int64)
     m = len(index)
+    if m and (native := fused.neighbour_table(index, primes)) is not None:
+        return native  # the same table by one loop in C++ (csrc/neighbours.cpp)
     table = np.full((m, len(primes)), -1, dtype=np.int64)
     if m == 0:
         return table

@@ -99,6 +99,10 @@ class Neighbours:
     @classmethod
     def from_table(cls, table: np.ndarray, mean: bool) -> Neighbours:
         m, k = table.shape
+        t = torch.from_numpy
+        if (native := fused.neighbours_from_table(table, mean)) is not None:  # csrc/neighbours.cpp
+            *arrays, reach = native
+            return cls(*map(t, arrays), reach)
         valid = table >= 0
         rows = np.arange(m, dtype=np.int64)[:, None]
         weight = valid.astype(np.float32)
@@ -118,7 +122,6 @@ class Neighbours:
         weight_t.ravel()[slots] = weight.ravel()[edges]
         reach = int((targets - sources).max()) if len(edges) else 0
         dtype = np.int32 if m < 2**31 else np.int64  # half the memory of int64 at 2e6 nodes
-        t = torch.from_numpy
         return cls(t(index.astype(dtype)), t(weight), t(index_t.astype(dtype)), t(weight_t), reach)
 
     def to(self, device) -> Neighbours:
