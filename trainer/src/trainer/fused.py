@@ -1,17 +1,20 @@
-"""The CPU kernels (csrc/): one message-passing layer fused (fused_layer.cpp) with its autograd,
-and the MMD's fast Gauss transform (fgt.cpp, called by trainer.losses).
+"""The CPU kernels (csrc/), called through ctypes: one message-passing layer fused
+(fused_layer.cpp, with the model's encoder Linear + GELU) and their autograd; the MMD's fast
+Gauss transform (fgt.cpp, for trainer.losses); the step's graph tables (neighbours.cpp, for
+trainer.graph and trainer.model.Neighbours).
 
 On the CPU a layer of SpacingGNN (gather-sum, two linear maps, LayerNorm, GELU, residual) is
 bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [rows, hidden]
 tensor at every step (docs/speed.md). The kernel runs every step on six rows at a time while
 they sit in registers and L1, forward and backward; the backward recomputes the gather-sum.
 
-The source is compiled once per machine with the host's g++ (-O3 -march=native, ~4 s) into
-$XDG_CACHE_HOME/zeta-swarm (~/.cache/zeta-swarm), keyed by the source, the flags, the compiler
-and the CPU; processes that race write their own file and rename it into place. Where there is no
-compiler, or ZETA_SWARM_FUSED=0, or a layer the kernel does not cover (`supported`), the model
-runs its eager torch path: the same function up to float rounding (tests/trainer/test_fused.py).
-One thread, sums in a fixed order: deterministic, as a trial's CPU path must be.
+The sources are compiled once per machine with the host's g++ (-O3 -march=native, ~5 s) into one
+library in $XDG_CACHE_HOME/zeta-swarm (~/.cache/zeta-swarm), keyed by the sources, the flags, the
+compiler and the CPU; processes that race write their own file and rename it into place. Where
+there is no compiler, or ZETA_SWARM_FUSED=0, or inside `eager()`, or a layer the kernel does not
+cover (`supported`), everything runs its torch/numpy version: the same function up to float
+rounding (tests/trainer/test_fused.py, test_losses.py, test_graph_features.py). One thread, sums
+in a fixed order: deterministic, as a trial's CPU path must be.
 """
 
 from __future__ import annotations
@@ -133,8 +136,9 @@ def library() -> ctypes.CDLL | None:
 
 @contextlib.contextmanager
 def eager():
-    """Every layer on eager torch inside: the reference the tests compare with, and the path
-    bench/train.py counts FLOPs on (FlopCounterMode sees no ctypes call)."""
+    """Every kernel off inside (layers and encoder on eager torch, the MMD's transform in torch,
+    the graph tables in numpy): the reference the tests compare with, and the path bench/train.py
+    counts FLOPs on (FlopCounterMode sees no ctypes call)."""
     global _eager_depth
     _eager_depth += 1
     try:
