@@ -399,67 +399,55 @@ template <typename T, int H> struct Encoder {
   }
 };
 
-#define ZS_WIDTHS(CASE) CASE(16) CASE(32) CASE(64) CASE(128)
+// The extern "C" entries pick the element type and the hidden width at run time: f(T{}, width)
+// with the width as a compile-time constant; 1 (the caller falls back to torch) for another
+// dtype or width.
+template <typename F> int with_type(int dtype_bits, F&& f) {
+  if (dtype_bits == 32) return f(float{});
+  if (dtype_bits == 64) return f(double{});
+  return 1;
+}
 
-template <typename T>
-int forward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, const void* weight, const void* h,
-              const void* wt_rel, const void* wt_root, const void* b_rel, const void* gamma, const void* beta,
-              double eps, int residual, void* y, void* saved, void* rstd, void* dgelu) {
-  auto c = [](const void* p) { return static_cast<const T*>(p); };
-  auto w = [](void* p) { return static_cast<T*>(p); };
+template <typename F> int with_width(int H, F&& f) {
   switch (H) {
-#define ZS_CASE(HH)                                                                                          \
-  case HH:                                                                                                 \
-    Layer<T, HH>::forward(n_in, m, K, index, c(weight), c(h), c(wt_rel), c(wt_root), c(b_rel), c(gamma),    \
-                          c(beta), static_cast<T>(eps), residual != 0, w(y), w(saved), w(rstd), w(dgelu));  \
-    return 0;
-    ZS_WIDTHS(ZS_CASE)
-#undef ZS_CASE
-    default:
-      return 1;
+    case 16: return f(std::integral_constant<int, 16>{});
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+    default: return 1;
   }
 }
 
-template <typename T>
-int backward_t(int H, int64_t n_in, int64_t m, int K, const int32_t* index, const void* weight,
-               const int32_t* index_t, const void* weight_t, const void* h, const void* w_rel, const void* w_root,
-               const void* gamma, int residual, const void* saved, const void* rstd, const void* dgelu,
-               const void* gy, void* gh, void* gagg, void* gw_rel, void* gb_rel, void* gw_root, void* ggamma,
-               void* gbeta) {
-  auto c = [](const void* p) { return static_cast<const T*>(p); };
-  auto w = [](void* p) { return static_cast<T*>(p); };
-  const Grads<T> g{w(gh), w(gagg), w(gw_rel), w(gb_rel), w(gw_root), w(ggamma), w(gbeta)};
-  switch (H) {
-#define ZS_CASE(HH)                                                                                      \
-  case HH:                                                                                             \
-    Layer<T, HH>::backward(n_in, m, K, index, c(weight), index_t, c(weight_t), c(h), c(w_rel), c(w_root), \
-                           c(gamma), residual != 0, c(saved), c(rstd), c(dgelu), c(gy), g);              \
-    return 0;
-    ZS_WIDTHS(ZS_CASE)
-#undef ZS_CASE
-    default:
-      return 1;
-  }
+// Layer<T, H> or Encoder<T, H> of the run-time dtype and width, given to f as a value.
+template <template <typename, int> class Kernel, typename F> int with_kernel(int dtype_bits, int H, F&& f) {
+  return with_type(dtype_bits, [&](auto t) {
+    return with_width(H, [&](auto width) {
+      f(Kernel<decltype(t), decltype(width)::value>{}, static_cast<const decltype(t)*>(nullptr));
+      return 0;
+    });
+  });
 }
+
+template <typename T> const T* in(const void* p, const T*) { return static_cast<const T*>(p); }
+template <typename T> T* out(void* p, const T*) { return static_cast<T*>(p); }
 
 }  // namespace
 
 extern "C" {
 
-// Returns 0, or 1 when the hidden width has no compiled variant (the caller falls back to torch).
-// saved (xhat, or z without a norm) is also the forward's scratch; rstd is written with a norm;
-// dgelu, GELU'(u) for the backward, is written when not null.
+// Returns 0, or 1 when the dtype or hidden width has no compiled variant (the caller falls back
+// to torch). saved (xhat, or z without a norm) is also the forward's scratch; rstd is written
+// with a norm; dgelu, GELU'(u) for the backward, is written when not null.
 int zs_layer_forward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
                      const void* weight, const void* h, const void* wt_rel, const void* wt_root, const void* b_rel,
                      const void* gamma, const void* beta, double eps, int residual, void* y, void* saved,
                      void* rstd, void* dgelu) {
-  if (dtype_bits == 32)
-    return forward_t<float>(H, n_in, m, K, index, weight, h, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
-                            saved, rstd, dgelu);
-  if (dtype_bits == 64)
-    return forward_t<double>(H, n_in, m, K, index, weight, h, wt_rel, wt_root, b_rel, gamma, beta, eps, residual,
-                             y, saved, rstd, dgelu);
-  return 1;
+  return with_kernel<Layer>(dtype_bits, H, [&](auto layer, auto t) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(t)>>;
+    layer.forward(n_in, m, K, index, in(weight, t), in(h, t), in(wt_rel, t), in(wt_root, t), in(b_rel, t),
+                  in(gamma, t), in(beta, t), static_cast<T>(eps), residual != 0, out(y, t), out(saved, t),
+                  out(rstd, t), out(dgelu, t));
+  });
 }
 
 int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
@@ -467,13 +455,14 @@ int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, con
                       const void* w_rel, const void* w_root, const void* gamma, int residual, const void* saved,
                       const void* rstd, const void* dgelu, const void* gy, void* gh, void* gagg, void* gw_rel,
                       void* gb_rel, void* gw_root, void* ggamma, void* gbeta) {
-  if (dtype_bits == 32)
-    return backward_t<float>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, residual,
-                             saved, rstd, dgelu, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
-  if (dtype_bits == 64)
-    return backward_t<double>(H, n_in, m, K, index, weight, index_t, weight_t, h, w_rel, w_root, gamma, residual,
-                              saved, rstd, dgelu, gy, gh, gagg, gw_rel, gb_rel, gw_root, ggamma, gbeta);
-  return 1;
+  return with_kernel<Layer>(dtype_bits, H, [&](auto layer, auto t) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(t)>>;
+    const Grads<T> g{out(gh, t),      out(gagg, t),   out(gw_rel, t), out(gb_rel, t),
+                     out(gw_root, t), out(ggamma, t), out(gbeta, t)};
+    layer.backward(n_in, m, K, index, in(weight, t), index_t, in(weight_t, t), in(h, t), in(w_rel, t),
+                   in(w_root, t), in(gamma, t), residual != 0, in(saved, t), in(rstd, t), in(dgelu, t), in(gy, t),
+                   g);
+  });
 }
 }
 
@@ -526,47 +515,23 @@ int zs_gelu_backward(int dtype_bits, int64_t n, const void* x, const void* gy, v
 }
 }
 
-namespace {
-
-template <typename T>
-int encoder_t(bool backward, int H, int64_t n, int F, const void* x, const void* wt, const void* b, void* u,
-              void* h, const void* gy, void* gu, void* gwt, void* gb) {
-  auto c = [](const void* p) { return static_cast<const T*>(p); };
-  auto w = [](void* p) { return static_cast<T*>(p); };
-  switch (H) {
-#define ZS_CASE(HH)                                                                   \
-  case HH:                                                                          \
-    if (backward)                                                                   \
-      Encoder<T, HH>::backward(n, F, c(x), c(u), c(gy), w(gu), w(gwt), w(gb));      \
-    else                                                                            \
-      Encoder<T, HH>::forward(n, F, c(x), c(wt), c(b), w(u), w(h));                 \
-    return 0;
-    ZS_WIDTHS(ZS_CASE)
-#undef ZS_CASE
-    default:
-      return 1;
-  }
-}
-
-}  // namespace
-
 extern "C" {
 
 // The encoder GELU(x W^T + b) (trainer.fused.encoder): wt is W^T [F, H]; b may be null. Writes
 // u = x W^T + b and h [n, H]. Returns 0, or 1 for a width or dtype without a variant.
 int zs_encoder_forward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* wt, const void* b,
                        void* u, void* h) {
-  if (dtype_bits == 32) return encoder_t<float>(false, H, n, F, x, wt, b, u, h, nullptr, nullptr, nullptr, nullptr);
-  if (dtype_bits == 64) return encoder_t<double>(false, H, n, F, x, wt, b, u, h, nullptr, nullptr, nullptr, nullptr);
-  return 1;
+  return with_kernel<Encoder>(dtype_bits, H, [&](auto encoder, auto t) {
+    encoder.forward(n, F, in(x, t), in(wt, t), in(b, t), out(u, t), out(h, t));
+  });
 }
 
 // Its backward from u and gy [n, H]: gu = gy GELU'(u) into gu (when not null), and added to gwt
 // ([F, H], W's gradient transposed) and gb (each when not null).
 int zs_encoder_backward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* u, const void* gy,
                         void* gu, void* gwt, void* gb) {
-  if (dtype_bits == 32) return encoder_t<float>(true, H, n, F, x, nullptr, nullptr, const_cast<void*>(u), nullptr, gy, gu, gwt, gb);
-  if (dtype_bits == 64) return encoder_t<double>(true, H, n, F, x, nullptr, nullptr, const_cast<void*>(u), nullptr, gy, gu, gwt, gb);
-  return 1;
+  return with_kernel<Encoder>(dtype_bits, H, [&](auto encoder, auto t) {
+    encoder.backward(n, F, in(x, t), in(u, t), in(gy, t), out(gu, t), out(gwt, t), out(gb, t));
+  });
 }
 }
