@@ -26,7 +26,7 @@ Large graphs (more than CHUNKED_ABOVE nodes, or recompute_activations) run in ro
 recomputation (`_RowChunks`): each layer's output for CHUNK_ROWS rows needs only the rows
 within the table's reach before them, so the forward keeps just the layer outputs between
 segments and the backward recomputes each chunk from them. Full-batch over the whole table
-then holds two [nodes, hidden] activations instead of ~14, and every intermediate stays in cache.
+then holds two [nodes, hidden] activations instead of ~14.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ HEADS = ("residual", "spacing")
 #: Graphs with more nodes than this train in row chunks with recomputation (module docstring):
 #: below it storing the activations is cheaper than computing every layer twice.
 CHUNKED_ABOVE = 1 << 17
-#: Rows per chunk: a chunk's ~10 intermediates of [rows, 64] float32 (~10 MB) stay in cache.
-CHUNK_ROWS = 1 << 13
+#: Rows per chunk. With the fused layer kernel (six rows at a time in registers) a chunk's
+#: tensors need not fit a cache; larger chunks cost less Python and autograd per row and keep
+#: fewer halo rows (docs/speed.md: 32768 against 8192 at the whole table).
+CHUNK_ROWS = 1 << 15
 
 
 class _Buffers:
