@@ -198,9 +198,11 @@ class _Encoder(torch.autograd.Function):
         wt = weight.detach().t().contiguous()
         b = None if bias is None else bias.detach().contiguous()
         u, h = x.new_empty((n, hidden)), x.new_empty((n, hidden))
-        library().zs_encoder_forward(
+        err = library().zs_encoder_forward(
             x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(u), _ptr(h)
         )
+        if err:
+            raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
         ctx.save_for_backward(x, weight, u)
         ctx.has_bias = bias is not None
         return h
@@ -214,9 +216,11 @@ class _Encoder(torch.autograd.Function):
         gu = torch.empty_like(u) if need_x else None
         gwt = x.new_zeros((f, hidden)) if need_w else None
         gb = x.new_zeros(hidden) if need_b and ctx.has_bias else None
-        library().zs_encoder_backward(
+        err = library().zs_encoder_backward(
             x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(u), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb)
         )
+        if err:
+            raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
         gx = gu @ weight.detach().to(gu.dtype) if need_x else None
         return gx, (gwt.t().to(weight.dtype) if need_w else None), gb
 
@@ -224,7 +228,7 @@ class _Encoder(torch.autograd.Function):
 def neighbour_table(index: np.ndarray, primes) -> np.ndarray | None:
     """trainer.graph.neighbour_table by neighbours.cpp (index int64, strictly increasing; primes
     >= 1), or None where the kernels do not run (the caller runs its numpy version)."""
-    if _eager_depth or library() is None or min(primes) < 1:
+    if _eager_depth or not len(primes) or min(primes) < 1 or library() is None:
         return None
     index = np.ascontiguousarray(index, dtype=np.int64)
     primes = np.asarray(primes, dtype=np.int64)
