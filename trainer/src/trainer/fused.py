@@ -134,6 +134,11 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
+def _native() -> ctypes.CDLL | None:
+    """The library where a kernel may run: built, and not inside eager()."""
+    return None if _eager_depth else library()
+
+
 @contextlib.contextmanager
 def eager():
     """Every kernel off inside (layers and encoder on eager torch, the MMD's transform in torch,
@@ -228,14 +233,13 @@ class _Encoder(torch.autograd.Function):
 def neighbour_table(index: np.ndarray, primes) -> np.ndarray | None:
     """trainer.graph.neighbour_table by neighbours.cpp (index int64, strictly increasing; primes
     >= 1), or None where the kernels do not run (the caller runs its numpy version)."""
-    if _eager_depth or not len(primes) or min(primes) < 1 or library() is None:
+    lib = _native()
+    if lib is None or not len(primes) or min(primes) < 1:
         return None
     index = np.ascontiguousarray(index, dtype=np.int64)
     primes = np.asarray(primes, dtype=np.int64)
     table = np.empty((len(index), len(primes)), dtype=np.int64)
-    library().zs_neighbour_table(
-        len(index), index.ctypes.data, len(primes), primes.ctypes.data, table.ctypes.data
-    )
+    lib.zs_neighbour_table(len(index), index.ctypes.data, len(primes), primes.ctypes.data, table.ctypes.data)
     return table
 
 
@@ -243,12 +247,13 @@ def neighbours_from_table(table: np.ndarray, mean: bool):
     """(index, weight, index_t, weight_t, reach) of trainer.model.Neighbours.from_table by
     neighbours.cpp (int32 and float32 arrays), or None where the kernels do not run."""
     m, k = table.shape
-    if _eager_depth or m >= 2**31 or library() is None:
+    lib = _native()
+    if lib is None or m >= 2**31:
         return None
     table = np.ascontiguousarray(table, dtype=np.int64)
     index, index_t = np.empty((m, k), dtype=np.int32), np.empty((m, k), dtype=np.int32)
     weight, weight_t = np.empty((m, k), dtype=np.float32), np.empty((m, k), dtype=np.float32)
-    reach = library().zs_neighbours_from_table(
+    reach = lib.zs_neighbours_from_table(
         m, k, table.ctypes.data, int(mean), index.ctypes.data, weight.ctypes.data, index_t.ctypes.data,
         weight_t.ctypes.data,
     )  # fmt: skip
@@ -259,14 +264,15 @@ def fgt_mmd(x, y, x_sizes, y_sizes, constants, width: float, lo: float, boxes: i
     """trainer.losses._fgt_mmd's transform by fgt.cpp: (the S estimates, each x value's gradient
     or None), float64, from float64 CPU values; None where the kernel does not run (no compiler,
     inside eager(), another device: the caller runs its torch version)."""
-    if _eager_depth or x.device.type != "cpu" or library() is None:
+    lib = _native()
+    if lib is None or x.device.type != "cpu":
         return None
     scale, inv_fact, T, k_max = (c.contiguous() if isinstance(c, torch.Tensor) else c for c in constants)
     x, y = x.contiguous(), y.contiguous()
     xs, ys = torch.tensor(x_sizes, dtype=torch.int64), torch.tensor(y_sizes, dtype=torch.int64)
     value = x.new_empty(len(x_sizes))
     g = torch.empty_like(x) if grad else None
-    err = library().zs_fgt_mmd(
+    err = lib.zs_fgt_mmd(
         len(x_sizes), _ptr(x), _ptr(xs), _ptr(y), _ptr(ys), scale.shape[0], scale.shape[1], k_max,
         _ptr(scale), _ptr(inv_fact), _ptr(T), width, lo, boxes, _ptr(value), _ptr(g),
     )  # fmt: skip

@@ -29,16 +29,16 @@ extern "C" {
 int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const int64_t* ys, int G, int p,
                int K_max, const double* scale, const double* inv_fact, const double* T, double width, double lo,
                int64_t boxes, double* value, double* gx) {
-  if (p != kTerms) return 1;
+  if (p != kTerms) return 1;  // the one expansion length compiled
   const int64_t J = 2 * K_max + 1;
-  // Power sums sum (v - c)^a per side, segment and box: [2][S][boxes][p].
-  std::vector<double> sums(2 * S * boxes * p, 0.0);
+  // Power sums sum (v - c)^a per side, segment and box: [2][S][boxes][kTerms].
+  std::vector<double> sums(2 * S * boxes * kTerms, 0.0);
   std::vector<int64_t> count(2 * S * boxes, 0);
-  auto box_of = [&](double v) {
-    int64_t b = static_cast<int64_t>((v - lo) / width);
-    if (v - lo < 0) b = 0;  // floor, then the clamp of _fgt_mmd
+  auto box_of = [&](double v) {  // floor((v - lo) / width) clamped to the boxes, as in _fgt_mmd
+    const int64_t b = static_cast<int64_t>((v - lo) / width);
     return b < 0 ? 0 : (b >= boxes ? boxes - 1 : b);
   };
+  auto offset = [&](double v, int64_t b) { return v - (lo + (b + 0.5) * width); };  // v - box centre
   for (int side = 0; side < 2; side++) {
     const double* v = side ? y : x;
     const int64_t* sizes = side ? ys : xs;
@@ -46,7 +46,7 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
     for (int k = 0; k < S; k++) {
       for (int64_t i = 0; i < sizes[k]; i++, at++) {
         const int64_t b = box_of(v[at]);
-        const double u = v[at] - (lo + (b + 0.5) * width);
+        const double u = offset(v[at], b);
         double* row = &sums[((side * S + k) * boxes + b) * kTerms];
         alignas(64) double power[kTerms];
         power[0] = 1.0;
@@ -58,15 +58,15 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
     }
   }
   // Fields: B[side][k][g][c][b], the field of side's values of segment k in box c in powers (t - c)^b.
-  std::vector<double> B(2 * S * G * boxes * p, 0.0);
+  std::vector<double> B(2 * S * G * boxes * kTerms, 0.0);
   double A[kTerms];
   for (int side = 0; side < 2; side++)
     for (int k = 0; k < S; k++)
       for (int g = 0; g < G; g++)
         for (int64_t s = 0; s < boxes; s++) {
           if (!count[(side * S + k) * boxes + s]) continue;
-          const double* m = &sums[((side * S + k) * boxes + s) * p];
-          for (int a = 0; a < p; a++) A[a] = m[a] * inv_fact[a] * scale[g * p + a];
+          const double* m = &sums[((side * S + k) * boxes + s) * kTerms];
+          for (int a = 0; a < kTerms; a++) A[a] = m[a] * inv_fact[a] * scale[g * kTerms + a];
           const int64_t c0 = s - K_max < 0 ? 0 : s - K_max;
           const int64_t c1 = s + K_max >= boxes ? boxes - 1 : s + K_max;
           for (int64_t c = c0; c <= c1; c++) {
@@ -82,20 +82,20 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
           }
         }
   // The estimates, and each segment's field of its estimate for the gradient.
-  std::vector<double> slope(gx ? S * boxes * p : 0, 0.0);  // mean over g of d field / dt, powers b
+  std::vector<double> slope(gx ? S * boxes * kTerms : 0, 0.0);  // mean over g of d field / dt, powers b
   int64_t at = 0;
   for (int k = 0; k < S; k++) {
     const double m = static_cast<double>(xs[k]), n = static_cast<double>(ys[k]);
     double total = 0.0;
     for (int g = 0; g < G; g++) {
       double sxx = 0, sxy = 0, syy = 0;
-      const double* sc = &scale[g * p];
-      const double* Bx = &B[((0 * S + k) * G + g) * boxes * p];
-      const double* By = &B[((1 * S + k) * G + g) * boxes * p];
-      const double* px = &sums[((0 * S + k) * boxes) * p];
-      const double* py = &sums[((1 * S + k) * boxes) * p];
-      for (int64_t i = 0; i < boxes * p; i++) {
-        const double bx = Bx[i] * sc[i % p], by = By[i] * sc[i % p];
+      const double* sc = &scale[g * kTerms];
+      const double* Bx = &B[((0 * S + k) * G + g) * boxes * kTerms];
+      const double* By = &B[((1 * S + k) * G + g) * boxes * kTerms];
+      const double* px = &sums[((0 * S + k) * boxes) * kTerms];
+      const double* py = &sums[((1 * S + k) * boxes) * kTerms];
+      for (int64_t i = 0; i < boxes * kTerms; i++) {
+        const double bx = Bx[i] * sc[i % kTerms], by = By[i] * sc[i % kTerms];
         sxx += bx * px[i];
         sxy += by * px[i];
         syy += by * py[i];
@@ -103,23 +103,23 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
       total += (sxx - m) / (m * (m - 1)) + (syy - n) / (n * (n - 1)) - 2.0 * sxy / (m * n);
       if (gx) {
         const double fx = 2.0 / (m * (m - 1)), fy = 2.0 / (m * n);
-        double* sl = &slope[k * boxes * p];
+        double* sl = &slope[k * boxes * kTerms];
         for (int64_t c = 0; c < boxes; c++)
-          for (int b = 1; b < p; b++) {
-            const int64_t i = c * p + b;
-            sl[c * p + b - 1] += (fx * Bx[i] - fy * By[i]) * sc[b] * b / G;
+          for (int b = 1; b < kTerms; b++) {
+            const int64_t i = c * kTerms + b;
+            sl[c * kTerms + b - 1] += (fx * Bx[i] - fy * By[i]) * sc[b] * b / G;
           }
       }
     }
     value[k] = total / G;
     if (!gx) continue;
-    const double* sl = &slope[k * boxes * p];
+    const double* sl = &slope[k * boxes * kTerms];
     for (int64_t i = 0; i < xs[k]; i++, at++) {
       const int64_t b = box_of(x[at]);
-      const double u = x[at] - (lo + (b + 0.5) * width);
-      const double* row = sl + b * p;
+      const double u = offset(x[at], b);
+      const double* row = sl + b * kTerms;
       double acc = 0.0, power = 1.0;
-      for (int a = 0; a < p - 1; a++) {
+      for (int a = 0; a < kTerms - 1; a++) {
         acc += row[a] * power;
         power *= u;
       }
