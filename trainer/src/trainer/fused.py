@@ -6,7 +6,8 @@ trainer.graph and trainer.model.Neighbours).
 On the CPU a layer of SpacingGNN (gather-sum, two linear maps, LayerNorm, GELU, residual) is
 bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [rows, hidden]
 tensor at every step (docs/speed.md). The kernel runs every step on six rows at a time while
-they sit in registers and L1, forward and backward; the backward recomputes the gather-sum.
+they sit in registers and L1, forward and backward; the backward gathers the gradient over the
+transposed table instead of recomputing the gather-sum.
 
 The sources are compiled once per machine with the host's g++ (-O3 -march=native, ~5 s) into one
 library in $XDG_CACHE_HOME/zeta-swarm (~/.cache/zeta-swarm), keyed by the sources, the flags, the
@@ -110,7 +111,7 @@ def library() -> ctypes.CDLL | None:
         return None
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     lib.zs_layer_forward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, f64, i32, *[p] * 4]
-    lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, i32, *[p] * 11]
+    lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 6, i32, *[p] * 11]
     lib.zs_gelu_forward.argtypes = [i32, i64, p, p]
     lib.zs_gelu_backward.argtypes = [i32, i64, p, p, p]
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
@@ -347,7 +348,7 @@ class FusedLayer(torch.autograd.Function):
         gy = gy.contiguous().to(dt)
         m, (n_in, hidden) = len(nb), h.shape
         gh = h.new_empty((n_in, hidden)) if need[0] else None
-        gagg = h.new_empty((m, hidden)) if need[0] else None
+        gz = h.new_empty((m, hidden))  # the kernel's scratch: the gradient of each row's z
         gw_rel = h.new_zeros((hidden, hidden)) if need[1] else None
         gb_rel = h.new_zeros(hidden) if need[2] and ctx.has_bias else None
         gw_root = h.new_zeros((hidden, hidden)) if need[3] else None
@@ -355,12 +356,11 @@ class FusedLayer(torch.autograd.Function):
         gbeta = h.new_zeros(hidden) if need[5] and beta is not None else None
         # Named, not inline: a temporary's memory would be freed before the call reads it.
         g, wr, wo = (None if t is None else t.detach().to(dt).contiguous() for t in (gamma, w_rel, w_root))
-        weight, weight_t = nb.weight.to(dt).contiguous(), nb.weight_t.to(dt).contiguous()
+        weight_t = nb.weight_t.to(dt).contiguous()
         err = library().zs_layer_backward(
-            dt.itemsize * 8, hidden, n_in, m, nb.index.shape[1], _ptr(nb.index), _ptr(weight),
-            _ptr(nb.index_t), _ptr(weight_t), _ptr(h), _ptr(wr), _ptr(wo), _ptr(g),
-            int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(dgelu), _ptr(gy),
-            _ptr(gh), _ptr(gagg), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
+            dt.itemsize * 8, hidden, n_in, m, nb.index_t.shape[1], _ptr(nb.index_t), _ptr(weight_t),
+            _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(dgelu),
+            _ptr(gy), _ptr(gh), _ptr(gz), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
         )  # fmt: skip
         if err:
             raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")

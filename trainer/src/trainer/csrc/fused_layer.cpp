@@ -8,8 +8,10 @@
 // Eager torch makes a [rows, hidden] tensor of each step and reads it back from memory (the step
 // is bound by memory traffic, docs/speed.md); here six rows at a time go through every step
 // while they are in registers and L1, and the matrix products are register-blocked (6 rows x
-// hidden). The forward keeps xhat (or z), 1/std per row and GELU'(u) for the backward, which
-// recomputes the gather-sum instead of keeping it.
+// hidden). The forward keeps xhat (or z), 1/std per row and GELU'(u) for the backward. The
+// backward needs no gather-sum: it takes gz, the gradient of z, of every row, then gathers gz
+// over the transposed table (what each input row sent) for both the input rows' gradient and
+// W_rel's: one gather per row, where recomputing the gather-sum would take two.
 //
 // Plain C++ with GCC vector extensions, no torch headers: trainer.fused compiles it with the
 // host's g++ (-O3 -march=native) in about a second and calls it through ctypes. One thread;
@@ -72,10 +74,10 @@ template <typename V> inline void gelu_parts(V u, V& cdf, V& pdf_u) {  // double
   }
 }
 
-// Where the backward writes (null: not wanted). gagg is scratch of [m, H] when gh is wanted; the
-// weight gradients are added to (the caller zeroes them).
+// Where the backward writes (null: not wanted). gz is scratch of [m, H], always given; the weight
+// gradients are added to (the caller zeroes them).
 template <typename T> struct Grads {
-  T *gh, *gagg, *gw_rel, *gb_rel, *gw_root, *ggamma, *gbeta;
+  T *gh, *gz, *gw_rel, *gb_rel, *gw_root, *ggamma, *gbeta;
 };
 
 template <typename T, int H> struct Layer {
@@ -221,97 +223,88 @@ template <typename T, int H> struct Layer {
                       rstd, dgelu);
   }
 
-  // Rows [i0, i0 + NR) of the backward, up to the gradient of the gather-sum (gagg).
-  template <int NR>
-  static void backward_rows(int64_t i0, int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight,
-                            const T* h, const T* w_rel, const T* w_root, const T* gamma, bool residual,
-                            const T* saved, const T* rstd, const T* dgelu, const T* gy, const Grads<T>& g) {
-    const T* own = h + (n_in - m) * H;
-    alignas(64) T gz[NR][H];
-    const T* gzr[NR];
-    for (int r = 0; r < NR; r++) {
-      const int64_t i = i0 + r;
-      const T* s = saved + i * H;
-      const T* dg = dgelu + i * H;
-      const T* gyi = gy + i * H;
-      T* gzi = gz[r];
-      gzr[r] = gzi;
-      V gz_[NV];
-      if (gamma) {
-        V xhat[NV], gx[NV], c1 = {}, c2 = {};
-        for (int v = 0; v < NV; v++) {
-          xhat[v] = load(s + v * L);
-          const V gam = load(gamma + v * L);
-          const V gu = load(gyi + v * L) * load(dg + v * L);
-          if (g.ggamma) store(g.ggamma + v * L, load(g.ggamma + v * L) + gu * xhat[v]);
-          if (g.gbeta) store(g.gbeta + v * L, load(g.gbeta + v * L) + gu);
-          gx[v] = gu * gam;
-          c1 += gx[v];
-          c2 += gx[v] * xhat[v];
-        }
-        const T m1 = hsum(c1) / H, m2 = hsum(c2) / H, rs = rstd[i];
-        for (int v = 0; v < NV; v++) gz_[v] = rs * (gx[v] - m1 - xhat[v] * m2);
-      } else {
-        for (int v = 0; v < NV; v++) gz_[v] = load(gyi + v * L) * load(dg + v * L);
-      }
+  // gz, the gradient of z, of own row i (the GELU's and the LayerNorm's backward), and its share of
+  // the gradients of b_rel, gamma and beta.
+  static void backward_norm(int64_t i, const T* gamma, const T* saved, const T* rstd, const T* dgelu, const T* gy,
+                            const Grads<T>& g) {
+    const T* s = saved + i * H;
+    const T* dg = dgelu + i * H;
+    const T* gyi = gy + i * H;
+    V gz_[NV];
+    if (gamma) {
+      V xhat[NV], gx[NV], c1 = {}, c2 = {};
       for (int v = 0; v < NV; v++) {
-        store(gzi + v * L, gz_[v]);
-        if (g.gb_rel) store(g.gb_rel + v * L, load(g.gb_rel + v * L) + gz_[v]);
+        xhat[v] = load(s + v * L);
+        const V gam = load(gamma + v * L);
+        const V gu = load(gyi + v * L) * load(dg + v * L);
+        if (g.ggamma) store(g.ggamma + v * L, load(g.ggamma + v * L) + gu * xhat[v]);
+        if (g.gbeta) store(g.gbeta + v * L, load(g.gbeta + v * L) + gu);
+        gx[v] = gu * gam;
+        c1 += gx[v];
+        c2 += gx[v] * xhat[v];
       }
+      const T m1 = hsum(c1) / H, m2 = hsum(c2) / H, rs = rstd[i];
+      for (int v = 0; v < NV; v++) gz_[v] = rs * (gx[v] - m1 - xhat[v] * m2);
+    } else {
+      for (int v = 0; v < NV; v++) gz_[v] = load(gyi + v * L) * load(dg + v * L);
     }
-    if (g.gw_rel) {
-      alignas(64) T agg[NR][H];
-      const T* ar[NR];
-      for (int r = 0; r < NR; r++) {
-        const int64_t i = i0 + r;
-        gather(index + i * K, weight + i * K, K, h, agg[r]);
-        ar[r] = agg[r];
-      }
-      outer<NR>(gzr, ar, g.gw_rel);
-    }
-    if (g.gw_root) {
-      const T* orow[NR];
-      for (int r = 0; r < NR; r++) orow[r] = own + (i0 + r) * H;
-      outer<NR>(gzr, orow, g.gw_root);
-    }
-    if (g.gh) {
-      T* ga[NR];
-      T* gown[NR];
-      const T* gyr[NR];
-      for (int r = 0; r < NR; r++) {
-        ga[r] = g.gagg + (i0 + r) * H;
-        gown[r] = g.gh + (n_in - m + i0 + r) * H;
-        gyr[r] = gy + (i0 + r) * H;
-      }
-      matmul<NR>(gzr, w_rel, nullptr, nullptr, nullptr, ga);
-      // own's gradient: gz W_root, plus gy through the residual.
-      matmul<NR>(gzr, w_root, nullptr, nullptr, residual ? gyr : nullptr, gown);
+    for (int v = 0; v < NV; v++) {
+      store(g.gz + i * H + v * L, gz_[v]);
+      if (g.gb_rel) store(g.gb_rel + v * L, load(g.gb_rel + v * L) + gz_[v]);
     }
   }
 
-  static void backward(int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight,
-                       const int32_t* index_t, const T* weight_t, const T* h, const T* w_rel, const T* w_root,
-                       const T* gamma, bool residual, const T* saved, const T* rstd, const T* dgelu, const T* gy,
-                       const Grads<T>& g) {
-    int64_t i = 0;
-    for (; i + kRows <= m; i += kRows)
-      backward_rows<kRows>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, residual, saved, rstd, dgelu,
-                           gy, g);
-    for (; i < m; i++)
-      backward_rows<1>(i, n_in, m, K, index, weight, h, w_rel, w_root, gamma, residual, saved, rstd, dgelu, gy, g);
-    if (!g.gh) return;
-    // The gather-sum's backward: the same gather over the transposed table, added to every input
-    // row (the halo rows before the layer's own rows get only this).
-    const int64_t halo = n_in - m;
-    for (int64_t s = 0; s < n_in; s++) {
-      alignas(64) T acc[H];
-      gather(index_t + s * K, weight_t + s * K, K, g.gagg, acc);
-      T* out = g.gh + s * H;
-      if (s < halo)
-        for (int c = 0; c < H; c++) out[c] = acc[c];
-      else
-        for (int c = 0; c < H; c++) out[c] += acc[c];
+  // Input rows [s0, s0 + NR) of the backward, given gz of every own row. With t_s = sum_j
+  // weight_t[s, j] gz[index_t[s, j]] (the gather-sum's backward: what row s sent, weighted):
+  //   gW_rel += t_s^T h_s,   gh_s = t_s W_rel,   and for an own row i = s - halo also
+  //   gW_root += gz_i^T h_s, gh_s += gz_i W_root (+ gy_i through the residual).
+  template <int NR, bool Own>
+  static void backward_rows(int64_t s0, int64_t halo, int K, const int32_t* index_t, const T* weight_t, const T* h,
+                            const T* w_rel, const T* w_root, bool residual, const T* gz, const T* gy,
+                            const Grads<T>& g) {
+    alignas(64) T t[NR][H];
+    const T *tr[NR], *hr[NR], *gzr[NR], *gyr[NR];
+    T* ghr[NR];
+    for (int r = 0; r < NR; r++) {
+      const int64_t s = s0 + r;
+      gather(index_t + s * K, weight_t + s * K, K, gz, t[r]);
+      tr[r] = t[r];
+      hr[r] = h + s * H;
+      gzr[r] = gz + (s - halo) * H;
+      gyr[r] = gy + (s - halo) * H;
+      ghr[r] = g.gh ? g.gh + s * H : nullptr;
     }
+    if (g.gw_rel) outer<NR>(tr, hr, g.gw_rel);
+    if (Own && g.gw_root) outer<NR>(gzr, hr, g.gw_root);
+    if (g.gh) {
+      if (Own)
+        matmul<NR>(tr, w_rel, gzr, w_root, residual ? gyr : nullptr, ghr);
+      else
+        matmul<NR>(tr, w_rel, nullptr, nullptr, nullptr, ghr);
+    }
+  }
+
+  template <bool Own>
+  static void backward_range(int64_t s0, int64_t s1, int64_t halo, int K, const int32_t* index_t,
+                             const T* weight_t, const T* h, const T* w_rel, const T* w_root, bool residual,
+                             const T* gz, const T* gy, const Grads<T>& g) {
+    int64_t s = s0;
+    for (; s + kRows <= s1; s += kRows)
+      backward_rows<kRows, Own>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gz, gy, g);
+    for (; s < s1; s++)
+      backward_rows<1, Own>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gz, gy, g);
+  }
+
+  // Two passes: gz of every own row (into g.gz), then every input row: the halo rows before the
+  // layer's own rows get only what they sent through the gather-sum.
+  static void backward(int64_t n_in, int64_t m, int K, const int32_t* index_t, const T* weight_t, const T* h,
+                       const T* w_rel, const T* w_root, const T* gamma, bool residual, const T* saved,
+                       const T* rstd, const T* dgelu, const T* gy, const Grads<T>& g) {
+    for (int64_t i = 0; i < m; i++) backward_norm(i, gamma, saved, rstd, dgelu, gy, g);
+    if (!g.gh && !g.gw_rel && !g.gw_root) return;
+    const int64_t halo = n_in - m;
+    backward_range<false>(0, halo, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+    backward_range<true>(halo, n_in, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
   }
 };
 
@@ -450,18 +443,15 @@ int zs_layer_forward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, cons
   });
 }
 
-int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
-                      const void* weight, const int32_t* index_t, const void* weight_t, const void* h,
-                      const void* w_rel, const void* w_root, const void* gamma, int residual, const void* saved,
-                      const void* rstd, const void* dgelu, const void* gy, void* gh, void* gagg, void* gw_rel,
-                      void* gb_rel, void* gw_root, void* ggamma, void* gbeta) {
+int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index_t,
+                      const void* weight_t, const void* h, const void* w_rel, const void* w_root, const void* gamma,
+                      int residual, const void* saved, const void* rstd, const void* dgelu, const void* gy, void* gh,
+                      void* gz, void* gw_rel, void* gb_rel, void* gw_root, void* ggamma, void* gbeta) {
   return with_kernel<Layer>(dtype_bits, H, [&](auto layer, auto t) {
-    using T = std::remove_const_t<std::remove_pointer_t<decltype(t)>>;
-    const Grads<T> g{out(gh, t),      out(gagg, t),   out(gw_rel, t), out(gb_rel, t),
-                     out(gw_root, t), out(ggamma, t), out(gbeta, t)};
-    layer.backward(n_in, m, K, index, in(weight, t), index_t, in(weight_t, t), in(h, t), in(w_rel, t),
-                   in(w_root, t), in(gamma, t), residual != 0, in(saved, t), in(rstd, t), in(dgelu, t), in(gy, t),
-                   g);
+    const Grads<std::remove_const_t<std::remove_pointer_t<decltype(t)>>> g{
+        out(gh, t), out(gz, t), out(gw_rel, t), out(gb_rel, t), out(gw_root, t), out(ggamma, t), out(gbeta, t)};
+    layer.backward(n_in, m, K, index_t, in(weight_t, t), in(h, t), in(w_rel, t), in(w_root, t), in(gamma, t),
+                   residual != 0, in(saved, t), in(rstd, t), in(dgelu, t), in(gy, t), g);
   });
 }
 }
