@@ -34,7 +34,9 @@ machine), seconds per step (wall, CPU), peak RSS (build and steps), the model's 
 COUNTED by torch.utils.flop_counter.FlopCounterMode over one forward+backward of the model on a
 batch (after the timed steps; the sparse neighbour aggregation counted as 2 nnz x columns), the achieved model GFLOP/s per
 CPU-second, torch's own float32 matmul GFLOP/s (1024^3, best of 5, per CPU-second, same threads)
-and their ratio: a roofline fraction that means the same on any machine.
+and their ratio: a roofline fraction that means the same on any machine; then the core's own
+float32 FMA limit on one thread (bench/fma_peak.cpp: 16-lane multiply-adds on independent chains,
+built with the kernels' flags) and the model's GFLOP/s as a fraction of it, the hardware's limit.
 
 --compare REV runs the same measurement (this harness) on the trainer of another git revision:
 a `git worktree` of REV in a temp dir, this venv, PYTHONPATH=<worktree>/trainer/src and REV's
@@ -84,6 +86,39 @@ def _matmul_flops() -> float:
     return 2 * 1024**3 / best
 
 
+def _fma_peak_flops() -> float | None:
+    """This core's float32 FMA limit per CPU-second (bench/fma_peak.cpp: 16-lane multiply-adds
+    on independent chains, built with the kernels' flags; best of 5 runs of ~0.1 s). None
+    without a C++ compiler."""
+    import ctypes
+    import hashlib
+    import shutil
+    import subprocess
+
+    compiler = os.environ.get("CXX") or shutil.which("g++")
+    if compiler is None:
+        return None
+    source = Path(__file__).with_name("fma_peak.cpp")
+    key = hashlib.sha256(source.read_bytes() + compiler.encode()).hexdigest()[:16]
+    lib_path = Path(tempfile.gettempdir()) / "zeta-swarm-bench" / f"fma-peak-{key}.so"
+    if not lib_path.exists():
+        lib_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = lib_path.with_suffix(f".{os.getpid()}.tmp")
+        flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
+        subprocess.run([compiler, *flags, "-o", str(tmp), str(source)], check=True, capture_output=True)
+        os.replace(tmp, lib_path)
+    lib = ctypes.CDLL(str(lib_path))
+    lib.zs_fma_loop.argtypes, lib.zs_fma_loop.restype = [ctypes.c_int64], ctypes.c_float
+    lib.zs_fma_flops_per_iteration.restype = ctypes.c_int64
+    iterations = 20_000_000
+    best = float("inf")
+    for _ in range(5):
+        c0 = time.process_time()
+        lib.zs_fma_loop(iterations)
+        best = min(best, time.process_time() - c0)
+    return iterations * lib.zs_fma_flops_per_iteration() / best
+
+
 def _model_flops(trial, batch) -> int:
     """FLOPs of one forward+backward of the trial's model on batch, counted by torch's
     FlopCounterMode; a sparse x dense product (the neighbour aggregation) counts 2 nnz x columns,
@@ -118,8 +153,8 @@ def _model_flops(trial, batch) -> int:
     except ImportError:  # --compare: a revision from before trainer.fused
         eager = contextlib.nullcontext
     # The fused CPU layer (trainer.fused) is a ctypes call FlopCounterMode cannot see; it runs the
-    # same products as its eager twin counted here, plus a recomputed gather-sum in its backward
-    # (2 x 6 x hidden FLOP per node and layer, ~1.5% at the defaults; not counted).
+    # same products and gathers as its eager twin counted here (its backward gathers the gradient
+    # over the transposed table once, as the eager gather's backward does).
     with eager(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         trial.forward(trial.model, batch).sum().backward()
     trial.model.zero_grad(set_to_none=True)
@@ -151,6 +186,7 @@ def child_step(
     peak = _peak_rss()  # before the counted pass below, which runs under FlopCounterMode
     flops_per_node = _model_flops(trial, trial.batch(first)) / nodes_in_batch
     mm = _matmul_flops()
+    fma = _fma_peak_flops()
     return {
         "mode": mode,
         "n": cfg.data.train_count,
@@ -169,6 +205,8 @@ def child_step(
         "model_flops_per_cpu_s": flops_per_node * nodes / cpu,
         "matmul_flops_per_cpu_s": mm,
         "roofline": flops_per_node * nodes / cpu / mm,
+        "fma_peak_flops": fma,
+        "of_fma_peak": None if fma is None else flops_per_node * nodes / cpu / fma,
     }
 
 
@@ -279,7 +317,8 @@ class Revision:
 
 HEADER = (
     f"{'N':>10} {'data':>10} {'nodes/s':>9} {'rev':>8} {'nodes/CPUs':>10} {'s/step':>7} {'CPUs/step':>9} "
-    f"{'peak RSS':>9} {'FLOP/node':>10} {'GFLOP/CPUs':>10} {'mm GFLOP/s':>10} {'roofline':>8}"
+    f"{'peak RSS':>9} {'FLOP/node':>10} {'GFLOP/CPUs':>10} {'mm GFLOP/s':>10} {'roofline':>8} "
+    f"{'FMA GFLOP/s':>11} {'of FMA':>7}"
 )
 
 
@@ -289,7 +328,12 @@ def _row(n: int, source: str, label: str, r: dict) -> str:
     return (
         f"{r['n']:>10} {source:>10} {r['nodes_per_s']:>9.0f} {label:>8} {r['nodes_per_cpu_s']:>10.0f} "
         f"{r['step_s']:>7.3f} {r['step_cpu_s']:>9.3f} {_gb(r['peak_rss']):>9} {r['model_flops_per_node']:>10.3g} "
-        f"{r['model_flops_per_cpu_s'] / 1e9:>10.2f} {r['matmul_flops_per_cpu_s'] / 1e9:>10.1f} {r['roofline']:>8.2%}"
+        f"{r['model_flops_per_cpu_s'] / 1e9:>10.2f} {r['matmul_flops_per_cpu_s'] / 1e9:>10.1f} {r['roofline']:>8.2%} "
+        + (
+            f"{r['fma_peak_flops'] / 1e9:>11.1f} {r['of_fma_peak']:>7.1%}"
+            if r.get("fma_peak_flops")
+            else f"{'-':>11} {'-':>7}"
+        )
         + (
             f"  (build {r['build_s']:.0f} s, peak {_gb(r['build_peak_rss'])} after it)"
             if r["mode"] == "fullbatch"
