@@ -294,27 +294,37 @@ template <typename T, int H> struct Layer {
     }
   }
 
-  template <bool Own>
-  static void backward_range(int64_t s0, int64_t s1, int64_t halo, int K, const int32_t* index_t,
-                             const T* weight_t, const T* h, const T* w_rel, const T* w_root, bool residual,
-                             const T* gz, const T* gy, const Grads<T>& g) {
-    int64_t s = s0;
-    for (; s + kRows <= s1; s += kRows)
-      backward_rows<kRows, Own>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gz, gy, g);
-    for (; s < s1; s++)
-      backward_rows<1, Own>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gz, gy, g);
-  }
-
-  // Two passes: gz of every own row (into g.gz), then every input row: the halo rows before the
-  // layer's own rows get only what they sent through the gather-sum.
+  // One pass over the input rows in blocks (the halo rows, then the own rows), with gz made row by
+  // row just ahead of the block that first reads it (the rows the block gathers, and its own):
+  // gz is read back from L1 or L2, not from memory. gz's rows are made in order whatever the
+  // table, so every sum runs in the same order as two separate passes would.
   static void backward(int64_t n_in, int64_t m, int K, const int32_t* index_t, const T* weight_t, const T* h,
                        const T* w_rel, const T* w_root, const T* gamma, bool residual, const T* saved,
                        const T* rstd, const T* dgelu, const T* gy, const Grads<T>& g) {
-    for (int64_t i = 0; i < m; i++) backward_norm(i, gamma, saved, rstd, dgelu, gy, g);
-    if (!g.gh && !g.gw_rel && !g.gw_root) return;
     const int64_t halo = n_in - m;
-    backward_range<false>(0, halo, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
-    backward_range<true>(halo, n_in, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+    int64_t made = 0;  // gz of own rows [0, made) is done
+    auto make_until = [&](int64_t end) {
+      for (end = end < m ? end : m; made < end; made++) backward_norm(made, gamma, saved, rstd, dgelu, gy, g);
+    };
+    if (g.gh || g.gw_rel || g.gw_root) {
+      for (int64_t s = 0; s < n_in;) {
+        const bool own = s >= halo;
+        const int nr = (own ? n_in : halo) - s >= kRows ? kRows : 1;  // no block spans both parts
+        int64_t need = own ? s + nr - halo : 0;
+        for (int64_t e = s * K; e < (s + nr) * K; e++) need = index_t[e] + 1 > need ? index_t[e] + 1 : need;
+        make_until(need);
+        if (own && nr == kRows)
+          backward_rows<kRows, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+        else if (own)
+          backward_rows<1, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+        else if (nr == kRows)
+          backward_rows<kRows, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+        else
+          backward_rows<1, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+        s += nr;
+      }
+    }
+    make_until(m);  // rows no input row reads still add to the gradients of b_rel, gamma and beta
   }
 };
 
