@@ -264,7 +264,7 @@ template <typename T, int H> struct Layer {
     }
   }
 
-  // Input rows [s0, s0 + NR) of the backward, given gz of every own row. With t_s = sum_j
+  // Input rows [s0, s0 + NR) of the backward, given gz of the own rows they read. With t_s = sum_j
   // weight_t[s, j] gz[index_t[s, j]] (the gather-sum's backward: what row s sent, weighted):
   //   gW_rel += t_s^T h_s,   gh_s = t_s W_rel,   and for an own row i = s - halo also
   //   gW_root += gz_i^T h_s, gh_s += gz_i W_root (+ gy_i through the residual).
@@ -280,8 +280,8 @@ template <typename T, int H> struct Layer {
       gather(index_t + s * K, weight_t + s * K, K, gz, t[r]);
       tr[r] = t[r];
       hr[r] = h + s * H;
-      gzr[r] = gz + (s - halo) * H;
-      gyr[r] = gy + (s - halo) * H;
+      gzr[r] = Own ? gz + (s - halo) * H : nullptr;  // a halo row has no gz or gy of its own
+      gyr[r] = Own ? gy + (s - halo) * H : nullptr;
       ghr[r] = g.gh ? g.gh + s * H : nullptr;
     }
     if (g.gw_rel) outer<NR>(tr, hr, g.gw_rel);
