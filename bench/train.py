@@ -89,7 +89,7 @@ def _matmul_flops() -> float:
 def _fma_peak_flops() -> float | None:
     """This core's float32 FMA limit per CPU-second (bench/fma_peak.cpp: 16-lane multiply-adds
     on independent chains, built with the kernels' flags; best of 5 runs of ~0.1 s). None
-    without a C++ compiler."""
+    without a C++ compiler, or where it does not build."""
     import ctypes
     import hashlib
     import shutil
@@ -99,14 +99,19 @@ def _fma_peak_flops() -> float | None:
     if compiler is None:
         return None
     source = Path(__file__).with_name("fma_peak.cpp")
-    key = hashlib.sha256(source.read_bytes() + compiler.encode()).hexdigest()[:16]
+    flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
+    key = hashlib.sha256("\0".join([source.read_text(), compiler, *flags]).encode()).hexdigest()[:16]
     lib_path = Path(tempfile.gettempdir()) / "zeta-swarm-bench" / f"fma-peak-{key}.so"
     if not lib_path.exists():
         lib_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = lib_path.with_suffix(f".{os.getpid()}.tmp")
-        flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
-        subprocess.run([compiler, *flags, "-o", str(tmp), str(source)], check=True, capture_output=True)
-        os.replace(tmp, lib_path)
+        try:
+            subprocess.run([compiler, *flags, "-o", str(tmp), str(source)], check=True, capture_output=True)
+            os.replace(tmp, lib_path)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        finally:
+            tmp.unlink(missing_ok=True)
     lib = ctypes.CDLL(str(lib_path))
     lib.zs_fma_loop.argtypes, lib.zs_fma_loop.restype = [ctypes.c_int64], ctypes.c_float
     lib.zs_fma_flops_per_iteration.restype = ctypes.c_int64
