@@ -86,7 +86,7 @@ def _matmul_flops() -> float:
     return 2 * 1024**3 / best
 
 
-def _fma_peak_flops() -> float | None:
+def fma_peak_flops() -> float | None:
     """This core's float32 FMA limit per CPU-second (bench/fma_peak.cpp: 16-lane multiply-adds
     on independent chains, built with the kernels' flags; best of 5 runs of ~0.1 s). None
     without a C++ compiler, or where it does not build."""
@@ -191,7 +191,7 @@ def child_step(
     peak = _peak_rss()  # before the counted pass below, which runs under FlopCounterMode
     flops_per_node = _model_flops(trial, trial.batch(first)) / nodes_in_batch
     mm = _matmul_flops()
-    fma = _fma_peak_flops()
+    fma = fma_peak_flops()
     return {
         "mode": mode,
         "n": cfg.data.train_count,

@@ -49,6 +49,13 @@ def test_train_bench_counts_the_model_flops_and_writes_its_figures(odlyzko_small
         assert row["fma_peak_flops"] is None
 
 
+def test_layer_kernel_bench_times_one_fused_layer():
+    out = _run(["bench/layer_kernel.py", "--rows", "600", "--reps", "3"])
+    assert "one fused layer: 600 rows, hidden 64, K = 6, 3 calls each" in out, out
+    for name in ("forward", "backward"):
+        assert re.search(rf"{name}: min \d+\.\d{{3}} ms, median \d+\.\d{{3}} ms", out), out
+
+
 def _rows(figures) -> list[dict]:
     """Every dict holding a `mode` in the bench's JSON, wherever it nests them."""
     if isinstance(figures, dict):
