@@ -82,14 +82,15 @@ status: install
 
 bench: install
 	$(BIN)/python bench/zeros.py
+	$(BIN)/python bench/baselines.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/layer_kernel.py
+	$(BIN)/python bench/swarm_overheads.py
+	$(BIN)/python bench/vertex_pass.py
 
 # Issue 17's table: every bad input and damaged run dir of tests/robustness/cases.py against the CLIs.
 robustness-table: install
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python tests/robustness/table.py
-	$(BIN)/python bench/baselines.py
-	$(BIN)/python bench/train.py
-	$(BIN)/python bench/swarm_overheads.py
-	$(BIN)/python bench/vertex_pass.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) runs
