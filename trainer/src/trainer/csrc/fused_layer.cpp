@@ -270,8 +270,8 @@ template <typename T, int H> struct Layer {
   //   gW_root += gz_i^T h_s, gh_s += gz_i W_root (+ gy_i through the residual).
   template <int NR, bool Own>
   static void backward_rows(int64_t s0, int64_t halo, int K, const int32_t* index_t, const T* weight_t, const T* h,
-                            const T* w_rel, const T* w_root, bool residual, const T* gz, const T* gy,
-                            const Grads<T>& g) {
+                            const T* w_rel, const T* w_root, bool residual, const T* gy, const Grads<T>& g) {
+    const T* gz = g.gz;
     alignas(64) T t[NR][H];
     const T *tr[NR], *hr[NR], *gzr[NR], *gyr[NR];
     T* ghr[NR];
@@ -314,13 +314,13 @@ template <typename T, int H> struct Layer {
         for (int64_t e = s * K; e < (s + nr) * K; e++) need = index_t[e] + 1 > need ? index_t[e] + 1 : need;
         make_until(need);
         if (own && nr == kRows)
-          backward_rows<kRows, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+          backward_rows<kRows, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
         else if (own)
-          backward_rows<1, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+          backward_rows<1, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
         else if (nr == kRows)
-          backward_rows<kRows, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+          backward_rows<kRows, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
         else
-          backward_rows<1, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, g.gz, gy, g);
+          backward_rows<1, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
         s += nr;
       }
     }
