@@ -439,6 +439,8 @@ def main() -> None:
     args = p.parse_args()
 
     if args.child:
+        import trainer  # noqa: F401  # the revision's package first, as its CLI: what it sets before torch loads
+
         if args.threads:
             os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
             import torch

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -49,11 +51,13 @@ def test_train_bench_counts_the_model_flops_and_writes_its_figures(odlyzko_small
         assert row["fma_peak_flops"] is None
 
 
-def test_layer_kernel_bench_times_one_fused_layer():
-    out = _run(["bench/layer_kernel.py", "--rows", "600", "--reps", "3"])
-    assert "one fused layer: 600 rows, hidden 64, K = 6, 3 calls each" in out, out
+@pytest.mark.parametrize("threads", [1, 2])
+def test_layer_kernel_bench_times_one_fused_layer(threads):
+    out = _run(["bench/layer_kernel.py", "--rows", "1200", "--reps", "3", "--threads", str(threads)])
+    assert f"one fused layer: 1,200 rows, hidden 64, K = 6, 3 calls each, {threads} thread" in out, out
     for name in ("forward", "backward"):
         assert re.search(rf"{name}: min \d+\.\d{{3}} ms, median \d+\.\d{{3}} ms", out), out
+    assert ("of the FMA limit" in out) == (threads == 1 and shutil.which("g++") is not None), out
 
 
 def _rows(figures) -> list[dict]:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(fused.library() is None, reason="needs g++ to bu
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """The kernel is taken only with torch on one thread (a trial's cpu_threads: 1)."""
+    """Torch on one thread (a trial's cpu_threads: 1) unless a test sets more."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -100,6 +100,37 @@ def test_the_kernel_equals_the_eager_layer(monkeypatch, calls, chunked, layer, n
     assert torch.equal(again, got) and all(torch.equal(grads_again[n], grads[n]) for n in grads)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_on_more_threads_each_takes_fixed_rows(monkeypatch, calls, threads, chunked, dtype):
+    """With torch on T threads the layer and the encoder cut the rows into T ranges (of 512 rows
+    or more): the forward equals one thread's bit for bit (each row is its own), the gradients
+    equal the eager layer's up to rounding, and every run on T threads equals the last bit for
+    bit (each range's sums are added in range order)."""
+    if chunked:  # chunks of 1700 rows and a halo of 13: three ranges of the input rows
+        monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
+        monkeypatch.setattr(model, "CHUNK_ROWS", 1700)
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, dtype, nodes=4000)
+    with fused.eager():
+        want, want_grads = _run(net, x, g)
+    one, one_grads = _run(net, x, g)
+    torch.set_num_threads(threads)
+    got, grads = _run(net, x, g)
+    again, grads_again = _run(net, x, g)
+    torch.set_num_threads(1)
+    chunks = len(list(model._chunks(len(x), g.reach)))
+    assert calls[0] == 3 * (chunks * 2 if chunked else 1) * 3  # every layer by the kernel, each run
+    assert torch.equal(got, one)
+    _assert_close_to_rounding(got, want)
+    assert grads.keys() == want_grads.keys() == one_grads.keys()
+    for name, grad in grads.items():
+        _assert_close_to_rounding(grad, want_grads[name], name)
+    assert torch.equal(again, got) and all(torch.equal(grads_again[n], grads[n]) for n in grads)
+    # The weight gradients are summed in another order than on one thread: the rows were cut.
+    assert not all(torch.equal(grads[n], one_grads[n]) for n in grads)
+
+
 def test_the_kernel_runs_every_layer_of_the_default_model(calls):
     net, x, g = _net_and_graph("graphconv", "layer", True, 64, torch.float32)
     _run(net, x, g)
@@ -154,9 +185,6 @@ def test_layers_the_kernel_does_not_take(calls):
     assert not fused.supported(h, g.index, torch.nn.BatchNorm1d(32), 0.0, True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not fused.supported(h, g.index, norm, 0.0, True)
-    torch.set_num_threads(2)
-    assert not fused.supported(h, g.index, norm, 0.0, True)
-    torch.set_num_threads(1)
     net.dropout.p = 0.1
     _run(net.train(), x, g)
     assert calls[0] == 0

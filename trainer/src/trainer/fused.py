@@ -14,8 +14,10 @@ library in $XDG_CACHE_HOME/zeta-swarm (~/.cache/zeta-swarm), keyed by the source
 compiler and the CPU; processes that race write their own file and rename it into place. Where
 there is no compiler, or ZETA_SWARM_FUSED=0, or inside `eager()`, or a layer the kernel does not
 cover (`supported`), everything runs its torch/numpy version: the same function up to float
-rounding (tests/trainer/test_fused.py, test_losses.py, test_graph_features.py). One thread, sums
-in a fixed order: deterministic, as a trial's CPU path must be.
+rounding (tests/trainer/test_fused.py, test_losses.py, test_graph_features.py). The layer and the
+encoder run on torch's threads (torch.get_num_threads(): a trial's cpu_threads), each on a fixed
+range of rows; the other kernels on one. Sums run in an order fixed by the shapes and the thread
+count: deterministic, as a trial's CPU path must be.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from torch.nn import functional as F
 SOURCES = tuple(
     Path(__file__).with_name("csrc") / name for name in ("fused_layer.cpp", "fgt.cpp", "neighbours.cpp")
 )
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC")
+FLAGS = (
+    "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17", "-pthread", "-shared", "-fPIC",
+)  # fmt: skip
 WIDTHS = (16, 32, 64, 128)
 #: Set to 0 to run the eager torch path (the reference) everywhere.
 ENV = "ZETA_SWARM_FUSED"
@@ -110,13 +114,13 @@ def library() -> ctypes.CDLL | None:
         )
         return None
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-    lib.zs_layer_forward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, f64, i32, *[p] * 4]
-    lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 6, i32, *[p] * 11]
+    lib.zs_layer_forward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, f64, i32, *[p] * 4, i32]
+    lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 6, i32, *[p] * 11, i32]
     lib.zs_gelu_forward.argtypes = [i32, i64, p, p]
     lib.zs_gelu_backward.argtypes = [i32, i64, p, p, p]
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
-    lib.zs_encoder_forward.argtypes = [i32, i32, i64, i32, *[p] * 5]
-    lib.zs_encoder_backward.argtypes = [i32, i32, i64, i32, *[p] * 6]
+    lib.zs_encoder_forward.argtypes = [i32, i32, i64, i32, *[p] * 5, i32]
+    lib.zs_encoder_backward.argtypes = [i32, i32, i64, i32, *[p] * 6, i32]
     lib.zs_neighbour_table.argtypes = [i64, p, i32, p, p]
     lib.zs_neighbour_table.restype = None
     lib.zs_neighbours_from_table.argtypes = [i64, i32, p, i32, p, p, p, p]
@@ -154,9 +158,9 @@ def eager():
 
 
 def _cpu_kernel_takes(t: torch.Tensor) -> bool:
-    """What every kernel here needs: torch on one CPU thread outside eager() and autocast, and
-    float32 or float64 values."""
-    if _eager_depth or torch.get_num_threads() != 1 or torch.is_autocast_enabled("cpu"):
+    """What every kernel here needs: torch on the CPU outside eager() and autocast, and float32
+    or float64 values."""
+    if _eager_depth or torch.is_autocast_enabled("cpu"):
         return False
     return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
 
@@ -205,8 +209,8 @@ class _Encoder(torch.autograd.Function):
         b = None if bias is None else bias.detach().contiguous()
         u, h = x.new_empty((n, hidden)), x.new_empty((n, hidden))
         err = library().zs_encoder_forward(
-            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(u), _ptr(h)
-        )
+            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(u), _ptr(h), torch.get_num_threads(),
+        )  # fmt: skip
         if err:
             raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
         ctx.save_for_backward(x, weight, u)
@@ -223,8 +227,9 @@ class _Encoder(torch.autograd.Function):
         gwt = x.new_zeros((f, hidden)) if need_w else None
         gb = x.new_zeros(hidden) if need_b and ctx.has_bias else None
         err = library().zs_encoder_backward(
-            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(u), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb)
-        )
+            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(u), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb),
+            torch.get_num_threads(),
+        )  # fmt: skip
         if err:
             raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
         gx = gu @ weight.detach().to(gu.dtype) if need_x else None
@@ -281,9 +286,8 @@ def fgt_mmd(x, y, x_sizes, y_sizes, constants, width: float, lo: float, boxes: i
 
 
 def supported(h: torch.Tensor, index: torch.Tensor, norm, dropout: float, training: bool) -> bool:
-    """Whether the kernel computes this layer: CPU with torch on one thread (the kernel has one;
-    with more, torch's threads win), float32 or float64 outside autocast, an int32 table, a
-    covered width, LayerNorm (with weights) or none, and no dropout to draw."""
+    """Whether the kernel computes this layer: CPU, float32 or float64 outside autocast, an int32
+    table, a covered width, LayerNorm (with weights) or none, and no dropout to draw."""
     if (
         not _cpu_kernel_takes(h)
         or h.shape[1] not in WIDTHS
@@ -331,7 +335,7 @@ class FusedLayer(torch.autograd.Function):
         err = lib.zs_layer_forward(
             dt.itemsize * 8, hidden, n_in, m, nb.index.shape[1], _ptr(nb.index), _ptr(weight), _ptr(h),
             _ptr(wt_rel), _ptr(wt_root), _ptr(b), _ptr(g), _ptr(be), eps, int(residual),
-            _ptr(y), _ptr(saved), _ptr(rstd), _ptr(dgelu),
+            _ptr(y), _ptr(saved), _ptr(rstd), _ptr(dgelu), torch.get_num_threads(),
         )  # fmt: skip
         if err:
             raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
@@ -361,6 +365,7 @@ class FusedLayer(torch.autograd.Function):
             dt.itemsize * 8, hidden, n_in, m, nb.index_t.shape[1], _ptr(nb.index_t), _ptr(weight_t),
             _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(dgelu),
             _ptr(gy), _ptr(gh), _ptr(gz), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
+            torch.get_num_threads(),
         )  # fmt: skip
         if err:
             raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")

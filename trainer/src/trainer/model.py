@@ -18,9 +18,9 @@ whose backward is the same gather over the transposed table (no scatter, no atom
 transposition), with the convs' own linear maps. GATv2Conv needs per-edge attention and takes an
 edge_index. (A sparse CSR adjacency or an edge_index still works for every layer: PyG's path.)
 
-On the CPU with torch on one thread (a trial's cpu_threads: 1), a GraphConv/SAGEConv layer with
-LayerNorm or no norm and no dropout to draw runs as one fused kernel (trainer.fused): the same
-function up to float rounding, forward and backward, in one pass over the rows.
+On the CPU, a GraphConv/SAGEConv layer with LayerNorm or no norm and no dropout to draw runs as
+one fused kernel (trainer.fused): the same function up to float rounding, forward and backward, in
+one pass over the rows, on torch's threads (a trial's cpu_threads), each a fixed range of rows.
 
 Large graphs (more than CHUNKED_ABOVE nodes, or recompute_activations) run in row chunks with
 recomputation (`_RowChunks`): each layer's output for CHUNK_ROWS rows needs only the rows

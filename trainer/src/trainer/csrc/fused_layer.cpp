@@ -14,20 +14,58 @@
 // W_rel's: one gather per row, where recomputing the gather-sum would take two.
 //
 // Plain C++ with GCC vector extensions, no torch headers: trainer.fused compiles it with the
-// host's g++ (-O3 -march=native) in about a second and calls it through ctypes. One thread;
-// every sum runs in a fixed order, so results are the same on every run. GELU is the exact (erf)
+// host's g++ (-O3 -march=native) in about a second and calls it through ctypes. With T threads
+// (torch's, passed in) the rows are cut into T fixed ranges, one per thread; the sums over rows
+// (the weight gradients) are taken per range and added in range order. Every sum runs in an order
+// fixed by the shapes and T, so results are the same on every run with the same T; the forward's
+// are the same for every T (each row is its own). GELU is the exact (erf)
 // GELU, with erf by the same Abramowitz-Stegun 7.1.26 formula as torch's vectorised CPU kernel
 // (absolute error < 1.5e-7) for float; double (the gradient checks) uses std::erf and std::exp.
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <type_traits>
+#include <vector>
 
 namespace {
+
+// The fewest rows a thread takes: a range is worth more than starting a thread (~20 us).
+constexpr int64_t kMinRowsPerThread = 512;
+
+// How many ranges `rows` rows are cut into with `threads` threads: a function of both alone.
+inline int parts_for(int64_t rows, int threads) {
+  const int64_t most = rows / kMinRowsPerThread;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, most)));
+}
+
+// Range t of `parts` over [0, n): boundaries at multiples of `step`, the last range ends at n.
+inline void range_of(int64_t n, int parts, int t, int64_t step, int64_t& begin, int64_t& end) {
+  const int64_t per = ((n + parts - 1) / parts + step - 1) / step * step;
+  begin = std::min(n, t * per);
+  end = std::min(n, begin + per);
+}
+
+// f(t) for every t in [0, parts): t = 0 on the calling thread, each other on a thread of its own.
+template <typename F> void parallel(int parts, F&& f) {
+  if (parts <= 1) return f(0);
+  std::vector<std::thread> pool;
+  pool.reserve(parts - 1);
+  for (int t = 1; t < parts; t++) pool.emplace_back([&f, t] { f(t); });
+  f(0);
+  for (auto& thread : pool) thread.join();
+}
+
+// dst[k] += src[k], k < n (a range's partial sums into the total; none where dst is null).
+template <typename T> void add_into(T* dst, const T* src, int64_t n) {
+  if (dst)
+    for (int64_t k = 0; k < n; k++) dst[k] += src[k];
+}
 
 template <typename T> struct Vec;
 // Vector typedefs with the element's alignment: loads and stores of any row are unaligned moves.
@@ -222,15 +260,19 @@ template <typename T, int H> struct Layer {
 
   static void forward(int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight, const T* h,
                       const T* wt_rel, const T* wt_root, const T* b_rel, const T* gamma, const T* beta, T eps,
-                      bool residual, T* y, T* saved, T* rstd, T* dgelu) {
+                      bool residual, T* y, T* saved, T* rstd, T* dgelu, int threads) {
     const T* own = h + (n_in - m) * H;
-    int64_t i = 0;
-    for (; i + kRows <= m; i += kRows)
-      forward_rows<kRows>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
-                          saved, rstd, dgelu);
-    for (; i < m; i++)
-      forward_rows<1>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y, saved,
-                      rstd, dgelu);
+    const int parts = parts_for(m, threads);
+    parallel(parts, [&](int t) {
+      int64_t i, end;
+      range_of(m, parts, t, kRows, i, end);
+      for (; i + kRows <= end; i += kRows)
+        forward_rows<kRows>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
+                            saved, rstd, dgelu);
+      for (; i < end; i++)
+        forward_rows<1>(i, K, index, weight, h, own, wt_rel, wt_root, b_rel, gamma, beta, eps, residual, y,
+                        saved, rstd, dgelu);
+    });
   }
 
   // gz, the gradient of z, of own row i (the GELU's and the LayerNorm's backward), and its share of
@@ -294,37 +336,86 @@ template <typename T, int H> struct Layer {
     }
   }
 
-  // One pass over the input rows in blocks (the halo rows, then the own rows), with gz made row by
-  // row just ahead of the block that first reads it (the rows the block gathers, and its own):
-  // gz is read back from L1 or L2, not from memory. gz's rows are made in order whatever the
-  // table, so every sum runs in the same order as two separate passes would.
+  // Input rows [begin, end) in blocks (no block spans the halo rows and the own rows), with g's
+  // weight gradients added to; make(need), when given, first makes gz of the own rows [0, need).
+  template <typename Make>
+  static void input_rows(int64_t begin, int64_t end, int64_t n_in, int64_t halo, int K, const int32_t* index_t,
+                         const T* weight_t, const T* h, const T* w_rel, const T* w_root, bool residual, const T* gy,
+                         const Grads<T>& g, Make&& make) {
+    for (int64_t s = begin; s < end;) {
+      const bool own = s >= halo;
+      const int nr = std::min(end, own ? n_in : halo) - s >= kRows ? kRows : 1;
+      int64_t need = own ? s + nr - halo : 0;
+      for (int64_t e = s * K; e < (s + nr) * K; e++) need = index_t[e] + 1 > need ? index_t[e] + 1 : need;
+      make(need);
+      if (own && nr == kRows)
+        backward_rows<kRows, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
+      else if (own)
+        backward_rows<1, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
+      else if (nr == kRows)
+        backward_rows<kRows, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
+      else
+        backward_rows<1, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
+      s += nr;
+    }
+  }
+
+  // On one thread, one pass over the input rows with gz made row by row just ahead of the block
+  // that first reads it (the rows the block gathers, and its own): gz is read back from L1 or L2,
+  // not from memory. gz's rows are made in order whatever the table, so every sum runs in the same
+  // order as two separate passes would. On T > 1 threads, two passes: gz of every own row (its
+  // ranges side by side), then the input rows' ranges side by side; each range after the first
+  // adds its weight gradients into sums of its own, added to g's in range order at the end.
   static void backward(int64_t n_in, int64_t m, int K, const int32_t* index_t, const T* weight_t, const T* h,
                        const T* w_rel, const T* w_root, const T* gamma, bool residual, const T* saved,
-                       const T* rstd, const T* dgelu, const T* gy, const Grads<T>& g) {
+                       const T* rstd, const T* dgelu, const T* gy, const Grads<T>& g, int threads) {
     const int64_t halo = n_in - m;
-    int64_t made = 0;  // gz of own rows [0, made) is done
-    auto make_until = [&](int64_t end) {
-      for (end = end < m ? end : m; made < end; made++) backward_norm(made, gamma, saved, rstd, dgelu, gy, g);
-    };
-    if (g.gh || g.gw_rel || g.gw_root) {
-      for (int64_t s = 0; s < n_in;) {
-        const bool own = s >= halo;
-        const int nr = (own ? n_in : halo) - s >= kRows ? kRows : 1;  // no block spans both parts
-        int64_t need = own ? s + nr - halo : 0;
-        for (int64_t e = s * K; e < (s + nr) * K; e++) need = index_t[e] + 1 > need ? index_t[e] + 1 : need;
-        make_until(need);
-        if (own && nr == kRows)
-          backward_rows<kRows, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-        else if (own)
-          backward_rows<1, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-        else if (nr == kRows)
-          backward_rows<kRows, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-        else
-          backward_rows<1, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-        s += nr;
-      }
+    const bool inputs = g.gh || g.gw_rel || g.gw_root;
+    const int parts = parts_for(n_in, threads);
+    if (parts == 1) {
+      int64_t made = 0;  // gz of own rows [0, made) is done
+      auto make_until = [&](int64_t need) {
+        for (need = need < m ? need : m; made < need; made++) backward_norm(made, gamma, saved, rstd, dgelu, gy, g);
+      };
+      if (inputs) input_rows(0, n_in, n_in, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g, make_until);
+      make_until(m);  // rows no input row reads still add to the gradients of b_rel, gamma and beta
+      return;
     }
-    make_until(m);  // rows no input row reads still add to the gradients of b_rel, gamma and beta
+    constexpr int64_t kSums = 2 * H * H + 3 * H;  // gw_rel, gw_root, gb_rel, ggamma, gbeta
+    std::vector<T> sums((parts - 1) * kSums, T(0));
+    auto grads_of = [&](int t) {
+      if (t == 0) return g;
+      T* p = sums.data() + (t - 1) * kSums;
+      Grads<T> r = g;
+      r.gw_rel = g.gw_rel ? p : nullptr;
+      r.gw_root = g.gw_root ? p + H * H : nullptr;
+      r.gb_rel = g.gb_rel ? p + 2 * H * H : nullptr;
+      r.ggamma = g.ggamma ? p + 2 * H * H + H : nullptr;
+      r.gbeta = g.gbeta ? p + 2 * H * H + 2 * H : nullptr;
+      return r;
+    };
+    const int norm_parts = parts_for(m, threads);
+    parallel(norm_parts, [&](int t) {
+      const Grads<T> gt = grads_of(t);
+      int64_t i, end;
+      range_of(m, norm_parts, t, 1, i, end);
+      for (; i < end; i++) backward_norm(i, gamma, saved, rstd, dgelu, gy, gt);
+    });
+    if (inputs)
+      parallel(parts, [&](int t) {
+        int64_t begin, end;
+        range_of(n_in, parts, t, kRows, begin, end);
+        input_rows(begin, end, n_in, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, grads_of(t),
+                   [](int64_t) {});
+      });
+    for (int t = 1; t < parts; t++) {
+      const Grads<T> gt = grads_of(t);
+      add_into(g.gw_rel, gt.gw_rel, H * H);
+      add_into(g.gw_root, gt.gw_root, H * H);
+      add_into(g.gb_rel, gt.gb_rel, H);
+      add_into(g.ggamma, gt.ggamma, H);
+      add_into(g.gbeta, gt.gbeta, H);
+    }
   }
 };
 
@@ -399,16 +490,34 @@ template <typename T, int H> struct Encoder {
     }
   }
 
-  static void forward(int64_t n, int F, const T* x, const T* wt, const T* b, T* u, T* h) {
-    int64_t i = 0;
-    for (; i + kRows <= n; i += kRows) forward_rows<kRows>(i, F, x, wt, b, u, h);
-    for (; i < n; i++) forward_rows<1>(i, F, x, wt, b, u, h);
+  static void forward(int64_t n, int F, const T* x, const T* wt, const T* b, T* u, T* h, int threads) {
+    const int parts = parts_for(n, threads);
+    parallel(parts, [&](int t) {
+      int64_t i, end;
+      range_of(n, parts, t, kRows, i, end);
+      for (; i + kRows <= end; i += kRows) forward_rows<kRows>(i, F, x, wt, b, u, h);
+      for (; i < end; i++) forward_rows<1>(i, F, x, wt, b, u, h);
+    });
   }
 
-  static void backward(int64_t n, int F, const T* x, const T* u, const T* gy, T* gu, T* gwt, T* gb) {
-    int64_t i = 0;
-    for (; i + kRows <= n; i += kRows) backward_rows<kRows>(i, F, x, u, gy, gu, gwt, gb);
-    for (; i < n; i++) backward_rows<1>(i, F, x, u, gy, gu, gwt, gb);
+  // As Layer::backward: a range after the first adds into sums of its own, added in range order.
+  static void backward(int64_t n, int F, const T* x, const T* u, const T* gy, T* gu, T* gwt, T* gb, int threads) {
+    const int parts = parts_for(n, threads);
+    const int64_t kSums = int64_t(F) * H + H;
+    std::vector<T> sums((parts - 1) * kSums, T(0));
+    parallel(parts, [&](int t) {
+      T* p = t ? sums.data() + (t - 1) * kSums : nullptr;
+      T* gwt_t = gwt && p ? p : gwt;
+      T* gb_t = gb && p ? p + int64_t(F) * H : gb;
+      int64_t i, end;
+      range_of(n, parts, t, kRows, i, end);
+      for (; i + kRows <= end; i += kRows) backward_rows<kRows>(i, F, x, u, gy, gu, gwt_t, gb_t);
+      for (; i < end; i++) backward_rows<1>(i, F, x, u, gy, gu, gwt_t, gb_t);
+    });
+    for (int t = 1; t < parts; t++) {
+      add_into(gwt, sums.data() + (t - 1) * kSums, int64_t(F) * H);
+      add_into(gb, sums.data() + (t - 1) * kSums + int64_t(F) * H, H);
+    }
   }
 };
 
@@ -450,28 +559,29 @@ extern "C" {
 
 // Returns 0, or 1 when the dtype or hidden width has no compiled variant (the caller falls back
 // to torch). saved (xhat, or z without a norm) is also the forward's scratch; rstd is written
-// with a norm; dgelu, GELU'(u) for the backward, is written when not null.
+// with a norm; dgelu, GELU'(u) for the backward, is written when not null. threads: how many the
+// rows may take (trainer.fused passes torch's); each entry below takes the same.
 int zs_layer_forward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index,
                      const void* weight, const void* h, const void* wt_rel, const void* wt_root, const void* b_rel,
                      const void* gamma, const void* beta, double eps, int residual, void* y, void* saved,
-                     void* rstd, void* dgelu) {
+                     void* rstd, void* dgelu, int threads) {
   return with_kernel<Layer>(dtype_bits, H, [&](auto layer, auto t) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(t)>>;
     layer.forward(n_in, m, K, index, in(weight, t), in(h, t), in(wt_rel, t), in(wt_root, t), in(b_rel, t),
                   in(gamma, t), in(beta, t), static_cast<T>(eps), residual != 0, out(y, t), out(saved, t),
-                  out(rstd, t), out(dgelu, t));
+                  out(rstd, t), out(dgelu, t), threads);
   });
 }
 
 int zs_layer_backward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, const int32_t* index_t,
                       const void* weight_t, const void* h, const void* w_rel, const void* w_root, const void* gamma,
                       int residual, const void* saved, const void* rstd, const void* dgelu, const void* gy, void* gh,
-                      void* gz, void* gw_rel, void* gb_rel, void* gw_root, void* ggamma, void* gbeta) {
+                      void* gz, void* gw_rel, void* gb_rel, void* gw_root, void* ggamma, void* gbeta, int threads) {
   return with_kernel<Layer>(dtype_bits, H, [&](auto layer, auto t) {
     const Grads<std::remove_const_t<std::remove_pointer_t<decltype(t)>>> g{
         out(gh, t), out(gz, t), out(gw_rel, t), out(gb_rel, t), out(gw_root, t), out(ggamma, t), out(gbeta, t)};
     layer.backward(n_in, m, K, index_t, in(weight_t, t), in(h, t), in(w_rel, t), in(w_root, t), in(gamma, t),
-                   residual != 0, in(saved, t), in(rstd, t), in(dgelu, t), in(gy, t), g);
+                   residual != 0, in(saved, t), in(rstd, t), in(dgelu, t), in(gy, t), g, threads);
   });
 }
 }
@@ -530,18 +640,18 @@ extern "C" {
 // The encoder GELU(x W^T + b) (trainer.fused.encoder): wt is W^T [F, H]; b may be null. Writes
 // u = x W^T + b and h [n, H]. Returns 0, or 1 for a width or dtype without a variant.
 int zs_encoder_forward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* wt, const void* b,
-                       void* u, void* h) {
+                       void* u, void* h, int threads) {
   return with_kernel<Encoder>(dtype_bits, H, [&](auto encoder, auto t) {
-    encoder.forward(n, F, in(x, t), in(wt, t), in(b, t), out(u, t), out(h, t));
+    encoder.forward(n, F, in(x, t), in(wt, t), in(b, t), out(u, t), out(h, t), threads);
   });
 }
 
 // Its backward from u and gy [n, H]: gu = gy GELU'(u) into gu (when not null), and added to gwt
 // ([F, H], W's gradient transposed) and gb (each when not null).
 int zs_encoder_backward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* u, const void* gy,
-                        void* gu, void* gwt, void* gb) {
+                        void* gu, void* gwt, void* gb, int threads) {
   return with_kernel<Encoder>(dtype_bits, H, [&](auto encoder, auto t) {
-    encoder.backward(n, F, in(x, t), in(u, t), in(gy, t), out(gu, t), out(gwt, t), out(gb, t));
+    encoder.backward(n, F, in(x, t), in(u, t), in(gy, t), out(gu, t), out(gwt, t), out(gb, t), threads);
   });
 }
 }
