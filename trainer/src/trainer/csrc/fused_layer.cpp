@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -52,12 +53,17 @@ inline void range_of(int64_t n, int parts, int t, int64_t step, int64_t& begin, 
 }
 
 // f(t) for every t in [0, parts): t = 0 on the calling thread, each other on a thread of its own.
+// Where no more threads can be started (a process limit), the parts left run on the calling
+// thread: each part writes only its own rows and sums, so the results are the same.
 template <typename F> void parallel(int parts, F&& f) {
-  if (parts <= 1) return f(0);
   std::vector<std::thread> pool;
-  pool.reserve(parts - 1);
-  for (int t = 1; t < parts; t++) pool.emplace_back([&f, t] { f(t); });
+  int started = 1;
+  try {
+    for (; started < parts; started++) pool.emplace_back([&f, t = started] { f(t); });
+  } catch (const std::system_error&) {
+  }
   f(0);
+  for (int t = started; t < parts; t++) f(t);
   for (auto& thread : pool) thread.join();
 }
 
