@@ -10,8 +10,8 @@
 Builds the real trainer.training.Trial (hidden 64, depth 3, window 16, six primes; the default
 losses of the team's config file) on the Odlyzko zeros and times its own step. Prints the CPU
 ms per step of each part (batch building, forward, losses, backward, clip + AdamW + EMA), the
-top entries of cProfile and of the torch profiler, and one evaluation of the val windows; not
-a test.
+top entries of cProfile and of the torch profiler, each loss on its own (forward and backward on
+a step's predictions, CPU ms), and one evaluation of the val windows; not a test.
 """
 
 from __future__ import annotations
@@ -146,6 +146,41 @@ class Stepper:
         return nodes
 
 
+def loss_terms(stepper: Stepper, reps: int) -> dict[str, float | None]:
+    """CPU seconds of each loss on its own, forward and backward, on a step's real predictions
+    and batch: the trial's loss setup with one weight kept at a time (None: its weight is 0, the
+    term is off). compute_losses always evaluates mse and gue_nll (O(n)), so every term's figure
+    includes their forward. Empty for a revision (--repo) without trainer.training.LossSetup."""
+    import dataclasses
+
+    import torch
+    from trainer.losses import LOSS_NAMES, LossWeights
+
+    trial = stepper.trial
+    setup = getattr(trial, "train_losses", None)
+    if not dataclasses.is_dataclass(setup):
+        return {}
+    batch = trial.batch(trial.epoch_plan(np.random.default_rng(0))[0])
+    with torch.no_grad():
+        pred = trial.forward(trial.model, batch)
+    out: dict[str, float | None] = {}
+    for name in LOSS_NAMES:
+        weight = getattr(setup.weights, name)
+        if weight == 0:
+            out[name] = None
+            continue
+        one = dataclasses.replace(
+            setup, weights=LossWeights(**{n: weight if n == name else 0.0 for n in LOSS_NAMES})
+        )
+        c0 = time.process_time()
+        for _ in range(reps):
+            p = pred.detach().requires_grad_()
+            total, _ = one(p, batch, stepper.gen)
+            total.backward()
+        out[name] = (time.process_time() - c0) / reps
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=["minibatch", "fullbatch"], default="minibatch")
@@ -194,6 +229,11 @@ def main() -> None:
     stepper.run(args.steps, parts)
     print(
         "CPU ms per step, by part: " + ", ".join(f"{k} {v / args.steps * 1e3:.1f}" for k, v in parts.items())
+    )
+    terms = loss_terms(stepper, max(3, args.steps))
+    print(
+        "CPU ms of each loss alone, forward and backward: "
+        + (", ".join(f"{k} {'off' if v is None else f'{v * 1e3:.2f}'}" for k, v in terms.items()) or "-")
     )
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.top)

@@ -31,6 +31,9 @@ def test_profile_step_prints_every_part_of_a_step(odlyzko_small):
         rf"batch {number}, forward {number}, losses {number}, backward {number}, clip, AdamW, EMA {number}"
     )
     assert re.search("CPU ms per step, by part: " + parts, out), out[:500]
+    # Team 2's config: no rg_penalty; the other three timed on their own.
+    terms = r"mse \d+\.\d\d, gue_nll \d+\.\d\d, gue_mmd \d+\.\d\d, rg_penalty off"
+    assert re.search("CPU ms of each loss alone, forward and backward: " + terms, out), out[:800]
     assert "one evaluation of the val windows" in out
 
 
