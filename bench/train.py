@@ -66,6 +66,10 @@ WINDOW = 16
 FULL_SIZES = [10_000, 100_000, 1_000_000, TABLE - WINDOW - 1]
 MINI_SIZES = [100_000, 1_000_000, 10_000_000]
 TAIL = 80  # zeros after a full-batch range at the table's end (bench/profile_step.py TAIL)
+#: OpenMP's wait policy as the bench was started. Importing trainer here sets its own
+#: (trainer/__init__.py); each child gets this one back, so that every revision's trainer runs
+#: with what it sets itself (an older one sets none).
+OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 
 
 def _peak_rss() -> int:
@@ -197,6 +201,7 @@ def child_step(
         "n": cfg.data.train_count,
         "trainer": str(Path(trainer.__file__).resolve().parent),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "steps": steps,
         "nodes_per_step": nodes / steps,
         "build_s": build,
@@ -272,7 +277,9 @@ def _last_index(data: str) -> int:
 
 
 def _run_child(args: list[str], pythonpath: str | None = None) -> dict:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if OMP_WAIT_POLICY is not None:
+        env["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     proc = subprocess.run(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,8 +16,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(args: list[str]) -> str:
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+def _run(args: list[str], env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -40,9 +43,12 @@ def test_profile_step_prints_every_part_of_a_step(odlyzko_small):
 def test_train_bench_counts_the_model_flops_and_writes_its_figures(odlyzko_small, tmp_path):
     out_file = tmp_path / "figures.json"
     args = ["--only", "minibatch", "--sizes", "4000", "--steps", "2", "--cluster-size", "1000"]
-    _run(["bench/train.py", *args, "--threads", "1", "--data", str(odlyzko_small), "--out", str(out_file)])
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # as from a fresh shell
+    bench = ["bench/train.py", *args, "--threads", "1", "--data", str(odlyzko_small), "--out", str(out_file)]
+    _run(bench, env=env)
     figures = json.loads(out_file.read_text())
     (row,) = [r for r in _rows(figures) if r.get("mode") == "minibatch"]
+    assert row["omp_wait_policy"] == "PASSIVE"  # what this trainer sets, not the bench's parent
     assert row["nodes_per_step"] == 4000  # 4 clusters of 1000, all in one step (q = min(4, 5))
     # hidden 64, depth 3: the two 64x64 maps of each layer alone are 3 x 2 x 2 x 64 x 64 FLOPs
     # forward and twice that backward; the counter must see at least those, and not 10x more.
