@@ -67,7 +67,7 @@ def main() -> int:
         for t in inputs:
             t.grad = None
         t0 = time.perf_counter()
-        y = fused.FusedLayer.apply(h, w_rel, b_rel, w_root, gamma, beta, nb, 1e-5, True, True)
+        y = fused.FusedLayer.apply(h, w_rel, b_rel, w_root, gamma, beta, nb, 1e-5, True, True, None)
         t1 = time.perf_counter()
         y.backward(gy)
         t2 = time.perf_counter()

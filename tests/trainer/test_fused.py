@@ -30,15 +30,16 @@ def one_thread():
 
 @pytest.fixture
 def calls(monkeypatch):
-    """How many layers ran through the kernel."""
-    count = [0]
-    apply = fused.FusedLayer.apply
+    """How many layers ran through the kernel: [0] the whole layer (FusedLayer), [1] rebuilt from
+    what its chunked forward pass kept (FusedLayerKept)."""
+    count = [0, 0]
+    for k, function in enumerate((fused.FusedLayer, fused.FusedLayerKept)):
 
-    def counted(*args):
-        count[0] += 1
-        return apply(*args)
+        def counted(*args, _apply=function.apply, _k=k):
+            count[_k] += 1
+            return _apply(*args)
 
-    monkeypatch.setattr(fused.FusedLayer, "apply", counted)
+        monkeypatch.setattr(function, "apply", counted)
     return count
 
 
@@ -91,7 +92,8 @@ def test_the_kernel_equals_the_eager_layer(monkeypatch, calls, chunked, layer, n
     assert calls[0] == 0
     got, grads = _run(net, x, g)
     chunks = len(list(model._chunks(len(x), g.reach)))
-    assert calls[0] == (3 * chunks * 2 if chunked else 3)  # chunked: each chunk again in the backward
+    # Chunked: each chunk again in the backward, the top layer's from what its forward kept.
+    assert calls == ([3 * chunks + 2 * chunks, chunks] if chunked else [3, 0])
     _assert_close_to_rounding(got, want)
     assert grads.keys() == want_grads.keys()
     for name, grad in grads.items():
@@ -120,7 +122,7 @@ def test_on_more_threads_each_takes_fixed_rows(monkeypatch, calls, threads, chun
     again, grads_again = _run(net, x, g)
     torch.set_num_threads(1)
     chunks = len(list(model._chunks(len(x), g.reach)))
-    assert calls[0] == 3 * (chunks * 2 if chunked else 1) * 3  # every layer by the kernel, each run
+    assert calls == ([5 * chunks * 3, chunks * 3] if chunked else [3 * 3, 0])  # every layer by the kernel
     assert torch.equal(got, one)
     _assert_close_to_rounding(got, want)
     assert grads.keys() == want_grads.keys() == one_grads.keys()
@@ -153,10 +155,80 @@ def test_gradient_against_finite_differences_with_a_halo():
     beta = (0.3 * torch.randn(hidden, dtype=d)).requires_grad_()
 
     def layer(h, w_rel, b_rel, w_root, gamma, beta):
-        return fused.FusedLayer.apply(h, w_rel, b_rel, w_root, gamma, beta, nb, 1e-5, True, True)
+        return fused.FusedLayer.apply(h, w_rel, b_rel, w_root, gamma, beta, nb, 1e-5, True, True, None)
 
     assert layer(h, *params, gamma, beta).shape == (20, hidden)
     assert torch.autograd.gradcheck(layer, (h, *params, gamma, beta), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("norm", "residual", "dtype"), [(True, True, torch.float32), (False, False, torch.float64)]
+)
+def test_the_layer_rebuilt_from_what_it_kept_is_the_layer(norm, residual, dtype):
+    """FusedLayerKept (the chunked path's top layer in the backward pass) from the xhat and 1/std
+    the no-grad forward wrote: the same output and gradients as FusedLayer up to rounding (the
+    compiler may contract GELU''s sum into an FMA in one kernel and not in the other)."""
+    torch.manual_seed(3)
+    hidden, rows = 32, 700
+    nb = Neighbours.from_table(graph.neighbour_table(np.arange(rows), [2, 3, 5, 7]), mean=False).rows(
+        40, 50, rows
+    )
+    h = torch.randn(rows - 40, hidden, dtype=dtype, requires_grad=True)
+    params = [
+        (torch.randn(s, dtype=dtype) * 0.3).requires_grad_()
+        for s in ((hidden, hidden), (hidden,), (hidden, hidden))
+    ]
+    gamma = (1 + 0.3 * torch.randn(hidden, dtype=dtype)).requires_grad_() if norm else None
+    beta = (0.3 * torch.randn(hidden, dtype=dtype)).requires_grad_() if norm else None
+    args = (h, *params, gamma, beta, nb, 1e-5, residual)
+    leaves = [t for t in (h, *params, gamma, beta) if t is not None]
+    gy = torch.randn(len(nb), hidden, dtype=dtype)
+
+    want = fused.FusedLayer.apply(*args, True, None)
+    want_grads = torch.autograd.grad(want, leaves, gy)
+    kept = fused.Kept(torch.empty(rows, hidden, dtype=dtype), torch.empty(rows, dtype=dtype))
+    with torch.no_grad():  # the forward pass writes rows [50, rows) of kept, as one chunk
+        assert torch.equal(fused.FusedLayer.apply(*args, False, kept.rows(nb)), want)
+    got = fused.FusedLayerKept.apply(*args, *kept.rows(nb))
+    grads = torch.autograd.grad(got, leaves, gy)
+    _assert_close_to_rounding(got, want)
+    for g, w in zip(grads, want_grads, strict=True):
+        _assert_close_to_rounding(g, w)
+
+
+def test_the_chunked_top_layer_keeps_its_xhat_where_its_input_gradient_goes_next(monkeypatch):
+    """The top segment's input gradient is written over the top layer's kept xhat (_RowChunks'
+    donor): the full-batch path holds no more [m, hidden] tensors than it would without keeping
+    it (the depth - 1 segment outputs, then the input gradients, each in the memory of one no
+    longer read), step after step, and the gradients stay the eager layer's (the tests above)."""
+    monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(model, "CHUNK_ROWS", 97)
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=400)
+    for _ in range(3):
+        _run(net, x, g)
+    wide = [b for b in g.buffers._kept if b.shape == (len(x), 32)]
+    assert len(wide) == 3
+
+
+def test_a_second_backward_of_the_same_graph_rebuilds_the_top_layer_whole(monkeypatch, calls):
+    """After the first backward the top layer's kept rows hold its input gradient, so a second
+    backward of the graph (retain_graph) recomputes the layer with its products: the same
+    gradients up to rounding."""
+    monkeypatch.setattr(model, "CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(model, "CHUNK_ROWS", 97)
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=400)
+    out = net(x, g)
+    loss = (out * torch.linspace(-1, 2, len(out))).sum()
+    chunks = len(list(model._chunks(len(x), g.reach)))
+    grads = []
+    for retain in (True, False):  # the chunked path adds to .grad (as torch's reentrant checkpoint)
+        net.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=retain)
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters()})
+        assert calls == ([5 * chunks, chunks] if retain else [8 * chunks, chunks])
+    first, second = grads
+    for name, grad in second.items():
+        _assert_close_to_rounding(grad, first[name], name)
 
 
 def test_frozen_parameters_get_no_gradient(calls):

@@ -116,6 +116,7 @@ def library() -> ctypes.CDLL | None:
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     lib.zs_layer_forward.argtypes = [i32, i32, i64, i64, i32, *[p] * 8, f64, i32, *[p] * 4, i32]
     lib.zs_layer_backward.argtypes = [i32, i32, i64, i64, i32, *[p] * 6, i32, *[p] * 11, i32]
+    lib.zs_layer_restore.argtypes = [i32, i32, i64, i64, *[p] * 3, i32, *[p] * 3, i32]
     lib.zs_gelu_forward.argtypes = [i32, i64, p, p]
     lib.zs_gelu_backward.argtypes = [i32, i64, p, p, p]
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
@@ -128,6 +129,7 @@ def library() -> ctypes.CDLL | None:
     for f in (
         lib.zs_layer_forward,
         lib.zs_layer_backward,
+        lib.zs_layer_restore,
         lib.zs_gelu_forward,
         lib.zs_gelu_backward,
         lib.zs_fgt_mmd,
@@ -311,20 +313,39 @@ def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
 
 
+class Kept:
+    """What a layer's forward keeps of each of the graph's m rows, for the row-chunked path
+    (trainer.model._forward_chunked): saved (xhat, or z without a norm) [m, H] and 1/std [m].
+    The forward pass writes them chunk by chunk in place of its scratch; the recomputation in
+    the backward pass then rebuilds each chunk's output and GELU' from them elementwise
+    (FusedLayerKept) instead of again through the gather and the products."""
+
+    def __init__(self, saved: torch.Tensor, rstd: torch.Tensor):
+        self.saved, self.rstd = saved, rstd
+        self.filled = False  # set once the forward pass has written its rows through the kernel
+
+    def rows(self, nb) -> tuple[torch.Tensor, torch.Tensor]:
+        """The views of nb's own rows (a chunk: graph rows [nb.start, nb.start + len(nb)))."""
+        a, b = nb.start, nb.start + len(nb)
+        return self.saved[a:b], self.rstd[a:b]
+
+
 class FusedLayer(torch.autograd.Function):
     """y = GELU(Norm(W_rel agg + b_rel + W_root own)) (+ own): one layer of SpacingGNN._block
     with dropout 0. h: [n_in, H] input rows (a chunk's halo, then the layer's own m rows); nb:
-    the layer's Neighbours (m rows); gamma/beta None without a norm."""
+    the layer's Neighbours (m rows); gamma/beta None without a norm. kept: None, or the (saved,
+    rstd) rows of a Kept to write instead of scratch of its own."""
 
     @staticmethod
-    def forward(ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool, grad_mode: bool):
+    def forward(
+        ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool, grad_mode: bool, kept
+    ):
         lib = library()
         h = h.contiguous()
         m, (n_in, hidden) = len(nb), h.shape
         dt = h.dtype
         y = h.new_empty((m, hidden))
-        saved = h.new_empty((m, hidden))
-        rstd = h.new_empty(m)
+        saved, rstd = kept if kept is not None else (h.new_empty((m, hidden)), h.new_empty(m))
         # GELU'(u), kept so that the backward need not evaluate the GELU again; not made when no
         # backward can follow (grad_mode: the caller's torch.is_grad_enabled(); forward runs without).
         dgelu = h.new_empty((m, hidden)) if grad_mode and any(ctx.needs_input_grad) else None
@@ -345,32 +366,65 @@ class FusedLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
-        h, w_rel, w_root, gamma, beta, saved, rstd, dgelu = ctx.saved_tensors
-        nb = ctx.nb
-        need = ctx.needs_input_grad
-        dt = h.dtype
-        gy = gy.contiguous().to(dt)
+        return *_layer_backward(ctx, gy), None, None, None, None, None
+
+
+class FusedLayerKept(torch.autograd.Function):
+    """FusedLayer's output again from what its forward kept (saved, rstd: the rows of a Kept):
+    y and GELU'(u) elementwise, the same values up to rounding (an ulp), none of the products;
+    the backward is FusedLayer's."""
+
+    @staticmethod
+    def forward(ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool, saved, rstd):
+        h = h.contiguous()
         m, (n_in, hidden) = len(nb), h.shape
-        gh = h.new_empty((n_in, hidden)) if need[0] else None
-        gz = h.new_empty((m, hidden))  # the kernel's scratch: the gradient of each row's z
-        gw_rel = h.new_zeros((hidden, hidden)) if need[1] else None
-        gb_rel = h.new_zeros(hidden) if need[2] and ctx.has_bias else None
-        gw_root = h.new_zeros((hidden, hidden)) if need[3] else None
-        ggamma = h.new_zeros(hidden) if need[4] and gamma is not None else None
-        gbeta = h.new_zeros(hidden) if need[5] and beta is not None else None
-        # Named, not inline: a temporary's memory would be freed before the call reads it.
-        g, wr, wo = (None if t is None else t.detach().to(dt).contiguous() for t in (gamma, w_rel, w_root))
-        weight_t = nb.weight_t.to(dt).contiguous()
-        err = library().zs_layer_backward(
-            dt.itemsize * 8, hidden, n_in, m, nb.index_t.shape[1], _ptr(nb.index_t), _ptr(weight_t),
-            _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(dgelu),
-            _ptr(gy), _ptr(gh), _ptr(gz), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
-            torch.get_num_threads(),
+        dt = h.dtype
+        y = h.new_empty((m, hidden))
+        dgelu = h.new_empty((m, hidden)) if any(ctx.needs_input_grad) else None
+        g, be = (None if t is None else t.detach().to(dt).contiguous() for t in (gamma, beta))
+        err = library().zs_layer_restore(
+            dt.itemsize * 8, hidden, n_in, m, _ptr(h), _ptr(g), _ptr(be), int(residual), _ptr(saved), _ptr(y),
+            _ptr(dgelu), torch.get_num_threads(),
         )  # fmt: skip
         if err:
             raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
-        cast = [
-            None if t is None else t.to(p.dtype)
-            for t, p in ((gw_rel, w_rel), (gb_rel, w_rel), (gw_root, w_root))
-        ]
-        return gh, cast[0], cast[1], cast[2], ggamma, gbeta, None, None, None, None
+        ctx.save_for_backward(h, w_rel, w_root, gamma, beta, saved, rstd, dgelu)
+        ctx.nb, ctx.residual, ctx.has_bias = nb, residual, b_rel is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        return *_layer_backward(ctx, gy), None, None, None, None, None
+
+
+def _layer_backward(ctx, gy):
+    """The gradients of h, w_rel, b_rel, w_root, gamma and beta (None where not wanted) of
+    FusedLayer or FusedLayerKept, from what their forward saved."""
+    h, w_rel, w_root, gamma, beta, saved, rstd, dgelu = ctx.saved_tensors
+    nb = ctx.nb
+    need = ctx.needs_input_grad
+    dt = h.dtype
+    gy = gy.contiguous().to(dt)
+    m, (n_in, hidden) = len(nb), h.shape
+    gh = h.new_empty((n_in, hidden)) if need[0] else None
+    gz = h.new_empty((m, hidden))  # the kernel's scratch: the gradient of each row's z
+    gw_rel = h.new_zeros((hidden, hidden)) if need[1] else None
+    gb_rel = h.new_zeros(hidden) if need[2] and ctx.has_bias else None
+    gw_root = h.new_zeros((hidden, hidden)) if need[3] else None
+    ggamma = h.new_zeros(hidden) if need[4] and gamma is not None else None
+    gbeta = h.new_zeros(hidden) if need[5] and beta is not None else None
+    # Named, not inline: a temporary's memory would be freed before the call reads it.
+    g, wr, wo = (None if t is None else t.detach().to(dt).contiguous() for t in (gamma, w_rel, w_root))
+    weight_t = nb.weight_t.to(dt).contiguous()
+    err = library().zs_layer_backward(
+        dt.itemsize * 8, hidden, n_in, m, nb.index_t.shape[1], _ptr(nb.index_t), _ptr(weight_t),
+        _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(dgelu),
+        _ptr(gy), _ptr(gh), _ptr(gz), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    if err:
+        raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
+    cast = [
+        None if t is None else t.to(p.dtype) for t, p in ((gw_rel, w_rel), (gb_rel, w_rel), (gw_root, w_root))
+    ]
+    return gh, cast[0], cast[1], cast[2], ggamma, gbeta

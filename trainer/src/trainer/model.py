@@ -89,12 +89,13 @@ class Neighbours:
     for a mean, 0 where the table has no neighbour, whose index then points at i itself). Its
     transpose (index_t, weight_t: for each source, the nodes it feeds) gives the backward pass
     the same gather form. `reach` is the largest i - index[i, j] over real edges: a chunk of
-    rows needs the inputs of at most `reach` rows before it.
+    rows needs the inputs of at most `reach` rows before it. A chunk (`rows`) aggregates the
+    graph's rows [start, start + len).
     """
 
-    def __init__(self, index, weight, index_t, weight_t, reach: int):
+    def __init__(self, index, weight, index_t, weight_t, reach: int, start: int = 0):
         self.index, self.weight, self.index_t, self.weight_t = index, weight, index_t, weight_t
-        self.reach = reach
+        self.reach, self.start = reach, start
         self._rows: dict[tuple[int, int, int], Neighbours] = {}  # rows(), kept: one per chunk
         self.buffers = _Buffers()  # the chunked path's [nodes, hidden] tensors, kept across steps
 
@@ -128,7 +129,9 @@ class Neighbours:
 
     def to(self, device) -> Neighbours:
         return Neighbours(
-            *(a.to(device) for a in (self.index, self.weight, self.index_t, self.weight_t)), self.reach
+            *(a.to(device) for a in (self.index, self.weight, self.index_t, self.weight_t)),
+            self.reach,
+            self.start,
         )
 
     def __len__(self) -> int:
@@ -151,6 +154,7 @@ class Neighbours:
                 torch.where(inside, index_t, 0),
                 torch.where(inside, self.weight_t[lo:b], 0.0),
                 self.reach,
+                self.start + a,
             )
         return self._rows[key]
 
@@ -194,10 +198,14 @@ class _RowChunks(torch.autograd.Function):
     (requires_grad False) get none. With `random` (dropout while training) each chunk's RNG
     state is kept (~5 KB on the CPU) and replayed, so the recomputation draws the forward's
     masks. Row-wise inputs all have the graph's rows; the parameters are passed only so that
-    the output requires grad when they do."""
+    the output requires grad when they do. donor: None, or the fused.Kept the step rebuilds its
+    top layer from (each chunk reads its own rows, before that chunk's backward): the first
+    input's gradient is written over its saved rows, behind the recomputation, instead of into
+    memory of its own; after that the Kept is no longer filled, so a second backward of the same
+    graph (retain_graph) recomputes the layer whole, into memory of its own."""
 
     @staticmethod
-    def forward(ctx, step, nb, random, count, *tensors):
+    def forward(ctx, step, nb, random, count, donor, *tensors):
         inputs, params = tensors[:count], tensors[count:]
         m = len(nb)
         out = None
@@ -212,7 +220,7 @@ class _RowChunks(torch.autograd.Function):
                 out = nb.buffers.empty((m, *o.shape[1:]), o)
             out[a:b] = o
         dev = device.type
-        ctx.step, ctx.nb, ctx.count = step, nb, count
+        ctx.step, ctx.nb, ctx.count, ctx.donor = step, nb, count, donor
         ctx.autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
         ctx.save_for_backward(*inputs)
         ctx.params = params
@@ -221,11 +229,19 @@ class _RowChunks(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         inputs, params, nb = ctx.saved_tensors, ctx.params, ctx.nb
-        need_in = ctx.needs_input_grad[4 : 4 + ctx.count]
+        need_in = ctx.needs_input_grad[5 : 5 + ctx.count]
         wanted = [p for p in params if p.requires_grad]
-        # Not zeroed: every row is some chunk's own and is written there first (_chunk_backward).
+        # Not zeroed: every row is some chunk's own and is written there first (_chunk_backward),
+        # after the chunk's recomputation and backward, the last to read the donor's rows there.
+        donor, ctx.donor = ctx.donor, None
+        first = inputs[0]
+        if donor is not None and not (
+            need_in[0] and donor.saved.shape == first.shape and donor.saved.dtype == first.dtype
+        ):
+            donor = None
         g_in = [
-            nb.buffers.empty(t.shape, t) if need else None for t, need in zip(inputs, need_in, strict=True)
+            (donor.saved if k == 0 and donor is not None else nb.buffers.empty(t.shape, t)) if need else None
+            for k, (t, need) in enumerate(zip(inputs, need_in, strict=True))
         ]
         dev, enabled, dtype = ctx.autocast
         device = inputs[0].device
@@ -243,7 +259,9 @@ class _RowChunks(torch.autograd.Function):
                     ]
                     out = ctx.step(*sl, nb.rows(lo, a, b))
                 _chunk_backward(out, grad[a:b], sl, wanted, g_in, lo, a, b)
-        return None, None, None, None, *g_in, *(None for _ in params)
+        if donor is not None:
+            donor.filled = False  # its rows hold the gradient now
+        return None, None, None, None, None, *g_in, *(None for _ in params)
 
 
 def _chunk_backward(out, grad, sl, wanted, g_in, lo: int, a: int, b: int) -> None:
@@ -392,15 +410,24 @@ class SpacingGNN(nn.Module):
         out = rel(agg)
         return out.addmm_(root.to(out.dtype), own.weight.t().to(out.dtype))
 
-    def _block(self, i: int, h: torch.Tensor, g) -> torch.Tensor:
+    def _block(self, i: int, h: torch.Tensor, g, kept: fused.Kept | None = None) -> torch.Tensor:
+        """Layer i over the rows of g. kept (the chunked path's top layer): the fused layer's
+        forward pass writes it, and its recomputation with gradients rebuilds from it."""
         norm = self.norms[i]
         if isinstance(g, Neighbours) and fused.supported(h, g.index, norm, self.dropout.p, self.training):
             rel, own = self._maps(i)
             affine = isinstance(norm, nn.LayerNorm)
-            return fused.FusedLayer.apply(
+            args = (
                 h, rel.weight, rel.bias, own.weight, norm.weight if affine else None, norm.bias if affine else None,
-                g, norm.eps if affine else 0.0, self.residual, torch.is_grad_enabled(),
+                g, norm.eps if affine else 0.0, self.residual,
             )  # fmt: skip
+            grad = torch.is_grad_enabled()
+            if kept is not None and kept.filled and grad:
+                return fused.FusedLayerKept.apply(*args, *kept.rows(g))
+            if kept is not None and not grad:
+                kept.filled = True
+                return fused.FusedLayer.apply(*args, grad, kept.rows(g))
+            return fused.FusedLayer.apply(*args, grad, None)
         z = self.dropout(nn.functional.gelu(self.norms[i](self._conv(i, h, g))))
         root = _own_rows(h, g) if isinstance(g, Neighbours) else h
         # In place: z is a new tensor whose backward needs none of its values (GELU's and
@@ -426,16 +453,29 @@ class SpacingGNN(nn.Module):
     def _forward_chunked(self, x: torch.Tensor, g: Neighbours) -> torch.Tensor:
         """forward in segments x -> h_1 -> ... -> h_{depth-1} -> output, each a _RowChunks: the
         encoder rides with the first layer and the head with the last, so only depth - 1
-        activations of [m, hidden] are kept."""
+        activations of [m, hidden] are kept. With the fused kernel the top layer's forward pass
+        also keeps its xhat (fused.Kept), so that its recomputation is elementwise, without the
+        layer's products; the top segment's input gradient is then written over that xhat, row
+        by row behind the recomputation (_RowChunks' donor), so the step holds no more [m,
+        hidden] tensors than without it (docs/speed.md)."""
         depth = len(self.convs)
+        hidden = self.head.in_features
+        top = self.norms[depth - 1]
+        kept = None  # the top layer's
+        if torch.is_grad_enabled() and fused.supported(
+            x.new_empty((0, hidden)), g.index, top, self.dropout.p, self.training
+        ):
+            kept = fused.Kept(g.buffers.empty((len(g), hidden), x), g.buffers.empty((len(g),), x))
 
-        def segment(i: int):
+        def segment(i: int, kept: fused.Kept | None):
+            # kept is an argument, not a name of the enclosing function: only the top segment's
+            # step holds it.
             def step(*args):
                 *rows, nb = args
                 h = rows[0]
                 if i == 0:
                     h = fused.encoder(h, self.encoder)
-                h = self._block(i, h, nb)
+                h = self._block(i, h, nb, kept)
                 if i == depth - 1:
                     h = (self.head(h) + self.skip(_own_rows(rows[-1], nb))).squeeze(-1)
                 return h
@@ -450,7 +490,8 @@ class SpacingGNN(nn.Module):
         random = self.training and self.dropout.p > 0  # each chunk's masks replayed in backward
         h = x
         for i in range(depth):
-            step, params = segment(i)
+            step, params = segment(i, kept if i == depth - 1 else None)
             inputs = [h, x] if i == depth - 1 and i > 0 else [h]
-            h = _RowChunks.apply(step, g, random, len(inputs), *inputs, *params)
+            donor = kept if i == depth - 1 else None
+            h = _RowChunks.apply(step, g, random, len(inputs), donor, *inputs, *params)
         return h

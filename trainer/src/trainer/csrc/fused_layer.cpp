@@ -255,13 +255,41 @@ template <typename T, int H> struct Layer {
       } else {
         for (int v = 0; v < NV; v++) u[v] = load(s + v * L);
       }
-      for (int v = 0; v < NV; v++) {
-        V cdf, pdf_u;
-        gelu_parts(u[v], cdf, pdf_u);
-        store(out + v * L, residual ? u[v] * cdf + load(o + v * L) : u[v] * cdf);
-        if (dgelu) store(dgelu + i * H + v * L, cdf + pdf_u);
-      }
+      finish_row(u, o, residual, out, dgelu ? dgelu + i * H : nullptr);
     }
+  }
+
+  // y = GELU(u) (+ own) of one row, and GELU'(u) where dg is not null.
+  static void finish_row(const V* u, const T* own, bool residual, T* y, T* dg) {
+    for (int v = 0; v < NV; v++) {
+      V cdf, pdf_u;
+      gelu_parts(u[v], cdf, pdf_u);
+      store(y + v * L, residual ? u[v] * cdf + load(own + v * L) : u[v] * cdf);
+      if (dg) store(dg + v * L, cdf + pdf_u);
+    }
+  }
+
+  // The forward's output and GELU' again from what it kept (saved: xhat, or z without a norm), row
+  // by row: u = xhat gamma + beta as the forward makes it, then the same finish_row; no gather, no
+  // products. The same values as the forward's up to rounding: the compiler may contract a sum
+  // into an FMA in one and not in the other (an ulp of GELU' here and there).
+  static void restore(int64_t n_in, int64_t m, const T* h, const T* gamma, const T* beta, bool residual,
+                      const T* saved, T* y, T* dgelu, int threads) {
+    const T* own = h + (n_in - m) * H;
+    const int parts = parts_for(m, threads);
+    parallel(parts, [&](int t) {
+      int64_t i, end;
+      range_of(m, parts, t, 1, i, end);
+      for (; i < end; i++) {
+        const T* s = saved + i * H;
+        V u[NV];
+        for (int v = 0; v < NV; v++) {
+          const V xhat = load(s + v * L);
+          u[v] = gamma ? xhat * load(gamma + v * L) + load(beta + v * L) : xhat;
+        }
+        finish_row(u, own + i * H, residual, y + i * H, dgelu ? dgelu + i * H : nullptr);
+      }
+    });
   }
 
   static void forward(int64_t n_in, int64_t m, int K, const int32_t* index, const T* weight, const T* h,
@@ -576,6 +604,16 @@ int zs_layer_forward(int dtype_bits, int H, int64_t n_in, int64_t m, int K, cons
     layer.forward(n_in, m, K, index, in(weight, t), in(h, t), in(wt_rel, t), in(wt_root, t), in(b_rel, t),
                   in(gamma, t), in(beta, t), static_cast<T>(eps), residual != 0, out(y, t), out(saved, t),
                   out(rstd, t), out(dgelu, t), threads);
+  });
+}
+
+// The forward's y and dgelu (when not null) again from its saved (xhat, or z without a norm), for
+// the m own rows of h: elementwise, none of the products (Layer::restore).
+int zs_layer_restore(int dtype_bits, int H, int64_t n_in, int64_t m, const void* h, const void* gamma,
+                     const void* beta, int residual, const void* saved, void* y, void* dgelu, int threads) {
+  return with_kernel<Layer>(dtype_bits, H, [&](auto layer, auto t) {
+    layer.restore(n_in, m, in(h, t), in(gamma, t), in(beta, t), residual != 0, in(saved, t), out(y, t),
+                  out(dgelu, t), threads);
   });
 }
 
