@@ -324,6 +324,11 @@ class Kept:
         self.saved, self.rstd = saved, rstd
         self.filled = False  # set once the forward pass has written its rows through the kernel
 
+    def release(self) -> None:
+        """Let go of both tensors (their memory holds something else now): unfilled again."""
+        self.saved = self.rstd = None
+        self.filled = False
+
     def rows(self, nb) -> tuple[torch.Tensor, torch.Tensor]:
         """The views of nb's own rows (a chunk: graph rows [nb.start, nb.start + len(nb)))."""
         a, b = nb.start, nb.start + len(nb)

@@ -201,8 +201,8 @@ class _RowChunks(torch.autograd.Function):
     the output requires grad when they do. donor: None, or the fused.Kept the step rebuilds its
     top layer from (each chunk reads its own rows, before that chunk's backward): the first
     input's gradient is written over its saved rows, behind the recomputation, instead of into
-    memory of its own; after that the Kept is no longer filled, so a second backward of the same
-    graph (retain_graph) recomputes the layer whole, into memory of its own."""
+    memory of its own; then the Kept is released, so a second backward of the same graph
+    (retain_graph) recomputes the layer whole, into memory of its own."""
 
     @staticmethod
     def forward(ctx, step, nb, random, count, donor, *tensors):
@@ -235,12 +235,16 @@ class _RowChunks(torch.autograd.Function):
         # after the chunk's recomputation and backward, the last to read the donor's rows there.
         donor, ctx.donor = ctx.donor, None
         first = inputs[0]
-        if donor is not None and not (
-            need_in[0] and donor.saved.shape == first.shape and donor.saved.dtype == first.dtype
-        ):
-            donor = None
+        given = (
+            donor.saved
+            if donor is not None
+            and donor.filled
+            and donor.saved.shape == first.shape
+            and donor.saved.dtype == first.dtype
+            else None
+        )
         g_in = [
-            (donor.saved if k == 0 and donor is not None else nb.buffers.empty(t.shape, t)) if need else None
+            (given if k == 0 and given is not None else nb.buffers.empty(t.shape, t)) if need else None
             for k, (t, need) in enumerate(zip(inputs, need_in, strict=True))
         ]
         dev, enabled, dtype = ctx.autocast
@@ -260,7 +264,9 @@ class _RowChunks(torch.autograd.Function):
                     out = ctx.step(*sl, nb.rows(lo, a, b))
                 _chunk_backward(out, grad[a:b], sl, wanted, g_in, lo, a, b)
         if donor is not None:
-            donor.filled = False  # its rows hold the gradient now
+            # Its rows hold the gradient now, which the graph (alive until the caller drops it)
+            # must not keep from Neighbours.buffers.
+            donor.release()
         return None, None, None, None, None, *g_in, *(None for _ in params)
 
 
