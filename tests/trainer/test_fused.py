@@ -33,9 +33,11 @@ def calls(monkeypatch):
     """How many layers ran through the kernel: [0] the whole layer (FusedLayer), [1] rebuilt from
     what its chunked forward pass kept (FusedLayerKept)."""
     count = [0, 0]
-    for k, function in enumerate((fused.FusedLayer, fused.FusedLayerKept)):
+    functions = (fused.FusedLayer, fused.FusedLayerKept)  # the second a subclass: both looked up first
+    applies = [function.apply for function in functions]
+    for k, (function, apply) in enumerate(zip(functions, applies, strict=True)):
 
-        def counted(*args, _apply=function.apply, _k=k):
+        def counted(*args, _apply=apply, _k=k):
             count[_k] += 1
             return _apply(*args)
 

@@ -363,10 +363,7 @@ class FusedLayer(torch.autograd.Function):
             _ptr(wt_rel), _ptr(wt_root), _ptr(b), _ptr(g), _ptr(be), eps, int(residual),
             _ptr(y), _ptr(saved), _ptr(rstd), _ptr(dgelu), torch.get_num_threads(),
         )  # fmt: skip
-        if err:
-            raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
-        ctx.save_for_backward(h, w_rel, w_root, gamma, beta, saved, rstd, dgelu)
-        ctx.nb, ctx.residual, ctx.has_bias = nb, residual, b_rel is not None
+        _keep_for_backward(ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel)
         return y
 
     @staticmethod
@@ -374,10 +371,11 @@ class FusedLayer(torch.autograd.Function):
         return *_layer_backward(ctx, gy), None, None, None, None, None
 
 
-class FusedLayerKept(torch.autograd.Function):
+class FusedLayerKept(FusedLayer):
     """FusedLayer's output again from what its forward kept (saved, rstd: the rows of a Kept):
     y and GELU'(u) elementwise, the same values up to rounding (an ulp), none of the products;
-    the backward is FusedLayer's."""
+    the backward is FusedLayer's (its last two inputs are saved and rstd, where FusedLayer's are
+    grad_mode and kept)."""
 
     @staticmethod
     def forward(ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool, saved, rstd):
@@ -391,15 +389,16 @@ class FusedLayerKept(torch.autograd.Function):
             dt.itemsize * 8, hidden, n_in, m, _ptr(h), _ptr(g), _ptr(be), int(residual), _ptr(saved), _ptr(y),
             _ptr(dgelu), torch.get_num_threads(),
         )  # fmt: skip
-        if err:
-            raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
-        ctx.save_for_backward(h, w_rel, w_root, gamma, beta, saved, rstd, dgelu)
-        ctx.nb, ctx.residual, ctx.has_bias = nb, residual, b_rel is not None
+        _keep_for_backward(ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel)
         return y
 
-    @staticmethod
-    def backward(ctx, gy):
-        return *_layer_backward(ctx, gy), None, None, None, None, None
+
+def _keep_for_backward(ctx, err: int, tensors, nb, residual: bool, b_rel) -> None:
+    """What FusedLayer's and FusedLayerKept's forward leave their (shared) backward."""
+    if err:
+        raise RuntimeError(f"fused layer: no kernel for hidden {tensors[0].shape[1]} in {tensors[0].dtype}")
+    ctx.save_for_backward(*tensors)
+    ctx.nb, ctx.residual, ctx.has_bias = nb, residual, b_rel is not None
 
 
 def _layer_backward(ctx, gy):
