@@ -363,7 +363,9 @@ class FusedLayer(torch.autograd.Function):
             _ptr(wt_rel), _ptr(wt_root), _ptr(b), _ptr(g), _ptr(be), eps, int(residual),
             _ptr(y), _ptr(saved), _ptr(rstd), _ptr(dgelu), torch.get_num_threads(),
         )  # fmt: skip
-        _keep_for_backward(ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel)
+        _keep_for_backward(
+            ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel is not None
+        )
         return y
 
     @staticmethod
@@ -389,16 +391,18 @@ class FusedLayerKept(FusedLayer):
             dt.itemsize * 8, hidden, n_in, m, _ptr(h), _ptr(g), _ptr(be), int(residual), _ptr(saved), _ptr(y),
             _ptr(dgelu), torch.get_num_threads(),
         )  # fmt: skip
-        _keep_for_backward(ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel)
+        _keep_for_backward(
+            ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel is not None
+        )
         return y
 
 
-def _keep_for_backward(ctx, err: int, tensors, nb, residual: bool, b_rel) -> None:
+def _keep_for_backward(ctx, err: int, tensors, nb, residual: bool, has_bias: bool) -> None:
     """What FusedLayer's and FusedLayerKept's forward leave their (shared) backward."""
     if err:
         raise RuntimeError(f"fused layer: no kernel for hidden {tensors[0].shape[1]} in {tensors[0].dtype}")
     ctx.save_for_backward(*tensors)
-    ctx.nb, ctx.residual, ctx.has_bias = nb, residual, b_rel is not None
+    ctx.nb, ctx.residual, ctx.has_bias = nb, residual, has_bias
 
 
 def _layer_backward(ctx, gy):

@@ -234,17 +234,12 @@ class _RowChunks(torch.autograd.Function):
         # Not zeroed: every row is some chunk's own and is written there first (_chunk_backward),
         # after the chunk's recomputation and backward, the last to read the donor's rows there.
         donor, ctx.donor = ctx.donor, None
-        first = inputs[0]
-        given = (
-            donor.saved
-            if donor is not None
-            and donor.filled
-            and donor.saved.shape == first.shape
-            and donor.saved.dtype == first.dtype
-            else None
+        fits = donor is not None and (donor.saved.shape, donor.saved.dtype) == (
+            inputs[0].shape,
+            inputs[0].dtype,
         )
         g_in = [
-            (given if k == 0 and given is not None else nb.buffers.empty(t.shape, t)) if need else None
+            (donor.saved if k == 0 and fits else nb.buffers.empty(t.shape, t)) if need else None
             for k, (t, need) in enumerate(zip(inputs, need_in, strict=True))
         ]
         dev, enabled, dtype = ctx.autocast
