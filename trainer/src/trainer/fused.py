@@ -209,27 +209,28 @@ class _Encoder(torch.autograd.Function):
         (n, f), hidden = x.shape, weight.shape[0]
         wt = weight.detach().t().contiguous()
         b = None if bias is None else bias.detach().contiguous()
-        u, h = x.new_empty((n, hidden)), x.new_empty((n, hidden))
+        dgelu, h = x.new_empty((n, hidden)), x.new_empty((n, hidden))
         err = library().zs_encoder_forward(
-            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(u), _ptr(h), torch.get_num_threads(),
+            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(dgelu), _ptr(h),
+            torch.get_num_threads(),
         )  # fmt: skip
         if err:
             raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
-        ctx.save_for_backward(x, weight, u)
+        ctx.save_for_backward(x, weight, dgelu)
         ctx.has_bias = bias is not None
         return h
 
     @staticmethod
     def backward(ctx, gy):
-        x, weight, u = ctx.saved_tensors
+        x, weight, dgelu = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         gy = gy.contiguous().to(x.dtype)
         (n, f), hidden = x.shape, weight.shape[0]
-        gu = torch.empty_like(u) if need_x else None
+        gu = torch.empty_like(dgelu) if need_x else None
         gwt = x.new_zeros((f, hidden)) if need_w else None
         gb = x.new_zeros(hidden) if need_b and ctx.has_bias else None
         err = library().zs_encoder_backward(
-            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(u), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb),
+            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(dgelu), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb),
             torch.get_num_threads(),
         )  # fmt: skip
         if err:

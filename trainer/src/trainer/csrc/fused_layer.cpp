@@ -56,7 +56,7 @@ inline void range_of(int64_t n, int parts, int t, int64_t step, int64_t& begin, 
 // Where no more threads can be started (a process limit), the parts left run on the calling
 // thread: each part writes only its own rows and sums, so the results are the same.
 template <typename F> void parallel(int parts, F&& f) {
-  // Each part ends with a store fence: its streaming stores (Layer::stream) are then done before
+  // Each part ends with a store fence: its streaming stores (stream) are then done before
   // the part's thread is joined or the call returns.
   auto part = [&f](int t) {
     f(t);
@@ -85,6 +85,20 @@ template <typename T> struct Vec;
 // Vector typedefs with the element's alignment: loads and stores of any row are unaligned moves.
 template <> struct Vec<float> { typedef float type __attribute__((vector_size(64), aligned(4))); };
 template <> struct Vec<double> { typedef double type __attribute__((vector_size(64), aligned(8))); };
+
+// *p = v, past the caches (no read of the line first, and no cache line taken) where p is
+// 64-byte aligned: for what only the backward reads back (a layer's xhat, GELU' of the layers and
+// the encoder), after the other layers' forward and backward have gone through the caches. A
+// mini-batch step takes 2-5% less.
+template <typename T> void stream(T* p, typename Vec<T>::type v) {
+#ifdef __AVX512F__
+  if ((reinterpret_cast<uintptr_t>(p) & 63) == 0) {
+    if constexpr (sizeof(T) == 4) return _mm512_stream_ps(reinterpret_cast<float*>(p), reinterpret_cast<__m512>(v));
+    if constexpr (sizeof(T) == 8) return _mm512_stream_pd(reinterpret_cast<double*>(p), reinterpret_cast<__m512d>(v));
+  }
+#endif
+  *reinterpret_cast<typename Vec<T>::type*>(p) = v;
+}
 
 constexpr int kRows = 6;  // rows per register block (6 x 64 floats: 24 of the 32 vector registers)
 
@@ -144,18 +158,6 @@ template <typename T, int H> struct Layer {
 
   static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
   static void store(T* p, V v) { *reinterpret_cast<V*>(p) = v; }
-  // A store past the caches (no read of the line first, and no cache line taken) where p is
-  // 64-byte aligned: for what only the backward reads back (xhat, GELU'), after the other layers'
-  // forward and backward have gone through the caches. A mini-batch step takes 2-5% less.
-  static void stream(T* p, V v) {
-#ifdef __AVX512F__
-    if ((reinterpret_cast<uintptr_t>(p) & 63) == 0) {
-      if constexpr (sizeof(T) == 4) return _mm512_stream_ps(reinterpret_cast<float*>(p), reinterpret_cast<__m512>(v));
-      if constexpr (sizeof(T) == 8) return _mm512_stream_pd(reinterpret_cast<double*>(p), reinterpret_cast<__m512d>(v));
-    }
-#endif
-    store(p, v);
-  }
   // The lanes' sum in a fixed order: with AVX-512 the instruction set's own reduction (halves
   // added, then their halves: ~5% off a layer's forward against a lane-by-lane chain of adds).
   static T hsum(V v) {
@@ -475,8 +477,9 @@ template <typename T, int H> struct Layer {
 };
 
 // The encoder, h = GELU(x W^T + b) for x [n, F] (any F), and its backward: Linear and GELU in
-// one pass over register blocks of rows, keeping u = x W^T + b for the backward. torch's own
-// matrix products run at a third of their speed at K = F = 19 (the default features).
+// one pass over register blocks of rows, keeping GELU'(u), u = x W^T + b, for the backward (as
+// the layers do: the backward then needs no erf or exp). torch's own matrix products run at a
+// third of their speed at K = F = 19 (the default features).
 template <typename T, int H> struct Encoder {
   using V = typename Vec<T>::type;
   static constexpr int L = 64 / sizeof(T);
@@ -484,8 +487,9 @@ template <typename T, int H> struct Encoder {
   static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
   static void store(T* p, V v) { *reinterpret_cast<V*>(p) = v; }
 
-  // Rows [i0, i0 + NR): u = x wt + b (wt: [F, H] row-major), h = GELU(u).
-  template <int NR> static void forward_rows(int64_t i0, int F, const T* x, const T* wt, const T* b, T* u, T* h) {
+  // Rows [i0, i0 + NR): u = x wt + b (wt: [F, H] row-major), h = GELU(u), dgelu = GELU'(u).
+  template <int NR>
+  static void forward_rows(int64_t i0, int F, const T* x, const T* wt, const T* b, T* dgelu, T* h) {
     V acc[NR][NV];
 #pragma GCC unroll 32
     for (int r = 0; r < NR; r++)
@@ -506,7 +510,7 @@ template <typename T, int H> struct Encoder {
       for (int v = 0; v < NV; v++) {
         V cdf, pdf_u;
         gelu_parts(acc[r][v], cdf, pdf_u);
-        store(u + (i0 + r) * H + v * L, acc[r][v]);
+        stream(dgelu + (i0 + r) * H + v * L, cdf + pdf_u);
         store(h + (i0 + r) * H + v * L, acc[r][v] * cdf);
       }
   }
@@ -514,13 +518,11 @@ template <typename T, int H> struct Encoder {
   // Rows [i0, i0 + NR): gu = gy GELU'(u) (kept in gu when wanted), gwt[k] += sum_r x[r, k] gu[r],
   // gb += sum_r gu[r].
   template <int NR>
-  static void backward_rows(int64_t i0, int F, const T* x, const T* u, const T* gy, T* gu_out, T* gwt, T* gb) {
+  static void backward_rows(int64_t i0, int F, const T* x, const T* dgelu, const T* gy, T* gu_out, T* gwt, T* gb) {
     V gu[NR][NV];
     for (int r = 0; r < NR; r++)
       for (int v = 0; v < NV; v++) {
-        V cdf, pdf_u;
-        gelu_parts(load(u + (i0 + r) * H + v * L), cdf, pdf_u);
-        gu[r][v] = load(gy + (i0 + r) * H + v * L) * (cdf + pdf_u);
+        gu[r][v] = load(gy + (i0 + r) * H + v * L) * load(dgelu + (i0 + r) * H + v * L);
         if (gu_out) store(gu_out + (i0 + r) * H + v * L, gu[r][v]);
       }
     if (gb)
@@ -545,18 +547,19 @@ template <typename T, int H> struct Encoder {
     }
   }
 
-  static void forward(int64_t n, int F, const T* x, const T* wt, const T* b, T* u, T* h, int threads) {
+  static void forward(int64_t n, int F, const T* x, const T* wt, const T* b, T* dgelu, T* h, int threads) {
     const int parts = parts_for(n, threads);
     parallel(parts, [&](int t) {
       int64_t i, end;
       range_of(n, parts, t, kRows, i, end);
-      for (; i + kRows <= end; i += kRows) forward_rows<kRows>(i, F, x, wt, b, u, h);
-      for (; i < end; i++) forward_rows<1>(i, F, x, wt, b, u, h);
+      for (; i + kRows <= end; i += kRows) forward_rows<kRows>(i, F, x, wt, b, dgelu, h);
+      for (; i < end; i++) forward_rows<1>(i, F, x, wt, b, dgelu, h);
     });
   }
 
   // As Layer::backward: a range after the first adds into sums of its own, added in range order.
-  static void backward(int64_t n, int F, const T* x, const T* u, const T* gy, T* gu, T* gwt, T* gb, int threads) {
+  static void backward(int64_t n, int F, const T* x, const T* dgelu, const T* gy, T* gu, T* gwt, T* gb,
+                       int threads) {
     const int parts = parts_for(n, threads);
     const int64_t kSums = int64_t(F) * H + H;
     std::vector<T> sums((parts - 1) * kSums, T(0));
@@ -566,8 +569,8 @@ template <typename T, int H> struct Encoder {
       T* gb_t = gb && p ? p + int64_t(F) * H : gb;
       int64_t i, end;
       range_of(n, parts, t, kRows, i, end);
-      for (; i + kRows <= end; i += kRows) backward_rows<kRows>(i, F, x, u, gy, gu, gwt_t, gb_t);
-      for (; i < end; i++) backward_rows<1>(i, F, x, u, gy, gu, gwt_t, gb_t);
+      for (; i + kRows <= end; i += kRows) backward_rows<kRows>(i, F, x, dgelu, gy, gu, gwt_t, gb_t);
+      for (; i < end; i++) backward_rows<1>(i, F, x, dgelu, gy, gu, gwt_t, gb_t);
     });
     for (int t = 1; t < parts; t++) {
       add_into(gwt, sums.data() + (t - 1) * kSums, int64_t(F) * H);
@@ -703,20 +706,21 @@ int zs_gelu_backward(int dtype_bits, int64_t n, const void* x, const void* gy, v
 extern "C" {
 
 // The encoder GELU(x W^T + b) (trainer.fused.encoder): wt is W^T [F, H]; b may be null. Writes
-// u = x W^T + b and h [n, H]. Returns 0, or 1 for a width or dtype without a variant.
+// h [n, H] and dgelu = GELU'(x W^T + b) [n, H]. Returns 0, or 1 for a width or dtype without a
+// variant.
 int zs_encoder_forward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* wt, const void* b,
-                       void* u, void* h, int threads) {
+                       void* dgelu, void* h, int threads) {
   return with_kernel<Encoder>(dtype_bits, H, [&](auto encoder, auto t) {
-    encoder.forward(n, F, in(x, t), in(wt, t), in(b, t), out(u, t), out(h, t), threads);
+    encoder.forward(n, F, in(x, t), in(wt, t), in(b, t), out(dgelu, t), out(h, t), threads);
   });
 }
 
-// Its backward from u and gy [n, H]: gu = gy GELU'(u) into gu (when not null), and added to gwt
-// ([F, H], W's gradient transposed) and gb (each when not null).
-int zs_encoder_backward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* u, const void* gy,
+// Its backward from the forward's dgelu and gy [n, H]: gu = gy dgelu into gu (when not null), and
+// added to gwt ([F, H], W's gradient transposed) and gb (each when not null).
+int zs_encoder_backward(int dtype_bits, int H, int64_t n, int F, const void* x, const void* dgelu, const void* gy,
                         void* gu, void* gwt, void* gb, int threads) {
   return with_kernel<Encoder>(dtype_bits, H, [&](auto encoder, auto t) {
-    encoder.backward(n, F, in(x, t), in(u, t), in(gy, t), out(gu, t), out(gwt, t), out(gb, t), threads);
+    encoder.backward(n, F, in(x, t), in(dgelu, t), in(gy, t), out(gu, t), out(gwt, t), out(gb, t), threads);
   });
 }
 }
