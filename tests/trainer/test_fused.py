@@ -198,6 +198,30 @@ def test_the_layer_rebuilt_from_what_it_kept_is_the_layer(norm, residual, dtype)
         _assert_close_to_rounding(g, w)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_forward_writes_what_it_keeps_at_any_alignment(dtype):
+    """The forward streams xhat past the caches where a row starts on 64 bytes (every tensor
+    torch makes here) and stores it plainly elsewhere (a streaming store to any other address is
+    a fault): kept rows one element off the alignment get the same values."""
+    torch.manual_seed(4)
+    hidden, rows = 32, 200
+    nb = Neighbours.from_table(graph.neighbour_table(np.arange(rows), [2, 3, 5]), mean=False)
+    h = torch.randn(rows, hidden, dtype=dtype)
+    params = [torch.randn(s, dtype=dtype) * 0.3 for s in ((hidden, hidden), (hidden,), (hidden, hidden))]
+    gamma, beta = 1 + 0.3 * torch.randn(hidden, dtype=dtype), 0.3 * torch.randn(hidden, dtype=dtype)
+    args = (h, *params, gamma, beta, nb, 1e-5, True, False)
+    written = []
+    for offset in (0, 1):
+        saved = torch.full((rows * hidden + offset,), float("nan"), dtype=dtype)[offset:].view(rows, hidden)
+        rstd = torch.full((rows,), float("nan"), dtype=dtype)
+        assert (saved.data_ptr() % 64 == 0) == (offset == 0)
+        with torch.no_grad():
+            y = fused.FusedLayer.apply(*args, (saved, rstd))
+        written.append((y, saved, rstd))
+    for got, want in zip(written[1], written[0], strict=True):
+        assert torch.equal(got, want) and torch.isfinite(got).all()
+
+
 def test_the_chunked_top_layer_keeps_its_xhat_where_its_input_gradient_goes_next(monkeypatch):
     """The top segment's input gradient is written over the top layer's kept xhat (_RowChunks'
     donor): the full-batch path holds no more [m, hidden] tensors than it would without keeping
