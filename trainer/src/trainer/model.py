@@ -491,8 +491,8 @@ class SpacingGNN(nn.Module):
         random = self.training and self.dropout.p > 0  # each chunk's masks replayed in backward
         h = x
         for i in range(depth):
-            step, params = segment(i, kept if i == depth - 1 else None)
+            layer_kept = kept if i == depth - 1 else None  # the top segment's alone
+            step, params = segment(i, layer_kept)
             inputs = [h, x] if i == depth - 1 and i > 0 else [h]
-            donor = kept if i == depth - 1 else None
-            h = _RowChunks.apply(step, g, random, len(inputs), donor, *inputs, *params)
+            h = _RowChunks.apply(step, g, random, len(inputs), layer_kept, *inputs, *params)
         return h
