@@ -3,7 +3,7 @@
     .venv/bin/python bench/train.py                      # everything (long on a small CPU)
     .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1
     .venv/bin/python bench/train.py --only fullbatch --sizes 2001035 --threads 1 [--set train.recompute_activations=true]
-    .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1 --compare main
+    .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1 --compare main [--rounds 5]
     .venv/bin/python bench/train.py --only fullbatch --fit-gb 20     # largest full-batch N in 20 GB
     .venv/bin/python bench/train.py --only partition
 
@@ -40,7 +40,10 @@ built with the kernels' flags) and the model's GFLOP/s as a fraction of it, the 
 
 --compare REV runs the same measurement (this harness) on the trainer of another git revision:
 a `git worktree` of REV in a temp dir, this venv, PYTHONPATH=<worktree>/trainer/src and REV's
-config files; both rows are printed per N, the runs interleaved. The figures are also written to
+config files; both rows are printed per N, the runs interleaved, then this revision's nodes per
+CPU-second over REV's. --rounds R measures each N R times, the two revisions' order alternating
+from round to round, and prints each round's ratio and their median: on a shared host the speed
+moves between runs by more than 10%, so one pair is one sample. The figures are also written to
 --out (default bench/results/train-<UTC time>.json; bench/results/ is gitignored).
 """
 
@@ -51,6 +54,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -294,6 +298,25 @@ def _run_child(args: list[str], pythonpath: str | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def ratio_summary(rounds: list[dict[str, dict]], other: str, this: str) -> dict:
+    """This revision's nodes per CPU-second over the other's, round by round (the two runs of a
+    round one after the other), and their median: the comparison's figure, since the host's
+    speed moves between rounds more than within one. Rounds where either run failed are left out."""
+    ratios = [
+        r[this]["nodes_per_cpu_s"] / r[other]["nodes_per_cpu_s"]
+        for r in rounds
+        if all("error" not in r[label] for label in (this, other))
+    ]
+    if not ratios:
+        return {"ratios": [], "median": None, "line": f"{this} / {other}: no round without a failed run"}
+    median = statistics.median(ratios)
+    each = ", ".join(f"{x:.2f}x" for x in ratios)
+    line = f"{this} / {other}, nodes per CPU-second: {each}" + (
+        f"; median {median:.2f}x of {len(ratios)} rounds" if len(ratios) > 1 else ""
+    )
+    return {"ratios": ratios, "median": median, "line": line}
+
+
 def _gb(b: int) -> str:
     return f"{b / 1e9:.2f} GB"
 
@@ -437,6 +460,13 @@ def main() -> None:
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--compare", metavar="REV", help="also measure the trainer of git revision REV")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each N this many times, the revisions' order alternating; with --compare the "
+        "ratio of each round and their median are printed (default 1)",
+    )
     p.add_argument("--fit-gb", type=float, help="full-batch: find the largest N peaking under this many GB")
     p.add_argument("--fit-seconds", type=float, default=1800, help="time bound of the --fit-gb search")
     p.add_argument("--fit-start", type=int, default=250_000, help="first N of the --fit-gb doubling")
@@ -444,6 +474,8 @@ def main() -> None:
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--repo", default=str(REPO), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error(f"--rounds must be at least 1, got {args.rounds}")
 
     if args.child:
         import trainer  # noqa: F401  # the revision's package first, as its CLI: what it sets before torch loads
@@ -497,13 +529,28 @@ def main() -> None:
         print(HEADER)
         for n in sizes:
             source = "real" if n + WINDOW + 1 <= last else "SYNTHETIC"  # the nodes trained on
-            for rev in revs:
-                r = _run_child(
-                    ["--child", kind, str(n), "--repo", str(rev.repo), "--data", data_for(n), *common],
-                    rev.pythonpath,
-                )
-                results["runs"].append({"kind": kind, "rev": rev.label, "settings": args.extra, **r})
-                print(_row(n, source, rev.label, r), flush=True)
+            rounds = []
+            for k in range(args.rounds):
+                # Each round in the other order (A B, B A, ...): a drift of the host's speed over
+                # the rounds weighs on both revisions alike.
+                rows = {}
+                for rev in revs if k % 2 == 0 else revs[::-1]:
+                    r = _run_child(
+                        ["--child", kind, str(n), "--repo", str(rev.repo), "--data", data_for(n), *common],
+                        rev.pythonpath,
+                    )
+                    results["runs"].append(
+                        {"kind": kind, "rev": rev.label, "round": k, "settings": args.extra, **r}
+                    )
+                    print(_row(n, source, rev.label, r), flush=True)
+                    rows[rev.label] = r
+                rounds.append(rows)
+                if args.rounds > 1 and k < args.rounds - 1:
+                    print()
+            if len(revs) == 2:
+                summary = ratio_summary(rounds, revs[0].label, revs[1].label)
+                results.setdefault("ratios", []).append({"kind": kind, "n": n, **summary})
+                print(summary["line"], flush=True)
 
     try:
         if "fullbatch" in parts:

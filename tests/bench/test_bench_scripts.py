@@ -60,6 +60,45 @@ def test_train_bench_counts_the_model_flops_and_writes_its_figures(odlyzko_small
         assert row["fma_peak_flops"] is None
 
 
+def test_train_bench_compares_two_revisions_round_by_round(odlyzko_small, tmp_path):
+    """--compare REV --rounds 2: a git worktree of REV measured like this checkout, the order
+    alternating (REV first, then this first), each round's ratio printed and their median."""
+    out_file = tmp_path / "figures.json"
+    args = ["--only", "minibatch", "--sizes", "2000", "--steps", "1", "--cluster-size", "1000"]
+    bench = ["bench/train.py", *args, "--threads", "1", "--data", str(odlyzko_small), "--out", str(out_file)]
+    out = _run([*bench, "--compare", "HEAD", "--rounds", "2"])
+    figures = json.loads(out_file.read_text())
+    head = next(label for label in figures["revisions"] if label != "this")
+    order = [(r["round"], r["rev"]) for r in figures["runs"]]
+    assert order == [(0, head), (0, "this"), (1, "this"), (1, head)]
+    assert all("error" not in r and r["nodes_per_step"] == 2000 for r in figures["runs"])
+    (summary,) = figures["ratios"]
+    per_cpu = {(r["round"], r["rev"]): r["nodes_per_cpu_s"] for r in figures["runs"]}
+    want = [per_cpu[(k, "this")] / per_cpu[(k, head)] for k in (0, 1)]
+    assert summary["ratios"] == pytest.approx(want) and summary["median"] == pytest.approx(sum(want) / 2)
+    assert re.search(
+        rf"this / {head}, nodes per CPU-second: [\d.]+x, [\d.]+x; median [\d.]+x of 2 rounds", out
+    ), out
+    # The worktree is gone afterwards.
+    listed = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True, cwd=REPO).stdout
+    assert "zeta-bench-" not in listed
+
+
+def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from train import ratio_summary
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    ok = {"a": {"nodes_per_cpu_s": 10.0}, "b": {"nodes_per_cpu_s": 90.0}}
+    failed = {"a": {"nodes_per_cpu_s": 10.0}, "b": {"error": "killed"}}
+    slow = {"a": {"nodes_per_cpu_s": 20.0}, "b": {"nodes_per_cpu_s": 80.0}}
+    s = ratio_summary([ok, failed, slow], "a", "b")
+    assert s["ratios"] == [9.0, 4.0] and s["median"] == 6.5
+    assert s["line"] == "b / a, nodes per CPU-second: 9.00x, 4.00x; median 6.50x of 2 rounds"
+    assert ratio_summary([failed], "a", "b")["median"] is None
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_layer_kernel_bench_times_one_fused_layer(threads):
     out = _run(["bench/layer_kernel.py", "--rows", "1200", "--reps", "3", "--threads", str(threads)])
