@@ -388,19 +388,44 @@ def _mem_available() -> float | None:
     return None
 
 
+def next_probe(probes: list[dict], cap: float) -> int | None:
+    """The next N of the --fit-gb search from the probes so far (each {"n", "peak_rss" (None
+    where it died without one), "fits"}; the first is made by the caller), or None when the
+    bracket between the largest fitting N and the smallest failing one above it is within 2% (or
+    10,000). Above every fitting probe, the next N is the one whose peak the two largest measured
+    probes' line puts at 99% of cap (through the origin with one probe), at most twice the largest
+    fitting N and at least 2% above it: doubling alone would jump past the cap (and past this
+    machine's memory) where a probe just under it is what is asked. Below a failing one, bisection."""
+    fitting = [p["n"] for p in probes if p["fits"]]
+    lo = max(fitting, default=0)
+    above = [p["n"] for p in probes if not p["fits"] and p["n"] > lo]
+    hi = min(above, default=None)
+    step = max(10_000, lo // 50)
+    if hi is not None:
+        return None if hi - lo <= step else (lo + hi) // 2
+    measured = sorted((p["n"], p["peak_rss"]) for p in probes if p["peak_rss"])
+    (n1, m1), (n2, m2) = ([(0, 0.0)] + measured)[-2:]
+    slope = (m2 - m1) / (n2 - n1)
+    if slope <= 0:
+        return 2 * lo
+    aimed = int(n2 + (0.99 * cap - m2) / slope)
+    return min(2 * lo, max(lo + step, aimed))
+
+
 def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
-    """Largest full-batch N whose build + one step peaks under args.fit_gb GB, per revision:
-    doubling from args.fit_start, then bisection, until args.fit_seconds run out (the bracket is
-    printed). A probe whose peak, scaled linearly from the largest fitting one, would not fit in
-    the memory the (shared) machine has available now is not run: the search stops there and
-    prints the linear extrapolation of the measured peaks to fit_gb instead, marked as such."""
+    """Largest full-batch N whose build + one step peaks under args.fit_gb GB, per revision: from
+    args.fit_start, the probes next_probe picks until its bracket closes or args.fit_seconds run
+    out (the bracket is printed). A probe whose peak, scaled linearly from the largest fitting
+    one, would not fit in the memory the (shared) machine has available now is not run: the
+    search stops there and prints the linear extrapolation of the measured peaks to fit_gb
+    instead, marked as such."""
     cap = args.fit_gb * 1e9
     out = {}
     step1 = [*common, "--steps", "1"]  # the later --steps wins
     for rev in revs:
-        lo, hi, n, probes, stopped = 0, None, args.fit_start, [], None
+        n, probes, stopped = args.fit_start, [], None
         deadline = time.monotonic() + args.fit_seconds
-        while time.monotonic() < deadline and (hi is None or hi - lo > max(10_000, lo // 50)):
+        while n is not None and time.monotonic() < deadline:
             fitting = [p for p in probes if p["fits"]]
             need = max(p["peak_rss"] / p["n"] for p in fitting) * n if fitting else 0.0
             avail = _mem_available()
@@ -419,11 +444,9 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
                 + (f", {r['step_cpu_s']:.1f} CPU-s per step" if "step_cpu_s" in r else ""),
                 flush=True,
             )
-            if fits:
-                lo = n
-            else:
-                hi = n
-            n = 2 * lo if hi is None else (lo + hi) // 2
+            n = next_probe(probes, cap)
+        lo = max((p["n"] for p in probes if p["fits"]), default=0)
+        hi = min((p["n"] for p in probes if not p["fits"] and p["n"] > lo), default=None)
         entry = {"largest_fitting": lo, "smallest_failing": hi, "probes": probes, "stopped": stopped}
         measured = [p for p in probes if p["peak_rss"]]
         if len(measured) >= 2:  # peak = a + b N through the two largest probes

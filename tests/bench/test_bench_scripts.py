@@ -84,12 +84,18 @@ def test_train_bench_compares_two_revisions_round_by_round(odlyzko_small, tmp_pa
     assert "zeta-bench-" not in listed
 
 
-def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
+def _bench_train():
+    """bench/train.py as a module (its functions, not its command)."""
     sys.path.insert(0, str(REPO / "bench"))
     try:
-        from train import ratio_summary
+        import train
     finally:
         sys.path.remove(str(REPO / "bench"))
+    return train
+
+
+def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
+    ratio_summary = _bench_train().ratio_summary
     ok = {"a": {"nodes_per_cpu_s": 10.0}, "b": {"nodes_per_cpu_s": 90.0}}
     failed = {"a": {"nodes_per_cpu_s": 10.0}, "b": {"error": "killed"}}
     slow = {"a": {"nodes_per_cpu_s": 20.0}, "b": {"nodes_per_cpu_s": 80.0}}
@@ -97,6 +103,39 @@ def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
     assert s["ratios"] == [9.0, 4.0] and s["median"] == 6.5
     assert s["line"] == "b / a, nodes per CPU-second: 9.00x, 4.00x; median 6.50x of 2 rounds"
     assert ratio_summary([failed], "a", "b")["median"] is None
+
+
+def test_fit_search_aims_just_under_the_cap_instead_of_doubling_past_it():
+    next_probe = _bench_train().next_probe
+    gb, cap = 1e9, 20e9
+
+    def probe(n, peak_gb, fits=None):
+        peak = None if peak_gb is None else peak_gb * gb
+        return {"n": n, "peak_rss": peak, "fits": peak is not None and peak <= cap if fits is None else fits}
+
+    # Far under the cap: doubling (session 6's peaks on this machine).
+    probes = [probe(2_000_000, 3.23)]
+    assert next_probe(probes, cap) == 4_000_000
+    probes.append(probe(4_000_000, 6.17))
+    assert next_probe(probes, cap) == 8_000_000
+    # Doubling to 16M would need ~25.8 GB: the line through 4M and 8M puts 99% of 20 GB at 14.57M.
+    probes.append(probe(8_000_000, 11.33))
+    aimed = next_probe(probes, cap)
+    slope = (11.33 - 6.17) * gb / 4_000_000
+    assert aimed == int(8_000_000 + (0.99 * cap - 11.33 * gb) / slope) and 14_500_000 < aimed < 14_600_000
+    # Just under the cap: 2% above it next; over the cap there, the bracket is closed.
+    probes.append(probe(aimed, 19.7))
+    step = aimed // 50
+    assert next_probe(probes, cap) == aimed + step
+    probes.append(probe(aimed + step, 20.1))
+    assert next_probe(probes, cap) is None
+    # A failing probe above: bisection; a first probe that dies without a peak: bisection below it.
+    assert next_probe([probe(8_000_000, 11.33), probe(16_000_000, None)], cap) == 12_000_000
+    assert next_probe([probe(2_000_000, None)], cap) == 1_000_000
+    # One probe: the line through the origin.
+    assert next_probe([probe(1_000_000, 19.0)], cap) == int(
+        1_000_000 + (0.99 * cap - 19 * gb) / (19 * gb / 1e6)
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2])
