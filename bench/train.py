@@ -388,37 +388,43 @@ def _mem_available() -> float | None:
     return None
 
 
+def peak_line(probes: list[dict]) -> tuple[int, float, float] | None:
+    """(n, peak, slope): the largest probe with a peak and the slope of peak over N through it and
+    the next largest (through the origin where there is one probe), so that a peak at N is
+    predicted as peak + slope (N - n); None before any probe has a peak."""
+    measured = sorted((p["n"], p["peak_rss"]) for p in probes if p["peak_rss"])
+    if not measured:
+        return None
+    (n1, m1), (n2, m2) = ([(0, 0.0)] + measured)[-2:]
+    return n2, m2, (m2 - m1) / (n2 - n1)
+
+
 def next_probe(probes: list[dict], cap: float) -> int | None:
     """The next N of the --fit-gb search from the probes so far (each {"n", "peak_rss" (None
     where it died without one), "fits"}; the first is made by the caller), or None when the
     bracket between the largest fitting N and the smallest failing one above it is within 2% (or
-    10,000). Above every fitting probe, the next N is the one whose peak the two largest measured
-    probes' line puts at 99% of cap (through the origin with one probe), at most twice the largest
-    fitting N and at least 2% above it: doubling alone would jump past the cap (and past this
-    machine's memory) where a probe just under it is what is asked. Below a failing one, bisection."""
-    fitting = [p["n"] for p in probes if p["fits"]]
-    lo = max(fitting, default=0)
-    above = [p["n"] for p in probes if not p["fits"] and p["n"] > lo]
-    hi = min(above, default=None)
+    10,000). Above every fitting probe, the next N is the one peak_line puts at 99% of cap, at
+    most twice the largest fitting N and at least 2% above it: doubling alone would jump past the
+    cap (and past this machine's memory) where a probe just under it is what is asked. Below a
+    failing one, bisection."""
+    lo = max((p["n"] for p in probes if p["fits"]), default=0)
+    hi = min((p["n"] for p in probes if not p["fits"] and p["n"] > lo), default=None)
     step = max(10_000, lo // 50)
     if hi is not None:
         return None if hi - lo <= step else (lo + hi) // 2
-    measured = sorted((p["n"], p["peak_rss"]) for p in probes if p["peak_rss"])
-    (n1, m1), (n2, m2) = ([(0, 0.0)] + measured)[-2:]
-    slope = (m2 - m1) / (n2 - n1)
-    if slope <= 0:
+    line = peak_line(probes)
+    if line is None or line[2] <= 0:
         return 2 * lo
-    aimed = int(n2 + (0.99 * cap - m2) / slope)
-    return min(2 * lo, max(lo + step, aimed))
+    n, peak, slope = line
+    return min(2 * lo, max(lo + step, int(n + (0.99 * cap - peak) / slope)))
 
 
 def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
     """Largest full-batch N whose build + one step peaks under args.fit_gb GB, per revision: from
     args.fit_start, the probes next_probe picks until its bracket closes or args.fit_seconds run
-    out (the bracket is printed). A probe whose peak, scaled linearly from the largest fitting
-    one, would not fit in the memory the (shared) machine has available now is not run: the
-    search stops there and prints the linear extrapolation of the measured peaks to fit_gb
-    instead, marked as such."""
+    out (the bracket is printed). A probe whose peak as peak_line predicts it would not fit in 90%
+    of the memory the (shared) machine has available now is not run: the search stops there and
+    prints the line's extrapolation to fit_gb instead, marked as such."""
     cap = args.fit_gb * 1e9
     out = {}
     step1 = [*common, "--steps", "1"]  # the later --steps wins
@@ -426,8 +432,8 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
         n, probes, stopped = args.fit_start, [], None
         deadline = time.monotonic() + args.fit_seconds
         while n is not None and time.monotonic() < deadline:
-            fitting = [p for p in probes if p["fits"]]
-            need = max(p["peak_rss"] / p["n"] for p in fitting) * n if fitting else 0.0
+            line = peak_line(probes)
+            need = line[1] + line[2] * (n - line[0]) if line else 0.0
             avail = _mem_available()
             if avail is not None and need > 0.9 * avail:
                 stopped = f"N = {n:,} would need ~{_gb(need)}, the machine has {_gb(avail)} available"
@@ -448,12 +454,9 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
         lo = max((p["n"] for p in probes if p["fits"]), default=0)
         hi = min((p["n"] for p in probes if not p["fits"] and p["n"] > lo), default=None)
         entry = {"largest_fitting": lo, "smallest_failing": hi, "probes": probes, "stopped": stopped}
-        measured = [p for p in probes if p["peak_rss"]]
-        if len(measured) >= 2:  # peak = a + b N through the two largest probes
-            p1, p2 = sorted(measured, key=lambda p: p["n"])[-2:]
-            slope = (p2["peak_rss"] - p1["peak_rss"]) / (p2["n"] - p1["n"])
-            if slope > 0:
-                entry["extrapolated"] = int(p2["n"] + (cap - p2["peak_rss"]) / slope)
+        line = peak_line(probes)
+        if sum(1 for p in probes if p["peak_rss"]) >= 2 and line[2] > 0:
+            entry["extrapolated"] = int(line[0] + (cap - line[1]) / line[2])
         out[rev.label] = entry
         print(
             f"{rev.label}: largest full-batch N measured under {args.fit_gb} GB: {lo:,} (next failing: {hi})"
