@@ -175,8 +175,19 @@ def _model_flops(trial, batch) -> int:
 
 
 def child_step(
-    mode: str, repo: str, data: str, n: int, steps: int, cluster_size: int, extra: list[str]
+    mode: str,
+    repo: str,
+    data: str,
+    n: int,
+    steps: int,
+    cluster_size: int,
+    extra: list[str],
+    peak_only: bool = False,
 ) -> dict:
+    """The timed steps of one trial and their figures. peak_only (the --fit-gb probes): without
+    the FLOP count and the matmul and FMA measurements after them; the count runs the model's
+    eager twin over the whole batch, whose peak at a full-batch N of 13.8M went past this 24 GB
+    machine where the trainer's own step stays under 20 GB."""
     import torch
     from profile_step import Stepper, build_trial
 
@@ -197,6 +208,15 @@ def child_step(
     nodes = stepper.run(steps)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _peak_rss()  # before the counted pass below, which runs under FlopCounterMode
+    if peak_only:
+        return {
+            "mode": mode,
+            "n": cfg.data.train_count,
+            "build_s": build,
+            "step_cpu_s": cpu / steps,
+            "peak_rss": peak,
+            "build_peak_rss": build_rss,
+        }
     flops_per_node = _model_flops(trial, trial.batch(first)) / nodes_in_batch
     mm = _matmul_flops()
     fma = fma_peak_flops()
@@ -427,7 +447,7 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
     prints the line's extrapolation to fit_gb instead, marked as such."""
     cap = args.fit_gb * 1e9
     out = {}
-    step1 = [*common, "--steps", "1"]  # the later --steps wins
+    step1 = [*common, "--steps", "1", "--peak-only"]  # the later --steps wins
     for rev in revs:
         n, probes, stopped = args.fit_start, [], None
         deadline = time.monotonic() + args.fit_seconds
@@ -498,6 +518,7 @@ def main() -> None:
     p.add_argument("--fit-start", type=int, default=250_000, help="first N of the --fit-gb doubling")
     p.add_argument("--out", help="JSON file of the figures (default bench/results/train-<UTC time>.json)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--repo", default=str(REPO), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.rounds < 1:
@@ -515,7 +536,7 @@ def main() -> None:
         extra = list(args.extra) + ([f"train.cpu_threads={args.threads}"] if args.threads else [])
         if kind in ("fullbatch", "minibatch"):
             steps = args.steps or (20 if kind == "minibatch" else 2)
-            out = child_step(kind, args.repo, args.data, n, steps, args.cluster_size, extra)
+            out = child_step(kind, args.repo, args.data, n, steps, args.cluster_size, extra, args.peak_only)
         else:
             out = child_partition(n, 500)
         print(json.dumps(out))

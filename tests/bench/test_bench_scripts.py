@@ -105,6 +105,22 @@ def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
     assert ratio_summary([failed], "a", "b")["median"] is None
 
 
+def test_fit_search_probes_measure_the_peak_without_the_flop_count(odlyzko_small, tmp_path):
+    """--fit-gb: each probe is a real full-batch trial (build + a step) whose peak is measured;
+    the eager FLOP count, which needs more memory than the step at large N, is not run."""
+    out_file = tmp_path / "figures.json"
+    args = ["--only", "fullbatch", "--fit-gb", "100", "--fit-start", "3000", "--fit-seconds", "0.001"]
+    _run(["bench/train.py", *args, "--threads", "1", "--data", str(odlyzko_small), "--out", str(out_file)])
+    (fit,) = json.loads(out_file.read_text())["fit"].values()
+    (probe,) = fit["probes"]  # the deadline passed during the first probe: no second
+    assert probe["n"] == 3000 and probe["fits"] and 0 < probe["peak_rss"] < 100e9
+    assert fit["largest_fitting"] == 3000 and fit["smallest_failing"] is None
+    # What a probe's child reports: the peak and the step, no FLOP count (a count would be there).
+    child = ["--child", "fullbatch", "3000", "--steps", "1", "--threads", "1", "--peak-only"]
+    figures = json.loads(_run(["bench/train.py", *child, "--data", str(odlyzko_small)]).splitlines()[-1])
+    assert figures["peak_rss"] > 0 and figures["step_cpu_s"] > 0 and "model_flops_per_node" not in figures
+
+
 def test_fit_search_aims_just_under_the_cap_instead_of_doubling_past_it():
     next_probe = _bench_train().next_probe
     gb, cap = 1e9, 20e9
