@@ -22,11 +22,13 @@ so its peak RSS (ru_maxrss) is its own.
   one warm-up step, then --steps timed steps (one step per epoch). At the table's end (N =
   2,001,035 trains on every zero that has 16 before it and 1 after it) the 80 zeros of validation
   and (unused) one-zero windows that must follow training come from the synthetic tail.
-  --fit-gb G: doubling from --fit-start then bisection (each probe a subprocess: build + two
-  steps, its peak RSS measured; beyond the table on the synthetic tail) for the largest N that
-  peaks under G GB, within --fit-seconds. A probe that would not fit in the machine's available
-  memory (scaled from the measured peaks) is not run; the peaks' linear extrapolation to G GB
-  is printed beside the measured bracket, marked as an estimate.
+  --fit-gb G: the largest N that peaks under G GB, within --fit-seconds: from --fit-start, each
+  probe aimed at 99% of G along the line through the two largest probes' peaks (at most twice
+  the largest fitting N), then bisection below the first that does not fit (next_probe). Each
+  probe is a subprocess: build + two steps, its peak RSS measured, no FLOP count (beyond the
+  table on the synthetic tail). A probe the line puts beyond 90% of the machine's available
+  memory is not run; the line's extrapolation to G GB is printed beside the measured bracket,
+  marked as an estimate.
 * partition: contiguous blocks vs METIS (pymetis) on N = 1e6, k = 500.
 
 Columns: nodes/s (wall and per CPU-second: time.process_time, the figure that survives a loaded
@@ -515,7 +517,7 @@ def main() -> None:
     )
     p.add_argument("--fit-gb", type=float, help="full-batch: find the largest N peaking under this many GB")
     p.add_argument("--fit-seconds", type=float, default=1800, help="time bound of the --fit-gb search")
-    p.add_argument("--fit-start", type=int, default=250_000, help="first N of the --fit-gb doubling")
+    p.add_argument("--fit-start", type=int, default=250_000, help="first N of the --fit-gb search")
     p.add_argument("--out", help="JSON file of the figures (default bench/results/train-<UTC time>.json)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--peak-only", action="store_true", help=argparse.SUPPRESS)
