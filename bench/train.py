@@ -444,7 +444,7 @@ def next_probe(probes: list[dict], cap: float) -> int | None:
 def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
     """Largest full-batch N whose build + one step peaks under args.fit_gb GB, per revision: from
     args.fit_start, the probes next_probe picks until its bracket closes or args.fit_seconds run
-    out (the bracket is printed). A probe whose peak as peak_line predicts it would not fit in 90%
+    out after the first (the bracket is printed). A probe whose peak as peak_line predicts it would not fit in 90%
     of the memory the (shared) machine has available now is not run: the search stops there and
     prints the line's extrapolation to fit_gb instead, marked as such."""
     cap = args.fit_gb * 1e9
@@ -453,7 +453,7 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
     for rev in revs:
         n, probes, stopped = args.fit_start, [], None
         deadline = time.monotonic() + args.fit_seconds
-        while n is not None and time.monotonic() < deadline:
+        while n is not None and (not probes or time.monotonic() < deadline):  # the first whatever the time
             line = peak_line(probes)
             need = line[1] + line[2] * (n - line[0]) if line else 0.0
             avail = _mem_available()
