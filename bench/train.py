@@ -421,6 +421,12 @@ def peak_line(probes: list[dict]) -> tuple[int, float, float] | None:
     return n2, m2, (m2 - m1) / (n2 - n1)
 
 
+def bracket(probes: list[dict]) -> tuple[int, int | None]:
+    """(the largest fitting N or 0, the smallest N above it that did not fit or None)."""
+    lo = max((p["n"] for p in probes if p["fits"]), default=0)
+    return lo, min((p["n"] for p in probes if not p["fits"] and p["n"] > lo), default=None)
+
+
 def next_probe(probes: list[dict], cap: float) -> int | None:
     """The next N of the --fit-gb search from the probes so far (each {"n", "peak_rss" (None
     where it died without one), "fits"}; the first is made by the caller), or None when the
@@ -429,8 +435,7 @@ def next_probe(probes: list[dict], cap: float) -> int | None:
     most twice the largest fitting N and at least 2% above it: doubling alone would jump past the
     cap (and past this machine's memory) where a probe just under it is what is asked. Below a
     failing one, bisection."""
-    lo = max((p["n"] for p in probes if p["fits"]), default=0)
-    hi = min((p["n"] for p in probes if not p["fits"] and p["n"] > lo), default=None)
+    lo, hi = bracket(probes)
     step = max(10_000, lo // 50)
     if hi is not None:
         return None if hi - lo <= step else (lo + hi) // 2
@@ -473,8 +478,7 @@ def _fit(args, common: list[str], revs: list[Revision], data_for) -> dict:
                 flush=True,
             )
             n = next_probe(probes, cap)
-        lo = max((p["n"] for p in probes if p["fits"]), default=0)
-        hi = min((p["n"] for p in probes if not p["fits"] and p["n"] > lo), default=None)
+        lo, hi = bracket(probes)
         entry = {"largest_fitting": lo, "smallest_failing": hi, "probes": probes, "stopped": stopped}
         line = peak_line(probes)
         if sum(1 for p in probes if p["peak_rss"]) >= 2 and line[2] > 0:
