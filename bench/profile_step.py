@@ -9,7 +9,8 @@
 
 Builds the real trainer.training.Trial (hidden 64, depth 3, window 16, six primes; the default
 losses of the team's config file) on the Odlyzko zeros and times its own step. Prints the CPU
-ms per step of each part (batch building, forward, losses, backward, clip + AdamW + EMA), the
+ms per step of each part (batch building, forward, losses, backward, clip + AdamW + EMA) and
+inside each native kernel (trainer.fused's; the rest of the step is torch, autograd and Python), the
 top entries of cProfile and of the torch profiler, each loss on its own (forward and backward on
 a step's predictions, CPU ms), and one evaluation of the val windows; not a test.
 """
@@ -146,6 +147,43 @@ class Stepper:
         return nodes
 
 
+class KernelClock:
+    """CPU seconds spent inside each native kernel (trainer.fused's ctypes calls) while entered:
+    each of the library's functions is wrapped in a timer and put back on exit. The rest of a
+    step (torch's own ops, autograd, Python, the allocator) is the step's time less their sum.
+    Empty where the trainer has no kernels (a revision before trainer.fused, no compiler)."""
+
+    def __init__(self):
+        try:
+            from trainer import fused
+        except ImportError:
+            self.lib = None
+        else:
+            self.lib = fused.library()
+        names = [n for n in dir(self.lib) if n.startswith("zs_")] if self.lib is not None else []
+        self.originals = {n: getattr(self.lib, n) for n in names}
+        self.seconds: dict[str, float] = {}
+
+    def _timed(self, name: str, f):
+        def call(*args):
+            c0 = time.process_time()
+            try:
+                return f(*args)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.process_time() - c0
+
+        return call
+
+    def __enter__(self) -> KernelClock:
+        for name, f in self.originals.items():
+            setattr(self.lib, name, self._timed(name.removeprefix("zs_"), f))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, f in self.originals.items():
+            setattr(self.lib, name, f)
+
+
 def loss_terms(stepper: Stepper, reps: int) -> dict[str, float | None]:
     """CPU seconds of each loss on its own, forward and backward, on a step's real predictions
     and batch: the trial's loss setup with one weight kept at a time (None: its weight is 0, the
@@ -226,10 +264,22 @@ def main() -> None:
         f"({wall / args.steps * 1e3:.1f} ms/step wall)"
     )
     parts: dict[str, float] = {}
-    stepper.run(args.steps, parts)
+    with KernelClock() as kernels:
+        stepper.run(args.steps, parts)
     print(
         "CPU ms per step, by part: " + ", ".join(f"{k} {v / args.steps * 1e3:.1f}" for k, v in parts.items())
     )
+    if kernels.seconds:
+        inside, step = sum(kernels.seconds.values()), sum(parts.values())
+        print(
+            "CPU ms per step inside the native kernels: "
+            + ", ".join(
+                f"{k} {v / args.steps * 1e3:.2f}"
+                for k, v in sorted(kernels.seconds.items(), key=lambda kv: -kv[1])
+            )
+            + f"; all of them {inside / args.steps * 1e3:.1f} of {step / args.steps * 1e3:.1f} ({inside / step:.0%}),"
+            f" outside them {(step - inside) / args.steps * 1e3:.1f}"
+        )
     terms = loss_terms(stepper, max(3, args.steps))
     print(
         "CPU ms of each loss alone, forward and backward: "

@@ -34,10 +34,38 @@ def test_profile_step_prints_every_part_of_a_step(odlyzko_small):
         rf"batch {number}, forward {number}, losses {number}, backward {number}, clip, AdamW, EMA {number}"
     )
     assert re.search("CPU ms per step, by part: " + parts, out), out[:500]
+    if shutil.which("g++"):  # the kernels' own share of the step, layers first (the largest)
+        kernels = re.search(r"CPU ms per step inside the native kernels: (.*)", out)
+        assert kernels, out[:800]
+        assert re.match(r"layer_(backward|forward) \d+\.\d\d, ", kernels.group(1)), kernels.group(1)
+        assert re.search(
+            rf"; all of them {number} of {number} \(\d+%\), outside them -?{number}$", kernels.group(1)
+        )
     # Team 2's config: no rg_penalty; the other three timed on their own.
     terms = r"mse \d+\.\d\d, gue_nll \d+\.\d\d, gue_mmd \d+\.\d\d, rg_penalty off"
     assert re.search("CPU ms of each loss alone, forward and backward: " + terms, out), out[:800]
     assert "one evaluation of the val windows" in out
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="the native kernels need g++ (none on PATH here)")
+def test_kernel_clock_times_each_native_call_and_puts_the_library_back():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from profile_step import KernelClock
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    import numpy as np
+
+    from trainer import fused
+
+    lib = fused.library()
+    before = lib.zs_neighbour_table
+    with KernelClock() as clock:
+        assert lib.zs_neighbour_table is not before
+        table = fused.neighbour_table(np.arange(100, dtype=np.int64), [2, 3])
+    assert lib.zs_neighbour_table is before  # the real function again, not the timer
+    assert set(clock.seconds) == {"neighbour_table"} and clock.seconds["neighbour_table"] >= 0
+    assert table[0].tolist() == [-1, -1] and table[5].tolist() == [3, 2]  # n - 2, n - 3 (causal)
 
 
 def test_train_bench_counts_the_model_flops_and_writes_its_figures(odlyzko_small, tmp_path):
