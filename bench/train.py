@@ -34,7 +34,10 @@ so its peak RSS (ru_maxrss) is its own.
 Columns: nodes/s (wall and per CPU-second: time.process_time, the figure that survives a loaded
 machine), seconds per step (wall, CPU), peak RSS (build and steps), the model's FLOPs per node
 COUNTED by torch.utils.flop_counter.FlopCounterMode over one forward+backward of the model on a
-batch (after the timed steps; the sparse neighbour aggregation counted as 2 nnz x columns), the achieved model GFLOP/s per
+batch (after the timed steps; the sparse neighbour aggregation counted as 2 nnz x columns; a
+batch of more than FLOP_COUNT_NODES nodes is counted on its first FLOP_COUNT_NODES, whose
+causal graph is the whole batch's first rows: the count runs the model's eager twin, which
+needs memory the trainer's own step does not), the achieved model GFLOP/s per
 CPU-second, torch's own float32 matmul GFLOP/s (1024^3, best of 5, per CPU-second, same threads)
 and their ratio: a roofline fraction that means the same on any machine; then the core's own
 float32 FMA limit on one thread (bench/fma_peak.cpp: 16-lane multiply-adds on independent chains,
@@ -134,6 +137,27 @@ def fma_peak_flops() -> float | None:
     return iterations * lib.zs_fma_flops_per_iteration() / best
 
 
+#: The most nodes the FLOP count runs over (child_step): 2^21, a whole number of the trainer's
+#: row chunks (CHUNK_ROWS = 2^15) and more than the real table's 2,001,035 zeros.
+FLOP_COUNT_NODES = 1 << 21
+
+
+def leading_nodes(trial, batch, m: int):
+    """batch cut to its first m nodes (itself when it has no more): features, targets, base and
+    the graph of their rows. The graph is causal (node n hears from n - p), so these rows'
+    neighbours are all among them, as in the whole batch: per node, the model runs the same
+    products and gathers on them (the chunked path's last chunk aside)."""
+    import dataclasses
+
+    if len(batch.nodes) <= m:
+        return batch
+    table = batch.nodes.table[:m]
+    assert int(table.max()) < m, "a causal table's first rows point only at each other"
+    return dataclasses.replace(
+        batch, x=batch.x[:m], y=batch.y[:m], base=batch.base[:m], graph=trial.model.graph_input(table)
+    )
+
+
 def _model_flops(trial, batch) -> int:
     """FLOPs of one forward+backward of the trial's model on batch, counted by torch's
     FlopCounterMode; a sparse x dense product (the neighbour aggregation) counts 2 nnz x columns,
@@ -187,9 +211,8 @@ def child_step(
     peak_only: bool = False,
 ) -> dict:
     """The timed steps of one trial and their figures. peak_only (the --fit-gb probes): without
-    the FLOP count and the matmul and FMA measurements after them; the count runs the model's
-    eager twin over the whole batch, whose peak at a full-batch N of 13.8M went past this 24 GB
-    machine where the trainer's own step stays under 20 GB."""
+    the FLOP count and the matmul and FMA measurements after them (a probe is for its peak
+    alone)."""
     import torch
     from profile_step import Stepper, build_trial
 
@@ -219,7 +242,8 @@ def child_step(
             "peak_rss": peak,
             "build_peak_rss": build_rss,
         }
-    flops_per_node = _model_flops(trial, trial.batch(first)) / nodes_in_batch
+    counted = min(nodes_in_batch, FLOP_COUNT_NODES)
+    flops_per_node = _model_flops(trial, leading_nodes(trial, trial.batch(first), counted)) / counted
     mm = _matmul_flops()
     fma = fma_peak_flops()
     return {
@@ -238,6 +262,7 @@ def child_step(
         "peak_rss": peak,
         "build_peak_rss": build_rss,
         "model_flops_per_node": flops_per_node,
+        "flops_counted_nodes": counted,
         "model_flops_per_cpu_s": flops_per_node * nodes / cpu,
         "matmul_flops_per_cpu_s": mm,
         "roofline": flops_per_node * nodes / cpu / mm,

@@ -82,6 +82,7 @@ def test_train_bench_counts_the_model_flops_and_writes_its_figures(odlyzko_small
     # forward and twice that backward; the counter must see at least those, and not 10x more.
     assert 3 * 3 * 2 * 2 * 64 * 64 <= row["model_flops_per_node"] <= 10 * 3 * 3 * 2 * 2 * 64 * 64
     assert 0 < row["roofline"] < 1 and row["peak_rss"] > 0
+    assert row["flops_counted_nodes"] == 4000  # the whole batch: under FLOP_COUNT_NODES
     if shutil.which("g++"):  # the core's FMA limit (bench/fma_peak.cpp) bounds what the model achieves
         assert row["fma_peak_flops"] > 1e9 and 0 < row["of_fma_peak"] < 1
     else:
@@ -120,6 +121,26 @@ def _bench_train():
     finally:
         sys.path.remove(str(REPO / "bench"))
     return train
+
+
+def test_flop_count_on_the_leading_nodes_is_the_whole_batch_count_per_node(odlyzko_small):
+    # A full-batch N of ~14M is counted on its first 2^21 nodes (the eager twin the count runs
+    # would not fit beside the trainer's step); per node that is the same count, as here on a
+    # mini-batch of 4 clusters (unchunked: every product and gather scales with the rows).
+    import numpy as np
+
+    train = _bench_train()
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from profile_step import build_trial
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    trial, _ = build_trial("minibatch", 4000, [], data=str(odlyzko_small), cluster_size=1000)
+    batch = trial.batch(trial.epoch_plan(np.random.default_rng(0))[0])
+    assert len(batch.nodes) == 4000
+    lead = train.leading_nodes(trial, batch, 1500)
+    assert lead.x.shape[0] == len(lead.graph) == 1500 and train.leading_nodes(trial, batch, 4000) is batch
+    assert train._model_flops(trial, lead) / 1500 == train._model_flops(trial, batch) / 4000
 
 
 def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
