@@ -10,8 +10,9 @@
 Builds the real trainer.training.Trial (hidden 64, depth 3, window 16, six primes; the default
 losses of the team's config file) on the Odlyzko zeros and times its own step. Prints the CPU
 ms per step of each part (batch building, forward, losses, backward, clip + AdamW + EMA) and
-inside each native kernel (trainer.fused's; the rest of the step is torch, autograd and Python), the
-top entries of cProfile and of the torch profiler, each loss on its own (forward and backward on
+inside each native kernel (trainer.fused's; the rest of the step is torch, autograd and Python),
+the update's CPU ms right after the kernels and again at once (how much of it is refilling the
+caches the kernels emptied), the top entries of cProfile and of the torch profiler, each loss on its own (forward and backward on
 a step's predictions, CPU ms), and one evaluation of the val windows; not a test.
 """
 
@@ -111,19 +112,30 @@ class Stepper:
     def steps_per_epoch(self) -> int:
         return len(self.trial.epoch_plan(np.random.default_rng(0)))
 
-    def run(self, count: int, parts: dict[str, float] | None = None) -> int:
-        """`count` steps; returns the number of nodes they trained on. `parts`, when given,
-        gathers the CPU seconds of each part of the steps (PARTS)."""
+    def update(self) -> None:
+        """The end of a step: clipping, AdamW, EMA."""
         import torch
+
+        torch.nn.utils.clip_grad_norm_(self.trial.model.parameters(), 1.0)
+        self.opt.step()
+        self.ema.update_parameters(self.trial.model)
+
+    def run(self, count: int, parts: dict[str, float] | None = None, again: list | None = None) -> int:
+        """`count` steps; returns the number of nodes they trained on. `parts`, when given,
+        gathers the CPU seconds of each part of the steps. `again`, when given: each step's
+        update (clip, AdamW, EMA) runs a second time at once, on the same gradients, and the CPU
+        seconds of both runs are appended: the first right after the kernels of the backward,
+        the second on the caches the first left warm."""
 
         model, nodes = self.trial.model, 0
         clock = [time.process_time()]
 
-        def tick(part: str) -> None:
-            now = time.process_time()
+        def tick(part: str) -> float:
+            now, spent = time.process_time(), time.process_time() - clock[0]
             if parts is not None:
-                parts[part] = parts.get(part, 0.0) + now - clock[0]
+                parts[part] = parts.get(part, 0.0) + spent
             clock[0] = now
+            return spent
 
         for _ in range(count):
             if not self.plan:
@@ -139,10 +151,11 @@ class Stepper:
             self.opt.zero_grad(set_to_none=True)
             total.backward()
             tick("backward")
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            self.opt.step()
-            self.ema.update_parameters(model)
-            tick("clip, AdamW, EMA")
+            self.update()
+            first = tick("clip, AdamW, EMA")
+            if again is not None:
+                self.update()
+                again.append((first, tick("clip, AdamW, EMA again")))
             nodes += len(batch.nodes)
         return nodes
 
@@ -280,6 +293,13 @@ def main() -> None:
             + f"; all of them {inside / args.steps * 1e3:.1f} of {step / args.steps * 1e3:.1f} ({inside / step:.0%}),"
             f" outside them {(step - inside) / args.steps * 1e3:.1f}"
         )
+    again: list[tuple[float, float]] = []
+    stepper.run(args.steps, again=again)
+    first, second = (float(np.median(t)) * 1e3 for t in zip(*again, strict=True))
+    print(
+        f"CPU ms of clip, AdamW, EMA right after the backward's kernels {first:.2f}, and run again at once"
+        f" on the caches it left warm {second:.2f} (medians of {len(again)} steps)"
+    )
     terms = loss_terms(stepper, max(3, args.steps))
     print(
         "CPU ms of each loss alone, forward and backward: "

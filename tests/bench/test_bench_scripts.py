@@ -41,6 +41,12 @@ def test_profile_step_prints_every_part_of_a_step(odlyzko_small):
         assert re.search(
             rf"; all of them {number} of {number} \(\d+%\), outside them -?{number}$", kernels.group(1)
         )
+    cold_warm = (
+        rf"CPU ms of clip, AdamW, EMA right after the backward's kernels {number}\d, and run again at once"
+    )
+    assert re.search(cold_warm + rf" on the caches it left warm {number}\d \(medians of 2 steps\)", out), out[
+        :1200
+    ]
     # Team 2's config: no rg_penalty; the other three timed on their own.
     terms = r"mse \d+\.\d\d, gue_nll \d+\.\d\d, gue_mmd \d+\.\d\d, rg_penalty off"
     assert re.search("CPU ms of each loss alone, forward and backward: " + terms, out), out[:800]
