@@ -37,9 +37,16 @@ TAIL = 80  # ... and the zeros it keeps free after training for them and six one
 
 
 def build_trial(
-    mode: str, n: int, extra: list[str], repo: Path = REPO, data: str | None = None, cluster_size: int = 2000
+    mode: str,
+    n: int,
+    extra: list[str],
+    repo: Path = REPO,
+    data: str | None = None,
+    cluster_size: int = 2000,
+    device: str = "cpu",
 ):
-    """The real trainer.training.Trial of `mode` over n training zeros (configs from `repo`).
+    """The real trainer.training.Trial of `mode` over n training zeros (configs from `repo`), on
+    `device` ("cpu" or "cuda").
 
     Training starts at zero 100,001 when it fits, else right after the first 16 zeros of history;
     a range that reaches the table's end is shortened to leave TAIL zeros after it for VAL
@@ -70,13 +77,13 @@ def build_trial(
         "model.depth=3",
         f"train.num_clusters={clusters}",
         f"train.clusters_per_step={min(clusters, 5)}",
-        "train.device=cpu",
+        f"train.device={device}",
         *extra,
     ]
     if data is not None:
         overrides.append(f"data.path={data}")
     cfg = load_config(Path(repo) / "configs" / "trainer" / f"{mode}.yaml", overrides)
-    cpu = torch.device("cpu")
+    dev = torch.device(device)
     try:  # the process settings of a trial (a revision before
         # trainer.training.apply_process_settings: deterministic algorithms and the threads)
         from trainer.training import apply_process_settings
@@ -84,8 +91,8 @@ def build_trial(
         torch.set_num_threads(cfg.train.cpu_threads or torch.get_num_threads())
         torch.use_deterministic_algorithms(True)
     else:
-        apply_process_settings(cpu, cfg.train.cpu_threads)  # for the rest of this process
-    return Trial(cfg, open_dataset(cfg.data.path), cpu), cfg
+        apply_process_settings(dev, cfg.train.cpu_threads)  # for the rest of this process
+    return Trial(cfg, open_dataset(cfg.data.path), dev), cfg
 
 
 class Stepper:
@@ -106,7 +113,7 @@ class Stepper:
         )
         self.ema = AveragedModel(trial.model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
         self.rng = np.random.default_rng(0)
-        self.gen = torch.Generator().manual_seed(1)
+        self.gen = torch.Generator(getattr(trial, "device", "cpu")).manual_seed(1)
         self.plan: list[tuple[int, ...]] = []
 
     def steps_per_epoch(self) -> int:

@@ -6,6 +6,9 @@
     .venv/bin/python bench/train.py --only minibatch --sizes 100000 --threads 1 --compare main [--rounds 5]
     .venv/bin/python bench/train.py --only fullbatch --fit-gb 20     # largest full-batch N in 20 GB
     .venv/bin/python bench/train.py --only partition
+    # the cloud profile's Team 2 step shape, and what a phase-2 trial's steps cost at its speed
+    .venv/bin/python bench/train.py --only minibatch --sizes 100000 --cluster-size 1000 \
+        --set train.clusters_per_step=50 --trial-cost cloud [--device cuda]
 
 Every figure comes from the real trainer.training.Trial (bench/profile_step.py builds it: hidden
 64, depth 3, window 16, six primes, the team's config file) and the real loop body: Trial.batch,
@@ -43,6 +46,18 @@ and their ratio: a roofline fraction that means the same on any machine; then th
 float32 FMA limit on one thread (bench/fma_peak.cpp: 16-lane multiply-adds on independent chains,
 built with the kernels' flags) and the model's GFLOP/s as a fraction of it, the hardware's limit.
 
+--device cuda runs the trials on the GPU (the trainer's CUDA path: bf16 autocast where the GPU has
+it); the wall clock around the steps waits for the GPU, the row adds torch's GPU peak, and the
+FLOP columns are per second of wall time against torch's bf16 (or float32) 4096^3 matmul on the
+GPU; the CPU columns and peak RSS stay the host's.
+
+--trial-cost PROFILE prints under each row what one phase-2 trial of that profile trains for the
+row's team (phase_trial: its steps and nodes per step, from the config files as the swarm
+composes them) and the hours its optimizer steps take at the row's nodes/s; with the price of the
+team's machine (configs/budgets.yaml) only when the row ran on that machine's GPU. Steps only:
+a trial's start-up, features and evaluations are not in it, and a row measured at another step
+size than the trial's says so.
+
 --compare REV runs the same measurement (this harness) on the trainer of another git revision:
 a `git worktree` of REV in a temp dir, this venv, PYTHONPATH=<worktree>/trainer/src and REV's
 config files; both rows are printed per N, the runs interleaved, then this revision's nodes per
@@ -57,7 +72,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -97,6 +114,24 @@ def _matmul_flops() -> float:
         torch.mm(a, b)
         best = min(best, time.process_time() - c0)
     return 2 * 1024**3 / best
+
+
+def _cuda_matmul_flops(dtype) -> float:
+    """torch's matmul FLOP/s on the GPU in the dtype a trial's products run in there (bf16 under
+    its autocast), 4096^3, best of 5 (wall, synchronized)."""
+    import torch
+
+    a = torch.randn(4096, 4096, device="cuda", dtype=dtype)
+    b = torch.randn(4096, 4096, device="cuda", dtype=dtype)
+    torch.mm(a, b)
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 4096**3 / best
 
 
 def fma_peak_flops() -> float | None:
@@ -153,9 +188,8 @@ def leading_nodes(trial, batch, m: int):
         return batch
     table = batch.nodes.table[:m]
     assert int(table.max()) < m, "a causal table's first rows point only at each other"
-    return dataclasses.replace(
-        batch, x=batch.x[:m], y=batch.y[:m], base=batch.base[:m], graph=trial.model.graph_input(table)
-    )
+    graph = trial.model.graph_input(table).to(batch.x.device)
+    return dataclasses.replace(batch, x=batch.x[:m], y=batch.y[:m], base=batch.base[:m], graph=graph)
 
 
 def _model_flops(trial, batch) -> int:
@@ -209,17 +243,24 @@ def child_step(
     cluster_size: int,
     extra: list[str],
     peak_only: bool = False,
+    device: str = "cpu",
 ) -> dict:
     """The timed steps of one trial and their figures. peak_only (the --fit-gb probes): without
     the FLOP count and the matmul and FMA measurements after them (a probe is for its peak
-    alone)."""
+    alone). device "cuda": the wall clock around the steps waits for the GPU, and the GPU's
+    own peak (torch's allocator) and matmul FLOP/s come with the figures (CPU seconds and the
+    FMA limit are the host's)."""
     import torch
     from profile_step import Stepper, build_trial
 
     import trainer
 
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     t0 = time.perf_counter()
-    trial, cfg = build_trial(mode, n, extra, repo=Path(repo), data=data, cluster_size=cluster_size)
+    trial, cfg = build_trial(
+        mode, n, extra, repo=Path(repo), data=data, cluster_size=cluster_size, device=device
+    )
     stepper = Stepper(trial)
     first = trial.epoch_plan(np.random.default_rng(0))[0]
     batch = trial.batch(first)
@@ -229,10 +270,19 @@ def child_step(
     del batch
     # Warm-up: full-batch one step, mini-batch one epoch (every cluster's nodes built and cached).
     stepper.run(stepper.steps_per_epoch() if mode == "minibatch" else 1)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    sync()
     t0, c0 = time.perf_counter(), time.process_time()
     nodes = stepper.run(steps)
+    sync()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _peak_rss()  # before the counted pass below, which runs under FlopCounterMode
+    gpu = (
+        {"gpu": torch.cuda.get_device_name(), "gpu_peak_bytes": torch.cuda.max_memory_allocated()}
+        if cuda
+        else {}
+    )
     if peak_only:
         return {
             "mode": mode,
@@ -241,11 +291,15 @@ def child_step(
             "step_cpu_s": cpu / steps,
             "peak_rss": peak,
             "build_peak_rss": build_rss,
+            **gpu,
         }
     counted = min(nodes_in_batch, FLOP_COUNT_NODES)
     flops_per_node = _model_flops(trial, leading_nodes(trial, trial.batch(first), counted)) / counted
-    mm = _matmul_flops()
-    fma = fma_peak_flops()
+    if cuda:
+        mm = _cuda_matmul_flops(torch.bfloat16 if getattr(trial, "autocast", False) else torch.float32)
+        fma, per = None, wall  # the GPU's work per second of wall time, not of the host's CPU
+    else:
+        mm, fma, per = _matmul_flops(), fma_peak_flops(), cpu
     return {
         "mode": mode,
         "n": cfg.data.train_count,
@@ -263,11 +317,13 @@ def child_step(
         "build_peak_rss": build_rss,
         "model_flops_per_node": flops_per_node,
         "flops_counted_nodes": counted,
-        "model_flops_per_cpu_s": flops_per_node * nodes / cpu,
+        "model_flops_per_cpu_s": flops_per_node * nodes / per,
         "matmul_flops_per_cpu_s": mm,
-        "roofline": flops_per_node * nodes / cpu / mm,
+        "roofline": flops_per_node * nodes / per / mm,
         "fma_peak_flops": fma,
         "of_fma_peak": None if fma is None else flops_per_node * nodes / cpu / fma,
+        "device": device,
+        **gpu,
     }
 
 
@@ -421,7 +477,72 @@ def _row(n: int, source: str, label: str, r: dict) -> str:
             if r["mode"] == "fullbatch"
             else ""
         )
+        + (f"  on {r['gpu']}: GPU peak {_gb(r['gpu_peak_bytes'])}" if r.get("gpu") else "")
     )
+
+
+def phase_trial(profile: str, mode: str, phase: int = 2) -> dict:
+    """What one trial of `phase` of `profile` trains for the team of `mode`, from the config files
+    as the swarm composes them (orchestrator.settings_loader: the profile's, the team's and the
+    phase's fixed overrides on the team's trainer config): its optimizer steps, the nodes of a
+    step, their product, and the team's machine and its price per hour (configs/budgets.yaml)."""
+    from orchestrator.settings_loader import load_settings
+    from trainer.config import load_config
+
+    s = load_settings(phase, mode, "local", profile)
+    team = s.team_machines[mode]
+    overrides = {**s.overrides, **team.overrides}
+    cfg = load_config(s.trainer_config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    t = cfg.train
+    if mode == "minibatch":
+        steps_per_epoch = math.ceil(t.num_clusters / t.clusters_per_step)
+        nodes_per_step = cfg.data.train_count * t.clusters_per_step / t.num_clusters
+    else:
+        steps_per_epoch, nodes_per_step = 1, cfg.data.train_count
+    steps = t.epochs * steps_per_epoch
+    return {
+        "profile": profile,
+        "phase": phase,
+        "mode": mode,
+        "steps": steps,
+        "nodes_per_step": nodes_per_step,
+        "nodes": steps * nodes_per_step,
+        "machine": team.machine,
+        "price_per_hour": team.price_per_hour,
+        "currency": s.currency,
+    }
+
+
+def same_accelerator(machine: str, gpu: str) -> bool:
+    """Whether torch's name of a GPU (torch.cuda.get_device_name) is the accelerator of a team's
+    machine ("g2-standard-8 + 1 x NVIDIA_L4": an "NVIDIA L4"; NVIDIA_A100_80GB: an A100 with
+    80GB in its name)."""
+    if " x " not in machine:
+        return False
+    accelerator = machine.split(" x ")[-1].removeprefix("NVIDIA_").removeprefix("TESLA_")
+    model, *memory = accelerator.split("_")
+    return all(
+        re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", gpu, re.I) for w in [model, *memory]
+    )
+
+
+def trial_cost_line(trial: dict, r: dict) -> str:
+    """The hours of a trial's optimizer steps at run r's nodes per second (wall), and their price
+    where r ran on the team's own accelerator. Steps only: the trial's start, its features and
+    its evaluations are not in it."""
+    hours = trial["nodes"] / r["nodes_per_s"] / 3600
+    line = (
+        f"  a phase-{trial['phase']} trial of the {trial['profile']} profile ({trial['mode']}): {trial['steps']:,} steps"
+        f" of {trial['nodes_per_step']:,.0f} nodes, {hours:.3g} h of steps at this row's {r['nodes_per_s']:,.0f} nodes/s"
+    )
+    if r.get("nodes_per_step") and round(r["nodes_per_step"]) != round(trial["nodes_per_step"]):
+        line += f" (measured at {r['nodes_per_step']:,.0f} nodes a step)"
+    gpu = r.get("gpu") or "the CPU"
+    if same_accelerator(trial["machine"], gpu):
+        line += f"; on {trial['machine']} at {trial['price_per_hour']:g} {trial['currency']}/h: {hours * trial['price_per_hour']:.3g} {trial['currency']}"
+    else:
+        line += f"; its machine is {trial['machine']}: measured on {gpu}, so no price"
+    return line
 
 
 def _mem_available() -> float | None:
@@ -536,6 +657,15 @@ def main() -> None:
         help="section.key=VALUE (YAML, as trainer train --set), e.g. train.recompute_activations=true",
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="where the trials run (default cpu)"
+    )
+    p.add_argument(
+        "--trial-cost",
+        metavar="PROFILE",
+        help="after each row, the hours (and on the team's own GPU, the price) of the optimizer steps of "
+        "a phase-2 trial of this profile (configs/profiles/PROFILE.yaml) at the row's speed",
+    )
     p.add_argument("--compare", metavar="REV", help="also measure the trainer of git revision REV")
     p.add_argument(
         "--rounds",
@@ -554,6 +684,11 @@ def main() -> None:
     args = p.parse_args()
     if args.rounds < 1:
         p.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.device == "cuda" and not args.child:
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: torch sees no CUDA device on this machine")
 
     if args.child:
         import trainer  # noqa: F401  # the revision's package first, as its CLI: what it sets before torch loads
@@ -567,7 +702,9 @@ def main() -> None:
         extra = list(args.extra) + ([f"train.cpu_threads={args.threads}"] if args.threads else [])
         if kind in ("fullbatch", "minibatch"):
             steps = args.steps or (20 if kind == "minibatch" else 2)
-            out = child_step(kind, args.repo, args.data, n, steps, args.cluster_size, extra, args.peak_only)
+            out = child_step(
+                kind, args.repo, args.data, n, steps, args.cluster_size, extra, args.peak_only, args.device
+            )
         else:
             out = child_partition(n, 500)
         print(json.dumps(out))
@@ -581,6 +718,8 @@ def main() -> None:
         str(args.cluster_size),
         "--threads",
         str(args.threads),
+        "--device",
+        args.device,
     ]
     for item in args.extra:
         common += ["--set", item]
@@ -596,6 +735,15 @@ def main() -> None:
     results["revisions"] = {r.label: r.rev or "this checkout" for r in revs}
 
     last = _last_index(args.data)  # a sharded dataset of 1e7 real zeros needs no tail
+    trials = {}
+    if args.trial_cost:
+        from orchestrator.errors import ConfigError
+
+        try:
+            trials = {kind: phase_trial(args.trial_cost, kind) for kind in ("fullbatch", "minibatch")}
+        except ConfigError as e:
+            p.error(f"--trial-cost {args.trial_cost}: {str(e).splitlines()[0]}")
+        results["trial_cost"] = trials
 
     def data_for(n: int) -> str:
         if n + WINDOW + 1 + TAIL <= last:
@@ -621,6 +769,8 @@ def main() -> None:
                         {"kind": kind, "rev": rev.label, "round": k, "settings": args.extra, **r}
                     )
                     print(_row(n, source, rev.label, r), flush=True)
+                    if args.trial_cost and "error" not in r:
+                        print(trial_cost_line(trials[kind], r), flush=True)
                     rows[rev.label] = r
                 rounds.append(rows)
                 if args.rounds > 1 and k < args.rounds - 1:

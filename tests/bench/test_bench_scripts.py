@@ -149,6 +149,88 @@ def test_flop_count_on_the_leading_nodes_is_the_whole_batch_count_per_node(odlyz
     assert train._model_flops(trial, lead) / 1500 == train._model_flops(trial, batch) / 4000
 
 
+def test_trial_cost_counts_a_phase_2_trial_of_the_cloud_profile_from_its_config_files():
+    train = _bench_train()
+    # configs/profiles/cloud.yaml: Team 2 4 epochs of 10,000 clusters of 1,000 zeros, 50 a step;
+    # Team 1 4 epochs x epoch_scale 200 of one step over 500,000 zeros.
+    mini, full = train.phase_trial("cloud", "minibatch"), train.phase_trial("cloud", "fullbatch")
+    assert (mini["steps"], mini["nodes_per_step"], mini["nodes"]) == (800, 50_000, 40_000_000)
+    assert (full["steps"], full["nodes_per_step"], full["nodes"]) == (800, 500_000, 400_000_000)
+    assert mini["machine"] == "g2-standard-8 + 1 x NVIDIA_L4" and mini["price_per_hour"] == 1.0
+    row = {"nodes_per_s": 400_000.0, "nodes_per_step": 10_000}  # a CPU row at the bench's own batch
+    line = train.trial_cost_line(mini, row)
+    assert "800 steps of 50,000 nodes, 0.0278 h of steps at this row's 400,000 nodes/s" in line
+    assert "(measured at 10,000 nodes a step)" in line and line.endswith("measured on the CPU, so no price")
+    on_l4 = train.trial_cost_line(mini, {**row, "nodes_per_step": 50_000, "gpu": "NVIDIA L4"})
+    assert "measured at" not in on_l4 and on_l4.endswith("at 1 USD/h: 0.0278 USD")
+    a100 = "a2-ultragpu-1g + 1 x NVIDIA_A100_80GB"
+    assert train.same_accelerator(a100, "NVIDIA A100-SXM4-80GB")
+    assert not train.same_accelerator(a100, "NVIDIA A100-SXM4-40GB")
+    assert not train.same_accelerator(mini["machine"], "NVIDIA L40S")  # not an L4
+    assert not train.same_accelerator(mini["machine"], "NVIDIA H200")
+
+
+def test_train_bench_refuses_an_unknown_profile_and_a_missing_gpu_in_one_line():
+    for args, says in (
+        (["--trial-cost", "nosuch"], "--trial-cost nosuch: "),
+        (["--device", "cuda"], "--device cuda: torch sees no CUDA device"),
+    ):
+        if args[0] == "--device" and _cuda():
+            continue  # a GPU machine has the device; the CUDA test below runs there
+        proc = subprocess.run(
+            [sys.executable, "bench/train.py", "--only", "partition", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not _cuda(), reason="needs a CUDA device: runs on GPU machines (the device tool, a GPU workstation)"
+)
+def test_train_bench_measures_a_step_on_cuda_with_its_gpu_peak(odlyzko_small, tmp_path):
+    out_file = tmp_path / "figures.json"
+    args = [
+        "--only",
+        "minibatch",
+        "--sizes",
+        "4000",
+        "--steps",
+        "2",
+        "--cluster-size",
+        "1000",
+        "--device",
+        "cuda",
+    ]
+    out = _run(
+        [
+            "bench/train.py",
+            *args,
+            "--trial-cost",
+            "cloud",
+            "--data",
+            str(odlyzko_small),
+            "--out",
+            str(out_file),
+        ]
+    )
+    runs = _rows(json.loads(out_file.read_text()))
+    (row,) = [r for r in runs if r.get("mode") == "minibatch" and "nodes_per_s" in r]  # not trial_cost's
+    assert row["device"] == "cuda" and row["gpu"] and row["gpu_peak_bytes"] > 0
+    assert row["fma_peak_flops"] is None and 0 < row["roofline"]
+    assert "a phase-2 trial of the cloud profile (minibatch): 800 steps of 50,000 nodes" in out
+
+
 def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
     ratio_summary = _bench_train().ratio_summary
     ok = {"a": {"nodes_per_cpu_s": 10.0}, "b": {"nodes_per_cpu_s": 90.0}}
