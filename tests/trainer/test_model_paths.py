@@ -130,3 +130,58 @@ def test_the_chunked_path_hands_its_buffers_out_again_only_once_they_are_free(mo
     assert torch.equal(a.detach(), first) and torch.equal(b.detach(), first)
     for name, p in net.named_parameters():
         torch.testing.assert_close(p.grad, 2 * grads[name], rtol=1e-6, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("layer", ["graphconv", "sage"])
+def test_a_layer_holds_pygs_parameters_drawn_as_pyg_draws_them(layer):
+    # SpacingGNN holds a GraphConv/SAGEConv layer as its two maps without importing PyG: the same
+    # state_dict keys and, from the same seed, the same initial values bit for bit, and the RNG
+    # left where PyG's conv leaves it (the layers after it draw the same too).
+    from torch_geometric.nn import GraphConv, SAGEConv
+
+    torch.manual_seed(3)
+    ours = model._conv(layer, 16)
+    after_ours = torch.rand(4)
+    torch.manual_seed(3)
+    pyg = GraphConv(16, 16, aggr="add") if layer == "graphconv" else SAGEConv(16, 16, aggr="mean")
+    after_pyg = torch.rand(4)
+    want = pyg.state_dict()
+    got = ours.state_dict()
+    assert list(got) == list(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    assert torch.equal(after_ours, after_pyg)
+
+
+@pytest.mark.parametrize("layer", ["graphconv", "sage"])
+def test_pygs_own_conv_runs_on_the_layers_parameters_not_copies(layer):
+    torch.manual_seed(4)
+    net = SpacingGNN(5, layer=layer, hidden=8, depth=2, head="spacing")  # a head that is not zero
+    table = graph.neighbour_table(np.arange(40), [2, 3])
+    x = torch.randn(40, 5)
+    rng = torch.get_rng_state()
+    before = net(x, graph.edge_index(table))  # PyG's conv made here, on first use
+    assert torch.equal(torch.get_rng_state(), rng)  # its own initial draws left no trace
+    with torch.no_grad():
+        net.convs[0].maps()[0].weight.mul_(2.0)  # one of the layer's parameters moves ...
+    after = net(x, graph.edge_index(table))
+    assert not torch.allclose(before, after)  # ... and PyG's conv sees it
+    assert len(list(net.parameters())) == len(net.state_dict())  # no second set of parameters
+    torch.testing.assert_close(after, net(x, net.graph_input(table)), rtol=1e-5, atol=1e-6)
+
+
+def test_a_graphconv_trial_does_not_import_torch_geometric():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, torch\n"
+        "from trainer import graph, training\n"
+        "from trainer.model import SpacingGNN\n"
+        "net = SpacingGNN(5, hidden=8, depth=2)\n"
+        "table = graph.neighbour_table(np.arange(40), [2, 3])\n"
+        "net(torch.randn(40, 5), net.graph_input(table)).sum().backward()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('torch_geometric', 'torch._dynamo'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

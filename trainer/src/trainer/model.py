@@ -18,6 +18,11 @@ whose backward is the same gather over the transposed table (no scatter, no atom
 transposition), with the convs' own linear maps. GATv2Conv needs per-edge attention and takes an
 edge_index. (A sparse CSR adjacency or an edge_index still works for every layer: PyG's path.)
 
+A GraphConv or SAGEConv layer is held as its two linear maps (`_ConvMaps`: PyG's attribute names,
+state_dict keys and initial values, drawn in PyG's order), and torch_geometric is imported only
+where PyG itself runs (GATv2, an edge_index or CSR graph): a trial starts 0.2-0.4 s sooner (PyG's
+import beyond the torch._dynamo that torch.optim loads anyway; docs/speed.md).
+
 On the CPU, a GraphConv/SAGEConv layer with LayerNorm or no norm and no dropout to draw runs as
 one fused kernel (trainer.fused): the same function up to float rounding, forward and backward, in
 one pass over the rows, on torch's threads (a trial's cpu_threads), each a fixed range of rows.
@@ -31,11 +36,12 @@ then holds two [nodes, hidden] activations instead of ~14.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch_geometric.nn import GATv2Conv, GraphConv, SAGEConv
 
 from trainer import fused, graph
 
@@ -305,12 +311,66 @@ def _chunks(m: int, reach: int):
         yield max(0, a - reach), a, min(m, a + CHUNK_ROWS)
 
 
+class _PygLinear(nn.Linear):
+    """nn.Linear initialised as torch_geometric.nn.dense.Linear with its default initialisers, by
+    its formulas (torch_geometric.nn.inits): weight uniform within sqrt(6 / ((1 + a^2) fan_in)),
+    a = sqrt(5); bias uniform within 1 / sqrt(fan_in). The same draws, so the same values bit for
+    bit from the same seed (torch's own kaiming_uniform_ computes the bound another way, an ulp
+    off)."""
+
+    def reset_parameters(self) -> None:
+        a = math.sqrt(5)
+        bound = math.sqrt(6 / ((1 + a**2) * self.in_features))
+        self.weight.data.uniform_(-bound, bound)
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            self.bias.data.uniform_(-bound, bound)
+
+
+class _ConvMaps(nn.Module):
+    """A GraphConv (sum) or SAGEConv (mean) layer of hidden -> hidden, held as PyG holds it: the
+    aggregate's map with bias (lin_rel / lin_l) and the node's own without (lin_root / lin_r),
+    made and then reset in PyG's order, so that parameters, state_dict keys and initial values
+    are PyG's. SpacingGNN aggregates through Neighbours itself; forward(h, g) is PyG's own conv
+    over an edge_index or CSR adjacency, made on first use (torch_geometric imported then, the
+    global RNG untouched) with these parameters, not copies of them."""
+
+    def __init__(self, layer: str, hidden: int):
+        super().__init__()
+        self.layer = layer
+        self.rel_name, self.own_name = ("lin_rel", "lin_root") if layer == "graphconv" else ("lin_l", "lin_r")
+        setattr(self, self.rel_name, _PygLinear(hidden, hidden, bias=True))
+        setattr(self, self.own_name, _PygLinear(hidden, hidden, bias=False))
+        for name in (self.rel_name, self.own_name):  # PyG's conv resets both after making them
+            getattr(self, name).reset_parameters()
+
+    def maps(self) -> tuple[nn.Linear, nn.Linear]:
+        return getattr(self, self.rel_name), getattr(self, self.own_name)
+
+    def forward(self, h: torch.Tensor, g) -> torch.Tensor:
+        conv = self.__dict__.get("_pyg")
+        if conv is None:
+            from torch_geometric.nn import GraphConv, SAGEConv
+
+            hidden = self.maps()[0].in_features
+            with torch.random.fork_rng(devices=[]):  # its own initial draws are thrown away
+                if self.layer == "graphconv":
+                    conv = GraphConv(hidden, hidden, aggr="add")
+                else:
+                    conv = SAGEConv(hidden, hidden, aggr="mean")
+            rel, own = self.maps()
+            getattr(conv, self.rel_name).weight, getattr(conv, self.rel_name).bias = rel.weight, rel.bias
+            getattr(conv, self.own_name).weight = own.weight
+            self.__dict__["_pyg"] = conv  # not a submodule: no second set of parameters
+        return conv(h, g)
+
+
 def _conv(layer: str, hidden: int) -> nn.Module:
-    if layer == "graphconv":
-        return GraphConv(hidden, hidden, aggr="add")
-    if layer == "sage":
-        return SAGEConv(hidden, hidden, aggr="mean")
+    if layer in ("graphconv", "sage"):
+        return _ConvMaps(layer, hidden)
     if layer == "gatv2":
+        from torch_geometric.nn import GATv2Conv
+
         return GATv2Conv(hidden, hidden, heads=1)
     raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS}")
 
@@ -392,8 +452,7 @@ class SpacingGNN(nn.Module):
 
     def _maps(self, i: int) -> tuple[nn.Linear, nn.Linear]:
         """Layer i's linear maps of the aggregate (with bias) and of the node's own row (none)."""
-        conv = self.convs[i]
-        return (conv.lin_rel, conv.lin_root) if self.layer == "graphconv" else (conv.lin_l, conv.lin_r)
+        return self.convs[i].maps()
 
     def _conv(self, i: int, h: torch.Tensor, g) -> torch.Tensor:
         conv = self.convs[i]
