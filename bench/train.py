@@ -711,6 +711,23 @@ def main() -> None:
         return
 
     parts = args.only or ["fullbatch", "minibatch", "partition"]
+    # Every input checked before anything is made (a worktree for --compare, synthetic data).
+    trials = {}
+    if args.trial_cost:
+        from orchestrator.errors import ConfigError
+
+        try:
+            trials = {kind: phase_trial(args.trial_cost, kind) for kind in ("fullbatch", "minibatch")}
+        except ConfigError as e:
+            p.error(f"--trial-cost {args.trial_cost}: {str(e).splitlines()[0]}")
+    last = 0  # the dataset's last zero: a sharded dataset of 1e7 real zeros needs no tail
+    if {"fullbatch", "minibatch"} & set(parts):
+        from trainer.errors import DataError
+
+        try:
+            last = _last_index(args.data)
+        except DataError as e:
+            p.error(f"--data: {e}")
     common = [
         "--steps",
         str(args.steps),
@@ -734,15 +751,7 @@ def main() -> None:
     revs.append(Revision(None))
     results["revisions"] = {r.label: r.rev or "this checkout" for r in revs}
 
-    last = _last_index(args.data)  # a sharded dataset of 1e7 real zeros needs no tail
-    trials = {}
-    if args.trial_cost:
-        from orchestrator.errors import ConfigError
-
-        try:
-            trials = {kind: phase_trial(args.trial_cost, kind) for kind in ("fullbatch", "minibatch")}
-        except ConfigError as e:
-            p.error(f"--trial-cost {args.trial_cost}: {str(e).splitlines()[0]}")
+    if trials:
         results["trial_cost"] = trials
 
     def data_for(n: int) -> str:

@@ -170,15 +170,16 @@ def test_trial_cost_counts_a_phase_2_trial_of_the_cloud_profile_from_its_config_
     assert not train.same_accelerator(mini["machine"], "NVIDIA H200")
 
 
-def test_train_bench_refuses_an_unknown_profile_and_a_missing_gpu_in_one_line():
+def test_train_bench_refuses_an_unknown_profile_a_missing_gpu_and_missing_data_in_one_line(tmp_path):
     for args, says in (
-        (["--trial-cost", "nosuch"], "--trial-cost nosuch: "),
-        (["--device", "cuda"], "--device cuda: torch sees no CUDA device"),
+        (["--only", "partition", "--trial-cost", "nosuch"], "--trial-cost nosuch: "),
+        (["--only", "partition", "--device", "cuda"], "--device cuda: torch sees no CUDA device"),
+        (["--only", "minibatch", "--data", str(tmp_path / "none")], f"--data: {tmp_path / 'none'}: "),
     ):
-        if args[0] == "--device" and _cuda():
+        if "--device" in args and _cuda():
             continue  # a GPU machine has the device; the CUDA test below runs there
         proc = subprocess.run(
-            [sys.executable, "bench/train.py", "--only", "partition", *args],
+            [sys.executable, "bench/train.py", *args],
             capture_output=True,
             text=True,
             cwd=REPO,
