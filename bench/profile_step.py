@@ -256,15 +256,19 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
     from torch.profiler import ProfilerActivity, profile
+    from trainer.errors import InputError
 
     t0 = time.perf_counter()
-    trial, _ = build_trial(
-        args.mode,
-        args.n,
-        [f"train.cpu_threads={args.threads}", *args.set],
-        repo=Path(args.repo),
-        data=args.data,
-    )
+    try:
+        trial, _ = build_trial(
+            args.mode,
+            args.n,
+            [f"train.cpu_threads={args.threads}", *args.set],
+            repo=Path(args.repo),
+            data=args.data,
+        )
+    except InputError as e:  # a missing dataset, a bad --set: one line, exit 2
+        p.error(str(e).splitlines()[0])
     print(
         f"trial built in {time.perf_counter() - t0:.1f} s ({args.mode}, N = {args.n:,}, {args.threads} thread(s))"
     )

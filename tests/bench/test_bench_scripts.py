@@ -54,6 +54,21 @@ def test_profile_step_prints_every_part_of_a_step(odlyzko_small):
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="the native kernels need g++ (none on PATH here)")
+def test_profile_step_refuses_a_missing_dataset_and_a_bad_setting_in_one_line(tmp_path, odlyzko_small):
+    for args, says in (
+        (["--data", str(tmp_path / "none")], f"{tmp_path / 'none'}: no such dataset directory"),
+        (["--data", str(odlyzko_small), "--set", "model.nosuch=1"], "model.nosuch"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "bench/profile_step.py", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_kernel_clock_times_each_native_call_and_puts_the_library_back():
     sys.path.insert(0, str(REPO / "bench"))
     try:
