@@ -53,28 +53,23 @@ def test_profile_step_prints_every_part_of_a_step(odlyzko_small):
     assert "one evaluation of the val windows" in out
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="the native kernels need g++ (none on PATH here)")
+def _refused(args: list[str]) -> str:
+    """A bench script's stderr for bad input: exit 2 and an error line, no traceback."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
 def test_profile_step_refuses_a_missing_dataset_and_a_bad_setting_in_one_line(tmp_path, odlyzko_small):
-    for args, says in (
-        (["--data", str(tmp_path / "none")], f"{tmp_path / 'none'}: no such dataset directory"),
-        (["--data", str(odlyzko_small), "--set", "model.nosuch=1"], "model.nosuch"),
-    ):
-        proc = subprocess.run(
-            [sys.executable, "bench/profile_step.py", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=120,
-        )
-        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    missing = _refused(["bench/profile_step.py", "--data", str(tmp_path / "none")])
+    assert f"{tmp_path / 'none'}: no such dataset directory" in missing
+    unknown = _refused(["bench/profile_step.py", "--data", str(odlyzko_small), "--set", "model.nosuch=1"])
+    assert "model.nosuch" in unknown
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="the native kernels need g++ (none on PATH here)")
 def test_kernel_clock_times_each_native_call_and_puts_the_library_back():
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from profile_step import KernelClock
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    KernelClock = _bench("profile_step").KernelClock
     import numpy as np
 
     from trainer import fused
@@ -134,14 +129,15 @@ def test_train_bench_compares_two_revisions_round_by_round(odlyzko_small, tmp_pa
     assert "zeta-bench-" not in listed
 
 
-def _bench_train():
-    """bench/train.py as a module (its functions, not its command)."""
+def _bench(name: str):
+    """bench/<name>.py as a module (its functions, not its command)."""
+    import importlib
+
     sys.path.insert(0, str(REPO / "bench"))
     try:
-        import train
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(REPO / "bench"))
-    return train
 
 
 def test_flop_count_on_the_leading_nodes_is_the_whole_batch_count_per_node(odlyzko_small):
@@ -150,13 +146,10 @@ def test_flop_count_on_the_leading_nodes_is_the_whole_batch_count_per_node(odlyz
     # mini-batch of 4 clusters (unchunked: every product and gather scales with the rows).
     import numpy as np
 
-    train = _bench_train()
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from profile_step import build_trial
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    trial, _ = build_trial("minibatch", 4000, [], data=str(odlyzko_small), cluster_size=1000)
+    train = _bench("train")
+    trial, _ = _bench("profile_step").build_trial(
+        "minibatch", 4000, [], data=str(odlyzko_small), cluster_size=1000
+    )
     batch = trial.batch(trial.epoch_plan(np.random.default_rng(0))[0])
     assert len(batch.nodes) == 4000
     lead = train.leading_nodes(trial, batch, 1500)
@@ -165,7 +158,7 @@ def test_flop_count_on_the_leading_nodes_is_the_whole_batch_count_per_node(odlyz
 
 
 def test_trial_cost_counts_a_phase_2_trial_of_the_cloud_profile_from_its_config_files():
-    train = _bench_train()
+    train = _bench("train")
     # configs/profiles/cloud.yaml: Team 2 4 epochs of 10,000 clusters of 1,000 zeros, 50 a step;
     # Team 1 4 epochs x epoch_scale 200 of one step over 500,000 zeros.
     mini, full = train.phase_trial("cloud", "minibatch"), train.phase_trial("cloud", "fullbatch")
@@ -193,15 +186,7 @@ def test_train_bench_refuses_an_unknown_profile_a_missing_gpu_and_missing_data_i
     ):
         if "--device" in args and _cuda():
             continue  # a GPU machine has the device; the CUDA test below runs there
-        proc = subprocess.run(
-            [sys.executable, "bench/train.py", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=120,
-        )
-        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
-        assert "Traceback" not in proc.stderr
+        assert says in _refused(["bench/train.py", *args])
 
 
 def _cuda() -> bool:
@@ -248,7 +233,7 @@ def test_train_bench_measures_a_step_on_cuda_with_its_gpu_peak(odlyzko_small, tm
 
 
 def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
-    ratio_summary = _bench_train().ratio_summary
+    ratio_summary = _bench("train").ratio_summary
     ok = {"a": {"nodes_per_cpu_s": 10.0}, "b": {"nodes_per_cpu_s": 90.0}}
     failed = {"a": {"nodes_per_cpu_s": 10.0}, "b": {"error": "killed"}}
     slow = {"a": {"nodes_per_cpu_s": 20.0}, "b": {"nodes_per_cpu_s": 80.0}}
@@ -275,7 +260,7 @@ def test_fit_search_probes_measure_the_peak_without_the_flop_count(odlyzko_small
 
 
 def test_fit_search_aims_just_under_the_cap_instead_of_doubling_past_it():
-    next_probe = _bench_train().next_probe
+    next_probe = _bench("train").next_probe
     gb, cap = 1e9, 20e9
 
     def probe(n, peak_gb):
