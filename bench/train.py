@@ -134,6 +134,75 @@ def _cuda_matmul_flops(dtype) -> float:
     return 2 * 4096**3 / best
 
 
+#: Steps run under the torch profiler (CUDA activity) after the timed ones, for the GPU's busy time.
+GPU_BUSY_STEPS = 10
+#: Entries of the host's top ops kept with a CUDA row (host_top_ops: name, self CPU ms a step, calls a step).
+GPU_TOP_OPS = 15
+
+
+def gpu_busy(stepper, steps: int) -> dict:
+    """The GPU's own time in a step: the summed duration of the kernels (and copies) the torch
+    profiler records on the device over `steps` more steps, per step, and how many there are.
+    Set beside the step's wall time it says how much of a step is the GPU's work and how much
+    the host's (Python, dispatch, launches, waits): what gpu_step_estimate scales to another GPU.
+    Under the profiler the steps run slower; only the device's records are used."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        stepper.run(steps)
+        torch.cuda.synchronize()
+    device = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.time_range.elapsed_us() for e in device) * 1e-6
+    # Where the host's share goes: the ops of most self CPU time (ms a step, under the profiler).
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:GPU_TOP_OPS]
+    top = [[e.key, e.self_cpu_time_total / 1e3 / steps, e.count / steps] for e in ops]
+    return {
+        "gpu_busy_s_per_step": busy / steps,
+        "gpu_kernels_per_step": len(device) / steps,
+        "host_top_ops": top,
+    }
+
+
+#: Device memory bandwidth by the vendors' datasheets (bytes/s), most specific name first: the
+#: scale from one GPU's kernel time to another's for kernels that stream memory, as this model's
+#: (hidden 64: every product is far below the matrix units' intensity). Leads, not measurements.
+DATASHEET_BANDWIDTH = (
+    (("A100", "80GB"), 2.039e12),
+    (("A100",), 1.555e12),
+    (("H100",), 3.35e12),
+    (("H200",), 4.8e12),
+    (("L4",), 0.3e12),
+)
+
+
+def datasheet_bandwidth(name: str) -> float | None:
+    """DATASHEET_BANDWIDTH of a GPU named as torch names it ("NVIDIA A100-SXM4-80GB") or as a
+    machine spec does ("NVIDIA_A100_80GB"); None for one not in the table."""
+    words = set(re.split(r"[\s_\-]+", name.upper()))
+    for keys, bandwidth in DATASHEET_BANDWIDTH:
+        if all(k in words for k in keys):
+            return bandwidth
+    return None
+
+
+def gpu_step_estimate(r: dict, target: str) -> tuple[float, float] | None:
+    """(low, high) seconds of run r's step on the GPU `target`, from its step on r's GPU: the
+    kernels' time scaled by the ratio of datasheet bandwidths, the rest of the step (the host's)
+    as measured. low: the step is as long as the longer of the two, the kernels overlapping the
+    host's work (and never shorter than measured where the target is slower); high: the two one
+    after the other. None where either GPU is not in DATASHEET_BANDWIDTH or r has no busy time."""
+    mine, theirs = datasheet_bandwidth(r.get("gpu") or ""), datasheet_bandwidth(target)
+    if mine is None or theirs is None or "gpu_busy_s_per_step" not in r:
+        return None
+    step, busy = r["step_s"], min(r["gpu_busy_s_per_step"], r["step_s"])
+    kernels = busy * mine / theirs
+    host = step - busy
+    low = max(step, kernels) if theirs <= mine else max(host, kernels)
+    return low, host + kernels
+
+
 def fma_peak_flops() -> float | None:
     """This core's float32 FMA limit per CPU-second (bench/fma_peak.cpp: 16-lane multiply-adds
     on independent chains, built with the kernels' flags; best of 5 runs of ~0.1 s). None
@@ -283,6 +352,8 @@ def child_step(
         if cuda
         else {}
     )
+    if cuda and not peak_only:
+        gpu |= gpu_busy(stepper, min(steps, GPU_BUSY_STEPS))
     if peak_only:
         return {
             "mode": mode,
@@ -460,6 +531,12 @@ HEADER = (
 )
 
 
+def _clusters_per_step(extra: list[str]) -> str:
+    """q of the mini-batch rows: build_trial's 5 (fewer clusters: all of them) unless --set says."""
+    q = [item.split("=", 1)[1] for item in extra if item.startswith("train.clusters_per_step=")]
+    return q[-1] if q else "5"
+
+
 def _row(n: int, source: str, label: str, r: dict) -> str:
     if "error" in r:
         return f"{n:>10} {source:>10} {'':>9} {label:>8} failed: {r['error']}"
@@ -478,6 +555,11 @@ def _row(n: int, source: str, label: str, r: dict) -> str:
             else ""
         )
         + (f"  on {r['gpu']}: GPU peak {_gb(r['gpu_peak_bytes'])}" if r.get("gpu") else "")
+        + (
+            f", GPU busy {r['gpu_busy_s_per_step'] * 1e3:.1f} ms a step ({r['gpu_kernels_per_step']:.0f} kernels)"
+            if "gpu_busy_s_per_step" in r
+            else ""
+        )
     )
 
 
@@ -538,11 +620,20 @@ def trial_cost_line(trial: dict, r: dict) -> str:
     if r.get("nodes_per_step") and round(r["nodes_per_step"]) != round(trial["nodes_per_step"]):
         line += f" (measured at {r['nodes_per_step']:,.0f} nodes a step)"
     gpu = r.get("gpu") or "the CPU"
+    price, cur = trial["price_per_hour"], trial["currency"]
     if same_accelerator(trial["machine"], gpu):
-        line += f"; on {trial['machine']} at {trial['price_per_hour']:g} {trial['currency']}/h: {hours * trial['price_per_hour']:.3g} {trial['currency']}"
-    else:
-        line += f"; its machine is {trial['machine']}: measured on {gpu}, so no price"
-    return line
+        return line + f"; on {trial['machine']} at {price:g} {cur}/h: {hours * price:.3g} {cur}"
+    line += f"; its machine is {trial['machine']}: measured on {gpu}"
+    estimate = gpu_step_estimate(r, trial["machine"].split(" x ")[-1])
+    if estimate is None:
+        return line + ", so no price"
+    # The row's nodes per step may differ from the trial's: the step scales with its nodes.
+    steps = trial["steps"] * trial["nodes_per_step"] / r["nodes_per_step"]
+    h = [s * steps / 3600 for s in estimate]
+    return line + (
+        f"; ESTIMATE there (kernels x datasheet bandwidth ratio, host as measured): {h[0]:.3g}-{h[1]:.3g} h,"
+        f" {h[0] * price:.3g}-{h[1] * price:.3g} {cur} at {price:g} {cur}/h"
+    )
 
 
 def _mem_available() -> float | None:
@@ -798,7 +889,8 @@ def main() -> None:
                 measure("fullbatch", args.sizes or FULL_SIZES)
         if "minibatch" in parts:
             print(
-                f"\nmini-batch (contiguous clusters of {args.cluster_size}, q = 5, rg off; one warm-up epoch)"
+                f"\nmini-batch (contiguous clusters of {args.cluster_size}, q = {_clusters_per_step(args.extra)}, rg off;"
+                " one warm-up epoch)"
             )
             measure("minibatch", args.sizes or MINI_SIZES)
         if "partition" in parts:

@@ -178,6 +178,34 @@ def test_trial_cost_counts_a_phase_2_trial_of_the_cloud_profile_from_its_config_
     assert not train.same_accelerator(mini["machine"], "NVIDIA H200")
 
 
+def test_a_trial_measured_on_another_gpu_is_priced_as_an_estimate_from_its_kernels_and_bandwidths():
+    train = _bench("train")
+    mini = train.phase_trial("cloud", "minibatch")  # 800 steps of 50,000 nodes on an L4
+    # A step of 50,000 nodes on an H200: 20 ms of wall time, 4 ms of it the GPU's kernels.
+    h200 = {"nodes_per_s": 2.5e6, "nodes_per_step": 50_000, "step_s": 0.02, "gpu": "NVIDIA H200"}
+    row = {**h200, "gpu_busy_s_per_step": 0.004}
+    # The L4 streams 16x slower (0.3 against 4.8 TB/s): kernels 64 ms, the host's 16 ms beside or after.
+    assert train.gpu_step_estimate(row, "NVIDIA_L4") == pytest.approx((0.064, 0.080))
+    line = train.trial_cost_line(mini, row)
+    assert "measured on NVIDIA H200; ESTIMATE there" in line
+    assert line.endswith(": 0.0142-0.0178 h, 0.0142-0.0178 USD at 1 USD/h")  # 800 x 64-80 ms
+    # A100 80GB: kernels 9.4 ms, under the host's 16 ms, but never a shorter step than the H200's.
+    assert train.gpu_step_estimate(row, "NVIDIA_A100_80GB") == pytest.approx(
+        (0.02, 0.016 + 0.004 * 4.8 / 2.039)
+    )
+    # Measured on the slower GPU, the faster one's step is the longer of host and kernels at least.
+    on_l4 = {**row, "gpu": "NVIDIA L4", "gpu_busy_s_per_step": 0.016}
+    assert train.gpu_step_estimate(on_l4, "NVIDIA H200") == pytest.approx((0.004, 0.005))
+    # Without the busy time, or a GPU outside the datasheet table, no estimate and no price.
+    assert train.gpu_step_estimate(h200, "NVIDIA_L4") is None
+    assert train.gpu_step_estimate({**row, "gpu": "Tesla T4"}, "NVIDIA_L4") is None
+    assert train.trial_cost_line(mini, h200).endswith("measured on NVIDIA H200, so no price")
+    # Names as torch and as machine specs spell them; an L40S is not an L4.
+    assert train.datasheet_bandwidth("NVIDIA A100-SXM4-80GB") == train.datasheet_bandwidth("NVIDIA_A100_80GB")
+    assert train.datasheet_bandwidth("NVIDIA A100-PCIE-40GB") == 1.555e12
+    assert train.datasheet_bandwidth("NVIDIA L40S") is None
+
+
 def test_train_bench_refuses_an_unknown_profile_a_missing_gpu_and_missing_data_in_one_line(tmp_path):
     for args, says in (
         (["--only", "partition", "--trial-cost", "nosuch"], "--trial-cost nosuch: "),
@@ -199,7 +227,7 @@ def _cuda() -> bool:
 @pytest.mark.skipif(
     not _cuda(), reason="needs a CUDA device: runs on GPU machines (the device tool, a GPU workstation)"
 )
-def test_train_bench_measures_a_step_on_cuda_with_its_gpu_peak(odlyzko_small, tmp_path):
+def test_train_bench_measures_a_step_on_cuda_with_its_gpu_peak_and_busy_time(odlyzko_small, tmp_path):
     out_file = tmp_path / "figures.json"
     args = [
         "--only",
@@ -229,7 +257,12 @@ def test_train_bench_measures_a_step_on_cuda_with_its_gpu_peak(odlyzko_small, tm
     (row,) = [r for r in runs if r.get("mode") == "minibatch" and "nodes_per_s" in r]  # not trial_cost's
     assert row["device"] == "cuda" and row["gpu"] and row["gpu_peak_bytes"] > 0
     assert row["fma_peak_flops"] is None and 0 < row["roofline"]
+    assert 0 < row["gpu_busy_s_per_step"] and row["gpu_kernels_per_step"] >= 1
     assert "a phase-2 trial of the cloud profile (minibatch): 800 steps of 50,000 nodes" in out
+    # Priced on an L4 itself, estimated on a GPU of the datasheet table, unpriced elsewhere.
+    assert re.search(
+        r"1 x NVIDIA_L4(: measured on [^;]+(; ESTIMATE there|, so no price)| at 1 USD/h)", out
+    ), out
 
 
 def test_train_bench_ratio_leaves_out_rounds_with_a_failed_run():
