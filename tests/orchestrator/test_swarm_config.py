@@ -121,3 +121,37 @@ def test_cli_exits_2_and_launches_nothing_on_a_bad_config(tmp_path, monkeypatch,
     assert result.exit_code == 2
     assert "orchestrator: error: 4 problems" in result.output
     assert not run_dir.exists()
+
+
+def test_the_cloud_profile_keeps_all_of_team_2s_cluster_nodes_after_the_first_epoch(odlyzko_small, tmp_path):
+    """Team 2's training range on Vertex (1e7 zeros) fits its node cache: a cluster the cache
+    drops is built again on the host in every later epoch (bench/gpu.sh, cloud-range-512).
+    Bytes per node from a real trial of the cloud profile's model on a few real zeros."""
+    import json
+
+    import torch
+    from trainer.config import load_config
+    from trainer.data.dataset import open_dataset
+    from trainer.training import Trial
+
+    s = load_settings(2, team="minibatch", profile="cloud", run_dir=tmp_path / "phase2-minibatch")
+    overrides = {**s.overrides, **s.team_machines["minibatch"].overrides}
+    cloud = load_config(s.trainer_config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    small = [
+        f"data.path={odlyzko_small}",
+        "data.train_start=2001",
+        "data.train_count=4000",
+        "data.val_count=200",
+        "data.val_windows=2",
+        "data.windows=2",
+        "data.test_windows=2",
+        "data.window_stride=200",
+        "train.num_clusters=4",
+        "train.clusters_per_step=2",
+        "train.device=cpu",
+    ]
+    cfg = load_config(s.trainer_config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()] + small)
+    assert cfg.model == cloud.model  # the nodes of the cloud profile's model, on fewer zeros
+    trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
+    per_node = trial._cluster(0).nbytes / 1000
+    assert cloud.data.train_count * per_node <= cloud.train.node_cache_mb * 2**20

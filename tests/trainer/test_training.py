@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -412,10 +413,30 @@ def test_cluster_nodes_are_built_once_and_joined_like_a_fresh_build(tiny_config_
     trial.batch((1, 2))
     assert trial._cluster_nodes[2] is kept and list(trial._cluster_nodes) == [0, 1, 2]
     assert trial._cluster_bytes == sum(n.nbytes for n in trial._cluster_nodes.values())
+    assert trial.node_cache_shortfall() is None  # every cluster built is kept
     # With no memory for it, nothing is kept, and the running byte count says so.
     trial.cfg.train.node_cache_mb = 0
     trial.batch((0, 3))
     assert not trial._cluster_nodes and trial._cluster_bytes == 0
+    # ... and so does the shortfall: 0 of the 4 clusters built, and the MiB that would keep them.
+    need = math.ceil(sum(trial._nodes_of(c).nbytes for c in trial.clusters) / 2**20)
+    assert trial.node_cache_shortfall() == (
+        "node cache: train.node_cache_mb=0 keeps 0 of 4 clusters' nodes, the rest are built again"
+        f" when drawn; train.node_cache_mb={need} would keep them all"
+    )
+
+
+def test_a_node_cache_too_small_for_the_clusters_is_reported_once(tiny_config_file, tmp_path):
+    overrides = ["train.mode=minibatch", "train.num_clusters=4", "train.clusters_per_step=2"]
+    lines = []
+    cfg = load_config(tiny_config_file, [*overrides, "train.node_cache_mb=0", "loss.rg_penalty_weight=0"])
+    assert run_trial(cfg, str(tmp_path / "small"), echo=lines.append) == 0
+    (line,) = [x for x in lines if x.startswith("node cache: ")]
+    assert "keeps 0 of 4 clusters' nodes" in line
+    lines.clear()
+    cfg = load_config(tiny_config_file, [*overrides, "loss.rg_penalty_weight=0"])  # 512 MiB holds them
+    assert run_trial(cfg, str(tmp_path / "enough"), echo=lines.append) == 0
+    assert not [x for x in lines if x.startswith("node cache: ")]
 
 
 def test_damaged_final_json_and_metrics_lines_are_derived_again(tiny_config_file, tmp_path):

@@ -214,6 +214,7 @@ class Trial:
         self._val_batch: Batch | None = None
         self._cluster_nodes: OrderedDict[int, NodeSet] = OrderedDict()  # least recently used first
         self._cluster_bytes = 0  # their nbytes, kept as they come and go
+        self._built_bytes: dict[int, int] = {}  # every cluster built so far: its nodes' nbytes
 
         self.windows = {
             name: prepare_windows(
@@ -282,11 +283,26 @@ class Trial:
         if nodes is None:
             nodes = self._nodes_of(self.clusters[c])
             self._cluster_bytes += nodes.nbytes
+            self._built_bytes[c] = nodes.nbytes
         self._cluster_nodes[c] = nodes
         budget = self.cfg.train.node_cache_mb * 2**20
         while self._cluster_nodes and self._cluster_bytes > budget:
             self._cluster_bytes -= self._cluster_nodes.popitem(last=False)[1].nbytes
         return nodes
+
+    def node_cache_shortfall(self) -> str | None:
+        """None while the node cache keeps every cluster built so far; else a line saying how
+        many it keeps and what train.node_cache_mb would keep them all: each cluster it dropped
+        is built again (on the host) whenever a later step draws it, which can cost a GPU step
+        several times over (docs/speed.md, the cloud profile's Team 2)."""
+        if len(self._cluster_nodes) == len(self._built_bytes):
+            return None
+        need = math.ceil(sum(self._built_bytes.values()) / 2**20)
+        return (
+            f"node cache: train.node_cache_mb={self.cfg.train.node_cache_mb} keeps {len(self._cluster_nodes):,}"
+            f" of {len(self._built_bytes):,} clusters' nodes, the rest are built again when drawn;"
+            f" train.node_cache_mb={need} would keep them all"
+        )
 
     def val_batch(self) -> Batch:
         """The validation range (right after training) as one graph."""
@@ -798,6 +814,8 @@ def _loop(
                 sinks.scalars(row, epoch)
             epoch_times.append(time.monotonic() - t0)
             echo(progress_line(row, cfg.train.epochs, np.mean(epoch_times) * (cfg.train.epochs - epoch)))
+            if len(epoch_times) == 1 and (shortfall := trial.node_cache_shortfall()):
+                echo(shortfall)  # once: after the first epoch this process ran, every cluster built
             checkpoint()
             if stop.requested:
                 echo(f"SIGTERM: checkpoint written at epoch {epoch}; exiting")
