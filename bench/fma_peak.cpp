@@ -1,10 +1,20 @@
 // The core's own float32 multiply-add limit, for bench/train.py: twelve independent chains of
-// 16-lane fused multiply-adds (the vector type of trainer/src/trainer/csrc/fused_layer.cpp),
-// enough to cover the FMA latency on every x86 core this runs on. Built with the kernels' flags
-// (-O3 -march=native); the products of the kernels cannot run faster than this on one thread.
+// fused multiply-adds on the widest vectors of the build target (the vector type of
+// trainer/src/trainer/csrc/fused_layer.cpp: 16 lanes with AVX-512, 8 with AVX), enough to cover
+// the FMA latency on every x86 core this runs on. Built with the kernels' flags (-O3
+// -march=native); the products of the kernels cannot run faster than this on one thread.
 #include <cstdint>
 
-typedef float vf __attribute__((vector_size(64)));
+#if defined(__AVX512F__)
+#define ZS_VEC_BYTES 64
+#elif defined(__AVX__)
+#define ZS_VEC_BYTES 32
+#else
+#define ZS_VEC_BYTES 16
+#endif
+
+typedef float vf __attribute__((vector_size(ZS_VEC_BYTES)));
+constexpr int kLanes = ZS_VEC_BYTES / sizeof(float);
 
 extern "C" float zs_fma_loop(int64_t iterations) {
   constexpr int kChains = 12;
@@ -22,4 +32,4 @@ extern "C" float zs_fma_loop(int64_t iterations) {
 }
 
 // FLOPs of one iteration: chains x lanes x 2.
-extern "C" int64_t zs_fma_flops_per_iteration() { return 12 * 16 * 2; }
+extern "C" int64_t zs_fma_flops_per_iteration() { return 12 * kLanes * 2; }

@@ -39,7 +39,12 @@ def test_gather_and_chunked_paths_equal_the_csr_path(monkeypatch, layer, norm, d
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         assert grads.keys() == want_grads.keys()
         for name, g in grads.items():
-            torch.testing.assert_close(g, want_grads[name], rtol=1e-4, atol=1e-4, msg=name)
+            # The gradients reach ~1e5 (the loss weighs row i by i); an element near zero is a
+            # difference of such terms, so float32 sums in another order (another BLAS, another
+            # vector width) move it by ~1e-7 of the tensor's largest element, not of itself.
+            want_g = want_grads[name]
+            atol = 1e-5 * float(want_g.abs().max())
+            torch.testing.assert_close(g, want_g, rtol=1e-4, atol=atol, msg=name)
 
 
 def _chunked_net(monkeypatch, seed: int, nodes: int, **kwargs):

@@ -81,10 +81,22 @@ template <typename T> void add_into(T* dst, const T* src, int64_t n) {
     for (int64_t k = 0; k < n; k++) dst[k] += src[k];
 }
 
+// The vectors are the build target's widest: AVX-512's 64 bytes, else AVX's 32, else SSE's 16.
+// A vector type wider than the target's registers is a memory object to GCC (each operation loads
+// and stores it through the stack): with 64-byte vectors on an AVX2 core (Zen 3) a mini-batch
+// step's layers took ~15x as long as with 32-byte ones (docs/speed.md).
+#if defined(__AVX512F__)
+#define ZS_VEC_BYTES 64
+#elif defined(__AVX__)
+#define ZS_VEC_BYTES 32
+#else
+#define ZS_VEC_BYTES 16
+#endif
+
 template <typename T> struct Vec;
 // Vector typedefs with the element's alignment: loads and stores of any row are unaligned moves.
-template <> struct Vec<float> { typedef float type __attribute__((vector_size(64), aligned(4))); };
-template <> struct Vec<double> { typedef double type __attribute__((vector_size(64), aligned(8))); };
+template <> struct Vec<float> { typedef float type __attribute__((vector_size(ZS_VEC_BYTES), aligned(4))); };
+template <> struct Vec<double> { typedef double type __attribute__((vector_size(ZS_VEC_BYTES), aligned(8))); };
 
 // *p = v, past the caches (no read of the line first, and no cache line taken) where p is
 // 64-byte aligned: for what only the backward reads back (a layer's xhat, GELU' of the layers and
@@ -100,13 +112,20 @@ template <typename T> void stream(T* p, typename Vec<T>::type v) {
   *reinterpret_cast<typename Vec<T>::type*>(p) = v;
 }
 
-constexpr int kRows = 6;  // rows per register block (6 x 64 floats: 24 of the 32 vector registers)
+// Rows per register block. The products hold a block of kRows rows x kColVecs(NV) vectors of
+// columns in registers: with AVX-512's 32, 6 rows of all 64 floats (24 registers); with AVX's 16,
+// 6 rows of 16 floats (12 registers; the 64 columns in four such blocks), as BLIS's Haswell kernel.
+constexpr int kRows = 6;
 
-typedef float vf __attribute__((vector_size(64), aligned(4)));
-typedef int32_t vi __attribute__((vector_size(64)));
+// Vectors of columns per register block of a product, of a row's nv: all of them with AVX-512
+// (one block: the products are the same code as before the blocks), else two.
+constexpr int kColVecs(int nv) { return ZS_VEC_BYTES == 64 || nv % 2 ? nv : 2; }
+
+typedef float vf __attribute__((vector_size(ZS_VEC_BYTES), aligned(4)));
+typedef int32_t vi __attribute__((vector_size(ZS_VEC_BYTES)));
 
 inline vf exp_nonpositive(vf x) {
-  // exp(x) for x <= 0, 16 lanes (Cephes expf: Cody-Waite reduction by ln 2 and a degree-6
+  // exp(x) for x <= 0, lane by lane (Cephes expf: Cody-Waite reduction by ln 2 and a degree-6
   // polynomial, ~1 ulp). Rounding by the 1.5 * 2^23 trick: |x log2 e| < 2^22.
   const vf lo = vf{} - 87.0f;
   x = x < lo ? lo : x;
@@ -152,8 +171,9 @@ template <typename T> struct Grads {
 
 template <typename T, int H> struct Layer {
   using V = typename Vec<T>::type;
-  static constexpr int L = 64 / sizeof(T);  // lanes per vector
+  static constexpr int L = ZS_VEC_BYTES / sizeof(T);  // lanes per vector
   static constexpr int NV = H / L;          // vectors per row
+  static constexpr int CB = kColVecs(NV);   // vectors of columns per register block of a product
   static_assert(H % L == 0, "hidden must be a multiple of the vector width");
 
   static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
@@ -170,56 +190,62 @@ template <typename T, int H> struct Layer {
     return s;
   }
 
-  // out[r] = init[r] + xa[r] Ba (+ xb[r] Bb), for NR rows; B: [H (in), H (out)] row-major.
+  // out[r] = init[r] + xa[r] Ba (+ xb[r] Bb), for NR rows; B: [H (in), H (out)] row-major. In blocks
+  // of CB vectors of columns: each output's sum runs over k in the same order whatever CB.
   template <int NR>
   static void matmul(const T* const* xa, const T* Ba, const T* const* xb, const T* Bb, const T* const* init,
                      T* const* out) {
-    V acc[NR][NV];
+    for (int c0 = 0; c0 < NV; c0 += CB) {
+      V acc[NR][CB];
 #pragma GCC unroll 32
-    for (int r = 0; r < NR; r++)
+      for (int r = 0; r < NR; r++)
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) acc[r][v] = init ? load(init[r] + v * L) : V{};
-    for (int pass = 0; pass < 2; pass++) {
-      const T* const* x = pass ? xb : xa;
-      const T* B = pass ? Bb : Ba;
-      if (!x) continue;
-      for (int k = 0; k < H; k++) {
-        V b[NV];
+        for (int v = 0; v < CB; v++) acc[r][v] = init ? load(init[r] + (c0 + v) * L) : V{};
+      for (int pass = 0; pass < 2; pass++) {
+        const T* const* x = pass ? xb : xa;
+        const T* B = pass ? Bb : Ba;
+        if (!x) continue;
+        for (int k = 0; k < H; k++) {
+          V b[CB];
 #pragma GCC unroll 32
-        for (int v = 0; v < NV; v++) b[v] = load(B + k * H + v * L);
+          for (int v = 0; v < CB; v++) b[v] = load(B + k * H + (c0 + v) * L);
 #pragma GCC unroll 32
-        for (int r = 0; r < NR; r++) {
-          const T a = x[r][k];
+          for (int r = 0; r < NR; r++) {
+            const T a = x[r][k];
 #pragma GCC unroll 32
-          for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
+            for (int v = 0; v < CB; v++) acc[r][v] += a * b[v];
+          }
         }
       }
+#pragma GCC unroll 32
+      for (int r = 0; r < NR; r++)
+#pragma GCC unroll 32
+        for (int v = 0; v < CB; v++) store(out[r] + (c0 + v) * L, acc[r][v]);
     }
-#pragma GCC unroll 32
-    for (int r = 0; r < NR; r++)
-#pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) store(out[r] + v * L, acc[r][v]);
   }
 
-  // G[o, :] += sum_r g[r][o] x[r][:] for NR rows: a weight gradient ([out, in] row-major).
+  // G[o, :] += sum_r g[r][o] x[r][:] for NR rows: a weight gradient ([out, in] row-major), in
+  // blocks of CB vectors of columns (each element's sum over r in the same order whatever CB).
   template <int NR> static void outer(const T* const* g, const T* const* x, T* G) {
-    V xv[NR][NV];
+    for (int c0 = 0; c0 < NV; c0 += CB) {
+      V xv[NR][CB];
 #pragma GCC unroll 32
-    for (int r = 0; r < NR; r++)
+      for (int r = 0; r < NR; r++)
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) xv[r][v] = load(x[r] + v * L);
-    for (int o = 0; o < H; o++) {
-      V acc[NV];
+        for (int v = 0; v < CB; v++) xv[r][v] = load(x[r] + (c0 + v) * L);
+      for (int o = 0; o < H; o++) {
+        V acc[CB];
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) acc[v] = load(G + o * H + v * L);
+        for (int v = 0; v < CB; v++) acc[v] = load(G + o * H + (c0 + v) * L);
 #pragma GCC unroll 32
-      for (int r = 0; r < NR; r++) {
-        const T s = g[r][o];
+        for (int r = 0; r < NR; r++) {
+          const T s = g[r][o];
 #pragma GCC unroll 32
-        for (int v = 0; v < NV; v++) acc[v] += s * xv[r][v];
+          for (int v = 0; v < CB; v++) acc[v] += s * xv[r][v];
+        }
+#pragma GCC unroll 32
+        for (int v = 0; v < CB; v++) store(G + o * H + (c0 + v) * L, acc[v]);
       }
-#pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) store(G + o * H + v * L, acc[v]);
     }
   }
 
@@ -482,68 +508,75 @@ template <typename T, int H> struct Layer {
 // third of their speed at K = F = 19 (the default features).
 template <typename T, int H> struct Encoder {
   using V = typename Vec<T>::type;
-  static constexpr int L = 64 / sizeof(T);
+  static constexpr int L = ZS_VEC_BYTES / sizeof(T);
   static constexpr int NV = H / L;
+  static constexpr int CB = kColVecs(NV);
   static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
   static void store(T* p, V v) { *reinterpret_cast<V*>(p) = v; }
 
-  // Rows [i0, i0 + NR): u = x wt + b (wt: [F, H] row-major), h = GELU(u), dgelu = GELU'(u).
+  // Rows [i0, i0 + NR): u = x wt + b (wt: [F, H] row-major), h = GELU(u), dgelu = GELU'(u); in
+  // blocks of CB vectors of columns, as Layer::matmul.
   template <int NR>
   static void forward_rows(int64_t i0, int F, const T* x, const T* wt, const T* b, T* dgelu, T* h) {
-    V acc[NR][NV];
+    for (int c0 = 0; c0 < NV; c0 += CB) {
+      V acc[NR][CB];
 #pragma GCC unroll 32
-    for (int r = 0; r < NR; r++)
+      for (int r = 0; r < NR; r++)
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) acc[r][v] = b ? load(b + v * L) : V{};
-    for (int k = 0; k < F; k++) {
-      V w[NV];
+        for (int v = 0; v < CB; v++) acc[r][v] = b ? load(b + (c0 + v) * L) : V{};
+      for (int k = 0; k < F; k++) {
+        V w[CB];
 #pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) w[v] = load(wt + k * H + v * L);
+        for (int v = 0; v < CB; v++) w[v] = load(wt + k * H + (c0 + v) * L);
 #pragma GCC unroll 32
-      for (int r = 0; r < NR; r++) {
-        const T a = x[(i0 + r) * F + k];
+        for (int r = 0; r < NR; r++) {
+          const T a = x[(i0 + r) * F + k];
 #pragma GCC unroll 32
-        for (int v = 0; v < NV; v++) acc[r][v] += a * w[v];
+          for (int v = 0; v < CB; v++) acc[r][v] += a * w[v];
+        }
       }
+      for (int r = 0; r < NR; r++)
+        for (int v = 0; v < CB; v++) {
+          V cdf, pdf_u;
+          gelu_parts(acc[r][v], cdf, pdf_u);
+          stream(dgelu + (i0 + r) * H + (c0 + v) * L, cdf + pdf_u);
+          store(h + (i0 + r) * H + (c0 + v) * L, acc[r][v] * cdf);
+        }
     }
-    for (int r = 0; r < NR; r++)
-      for (int v = 0; v < NV; v++) {
-        V cdf, pdf_u;
-        gelu_parts(acc[r][v], cdf, pdf_u);
-        stream(dgelu + (i0 + r) * H + v * L, cdf + pdf_u);
-        store(h + (i0 + r) * H + v * L, acc[r][v] * cdf);
-      }
   }
 
   // Rows [i0, i0 + NR): gu = gy GELU'(u) (kept in gu when wanted), gwt[k] += sum_r x[r, k] gu[r],
-  // gb += sum_r gu[r].
+  // gb += sum_r gu[r]; in blocks of CB vectors of columns (each sum over r in the same order).
   template <int NR>
   static void backward_rows(int64_t i0, int F, const T* x, const T* dgelu, const T* gy, T* gu_out, T* gwt, T* gb) {
-    V gu[NR][NV];
-    for (int r = 0; r < NR; r++)
-      for (int v = 0; v < NV; v++) {
-        gu[r][v] = load(gy + (i0 + r) * H + v * L) * load(dgelu + (i0 + r) * H + v * L);
-        if (gu_out) store(gu_out + (i0 + r) * H + v * L, gu[r][v]);
+    for (int c0 = 0; c0 < NV; c0 += CB) {
+      V gu[NR][CB];
+      for (int r = 0; r < NR; r++)
+        for (int v = 0; v < CB; v++) {
+          const int64_t at = (i0 + r) * H + (c0 + v) * L;
+          gu[r][v] = load(gy + at) * load(dgelu + at);
+          if (gu_out) store(gu_out + at, gu[r][v]);
+        }
+      if (gb)
+        for (int v = 0; v < CB; v++) {
+          V acc = load(gb + (c0 + v) * L);
+          for (int r = 0; r < NR; r++) acc += gu[r][v];
+          store(gb + (c0 + v) * L, acc);
+        }
+      if (!gwt) continue;
+      for (int k = 0; k < F; k++) {
+        V acc[CB];
+#pragma GCC unroll 32
+        for (int v = 0; v < CB; v++) acc[v] = load(gwt + k * H + (c0 + v) * L);
+#pragma GCC unroll 32
+        for (int r = 0; r < NR; r++) {
+          const T a = x[(i0 + r) * F + k];
+#pragma GCC unroll 32
+          for (int v = 0; v < CB; v++) acc[v] += a * gu[r][v];
+        }
+#pragma GCC unroll 32
+        for (int v = 0; v < CB; v++) store(gwt + k * H + (c0 + v) * L, acc[v]);
       }
-    if (gb)
-      for (int v = 0; v < NV; v++) {
-        V acc = load(gb + v * L);
-        for (int r = 0; r < NR; r++) acc += gu[r][v];
-        store(gb + v * L, acc);
-      }
-    if (!gwt) return;
-    for (int k = 0; k < F; k++) {
-      V acc[NV];
-#pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) acc[v] = load(gwt + k * H + v * L);
-#pragma GCC unroll 32
-      for (int r = 0; r < NR; r++) {
-        const T a = x[(i0 + r) * F + k];
-#pragma GCC unroll 32
-        for (int v = 0; v < NV; v++) acc[v] += a * gu[r][v];
-      }
-#pragma GCC unroll 32
-      for (int v = 0; v < NV; v++) store(gwt + k * H + v * L, acc[v]);
     }
   }
 
@@ -659,7 +692,7 @@ namespace {
 // GELU or its backward over n values: whole vectors, then the tail through a zero-padded one.
 template <typename T, bool Backward> void gelu_t(int64_t n, const T* x, const T* gy, T* out) {
   using V = typename Vec<T>::type;
-  constexpr int L = 64 / sizeof(T);
+  constexpr int L = ZS_VEC_BYTES / sizeof(T);
   auto one = [](V u, V g) {
     V cdf, pdf_u;
     gelu_parts(u, cdf, pdf_u);
