@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,6 +307,18 @@ def _probe(tmp_path, **env):
     return subprocess.run(
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, env=run_env, check=True
     )
+
+
+def test_the_kernels_vectors_are_the_cores_widest():
+    """A vector wider than the core's registers is a memory object to GCC: 64-byte vectors on an
+    AVX2 core made the layers ~15x slower than these (docs/speed.md, session 12)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+    if flags is None:
+        pytest.skip("no x86 flags in /proc/cpuinfo: the width rule is written for x86 cores")
+    widest = 64 if "avx512f" in flags else 32 if "avx" in flags else 16
+    assert fused.library().zs_vector_bytes() == widest
 
 
 def test_built_once_per_machine_into_the_cache(tmp_path):

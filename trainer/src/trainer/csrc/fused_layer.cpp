@@ -648,6 +648,9 @@ template <typename T> T* out(void* p, const T*) { return static_cast<T*>(p); }
 
 extern "C" {
 
+// The bytes of the kernels' vectors: the build target's widest (ZS_VEC_BYTES).
+int zs_vector_bytes() { return ZS_VEC_BYTES; }
+
 // Returns 0, or 1 when the dtype or hidden width has no compiled variant (the caller falls back
 // to torch). saved (xhat, or z without a norm) is also the forward's scratch; rstd is written
 // with a norm; dgelu, GELU'(u) for the backward, is written when not null. threads: how many the
