@@ -5,13 +5,7 @@
 // -march=native); the products of the kernels cannot run faster than this on one thread.
 #include <cstdint>
 
-#if defined(__AVX512F__)
-#define ZS_VEC_BYTES 64
-#elif defined(__AVX__)
-#define ZS_VEC_BYTES 32
-#else
-#define ZS_VEC_BYTES 16
-#endif
+#include "vector_width.h"  // trainer/src/trainer/csrc: ZS_VEC_BYTES
 
 typedef float vf __attribute__((vector_size(ZS_VEC_BYTES)));
 constexpr int kLanes = ZS_VEC_BYTES / sizeof(float);

@@ -43,7 +43,7 @@ causal graph is the whole batch's first rows: the count runs the model's eager t
 needs memory the trainer's own step does not), the achieved model GFLOP/s per
 CPU-second, torch's own float32 matmul GFLOP/s (1024^3, best of 5, per CPU-second, same threads)
 and their ratio: a roofline fraction that means the same on any machine; then the core's own
-float32 FMA limit on one thread (bench/fma_peak.cpp: 16-lane multiply-adds on independent chains,
+float32 FMA limit on one thread (bench/fma_peak.cpp: multiply-adds at the kernels' vector width on independent chains,
 built with the kernels' flags) and the model's GFLOP/s as a fraction of it, the hardware's limit.
 
 --device cuda runs the trials on the GPU (the trainer's CUDA path: bf16 autocast where the GPU has
@@ -204,8 +204,8 @@ def gpu_step_estimate(r: dict, target: str) -> tuple[float, float] | None:
 
 
 def fma_peak_flops() -> float | None:
-    """This core's float32 FMA limit per CPU-second (bench/fma_peak.cpp: 16-lane multiply-adds
-    on independent chains, built with the kernels' flags; best of 5 runs of ~0.1 s). None
+    """This core's float32 FMA limit per CPU-second (bench/fma_peak.cpp: multiply-adds at the
+    kernels' vector width on independent chains, built with the kernels' flags; best of 5 runs of ~0.1 s). None
     without a C++ compiler, or where it does not build."""
     import ctypes
     import hashlib
@@ -216,8 +216,11 @@ def fma_peak_flops() -> float | None:
     if compiler is None:
         return None
     source = Path(__file__).with_name("fma_peak.cpp")
-    flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
-    key = hashlib.sha256("\0".join([source.read_text(), compiler, *flags]).encode()).hexdigest()[:16]
+    header = REPO / "trainer" / "src" / "trainer" / "csrc" / "vector_width.h"  # the kernels' width
+    flags = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", f"-I{header.parent}"]
+    key = hashlib.sha256(
+        "\0".join([source.read_text(), header.read_text(), compiler, *flags]).encode()
+    ).hexdigest()[:16]
     lib_path = Path(tempfile.gettempdir()) / "zeta-swarm-bench" / f"fma-peak-{key}.so"
     if not lib_path.exists():
         lib_path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from torch.nn import functional as F
 SOURCES = tuple(
     Path(__file__).with_name("csrc") / name for name in ("fused_layer.cpp", "fgt.cpp", "neighbours.cpp")
 )
+HEADERS = (Path(__file__).with_name("csrc") / "vector_width.h",)  # in the build's key with the sources
 FLAGS = (
     "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-std=c++17", "-pthread", "-shared", "-fPIC",
 )  # fmt: skip
@@ -70,7 +71,7 @@ def _cpu_key() -> str:
 
 def _build(compiler: str) -> Path:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    inputs = "\0".join([*(s.read_text() for s in SOURCES), *FLAGS, version, _cpu_key()])
+    inputs = "\0".join([*(s.read_text() for s in (*SOURCES, *HEADERS)), *FLAGS, version, _cpu_key()])
     key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     target = _cache_dir() / f"kernels-{key}.so"
     if target.exists():

@@ -34,6 +34,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "vector_width.h"
+
 namespace {
 
 // The fewest rows a thread takes: a range is worth more than starting a thread (~20 us).
@@ -80,18 +82,6 @@ template <typename T> void add_into(T* dst, const T* src, int64_t n) {
   if (dst)
     for (int64_t k = 0; k < n; k++) dst[k] += src[k];
 }
-
-// The vectors are the build target's widest: AVX-512's 64 bytes, else AVX's 32, else SSE's 16.
-// A vector type wider than the target's registers is a memory object to GCC (each operation loads
-// and stores it through the stack): with 64-byte vectors on an AVX2 core (Zen 3) a mini-batch
-// step's layers took ~15x as long as with 32-byte ones (docs/speed.md).
-#if defined(__AVX512F__)
-#define ZS_VEC_BYTES 64
-#elif defined(__AVX__)
-#define ZS_VEC_BYTES 32
-#else
-#define ZS_VEC_BYTES 16
-#endif
 
 template <typename T> struct Vec;
 // Vector typedefs with the element's alignment: loads and stores of any row are unaligned moves.
