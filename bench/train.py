@@ -43,20 +43,24 @@ causal graph is the whole batch's first rows: the count runs the model's eager t
 needs memory the trainer's own step does not), the achieved model GFLOP/s per
 CPU-second, torch's own float32 matmul GFLOP/s (1024^3, best of 5, per CPU-second, same threads)
 and their ratio: a roofline fraction that means the same on any machine; then the core's own
-float32 FMA limit on one thread (bench/fma_peak.cpp: multiply-adds at the kernels' vector width on independent chains,
-built with the kernels' flags) and the model's GFLOP/s as a fraction of it, the hardware's limit.
+float32 FMA limit on one thread (bench/fma_peak.cpp: multiply-adds at the kernels' vector width
+on independent chains, built with the kernels' flags) and the model's GFLOP/s as a fraction of
+it, the hardware's limit.
 
 --device cuda runs the trials on the GPU (the trainer's CUDA path: bf16 autocast where the GPU has
-it); the wall clock around the steps waits for the GPU, the row adds torch's GPU peak, and the
-FLOP columns are per second of wall time against torch's bf16 (or float32) 4096^3 matmul on the
-GPU; the CPU columns and peak RSS stay the host's.
+it); the wall clock around the steps waits for the GPU, the row adds torch's GPU peak and the
+GPU's busy time a step (gpu_busy: the kernels the torch profiler records over ten more steps, and
+how many; the host's top ops go to the JSON), and the FLOP columns are per second of wall time
+against torch's bf16 (or float32) 4096^3 matmul on the GPU; the CPU columns and peak RSS stay the
+host's. bench/gpu.sh runs the gpu tests and these rows at the cloud profile's shapes.
 
 --trial-cost PROFILE prints under each row what one phase-2 trial of that profile trains for the
 row's team (phase_trial: its steps and nodes per step, from the config files as the swarm
 composes them) and the hours its optimizer steps take at the row's nodes/s; with the price of the
-team's machine (configs/budgets.yaml) only when the row ran on that machine's GPU. Steps only:
-a trial's start-up, features and evaluations are not in it, and a row measured at another step
-size than the trial's says so.
+team's machine (configs/budgets.yaml) when the row ran on that machine's GPU, and as an ESTIMATE
+when it ran on another GPU of DATASHEET_BANDWIDTH (gpu_step_estimate: the kernels' time scaled by
+the bandwidth ratio, the host's part as measured). Steps only: a trial's start-up, features and
+evaluations are not in it, and a row measured at another step size than the trial's says so.
 
 --compare REV runs the same measurement (this harness) on the trainer of another git revision:
 a `git worktree` of REV in a temp dir, this venv, PYTHONPATH=<worktree>/trainer/src and REV's
@@ -205,8 +209,8 @@ def gpu_step_estimate(r: dict, target: str) -> tuple[float, float] | None:
 
 def fma_peak_flops() -> float | None:
     """This core's float32 FMA limit per CPU-second (bench/fma_peak.cpp: multiply-adds at the
-    kernels' vector width on independent chains, built with the kernels' flags; best of 5 runs of ~0.1 s). None
-    without a C++ compiler, or where it does not build."""
+    kernels' vector width on independent chains, built with the kernels' flags; best of 5 runs of
+    ~0.1 s). None without a C++ compiler, or where it does not build."""
     import ctypes
     import hashlib
     import shutil
