@@ -292,9 +292,9 @@ class Trial:
 
     def node_cache_shortfall(self) -> str | None:
         """None while the node cache keeps every cluster built so far; else a line saying how
-        many it keeps and what train.node_cache_mb would keep them all: each cluster it dropped
-        is built again (on the host) whenever a later step draws it, which can cost a GPU step
-        several times over (docs/speed.md, the cloud profile's Team 2)."""
+        many it keeps and the train.node_cache_mb that would keep them all: each cluster it
+        dropped is built again (on the host) whenever a later step draws it, which can cost a GPU
+        step several times over (docs/speed.md, the cloud profile's Team 2)."""
         if len(self._cluster_nodes) == len(self._built_bytes):
             return None
         need = math.ceil(sum(self._built_bytes.values()) / 2**20)
