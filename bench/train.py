@@ -572,16 +572,17 @@ def _row(n: int, source: str, label: str, r: dict) -> str:
 
 def phase_trial(profile: str, mode: str, phase: int = 2) -> dict:
     """What one trial of `phase` of `profile` trains for the team of `mode`, from the config files
-    as the swarm composes them (orchestrator.settings_loader: the profile's, the team's and the
-    phase's fixed overrides on the team's trainer config): its optimizer steps, the nodes of a
+    as the swarm composes them (orchestrator.trial_command.trainer_values: every `--set` of a trial
+    before the tuner's params, on the team's trainer config): its optimizer steps, the nodes of a
     step, their product, and the team's machine and its price per hour (configs/budgets.yaml)."""
     from orchestrator.settings_loader import load_settings
+    from orchestrator.trial_command import trainer_values
+    from orchestrator.values import set_arg
     from trainer.config import load_config
 
     s = load_settings(phase, mode, "local", profile)
     team = s.team_machines[mode]
-    overrides = {**s.overrides, **team.overrides}
-    cfg = load_config(s.trainer_config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    cfg = load_config(team.trainer_config, [set_arg(k, v) for k, v in trainer_values(s, {}, {}).items()])
     t = cfg.train
     if mode == "minibatch":
         steps_per_epoch = math.ceil(t.num_clusters / t.clusters_per_step)

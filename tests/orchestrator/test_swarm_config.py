@@ -127,16 +127,16 @@ def test_the_cloud_profile_keeps_all_of_team_2s_cluster_nodes_after_the_first_ep
     """Team 2's training range on Vertex (1e7 zeros) fits its node cache: a cluster the cache
     drops is built again on the host in every later epoch (bench/gpu.sh, cloud-range-512).
     Bytes per node from a real trial of the cloud profile's model on a few real zeros."""
-    import json
-
     import torch
+    from orchestrator.trial_command import trainer_values
+    from orchestrator.values import set_arg
     from trainer.config import load_config
     from trainer.data.dataset import open_dataset
     from trainer.training import Trial
 
     s = load_settings(2, team="minibatch", profile="cloud", run_dir=tmp_path / "phase2-minibatch")
-    overrides = {**s.overrides, **s.team_machines["minibatch"].overrides}
-    cloud = load_config(s.trainer_config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    trial = [set_arg(k, v) for k, v in trainer_values(s, {}, {}).items()]  # as the swarm sets them
+    cloud = load_config(s.trainer_config, trial)
     small = [
         f"data.path={odlyzko_small}",
         "data.train_start=2001",
@@ -150,8 +150,8 @@ def test_the_cloud_profile_keeps_all_of_team_2s_cluster_nodes_after_the_first_ep
         "train.clusters_per_step=2",
         "train.device=cpu",
     ]
-    cfg = load_config(s.trainer_config, [f"{k}={json.dumps(v)}" for k, v in overrides.items()] + small)
+    cfg = load_config(s.trainer_config, [*trial, *small])
     assert cfg.model == cloud.model  # the nodes of the cloud profile's model, on fewer zeros
-    trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
-    per_node = trial._cluster(0).nbytes / 1000
+    nodes = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))._cluster(0)
+    per_node = nodes.nbytes / 1000
     assert cloud.data.train_count * per_node <= cloud.train.node_cache_mb * 2**20
