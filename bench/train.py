@@ -181,12 +181,17 @@ DATASHEET_BANDWIDTH = (
 )
 
 
+def gpu_words(name: str) -> set[str]:
+    """The words of a GPU's name as torch ("NVIDIA A100-SXM4-80GB") or a machine spec
+    ("NVIDIA_A100_80GB") spells it: {"NVIDIA", "A100", "SXM4", "80GB"}, {"NVIDIA", "A100", "80GB"}."""
+    return set(re.split(r"[\s_\-]+", name.upper())) - {""}
+
+
 def datasheet_bandwidth(name: str) -> float | None:
-    """DATASHEET_BANDWIDTH of a GPU named as torch names it ("NVIDIA A100-SXM4-80GB") or as a
-    machine spec does ("NVIDIA_A100_80GB"); None for one not in the table."""
-    words = set(re.split(r"[\s_\-]+", name.upper()))
+    """DATASHEET_BANDWIDTH of a GPU by its name (gpu_words); None for one not in the table."""
+    words = gpu_words(name)
     for keys, bandwidth in DATASHEET_BANDWIDTH:
-        if all(k in words for k in keys):
+        if words >= set(keys):
             return bandwidth
     return None
 
@@ -606,14 +611,11 @@ def phase_trial(profile: str, mode: str, phase: int = 2) -> dict:
 def same_accelerator(machine: str, gpu: str) -> bool:
     """Whether torch's name of a GPU (torch.cuda.get_device_name) is the accelerator of a team's
     machine ("g2-standard-8 + 1 x NVIDIA_L4": an "NVIDIA L4"; NVIDIA_A100_80GB: an A100 with
-    80GB in its name)."""
+    80GB in its name): every word of the accelerator's model and memory is a word of the name."""
     if " x " not in machine:
         return False
     accelerator = machine.split(" x ")[-1].removeprefix("NVIDIA_").removeprefix("TESLA_")
-    model, *memory = accelerator.split("_")
-    return all(
-        re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", gpu, re.I) for w in [model, *memory]
-    )
+    return gpu_words(gpu) >= gpu_words(accelerator)
 
 
 def trial_cost_line(trial: dict, r: dict) -> str:
