@@ -325,6 +325,23 @@ def test_fit_search_aims_just_under_the_cap_instead_of_doubling_past_it():
     )
 
 
+@pytest.mark.skipif(shutil.which("g++") is None, reason="builds the CPU kernels: needs g++")
+def test_kernel_ab_runs_the_step_on_two_builds_in_turn(odlyzko_small, tmp_path):
+    args = ["bench/kernel_ab.py", "HEAD", "--blocks", "2", "--steps", "1", "--n", "4000"]
+    out = _run([*args, "--data", str(odlyzko_small)])
+    assert re.findall(r"block (\d)/2: A \d+\.\d\d, B \d+\.\d\d CPU ms a step", out) == ["1", "2"], out
+    assert "A = HEAD's kernels, B = the working tree's" in out, out
+    # Both builds ran the step's kernels: each named kernel has a time on both sides.
+    for name in ("step", "layer_forward", "layer_backward", "encoder_forward", "fgt_mmd"):
+        assert re.search(
+            rf"^{name} +A +\d+\.\d\d  B +\d+\.\d\d  A - B paired median +-?\d+\.\d\d  B faster in [0-2]/2$",
+            out,
+            re.M,
+        ), (name, out)
+    assert "not a revision" in _refused(["bench/kernel_ab.py", "no-such-rev", "--data", str(odlyzko_small)])
+    assert "none" in _refused(["bench/kernel_ab.py", "HEAD", "--data", str(tmp_path / "none")])
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_layer_kernel_bench_times_one_fused_layer(threads):
     out = _run(["bench/layer_kernel.py", "--rows", "1200", "--reps", "3", "--threads", str(threads)])

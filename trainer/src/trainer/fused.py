@@ -69,9 +69,11 @@ def _cpu_key() -> str:
     return platform.processor() or platform.machine()
 
 
-def _build(compiler: str) -> Path:
+def _build(compiler: str, sources=SOURCES, headers=HEADERS) -> Path:
+    """The library of `sources` (the headers they include beside them), built once per machine
+    into the cache (bench/kernel_ab.py builds another revision's sources here too)."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    inputs = "\0".join([*(s.read_text() for s in (*SOURCES, *HEADERS)), *FLAGS, version, _cpu_key()])
+    inputs = "\0".join([*(s.read_text() for s in (*sources, *headers)), *FLAGS, version, _cpu_key()])
     key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     target = _cache_dir() / f"kernels-{key}.so"
     if target.exists():
@@ -81,7 +83,7 @@ def _build(compiler: str) -> Path:
     os.close(fd)
     try:
         subprocess.run(
-            [compiler, *FLAGS, "-o", tmp, *map(str, SOURCES)], capture_output=True, text=True, check=True
+            [compiler, *FLAGS, "-o", tmp, *map(str, sources)], capture_output=True, text=True, check=True
         )
         os.replace(tmp, target)  # atomic: a racing process sees no file or a whole one
     finally:
