@@ -81,6 +81,7 @@ def _net_and_graph(layer, norm, residual, hidden, dtype, nodes=300):
         ("graphconv", "layer", True, 64, torch.float32),
         ("sage", "layer", True, 32, torch.float32),
         ("graphconv", "none", False, 16, torch.float32),
+        ("graphconv", "layer", True, 128, torch.float32),  # two GELU groups of 8 vectors a row on AVX2
         ("graphconv", "layer", True, 64, torch.float64),
         ("sage", "none", False, 32, torch.float64),
     ],
