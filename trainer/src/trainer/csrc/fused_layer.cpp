@@ -236,29 +236,39 @@ template <typename T, int H> struct Layer {
     }
   }
 
-  // G[o, :] += sum_r g[r][o] x[r][:] for NR rows: a weight gradient ([out, in] row-major), in
-  // blocks of CB vectors of columns (each element's sum over r in the same order whatever CB).
-  template <int NR> static void outer(const T* const* g, const T* const* x, T* G) {
-    for (int c0 = 0; c0 < NV; c0 += CB) {
-      V xv[NR][CB];
+  // G[o, :] += sum_r g[r][o] x[r][:] over n rows: a weight gradient ([out, in] row-major), in tiles
+  // of kOuts outputs x CB vectors of columns, each tile's sums held in registers while the n rows
+  // go by (kOuts x CB independent chains of FMAs; G through the caches once per n rows). Each
+  // element's sum runs G + row 0, 1, ... in order, as one row at a time would.
+  static constexpr int kOuts = 4;
+  static_assert(H % kOuts == 0, "hidden must be a multiple of kOuts");
+  static void outer(int n, const T* const* g, const T* const* x, T* G) {
+    for (int c0 = 0; c0 < NV; c0 += CB)
+      for (int o0 = 0; o0 < H; o0 += kOuts) {
+        V acc[kOuts][CB];
 #pragma GCC unroll 32
-      for (int r = 0; r < NR; r++)
+        for (int i = 0; i < kOuts; i++)
 #pragma GCC unroll 32
-        for (int v = 0; v < CB; v++) xv[r][v] = load(x[r] + (c0 + v) * L);
-      for (int o = 0; o < H; o++) {
-        V acc[CB];
+          for (int v = 0; v < CB; v++) acc[i][v] = load(G + (o0 + i) * H + (c0 + v) * L);
+        for (int r = 0; r < n; r++) {
+          V xv[CB];
 #pragma GCC unroll 32
-        for (int v = 0; v < CB; v++) acc[v] = load(G + o * H + (c0 + v) * L);
+          for (int v = 0; v < CB; v++) {
+            xv[v] = load(x[r] + (c0 + v) * L);
+            asm("" : "+x"(xv[v]));  // in a register, not loaded again by each of the kOuts FMAs reading it
+          }
 #pragma GCC unroll 32
-        for (int r = 0; r < NR; r++) {
-          const T s = g[r][o];
+          for (int i = 0; i < kOuts; i++) {
+            const T s = g[r][o0 + i];
 #pragma GCC unroll 32
-          for (int v = 0; v < CB; v++) acc[v] += s * xv[r][v];
+            for (int v = 0; v < CB; v++) acc[i][v] += s * xv[v];
+          }
         }
 #pragma GCC unroll 32
-        for (int v = 0; v < CB; v++) store(G + o * H + (c0 + v) * L, acc[v]);
+        for (int i = 0; i < kOuts; i++)
+#pragma GCC unroll 32
+          for (int v = 0; v < CB; v++) store(G + (o0 + i) * H + (c0 + v) * L, acc[i][v]);
       }
-    }
   }
 
   // out = sum_j w[j] h[idx[j]] over the K entries of one table row.
@@ -419,57 +429,47 @@ template <typename T, int H> struct Layer {
     }
   }
 
-  // Input rows [s0, s0 + NR) of the backward, given gz of the own rows they read. With t_s = sum_j
-  // weight_t[s, j] gz[index_t[s, j]] (the gather-sum's backward: what row s sent, weighted):
+  // The backward of input rows [begin, end), with g's weight gradients added to, in panels of up to
+  // kPanel rows (no panel spans the halo rows and the own rows); make(need), when given, first
+  // makes gz of the own rows [0, need). With t_s = sum_j weight_t[s, j] gz[index_t[s, j]] (the
+  // gather-sum's backward: what row s sent, weighted):
   //   gW_rel += t_s^T h_s,   gh_s = t_s W_rel,   and for an own row i = s - halo also
   //   gW_root += gz_i^T h_s, gh_s += gz_i W_root (+ gy_i through the residual).
-  template <int NR, bool Own>
-  static void backward_rows(int64_t s0, int64_t halo, int K, const int32_t* index_t, const T* weight_t, const T* h,
-                            const T* w_rel, const T* w_root, bool residual, const T* gy, const Grads<T>& g) {
-    const T* gz = g.gz;
-    alignas(64) T t[NR][H];
-    const T *tr[NR], *hr[NR], *gzr[NR], *gyr[NR];
-    T* ghr[NR];
-    for (int r = 0; r < NR; r++) {
-      const int64_t s = s0 + r;
-      gather(index_t + s * K, weight_t + s * K, K, gz, t[r]);
-      tr[r] = t[r];
-      hr[r] = h + s * H;
-      gzr[r] = Own ? gz + (s - halo) * H : nullptr;  // a halo row has no gz or gy of its own
-      gyr[r] = Own ? gy + (s - halo) * H : nullptr;
-      ghr[r] = g.gh ? g.gh + s * H : nullptr;
-    }
-    if (g.gw_rel) outer<NR>(tr, hr, g.gw_rel);
-    if (Own && g.gw_root) outer<NR>(gzr, hr, g.gw_root);
-    if (g.gh) {
-      if (Own)
-        matmul<NR>(tr, w_rel, gzr, w_root, residual ? gyr : nullptr, ghr);
-      else
-        matmul<NR>(tr, w_rel, nullptr, nullptr, nullptr, ghr);
-    }
-  }
-
-  // Input rows [begin, end) in blocks (no block spans the halo rows and the own rows), with g's
-  // weight gradients added to; make(need), when given, first makes gz of the own rows [0, need).
+  // A panel's weight gradients are summed in registers over all its rows (outer); its input
+  // gradients in register blocks of kRows rows (matmul).
+  static constexpr int kPanel = 8 * kRows;
   template <typename Make>
   static void input_rows(int64_t begin, int64_t end, int64_t n_in, int64_t halo, int K, const int32_t* index_t,
                          const T* weight_t, const T* h, const T* w_rel, const T* w_root, bool residual, const T* gy,
                          const Grads<T>& g, Make&& make) {
-    for (int64_t s = begin; s < end;) {
-      const bool own = s >= halo;
-      const int nr = std::min(end, own ? n_in : halo) - s >= kRows ? kRows : 1;
-      int64_t need = own ? s + nr - halo : 0;
-      for (int64_t e = s * K; e < (s + nr) * K; e++) need = index_t[e] + 1 > need ? index_t[e] + 1 : need;
+    alignas(64) T t[kPanel][H];
+    const T *tr[kPanel], *hr[kPanel], *gzr[kPanel], *gyr[kPanel];
+    T* ghr[kPanel];
+    for (int64_t s0 = begin; s0 < end;) {
+      const bool own = s0 >= halo;
+      const int n = static_cast<int>(std::min<int64_t>(kPanel, std::min(end, own ? n_in : halo) - s0));
+      int64_t need = own ? s0 + n - halo : 0;
+      for (int64_t e = s0 * K; e < (s0 + n) * K; e++) need = index_t[e] + 1 > need ? index_t[e] + 1 : need;
       make(need);
-      if (own && nr == kRows)
-        backward_rows<kRows, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-      else if (own)
-        backward_rows<1, true>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-      else if (nr == kRows)
-        backward_rows<kRows, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-      else
-        backward_rows<1, false>(s, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g);
-      s += nr;
+      for (int r = 0; r < n; r++) {
+        const int64_t s = s0 + r;
+        gather(index_t + s * K, weight_t + s * K, K, g.gz, t[r]);
+        tr[r] = t[r];
+        hr[r] = h + s * H;
+        gzr[r] = own ? g.gz + (s - halo) * H : nullptr;  // a halo row has no gz or gy of its own
+        gyr[r] = own ? gy + (s - halo) * H : nullptr;
+        ghr[r] = g.gh ? g.gh + s * H : nullptr;
+      }
+      if (g.gw_rel) outer(n, tr, hr, g.gw_rel);
+      if (own && g.gw_root) outer(n, gzr, hr, g.gw_root);
+      if (g.gh) {
+        int r = 0;
+        for (; r + kRows <= n; r += kRows)
+          matmul<kRows>(tr + r, w_rel, own ? gzr + r : nullptr, w_root, own && residual ? gyr + r : nullptr, ghr + r);
+        for (; r < n; r++)
+          matmul<1>(tr + r, w_rel, own ? gzr + r : nullptr, w_root, own && residual ? gyr + r : nullptr, ghr + r);
+      }
+      s0 += n;
     }
   }
 
