@@ -138,11 +138,15 @@ inline vf exp_nonpositive(vf x) {
 // vector at a time is bound by the chain's latency (AVX2, Zen 3: 4.3 ns an element against 1.3
 // with N = 8; GELU alone on 640k floats). The same operations on each lane whatever N.
 template <int N> inline void gelu_parts(const vf* u, vf* cdf, vf* pdf_u) {
+  // |x| and the sign of a negative x as bit masks: one logical operation each where a select
+  // takes a compare, a negation and a blend (the same values).
   vf x[N], t[N], r[N], e[N];
+  vi neg[N];
 #pragma GCC unroll 16
   for (int i = 0; i < N; i++) {
     x[i] = u[i] * float(M_SQRT1_2);
-    const vf ax = x[i] < 0 ? -x[i] : x[i];
+    neg[i] = (x[i] < 0) & INT32_MIN;
+    const vf ax = (vf)((vi)x[i] & INT32_MAX);
     t[i] = 1.0f / (ax * 0.3275911f + 1.0f);
   }
 #pragma GCC unroll 16
@@ -153,7 +157,7 @@ template <int N> inline void gelu_parts(const vf* u, vf* cdf, vf* pdf_u) {
 #pragma GCC unroll 16
   for (int i = 0; i < N; i++) {
     const vf a = 1.0f - r[i] * t[i] * e[i];
-    cdf[i] = 0.5f * (1.0f + (x[i] < 0 ? -a : a));
+    cdf[i] = (vf)((vi)a ^ neg[i]) * 0.5f + 0.5f;  // 0.5 (1 -+ a), exactly: halving is exact
     pdf_u[i] = u[i] * float(0.5 * M_2_SQRTPI * M_SQRT1_2) * e[i];
   }
 }
