@@ -7,11 +7,16 @@ extern "C" {
 
 // table[i, j] = the position of index[i] - primes[j] in index, or -1 (index strictly increasing,
 // primes >= 1). Being strictly increasing integers, index[i - p] <= index[i] - p, so the wanted
-// zero can only sit in [i - p, i): a binary search there.
+// zero can only sit in [i - p, i): at i - p itself where the run of zeros is contiguous (a
+// step's clusters are, but at their ends), else found by a binary search there.
 void zs_neighbour_table(int64_t m, const int64_t* index, int k, const int64_t* primes, int64_t* table) {
   for (int64_t i = 0; i < m; i++) {
     for (int j = 0; j < k; j++) {
       const int64_t want = index[i] - primes[j];
+      if (i >= primes[j] && index[i - primes[j]] == want) {
+        table[i * k + j] = i - primes[j];
+        continue;
+      }
       int64_t lo = i - primes[j] < 0 ? 0 : i - primes[j], hi = i;  // search [lo, hi)
       while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
