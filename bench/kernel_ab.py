@@ -30,7 +30,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from profile_step import Stepper, build_trial  # noqa: E402
+from profile_step import Stepper, build_trial, timed  # noqa: E402
 
 CSRC = "trainer/src/trainer/csrc"
 
@@ -66,17 +66,7 @@ class TimedLibrary:
             if name.startswith("zs_"):
                 f, g = getattr(like, name), getattr(self.lib, name)
                 g.argtypes, g.restype = f.argtypes, f.restype
-                setattr(self, name, self._timed(name.removeprefix("zs_"), g))
-
-    def _timed(self, name, f):
-        def call(*args):
-            c0 = time.process_time()
-            try:
-                return f(*args)
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.process_time() - c0
-
-        return call
+                setattr(self, name, timed(self.seconds, name.removeprefix("zs_"), g))
 
 
 def main() -> int:
@@ -122,7 +112,8 @@ def main() -> int:
         for b in range(args.blocks):
             for k in (0, 1) if b % 2 == 0 else (1, 0):
                 lib = libs[k]
-                lib.seconds, fused._lib = {}, lib
+                lib.seconds.clear()
+                fused._lib = lib
                 c0 = time.process_time()
                 stepper.run(args.steps)
                 step[k].append((time.process_time() - c0) / args.steps * 1e3)

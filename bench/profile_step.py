@@ -167,6 +167,19 @@ class Stepper:
         return nodes
 
 
+def timed(seconds: dict[str, float], name: str, f):
+    """f, each call's CPU seconds added to seconds[name]."""
+
+    def call(*args):
+        c0 = time.process_time()
+        try:
+            return f(*args)
+        finally:
+            seconds[name] = seconds.get(name, 0.0) + time.process_time() - c0
+
+    return call
+
+
 class KernelClock:
     """CPU seconds spent inside each native kernel (trainer.fused's ctypes calls) while entered:
     each of the library's functions is wrapped in a timer and put back on exit. The rest of a
@@ -184,19 +197,9 @@ class KernelClock:
         self.originals = {n: getattr(self.lib, n) for n in names}
         self.seconds: dict[str, float] = {}
 
-    def _timed(self, name: str, f):
-        def call(*args):
-            c0 = time.process_time()
-            try:
-                return f(*args)
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.process_time() - c0
-
-        return call
-
     def __enter__(self) -> KernelClock:
         for name, f in self.originals.items():
-            setattr(self.lib, name, self._timed(name.removeprefix("zs_"), f))
+            setattr(self.lib, name, timed(self.seconds, name.removeprefix("zs_"), f))
         return self
 
     def __exit__(self, *exc) -> None:
