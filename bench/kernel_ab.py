@@ -32,29 +32,26 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from profile_step import Stepper, build_trial, timed  # noqa: E402
 
-CSRC = "trainer/src/trainer/csrc"
-
 
 def build(rev: str | None, out: Path) -> Path:
-    """The kernel library of REV's csrc/ (None: the working tree's): its sources copied into out/,
-    built by trainer.fused's own build (cached by content: the working tree's is the trainer's)."""
+    """The kernel library of REV's csrc/ (None: the working tree's, the trainer's own), built by
+    trainer.fused's build and cached by content: REV's sources are copied into out/ first."""
     from trainer import fused
 
-    src = out / (rev or "worktree")
+    compiler = os.environ.get("CXX") or "g++"
+    if rev is None:
+        return fused._build(compiler)
+    csrc = fused.SOURCES[0].parent.relative_to(REPO)
+    src = out / rev
     src.mkdir(parents=True)
     for path in (*fused.SOURCES, *fused.HEADERS):
-        if rev is None:
-            text = path.read_text()
-        else:
-            shown = subprocess.run(
-                ["git", "-C", str(REPO), "show", f"{rev}:{CSRC}/{path.name}"], capture_output=True, text=True
-            )
-            if shown.returncode:  # a header REV did not have yet
-                continue
-            text = shown.stdout
-        (src / path.name).write_text(text)
+        shown = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:{csrc}/{path.name}"], capture_output=True, text=True
+        )
+        if shown.returncode == 0:  # else a header REV did not have yet
+            (src / path.name).write_text(shown.stdout)
     headers = [src / h.name for h in fused.HEADERS if (src / h.name).exists()]
-    return fused._build(os.environ.get("CXX") or "g++", [src / s.name for s in fused.SOURCES], headers)
+    return fused._build(compiler, [src / s.name for s in fused.SOURCES], headers)
 
 
 class TimedLibrary:

@@ -6,8 +6,8 @@ trainer.graph and trainer.model.Neighbours).
 On the CPU a layer of SpacingGNN (gather-sum, two linear maps, LayerNorm, GELU, residual) is
 bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [rows, hidden]
 tensor at every step (docs/speed.md). The kernel runs every step on six rows at a time while
-they sit in registers and L1, forward and backward; the backward gathers the gradient over the
-transposed table instead of recomputing the gather-sum.
+they sit in registers and L1, forward and backward (the weight gradients on panels of 48); the
+backward gathers the gradient over the transposed table instead of recomputing the gather-sum.
 
 The sources are compiled once per machine with the host's g++ (-O3 -march=native, ~5 s) into one
 library in $XDG_CACHE_HOME/zeta-swarm (~/.cache/zeta-swarm), keyed by the sources, the flags, the
