@@ -138,8 +138,8 @@ inline vf exp_nonpositive(vf x) {
 // erf(u / sqrt 2) and exp(-u^2 / 2). Each step runs on all N vectors before the next, so that N
 // independent chains of ~35 dependent operations sit side by side in the instruction stream: one
 // vector at a time is bound by the chain's latency (AVX2, Zen 3: a layer's forward on 10,000 rows
-// 3.30-3.35 -> 3.02-3.10 ms with N = 8, bench/layer_kernel.py). The same operations on each lane
-// whatever N.
+// 3.30-3.35 -> 3.02-3.10 ms with N = 8, bench/layer_kernel.py; kGeluGroup picks N). The same
+// operations on each lane whatever N.
 template <int N> inline void gelu_parts(const vf* u, vf* cdf, vf* pdf_u) {
   // |x| and the sign of a negative x as bit masks: one logical operation each where a select
   // takes a compare, a negation and a blend (the same values).
@@ -174,10 +174,13 @@ template <int N, typename V> inline void gelu_parts(const V* u, V* cdf, V* pdf_u
     }
 }
 
-// Vectors per group of gelu_parts for n of them: the largest divisor of n up to 8 (more chains than
-// 8 gain nothing: the chains' state outgrows the registers).
+// Vectors per group of gelu_parts for n of them: the largest divisor of n up to 8 with AVX-512's 32
+// registers, up to 4 with AVX's 16. Each chain keeps ~5 vectors alive (x, its sign, t, r, e): with
+// more chains than the registers hold, the compiler spills them to the stack and back (AVX2, Zen 3:
+// 4 against 8 took 0.33 ms off a mini-batch step's three layer forwards, faster in 14 of 14 paired
+// blocks of bench/kernel_ab.py; the same values, each lane's operations do not depend on N).
 constexpr int kGeluGroup(int n) {
-  for (int g = 8; g > 1; g--)
+  for (int g = ZS_VEC_BYTES == 64 ? 8 : 4; g > 1; g--)
     if (n % g == 0) return g;
   return 1;
 }
