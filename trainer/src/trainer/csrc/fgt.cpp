@@ -11,13 +11,21 @@
 #include <cstdint>
 #include <vector>
 
+#include "vector_width.h"
+
 namespace {
 
 constexpr int kTerms = 16;  // trainer.losses._FGT_TERMS
 
-typedef double v8d __attribute__((vector_size(64), aligned(8)));
-inline v8d load(const double* p) { return *reinterpret_cast<const v8d*>(p); }
-inline void store(double* p, v8d v) { *reinterpret_cast<v8d*>(p) = v; }
+// The 16 terms of an expansion as vectors of the target's width (vector_width.h: a vector wider
+// than the registers goes through the stack at every operation). Each term is its own lane, so
+// the sums are the same whatever the width.
+typedef double vd __attribute__((vector_size(ZS_VEC_BYTES), aligned(8)));
+constexpr int kLanes = ZS_VEC_BYTES / sizeof(double);
+constexpr int kVecs = kTerms / kLanes;
+static_assert(kTerms % kLanes == 0, "the terms must fill whole vectors");
+inline vd load(const double* p) { return *reinterpret_cast<const vd*>(p); }
+inline void store(double* p, vd v) { *reinterpret_cast<vd*>(p) = v; }
 
 }  // namespace
 
@@ -51,8 +59,8 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
         alignas(64) double power[kTerms];
         power[0] = 1.0;
         for (int a = 1; a < kTerms; a++) power[a] = power[a - 1] * u;
-        store(row, load(row) + load(power));  // in registers, not 16 scalar read-modify-writes
-        store(row + 8, load(row + 8) + load(power + 8));
+        for (int j = 0; j < kVecs; j++)  // in registers, not 16 scalar read-modify-writes
+          store(row + j * kLanes, load(row + j * kLanes) + load(power + j * kLanes));
         count[(side * S + k) * boxes + b]++;
       }
     }
@@ -72,13 +80,11 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
           for (int64_t c = c0; c <= c1; c++) {
             const double* t = &T[(g * J + (K_max - (c - s))) * kTerms * kTerms];
             double* out = &B[(((side * S + k) * G + g) * boxes + c) * kTerms];
-            v8d lo8 = load(out), hi8 = load(out + 8);  // the 16 terms as two vectors
-            for (int a = 0; a < kTerms; a++) {
-              lo8 += A[a] * load(t + a * kTerms);
-              hi8 += A[a] * load(t + a * kTerms + 8);
-            }
-            store(out, lo8);
-            store(out + 8, hi8);
+            vd acc[kVecs];  // the 16 terms
+            for (int j = 0; j < kVecs; j++) acc[j] = load(out + j * kLanes);
+            for (int a = 0; a < kTerms; a++)
+              for (int j = 0; j < kVecs; j++) acc[j] += A[a] * load(t + a * kTerms + j * kLanes);
+            for (int j = 0; j < kVecs; j++) store(out + j * kLanes, acc[j]);
           }
         }
   // The estimates, and each segment's field of its estimate for the gradient.
