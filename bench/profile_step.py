@@ -112,6 +112,10 @@ class Stepper:
             make(trial.model, trial.cfg) if make else torch.optim.AdamW(trial.model.parameters(), lr=1e-3)
         )
         self.ema = AveragedModel(trial.model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+        # The revision's own end of a step where it has one (trainer.training.StepEnd), else
+        # the three calls it replaced (update below).
+        end = getattr(training, "StepEnd", None)
+        self.step_end = end(trial.model, self.opt, self.ema, 1.0) if end else None
         self.rng = np.random.default_rng(0)
         self.gen = torch.Generator(getattr(trial, "device", "cpu")).manual_seed(1)
         self.plan: list[tuple[int, ...]] = []
@@ -121,6 +125,8 @@ class Stepper:
 
     def update(self) -> None:
         """The end of a step: clipping, AdamW, EMA."""
+        if self.step_end is not None:
+            return self.step_end()
         import torch
 
         torch.nn.utils.clip_grad_norm_(self.trial.model.parameters(), 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from trainer.baselines import BASELINES
 from trainer.config import load_config
 from trainer.data.dataset import open_dataset
-from trainer.training import Trial, _schedulers, run_trial
+from trainer.training import StepEnd, Trial, _schedulers, make_optimizer, run_trial
 
 
 def _quiet(_line: str) -> None:
@@ -83,6 +85,52 @@ def test_minibatch_with_all_clusters_per_step_equals_fullbatch_loss(tiny_config_
     )
     assert q2.batch((0, 2)).segments == [(0, 200), (200, 400)]
     assert q2.batch((1, 2)).segments == [(0, 400)]
+
+
+@pytest.mark.parametrize("grad_clip", [0.05, 0.0])
+def test_the_step_end_is_clip_adamw_and_ema_bit_for_bit(tiny_config_file, grad_clip):
+    # StepEnd against the calls it stands for, on two copies of one trial's model stepped on the
+    # same batches: the first step (the EMA copies), clipped steps, steps with the bottom half
+    # frozen (no gradients there), and AveragedModel's own update where the tensors are not one
+    # group (a float64 buffer).
+    cfg = load_config(tiny_config_file, [f"optim.grad_clip={grad_clip}"])
+    trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
+    batch = trial.batch((0,))
+
+    def side(mixed: bool):
+        model = copy.deepcopy(trial.model)
+        if mixed:
+            model.register_buffer("extra", torch.zeros(3, dtype=torch.float64))
+        opt = make_optimizer(model, cfg)
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+        return model, opt, ema
+
+    for mixed in (False, True):
+        (ma, oa, ea), (mb, ob, eb) = side(mixed), side(mixed)
+        end = StepEnd(mb, ob, eb, grad_clip)
+        assert (end._lists is None) == mixed
+        norms = []
+        for step in range(5):
+            if step == 3:
+                ma.freeze_bottom_layers()
+                mb.freeze_bottom_layers()
+            for model, opt in ((ma, oa), (mb, ob)):
+                opt.zero_grad(set_to_none=True)
+                total, _ = trial.loss(model, batch, torch.Generator().manual_seed(step))
+                total.backward()
+            if grad_clip > 0:
+                norms.append(float(torch.nn.utils.clip_grad_norm_(ma.parameters(), grad_clip)))
+            oa.step()
+            ea.update_parameters(ma)
+            end()
+            for (name, a), b in zip(ea.state_dict().items(), eb.state_dict().values(), strict=True):
+                assert torch.equal(a, b), (mixed, step, name)
+            for (name, a), b in zip(ma.state_dict().items(), mb.state_dict().values(), strict=True):
+                assert torch.equal(a, b), (mixed, step, name)
+        assert int(eb.n_averaged) == 5
+        if grad_clip > 0:
+            assert max(norms) > grad_clip  # the clip did clip
+        assert not torch.equal(eb.module.state_dict()["head.weight"], mb.state_dict()["head.weight"])
 
 
 def test_warmup_then_cosine_learning_rate():
