@@ -11,7 +11,8 @@ block by block. Prints the CPU ms per step of each build and of each kernel insi
 the blocks), and the paired differences: on a host whose speed moves by 10-20% from minute to
 minute, two builds taking turns in one process are the only way to see a change of a few percent.
 Only the kernels differ between the builds: everything else (trainer Python, torch) is the
-working tree's, so REV's kernels must take the same arguments (the same extern "C" signatures).
+working tree's, so REV's kernels must take the same arguments (the same extern "C" signatures);
+a kernel REV does not have yet runs the working tree's build on both sides (the output says which).
 """
 
 from __future__ import annotations
@@ -59,10 +60,17 @@ class TimedLibrary:
 
     def __init__(self, path: Path, like: ctypes.CDLL):
         self.lib, self.seconds = ctypes.CDLL(str(path)), {}
+        self.lacks: list[str] = []  # kernels newer than this build: `like`'s own run in their place
         for name in dir(like):
             if name.startswith("zs_"):
-                f, g = getattr(like, name), getattr(self.lib, name)
-                g.argtypes, g.restype = f.argtypes, f.restype
+                f = getattr(like, name)
+                try:
+                    g = getattr(self.lib, name)
+                except AttributeError:
+                    self.lacks.append(name)
+                    g = f
+                else:
+                    g.argtypes, g.restype = f.argtypes, f.restype
                 setattr(self, name, timed(self.seconds, name.removeprefix("zs_"), g))
 
 
@@ -131,6 +139,8 @@ def main() -> int:
         )
 
     print(f"\nCPU ms a step, {args.mode} N = {args.n:,}, A = {args.rev}'s kernels, B = the working tree's:")
+    if libs[0].lacks:
+        print(f"({args.rev} has no {', '.join(libs[0].lacks)}: the working tree's runs on both sides)")
     print(line("step", *step))
     for name in sorted(kernels[0], key=lambda n: -med(kernels[0][n])):
         if name in kernels[1] and len(kernels[0][name]) == len(kernels[1][name]):

@@ -338,6 +338,19 @@ def test_kernel_ab_runs_the_step_on_two_builds_in_turn(odlyzko_small, tmp_path):
             out,
             re.M,
         ), (name, out)
+    # A revision without a kernel of the working tree's (e517358 had no head kernel) still runs:
+    # that kernel is the working tree's on both sides, and the output says so. (A shallow clone
+    # has no e517358: then only the runs above.)
+    older = "e517358"
+    if (
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{older}^{{commit}}"], cwd=REPO, capture_output=True
+        ).returncode
+        == 0
+    ):
+        out = _run([*args[:1], older, *args[2:], "--data", str(odlyzko_small)])
+        lacks = f"({older} has no zs_head_backward, zs_head_forward: the working tree's runs on both sides)"
+        assert lacks in out, out
     assert "not a revision" in _refused(["bench/kernel_ab.py", "no-such-rev", "--data", str(odlyzko_small)])
     assert "none" in _refused(["bench/kernel_ab.py", "HEAD", "--data", str(tmp_path / "none")])
 

@@ -380,3 +380,32 @@ def test_the_encoder_kernel_against_finite_differences_and_torch(bias):
     torch.testing.assert_close(out, want_out, rtol=1e-12, atol=1e-13)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_head_kernel_against_finite_differences_and_torch(dtype):
+    # head(h) + skip(x) in one kernel each way, with x requiring grad as in a rollout's features;
+    # 23 rows: five blocks of four side by side and a tail of three.
+    torch.manual_seed(6)
+    head, skip = torch.nn.Linear(32, 1).to(dtype), torch.nn.Linear(19, 1, bias=False).to(dtype)
+    h = torch.randn(23, 32, dtype=dtype, requires_grad=True)
+    x = torch.randn(23, 19, dtype=dtype, requires_grad=True)
+    out = fused.head(h, x, head, skip)
+    assert type(out.grad_fn).__name__ == "_HeadBackward" and out.shape == (23,)
+    inputs = (h, x, head.weight, head.bias, skip.weight)
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(fused._Head.apply, inputs, eps=1e-6, atol=1e-8)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, inputs, g)
+    with fused.eager():
+        want_out = fused.head(h, x, head, skip)
+        assert want_out.grad_fn is not None and type(want_out.grad_fn).__name__ != "_HeadBackward"
+        want = torch.autograd.grad(want_out, inputs, g)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(out, want_out, **tol)
+    for a, b, name in zip(got, want, ("h", "x", "weight", "bias", "skip"), strict=True):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m, name=name: f"{name}: {m}")
+    # a skip with a bias, or a head of two outputs, is not this kernel's: torch's own, the same values
+    skip_b = torch.nn.Linear(19, 1).to(dtype)
+    assert type(fused.head(h, x, head, skip_b).grad_fn).__name__ != "_HeadBackward"
+    torch.testing.assert_close(fused.head(h, x, head, skip_b), (head(h) + skip_b(x)).squeeze(-1))

@@ -1,5 +1,6 @@
 """The CPU kernels (csrc/), called through ctypes: one message-passing layer fused
-(fused_layer.cpp, with the model's encoder Linear + GELU) and their autograd; the MMD's fast
+(fused_layer.cpp, with the model's encoder Linear + GELU and its output head) and their
+autograd; the MMD's fast
 Gauss transform (fgt.cpp, for trainer.losses); the step's graph tables (neighbours.cpp, for
 trainer.graph and trainer.model.Neighbours).
 
@@ -125,6 +126,8 @@ def library() -> ctypes.CDLL | None:
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
     lib.zs_encoder_forward.argtypes = [i32, i32, i64, i32, *[p] * 5, i32]
     lib.zs_encoder_backward.argtypes = [i32, i32, i64, i32, *[p] * 6, i32]
+    lib.zs_head_forward.argtypes = [i32, i32, i64, i32, *[p] * 6]
+    lib.zs_head_backward.argtypes = [i32, i32, i64, i32, *[p] * 8]
     lib.zs_neighbour_table.argtypes = [i64, p, i32, p, p]
     lib.zs_neighbour_table.restype = None
     lib.zs_neighbours_from_table.argtypes = [i64, i32, p, i32, p, p, p, p]
@@ -138,6 +141,8 @@ def library() -> ctypes.CDLL | None:
         lib.zs_fgt_mmd,
         lib.zs_encoder_forward,
         lib.zs_encoder_backward,
+        lib.zs_head_forward,
+        lib.zs_head_backward,
     ):
         f.restype = ctypes.c_int
     _lib = lib
@@ -240,6 +245,62 @@ class _Encoder(torch.autograd.Function):
             raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
         gx = gu @ weight.detach().to(gu.dtype) if need_x else None
         return gx, (gwt.t().to(weight.dtype) if need_w else None), gb
+
+
+def head(h: torch.Tensor, x: torch.Tensor, head: torch.nn.Linear, skip: torch.nn.Linear) -> torch.Tensor:
+    """(head(h) + skip(x)).squeeze(-1), SpacingGNN's output from its last layer's rows h [n, H]
+    and the nodes' features x [n, F] (head with its bias, skip without), by one kernel each way
+    where it runs: torch makes it five matrix products of one column (forward and backward), each
+    a pass over [n, H] or [n, F]. The same values up to float rounding (the sums' order)."""
+    w, b, ws = head.weight, head.bias, skip.weight
+    if (
+        not _cpu_kernel_takes(h)
+        or b is None
+        or skip.bias is not None
+        or w.shape[0] != 1
+        or ws.shape[0] != 1
+        or any(t.dtype != h.dtype for t in (x, w, b, ws))
+        or h.shape[1] not in WIDTHS
+        or library() is None
+    ):
+        return (head(h) + skip(x)).squeeze(-1)
+    return _Head.apply(h, x, w, b, ws)
+
+
+class _Head(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, x, w, b, ws):
+        h, x = h.contiguous(), x.contiguous()
+        (n, hidden), f = h.shape, x.shape[1]
+        w_, b_, ws_ = (t.detach().contiguous() for t in (w, b, ws))
+        out = h.new_empty(n)
+        err = library().zs_head_forward(
+            h.dtype.itemsize * 8, hidden, n, f, _ptr(h), _ptr(x), _ptr(w_), _ptr(b_), _ptr(ws_), _ptr(out)
+        )
+        if err:
+            raise RuntimeError(f"fused head: no kernel for hidden {hidden} in {h.dtype}")
+        ctx.save_for_backward(h, x, w, ws)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        h, x, w, ws = ctx.saved_tensors
+        need_h, need_x, need_w, need_b, need_ws = ctx.needs_input_grad
+        g = g.contiguous().to(h.dtype)
+        (n, hidden), f = h.shape, x.shape[1]
+        gh = torch.empty_like(h) if need_h else None
+        gw = h.new_empty(w.shape) if need_w else None
+        gb = h.new_empty(1) if need_b else None
+        gws = h.new_empty(ws.shape) if need_ws else None
+        w_ = w.detach().contiguous()
+        err = library().zs_head_backward(
+            h.dtype.itemsize * 8, hidden, n, f, _ptr(h), _ptr(x), _ptr(g), _ptr(w_), _ptr(gh), _ptr(gw), _ptr(gb),
+            _ptr(gws),
+        )  # fmt: skip
+        if err:
+            raise RuntimeError(f"fused head: no kernel for hidden {hidden} in {h.dtype}")
+        gx = g[:, None] * ws.detach() if need_x else None
+        return gh, gx, gw, gb, gws
 
 
 def neighbour_table(index: np.ndarray, primes) -> np.ndarray | None:

@@ -508,7 +508,7 @@ class SpacingGNN(nn.Module):
         h = fused.encoder(x, self.encoder)
         for i in range(len(self.convs)):
             h = self._block(i, h, g)
-        return (self.head(h) + self.skip(x)).squeeze(-1)
+        return fused.head(h, x, self.head, self.skip)
 
     def _forward_chunked(self, x: torch.Tensor, g: Neighbours) -> torch.Tensor:
         """forward in segments x -> h_1 -> ... -> h_{depth-1} -> output, each a _RowChunks: the
@@ -537,7 +537,7 @@ class SpacingGNN(nn.Module):
                     h = fused.encoder(h, self.encoder)
                 h = self._block(i, h, nb, kept)
                 if i == depth - 1:
-                    h = (self.head(h) + self.skip(_own_rows(rows[-1], nb))).squeeze(-1)
+                    h = fused.head(h, _own_rows(rows[-1], nb), self.head, self.skip)
                 return h
 
             params = [p for p in self.convs[i].parameters()] + [p for p in self.norms[i].parameters()]
