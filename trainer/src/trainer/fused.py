@@ -1,8 +1,7 @@
 """The CPU kernels (csrc/), called through ctypes: one message-passing layer fused
 (fused_layer.cpp, with the model's encoder Linear + GELU and its output head) and their
-autograd; the MMD's fast
-Gauss transform (fgt.cpp, for trainer.losses); the step's graph tables (neighbours.cpp, for
-trainer.graph and trainer.model.Neighbours).
+autograd; the MMD's fast Gauss transform (fgt.cpp, for trainer.losses); the step's graph tables
+(neighbours.cpp, for trainer.graph and trainer.model.Neighbours).
 
 On the CPU a layer of SpacingGNN (gather-sum, two linear maps, LayerNorm, GELU, residual) is
 bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [rows, hidden]
@@ -247,12 +246,13 @@ class _Encoder(torch.autograd.Function):
         return gx, (gwt.t().to(weight.dtype) if need_w else None), gb
 
 
-def head(h: torch.Tensor, x: torch.Tensor, head: torch.nn.Linear, skip: torch.nn.Linear) -> torch.Tensor:
-    """(head(h) + skip(x)).squeeze(-1), SpacingGNN's output from its last layer's rows h [n, H]
-    and the nodes' features x [n, F] (head with its bias, skip without), by one kernel each way
-    where it runs: torch makes it five matrix products of one column (forward and backward), each
-    a pass over [n, H] or [n, F]. The same values up to float rounding (the sums' order)."""
-    w, b, ws = head.weight, head.bias, skip.weight
+def head(h: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear, skip: torch.nn.Linear) -> torch.Tensor:
+    """(linear(h) + skip(x)).squeeze(-1), SpacingGNN's output from its last layer's rows h [n, H]
+    and the nodes' features x [n, F] (linear: its head, with a bias; skip without), by one kernel
+    each way where it runs: torch makes it five matrix products of one column (forward and
+    backward), each a pass over [n, H] or [n, F]. The same values up to float rounding (the sums'
+    order)."""
+    w, b, ws = linear.weight, linear.bias, skip.weight
     if (
         not _cpu_kernel_takes(h)
         or b is None
@@ -263,7 +263,7 @@ def head(h: torch.Tensor, x: torch.Tensor, head: torch.nn.Linear, skip: torch.nn
         or h.shape[1] not in WIDTHS
         or library() is None
     ):
-        return (head(h) + skip(x)).squeeze(-1)
+        return (linear(h) + skip(x)).squeeze(-1)
     return _Head.apply(h, x, w, b, ws)
 
 

@@ -491,9 +491,10 @@ class StepEnd:
     The same torch calls as ``clip_grad_norm_(model.parameters(), grad_clip)`` and
     ``ema.update_parameters(model)`` on the same tensors, so the same results bit for bit
     (tests/trainer/test_training.py), but over lists of the model's and the EMA's tensors made
-    once: those two walk both models' modules at every call (~0.5 ms of a ~29 ms mini-batch step
-    on one CPU thread, docs/speed.md). AveragedModel's own update where its tensors are not one
-    float dtype on one device (it groups them then)."""
+    once: those two walk both models' modules at every call (this part of a mini-batch step on
+    one CPU thread 1.2 -> 0.9 ms, the step 0.21 ms shorter; docs/speed.md item 31).
+    AveragedModel's own update where its tensors are not one float dtype on one device (it
+    groups them then)."""
 
     def __init__(self, model: torch.nn.Module, optimizer, ema: AveragedModel, grad_clip: float):
         self.model, self.optimizer, self.ema, self.grad_clip = model, optimizer, ema, grad_clip

@@ -659,7 +659,8 @@ template <typename T, int H> struct Encoder {
 // The model's output, out[i] = (h[i] . w + b) + x[i] . ws for h [n, H] and x [n, F] (any F):
 // SpacingGNN's head (a Linear to one output, with its bias) plus its skip (one, without), and the
 // backward. torch runs each as a matrix product with one column ([n, H] x [H, 1]): five calls
-// of ~0.1 ms in a mini-batch step, where one pass over the rows each way is a few hundredths.
+// of ~0.1 ms in a mini-batch step; one pass over the rows each way takes 0.16 and 0.20 ms (the
+// step 0.27 ms shorter, docs/speed.md item 32).
 // Each row's sums run in a fixed order (its H lanes, then x's F terms), four rows side by side;
 // the weights' gradients over the rows in order, on one thread.
 template <typename T, int H> struct Head {
