@@ -342,12 +342,8 @@ def test_kernel_ab_runs_the_step_on_two_builds_in_turn(odlyzko_small, tmp_path):
     # that kernel is the working tree's on both sides, and the output says so. (A shallow clone
     # has no e517358: then only the runs above.)
     older = "e517358"
-    if (
-        subprocess.run(
-            ["git", "cat-file", "-e", f"{older}^{{commit}}"], cwd=REPO, capture_output=True
-        ).returncode
-        == 0
-    ):
+    known = subprocess.run(["git", "cat-file", "-e", f"{older}^{{commit}}"], cwd=REPO, capture_output=True)
+    if known.returncode == 0:
         out = _run([*args[:1], older, *args[2:], "--data", str(odlyzko_small)])
         lacks = f"({older} has no zs_head_backward, zs_head_forward: the working tree's runs on both sides)"
         assert lacks in out, out
