@@ -191,7 +191,9 @@ template <typename T> struct Grads {
   T *gh, *gz, *gw_rel, *gb_rel, *gw_root, *ggamma, *gbeta;
 };
 
-template <typename T, int H> struct Layer {
+// What the kernels below share about rows of H values of T: the vector type, its lanes, a row's
+// vectors, their loads and stores, and the lanes' sum.
+template <typename T, int H> struct Rows {
   using V = typename Vec<T>::type;
   static constexpr int L = ZS_VEC_BYTES / sizeof(T);  // lanes per vector
   static constexpr int NV = H / L;          // vectors per row
@@ -211,6 +213,12 @@ template <typename T, int H> struct Layer {
     for (int l = 0; l < L; l++) s += v[l];
     return s;
   }
+};
+
+template <typename T, int H> struct Layer : Rows<T, H> {
+  using R = Rows<T, H>;
+  using typename R::V;
+  using R::L, R::NV, R::CB, R::load, R::store, R::hsum;
 
   // out[r] = init[r] + xa[r] Ba (+ xb[r] Bb), for NR rows; B: [H (in), H (out)] row-major. In blocks
   // of CB vectors of columns: each output's sum runs over k in the same order whatever CB.
@@ -546,13 +554,10 @@ template <typename T, int H> struct Layer {
 // one pass over register blocks of rows, keeping GELU'(u), u = x W^T + b, for the backward (as
 // the layers do: the backward then needs no erf or exp). torch's own matrix products run at a
 // third of their speed at K = F = 19 (the default features).
-template <typename T, int H> struct Encoder {
-  using V = typename Vec<T>::type;
-  static constexpr int L = ZS_VEC_BYTES / sizeof(T);
-  static constexpr int NV = H / L;
-  static constexpr int CB = kColVecs(NV);
-  static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
-  static void store(T* p, V v) { *reinterpret_cast<V*>(p) = v; }
+template <typename T, int H> struct Encoder : Rows<T, H> {
+  using R = Rows<T, H>;
+  using typename R::V;
+  using R::L, R::NV, R::CB, R::load, R::store;
 
   // Rows [i0, i0 + NR): u = x wt + b (wt: [F, H] row-major), h = GELU(u), dgelu = GELU'(u); in
   // blocks of CB vectors of columns, as Layer::matmul.
@@ -663,13 +668,11 @@ template <typename T, int H> struct Encoder {
 // step 0.27 ms shorter, docs/speed.md item 32).
 // Each row's sums run in a fixed order (its H lanes, then x's F terms), four rows side by side;
 // the weights' gradients over the rows in order, on one thread.
-template <typename T, int H> struct Head {
-  using V = typename Vec<T>::type;
-  static constexpr int L = ZS_VEC_BYTES / sizeof(T);
-  static constexpr int NV = H / L;
+template <typename T, int H> struct Head : Rows<T, H> {
+  using R = Rows<T, H>;
+  using typename R::V;
+  using R::L, R::NV, R::load, R::store, R::hsum;
   static constexpr int kSide = 4;  // rows side by side: each row's sums are chains of their own
-  static V load(const T* p) { return *reinterpret_cast<const V*>(p); }
-  static void store(T* p, V v) { *reinterpret_cast<V*>(p) = v; }
 
   template <int NR>
   static void rows(int64_t i0, int F, const T* h, const T* x, const V* w, T b, const T* ws, T* out) {
@@ -679,7 +682,7 @@ template <typename T, int H> struct Head {
       for (int r = 0; r < NR; r++) acc[r] += load(h + (i0 + r) * H + v * L) * w[v];
     T s[NR], t[NR] = {};
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; r++) s[r] = Layer<T, H>::hsum(acc[r]) + b;
+    for (int r = 0; r < NR; r++) s[r] = hsum(acc[r]) + b;
     for (int k = 0; k < F; k++)
 #pragma GCC unroll 8
       for (int r = 0; r < NR; r++) t[r] += x[(i0 + r) * F + k] * ws[k];
