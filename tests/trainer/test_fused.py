@@ -405,7 +405,7 @@ def test_the_head_kernel_against_finite_differences_and_torch(dtype):
     torch.testing.assert_close(out, want_out, **tol)
     for a, b, name in zip(got, want, ("h", "x", "weight", "bias", "skip"), strict=True):
         torch.testing.assert_close(a, b, **tol, msg=lambda m, name=name: f"{name}: {m}")
-    # a skip with a bias, or a head of two outputs, is not this kernel's: torch's own, the same values
+    # a skip with a bias is not this kernel's: torch's own, the same values
     skip_b = torch.nn.Linear(19, 1).to(dtype)
     assert type(fused.head(h, x, head, skip_b).grad_fn).__name__ != "_HeadBackward"
     torch.testing.assert_close(fused.head(h, x, head, skip_b), (head(h) + skip_b(x)).squeeze(-1))
