@@ -258,13 +258,14 @@ template <typename T, int H> struct Layer : Rows<T, H> {
     }
   }
 
-  // G[o, :] += sum_r g[r][o] x[r][:] over n rows: a weight gradient ([out, in] row-major), in tiles
+  // G[o, :] += sum_r g[r H + o] x[r H : (r + 1) H] over n rows (each of g and x n rows one after
+  // another: no pointer to load per row): a weight gradient ([out, in] row-major), in tiles
   // of kOuts outputs x CB vectors of columns, each tile's sums held in registers while the n rows
   // go by (kOuts x CB independent chains of FMAs; G through the caches once per n rows). Each
   // element's sum runs G + row 0, 1, ... in order, as one row at a time would.
   static constexpr int kOuts = 4;
   static_assert(H % kOuts == 0, "hidden must be a multiple of kOuts");
-  static void outer(int n, const T* const* g, const T* const* x, T* G) {
+  static void outer(int n, const T* g, const T* x, T* G) {
     for (int c0 = 0; c0 < NV; c0 += CB)
       for (int o0 = 0; o0 < H; o0 += kOuts) {
         V acc[kOuts][CB];
@@ -278,12 +279,12 @@ template <typename T, int H> struct Layer : Rows<T, H> {
           V xv[CB];
 #pragma GCC unroll 32
           for (int v = 0; v < CB; v++) {
-            xv[v] = load(x[r] + (c0 + v) * L);
+            xv[v] = load(x + r * H + (c0 + v) * L);
             asm("" : "+x"(xv[v]));  // in a register, not loaded again by each of the kOuts FMAs reading it
           }
 #pragma GCC unroll 32
           for (int i = 0; i < kOuts; i++) {
-            const T s = g[r][o0 + i];
+            const T s = g[r * H + o0 + i];
 #pragma GCC unroll 32
             for (int v = 0; v < CB; v++) acc[i][v] += s * xv[v];
           }
@@ -484,8 +485,8 @@ template <typename T, int H> struct Layer : Rows<T, H> {
         gyr[r] = own ? gy + (s - halo) * H : nullptr;
         ghr[r] = g.gh ? g.gh + s * H : nullptr;
       }
-      if (g.gw_rel) outer(n, tr, hr, g.gw_rel);
-      if (own && g.gw_root) outer(n, gzr, hr, g.gw_root);
+      if (g.gw_rel) outer(n, t[0], h + s0 * H, g.gw_rel);
+      if (own && g.gw_root) outer(n, g.gz + (s0 - halo) * H, h + s0 * H, g.gw_root);
       if (g.gh) {
         int r = 0;
         for (; r + kRows <= n; r += kRows)
