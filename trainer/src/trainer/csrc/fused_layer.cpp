@@ -468,7 +468,7 @@ template <typename T, int H> struct Layer : Rows<T, H> {
                          const T* weight_t, const T* h, const T* w_rel, const T* w_root, bool residual, const T* gy,
                          const Grads<T>& g, Make&& make) {
     alignas(64) T t[kPanel][H];
-    const T *tr[kPanel], *hr[kPanel], *gzr[kPanel], *gyr[kPanel];
+    const T *tr[kPanel], *gzr[kPanel], *gyr[kPanel];
     T* ghr[kPanel];
     for (int64_t s0 = begin; s0 < end;) {
       const bool own = s0 >= halo;
@@ -480,7 +480,6 @@ template <typename T, int H> struct Layer : Rows<T, H> {
         const int64_t s = s0 + r;
         gather(index_t + s * K, weight_t + s * K, K, g.gz, t[r]);
         tr[r] = t[r];
-        hr[r] = h + s * H;
         gzr[r] = own ? g.gz + (s - halo) * H : nullptr;  // a halo row has no gz or gy of its own
         gyr[r] = own ? gy + (s - halo) * H : nullptr;
         ghr[r] = g.gh ? g.gh + s * H : nullptr;
