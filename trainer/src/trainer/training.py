@@ -488,18 +488,13 @@ class StepEnd:
     """The end of a training step, after its backward: the gradients clipped to a global norm
     of grad_clip (0: not clipped), the optimizer's step, and the EMA of the weights.
 
-    The same torch calls as ``clip_grad_norm_(model.parameters(), grad_clip)``,
-    ``optimizer.step()`` and ``ema.update_parameters(model)`` on the same tensors, so the same
-    results bit for bit (tests/trainer/test_training.py), without the Python each wraps around
-    them: the EMA over lists of the model's and the EMA's tensors made once (those calls walk
-    both models' modules at every call: this part of a mini-batch step on one CPU thread 1.2 ->
-    0.9 ms, docs/speed.md item 31); the clip's norms and scaling, and the fused AdamW kernel,
-    called directly (0.74 -> 0.41 ms alone, the step 0.14-0.28 ms shorter in pairs; item 34). Each falls back to the call it stands for where
-    its tensors or settings are other than that path takes: AveragedModel's own update where its
-    tensors are not one float dtype on one device, clip_grad_norm_ where the gradients are not
-    one float dtype on the CPU, optimizer.step() for any optimizer but a fused AdamW of one
-    group without amsgrad, maximize, hooks or a gradient scaler, and for the first step of each
-    parameter (it makes the state)."""
+    The same torch calls as ``clip_grad_norm_(model.parameters(), grad_clip)`` and
+    ``ema.update_parameters(model)`` on the same tensors, so the same results bit for bit
+    (tests/trainer/test_training.py), but over lists of the model's and the EMA's tensors made
+    once: those two walk both models' modules at every call (this part of a mini-batch step on
+    one CPU thread 1.2 -> 0.9 ms, the step 0.21 ms shorter; docs/speed.md item 31).
+    AveragedModel's own update where its tensors are not one float dtype on one device (it
+    groups them then)."""
 
     def __init__(self, model: torch.nn.Module, optimizer, ema: AveragedModel, grad_clip: float):
         self.model, self.optimizer, self.ema, self.grad_clip = model, optimizer, ema, grad_clip
@@ -516,11 +511,9 @@ class StepEnd:
         self._lists = (averaged, current) if one_group else None
 
     def __call__(self) -> None:
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if self.grad_clip > 0 and grads:
-            self._clip(grads)
-        if not self._adamw():
-            self.optimizer.step()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optimizer.step()
         if self._lists is None:
             self.ema.update_parameters(self.model)
             return
@@ -533,57 +526,6 @@ class StepEnd:
             else:
                 ema.multi_avg_fn(averaged, current, ema.n_averaged)
             ema.n_averaged += 1
-
-    def _clip(self, grads: list[torch.Tensor]) -> None:
-        """clip_grad_norm_(params, grad_clip) as torch computes it for one group of CPU float
-        gradients: the norm of the gradients' norms, then each gradient times min(1, clip /
-        (norm + 1e-6))."""
-        dtype = grads[0].dtype
-        if not all(g.device.type == "cpu" and g.dtype == dtype and g.is_floating_point() for g in grads):
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-            return
-        with torch.no_grad():
-            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-            torch._foreach_mul_(grads, torch.clamp(self.grad_clip / (total + 1e-6), max=1.0))
-
-    def _adamw(self) -> bool:
-        """AdamW.step() of a fused AdamW by its kernel, as AdamW.step calls it (the steps' counts
-        up by one, then torch._fused_adamw_ over the parameters with gradients); False, with
-        nothing done, where this optimizer or step is not that case."""
-        opt = self.optimizer
-        if type(opt) is not torch.optim.AdamW or len(opt.param_groups) != 1:
-            return False
-        (group,) = opt.param_groups
-        if not group.get("fused") or group["amsgrad"] or group["maximize"] or group["differentiable"]:
-            return False
-        scaled = getattr(opt, "grad_scale", None) is not None or getattr(opt, "found_inf", None) is not None
-        if group["capturable"] or torch.is_tensor(group["lr"]) or scaled:
-            return False
-        if opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks or _global_optimizer_hooks():
-            return False
-        params = [p for p in group["params"] if p.grad is not None]
-        states = [opt.state.get(p) for p in params]
-        if not params or any(not st or p.device.type != "cpu" for p, st in zip(params, states, strict=True)):
-            return False
-        steps = [st["step"] for st in states]
-        beta1, beta2 = group["betas"]
-        with torch.no_grad():
-            torch._foreach_add_(steps, 1)
-            torch._fused_adamw_(
-                params, [p.grad for p in params], [st["exp_avg"] for st in states],
-                [st["exp_avg_sq"] for st in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
-                beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
-                grad_scale=None, found_inf=None,
-            )  # fmt: skip
-        opt._opt_called = True  # as the learning-rate schedulers' wrapper of step() marks it
-        return True
-
-
-def _global_optimizer_hooks() -> bool:
-    """Whether any optimizer step hook is registered for all optimizers (torch.optim.optimizer)."""
-    from torch.optim import optimizer
-
-    return bool(optimizer._global_optimizer_pre_hooks or optimizer._global_optimizer_post_hooks)
 
 
 def _schedulers(optimizer, cfg: TrialConfig, total_steps: int):
