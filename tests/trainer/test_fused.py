@@ -31,9 +31,10 @@ def one_thread():
 
 @pytest.fixture
 def calls(monkeypatch):
-    """How many layers ran through the kernel: [0] the whole layer (FusedLayer), [1] rebuilt from
-    what its chunked forward pass kept (FusedLayerKept)."""
-    count = [0, 0]
+    """How many times the kernels ran the layers: [0] a whole layer (FusedLayer), [1] a layer
+    rebuilt from what its chunked forward pass kept (FusedLayerKept), [2] the whole model in a
+    training step (DirectModel.forward)."""
+    count = [0, 0, 0]
     functions = (fused.FusedLayer, fused.FusedLayerKept)  # the second a subclass: both looked up first
     applies = [function.apply for function in functions]
     for k, (function, apply) in enumerate(zip(functions, applies, strict=True)):
@@ -43,6 +44,13 @@ def calls(monkeypatch):
             return _apply(*args)
 
         monkeypatch.setattr(function, "apply", counted)
+    direct = fused.DirectModel.forward
+
+    def counted_direct(self, *args):
+        count[2] += 1
+        return direct(self, *args)
+
+    monkeypatch.setattr(fused.DirectModel, "forward", counted_direct)
     return count
 
 
@@ -93,11 +101,11 @@ def test_the_kernel_equals_the_eager_layer(monkeypatch, calls, chunked, layer, n
     net, x, g = _net_and_graph(layer, norm, residual, hidden, dtype)
     with fused.eager():
         want, want_grads = _run(net, x, g)
-    assert calls[0] == 0
+    assert calls == [0, 0, 0]
     got, grads = _run(net, x, g)
     chunks = len(list(model._chunks(len(x), g.reach)))
     # Chunked: each chunk again in the backward, the top layer's from what its forward kept.
-    assert calls == ([3 * chunks + 2 * chunks, chunks] if chunked else [3, 0])
+    assert calls == ([3 * chunks + 2 * chunks, chunks, 0] if chunked else [0, 0, 1])
     _assert_close_to_rounding(got, want)
     assert grads.keys() == want_grads.keys()
     for name, grad in grads.items():
@@ -126,7 +134,7 @@ def test_on_more_threads_each_takes_fixed_rows(monkeypatch, calls, threads, chun
     again, grads_again = _run(net, x, g)
     torch.set_num_threads(1)
     chunks = len(list(model._chunks(len(x), g.reach)))
-    assert calls == ([5 * chunks * 3, chunks * 3] if chunked else [3 * 3, 0])  # every layer by the kernel
+    assert calls == ([5 * chunks * 3, chunks * 3, 0] if chunked else [0, 0, 3])  # every layer by the kernels
     assert torch.equal(got, one)
     _assert_close_to_rounding(got, want)
     assert grads.keys() == want_grads.keys() == one_grads.keys()
@@ -140,7 +148,10 @@ def test_on_more_threads_each_takes_fixed_rows(monkeypatch, calls, threads, chun
 def test_the_kernel_runs_every_layer_of_the_default_model(calls):
     net, x, g = _net_and_graph("graphconv", "layer", True, 64, torch.float32)
     _run(net, x, g)
-    assert calls[0] == 3
+    assert calls == [0, 0, 1]  # a training step: the direct path
+    with torch.no_grad():
+        net.eval()(x, g)
+    assert calls == [3, 0, 1]  # evaluation: layer by layer
 
 
 def test_gradient_against_finite_differences_with_a_halo():
@@ -245,6 +256,107 @@ def test_the_chunked_top_layer_keeps_its_xhat_where_its_input_gradient_goes_next
     assert len(wide) == 3
 
 
+def _per_layer(net):
+    """net with its training steps layer by layer (each part its own autograd Function)."""
+    net._direct = None
+    return net
+
+
+@pytest.mark.parametrize(
+    ("layer", "norm", "residual", "hidden", "dtype", "threads"),
+    [
+        ("graphconv", "layer", True, 64, torch.float32, 1),
+        ("sage", "layer", True, 32, torch.float32, 1),
+        ("graphconv", "none", False, 16, torch.float32, 1),
+        ("graphconv", "layer", True, 64, torch.float64, 1),
+        ("graphconv", "layer", True, 32, torch.float32, 2),
+    ],
+)
+def test_the_direct_path_is_the_per_layer_path_bit_for_bit(
+    calls, layer, norm, residual, hidden, dtype, threads
+):
+    """The same kernels with the same arguments: the same output and gradients, bit for bit,
+    also where .grad already holds something (the gradients are added, as autograd adds)."""
+    torch.set_num_threads(threads)
+    net, x, g = _net_and_graph(layer, norm, residual, hidden, dtype, nodes=1500)
+    ref, _, _ = _net_and_graph(layer, norm, residual, hidden, dtype, nodes=1500)
+    _per_layer(ref)
+    for step in range(3):  # the workspace made at the first step, used again at the others
+        want, want_grads = _run(ref, x, g)
+        got, grads = _run(net, x, g)
+        assert torch.equal(got, want)
+        assert grads.keys() == want_grads.keys()
+        assert all(torch.equal(grads[n], want_grads[n]) for n in grads), step
+    assert calls == [3 * 3, 0, 3]
+    for m in (net, ref):  # a second backward adds to .grad
+        out = m(x, g)
+        (out * torch.linspace(-1, 2, len(out), dtype=dtype)).sum().backward()
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(net.parameters(), ref.parameters(), strict=True))
+
+
+def test_the_direct_path_with_frozen_layers_and_other_sizes(calls):
+    """Frozen bottom layers get no gradient and the ones above the same as layer by layer; a
+    bigger batch grows the workspace, a smaller one uses part of it; two forwards before their
+    backwards (the first holds the workspace) each get theirs right."""
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=600)
+    ref, _, _ = _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=600)
+    _per_layer(ref)
+    for m in (net, ref):
+        m.freeze_bottom_layers()
+    small, gs = x[:200], _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=200)[2]
+    big, gb = _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=900)[1:]
+    for xs, gr in ((x, g), (big, gb), (small, gs)):
+        want, want_grads = _run(ref, xs, gr)
+        got, grads = _run(net, xs, gr)
+        assert "encoder.weight" not in grads and "convs.0.lin_rel.weight" not in grads
+        assert torch.equal(got, want) and grads.keys() == want_grads.keys()
+        assert all(torch.equal(grads[n], want_grads[n]) for n in grads)
+    for m in (net, ref):
+        m.zero_grad(set_to_none=True)
+        first, second = m(x, g), m(big, gb)
+        (first.sum() + (second * 2).sum()).backward()
+    assert calls[2] == 3 + 2
+    assert all(
+        (p.grad is None and q.grad is None) or torch.equal(p.grad, q.grad)
+        for p, q in zip(net.parameters(), ref.parameters(), strict=True)
+    )
+
+
+def test_the_direct_path_refuses_a_second_backward_and_leaves_what_it_does_not_take(calls):
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32)
+    loss = net(x, g).sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second backward"):
+        loss.backward()
+    assert calls == [0, 0, 1]
+    x_grad = x.clone().requires_grad_(True)  # a gradient for the features: layer by layer
+    net(x_grad, g).sum().backward()
+    assert x_grad.grad is not None and calls == [3, 0, 1]
+    with torch.no_grad():
+        net(x, g)  # no backward to come: layer by layer, nothing kept
+    net.eval()(x, g).sum().backward()  # evaluation mode: layer by layer
+    assert calls == [9, 0, 1]
+    for p in net.parameters():
+        p.requires_grad_(False)
+    assert not net._direct.takes(x, g)  # nothing to train
+    assert not net._direct.takes(x.double(), g)  # another dtype than the parameters'
+
+
+def test_a_copy_of_the_model_trains_its_own_parameters():
+    """AveragedModel deep-copies the model: the copy's direct path holds the copy's modules and
+    no workspace of the original's."""
+    import copy
+
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32)
+    net(x, g).sum().backward()
+    twin = copy.deepcopy(net)
+    assert twin._direct._spare is None and net._direct._spare is not None
+    twin.zero_grad(set_to_none=True)
+    twin(x, g).sum().backward()
+    assert all(p.grad is not None for p in twin.parameters())
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(twin.parameters(), net.parameters(), strict=True))
+
+
 def test_a_second_backward_of_the_same_graph_rebuilds_the_top_layer_whole(monkeypatch, calls):
     """After the first backward the top layer's kept rows hold its input gradient, so a second
     backward of the graph (retain_graph) recomputes the layer with its products: the same
@@ -260,7 +372,7 @@ def test_a_second_backward_of_the_same_graph_rebuilds_the_top_layer_whole(monkey
         net.zero_grad(set_to_none=True)
         loss.backward(retain_graph=retain)
         grads.append({n: p.grad.clone() for n, p in net.named_parameters()})
-        assert calls == ([5 * chunks, chunks] if retain else [8 * chunks, chunks])
+        assert calls == ([5 * chunks, chunks, 0] if retain else [8 * chunks, chunks, 0])
     first, second = grads
     for name, grad in second.items():
         _assert_close_to_rounding(grad, first[name], name)
@@ -272,7 +384,7 @@ def test_frozen_parameters_get_no_gradient(calls):
     with fused.eager():
         _, want = _run(net, x, g)
     _, got = _run(net, x, g)
-    assert calls[0] == 3
+    assert calls == [0, 0, 1]
     assert (
         got.keys() == want.keys() and "convs.0.lin_rel.weight" not in got and "convs.1.lin_rel.weight" in got
     )
@@ -294,7 +406,7 @@ def test_layers_the_kernel_does_not_take(calls):
         assert not fused.supported(h, g.index, norm, 0.0, True)
     net.dropout.p = 0.1
     _run(net.train(), x, g)
-    assert calls[0] == 0
+    assert calls == [0, 0, 0]
 
 
 _PROBE = (

@@ -213,16 +213,9 @@ class _Encoder(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         x = x.contiguous()
-        (n, f), hidden = x.shape, weight.shape[0]
-        wt = weight.detach().t().contiguous()
-        b = None if bias is None else bias.detach().contiguous()
+        n, hidden = x.shape[0], weight.shape[0]
         dgelu, h = x.new_empty((n, hidden)), x.new_empty((n, hidden))
-        err = library().zs_encoder_forward(
-            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(dgelu), _ptr(h),
-            torch.get_num_threads(),
-        )  # fmt: skip
-        if err:
-            raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
+        encoder_forward(x, weight, bias, dgelu, h)
         ctx.save_for_backward(x, weight, dgelu)
         ctx.has_bias = bias is not None
         return h
@@ -232,18 +225,36 @@ class _Encoder(torch.autograd.Function):
         x, weight, dgelu = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         gy = gy.contiguous().to(x.dtype)
-        (n, f), hidden = x.shape, weight.shape[0]
+        f, hidden = x.shape[1], weight.shape[0]
         gu = torch.empty_like(dgelu) if need_x else None
         gwt = x.new_zeros((f, hidden)) if need_w else None
         gb = x.new_zeros(hidden) if need_b and ctx.has_bias else None
-        err = library().zs_encoder_backward(
-            x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(dgelu), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb),
-            torch.get_num_threads(),
-        )  # fmt: skip
-        if err:
-            raise RuntimeError(f"fused encoder: no kernel for hidden {hidden} in {x.dtype}")
+        encoder_backward(x, dgelu, gy, gu, gwt, gb)
         gx = gu @ weight.detach().to(gu.dtype) if need_x else None
         return gx, (gwt.t().to(weight.dtype) if need_w else None), gb
+
+
+def encoder_forward(x, weight, bias, dgelu, h) -> None:
+    """The encoder kernel: h = GELU(x weight^T + bias) and dgelu = GELU'(.) of x [n, F]
+    (contiguous), written into h and dgelu [n, hidden]."""
+    (n, f), hidden = x.shape, weight.shape[0]
+    wt = weight.detach().t().contiguous()
+    b = None if bias is None else bias.detach().contiguous()
+    err = library().zs_encoder_forward(
+        x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(wt), _ptr(b), _ptr(dgelu), _ptr(h), torch.get_num_threads()
+    )  # fmt: skip
+    _check(err, "fused encoder", hidden, x.dtype)
+
+
+def encoder_backward(x, dgelu, gy, gu, gwt, gb) -> None:
+    """The encoder's backward kernel from gy [n, hidden] (contiguous): gu = gy GELU' written where
+    given, the gradients of weight^T [F, hidden] and bias added into gwt and gb where given."""
+    (n, f), hidden = x.shape, dgelu.shape[1]
+    err = library().zs_encoder_backward(
+        x.dtype.itemsize * 8, hidden, n, f, _ptr(x), _ptr(dgelu), _ptr(gy), _ptr(gu), _ptr(gwt), _ptr(gb),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    _check(err, "fused encoder", hidden, x.dtype)
 
 
 def head(h: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear, skip: torch.nn.Linear) -> torch.Tensor:
@@ -271,14 +282,8 @@ class _Head(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, x, w, b, ws):
         h, x = h.contiguous(), x.contiguous()
-        (n, hidden), f = h.shape, x.shape[1]
-        w_, b_, ws_ = (t.detach().contiguous() for t in (w, b, ws))
-        out = h.new_empty(n)
-        err = library().zs_head_forward(
-            h.dtype.itemsize * 8, hidden, n, f, _ptr(h), _ptr(x), _ptr(w_), _ptr(b_), _ptr(ws_), _ptr(out)
-        )
-        if err:
-            raise RuntimeError(f"fused head: no kernel for hidden {hidden} in {h.dtype}")
+        out = h.new_empty(h.shape[0])
+        head_forward(h, x, w, b, ws, out)
         ctx.save_for_backward(h, x, w, ws)
         return out
 
@@ -287,20 +292,35 @@ class _Head(torch.autograd.Function):
         h, x, w, ws = ctx.saved_tensors
         need_h, need_x, need_w, need_b, need_ws = ctx.needs_input_grad
         g = g.contiguous().to(h.dtype)
-        (n, hidden), f = h.shape, x.shape[1]
         gh = torch.empty_like(h) if need_h else None
         gw = h.new_empty(w.shape) if need_w else None
         gb = h.new_empty(1) if need_b else None
         gws = h.new_empty(ws.shape) if need_ws else None
-        w_ = w.detach().contiguous()
-        err = library().zs_head_backward(
-            h.dtype.itemsize * 8, hidden, n, f, _ptr(h), _ptr(x), _ptr(g), _ptr(w_), _ptr(gh), _ptr(gw), _ptr(gb),
-            _ptr(gws),
-        )  # fmt: skip
-        if err:
-            raise RuntimeError(f"fused head: no kernel for hidden {hidden} in {h.dtype}")
+        head_backward(h, x, g, w, gh, gw, gb, gws)
         gx = g[:, None] * ws.detach() if need_x else None
         return gh, gx, gw, gb, gws
+
+
+def head_forward(h, x, w, b, ws, out) -> None:
+    """The head kernel: out [n] = h [n, H] w^T + b + x [n, F] ws^T (h and x contiguous)."""
+    (n, hidden), f = h.shape, x.shape[1]
+    w_, b_, ws_ = (t.detach().contiguous() for t in (w, b, ws))
+    err = library().zs_head_forward(
+        h.dtype.itemsize * 8, hidden, n, f, _ptr(h), _ptr(x), _ptr(w_), _ptr(b_), _ptr(ws_), _ptr(out)
+    )
+    _check(err, "fused head", hidden, h.dtype)
+
+
+def head_backward(h, x, g, w, gh, gw, gb, gws) -> None:
+    """The head's backward kernel from g [n] (contiguous): gh = g w written where given, the
+    gradients of w, b and ws written (not added) into gw, gb and gws where given."""
+    (n, hidden), f = h.shape, x.shape[1]
+    w_ = w.detach().contiguous()
+    err = library().zs_head_backward(
+        h.dtype.itemsize * 8, hidden, n, f, _ptr(h), _ptr(x), _ptr(g), _ptr(w_), _ptr(gh), _ptr(gw), _ptr(gb),
+        _ptr(gws),
+    )  # fmt: skip
+    _check(err, "fused head", hidden, h.dtype)
 
 
 def neighbour_table(index: np.ndarray, primes) -> np.ndarray | None:
@@ -410,26 +430,16 @@ class FusedLayer(torch.autograd.Function):
     def forward(
         ctx, h, w_rel, b_rel, w_root, gamma, beta, nb, eps: float, residual: bool, grad_mode: bool, kept
     ):
-        lib = library()
         h = h.contiguous()
-        m, (n_in, hidden) = len(nb), h.shape
-        dt = h.dtype
+        m, hidden = len(nb), h.shape[1]
         y = h.new_empty((m, hidden))
         saved, rstd = kept if kept is not None else (h.new_empty((m, hidden)), h.new_empty(m))
         # GELU'(u), kept so that the backward need not evaluate the GELU again; not made when no
         # backward can follow (grad_mode: the caller's torch.is_grad_enabled(); forward runs without).
         dgelu = h.new_empty((m, hidden)) if grad_mode and any(ctx.needs_input_grad) else None
-        wt_rel = w_rel.detach().t().to(dt).contiguous()
-        wt_root = w_root.detach().t().to(dt).contiguous()
-        b, g, be = (None if t is None else t.detach().to(dt).contiguous() for t in (b_rel, gamma, beta))
-        weight = nb.weight.to(dt).contiguous()
-        err = lib.zs_layer_forward(
-            dt.itemsize * 8, hidden, n_in, m, nb.index.shape[1], _ptr(nb.index), _ptr(weight), _ptr(h),
-            _ptr(wt_rel), _ptr(wt_root), _ptr(b), _ptr(g), _ptr(be), eps, int(residual),
-            _ptr(y), _ptr(saved), _ptr(rstd), _ptr(dgelu), torch.get_num_threads(),
-        )  # fmt: skip
+        layer_forward(h, w_rel, b_rel, w_root, gamma, beta, nb, eps, residual, y, saved, rstd, dgelu)
         _keep_for_backward(
-            ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel is not None
+            ctx, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel is not None
         )
         return y
 
@@ -456,16 +466,20 @@ class FusedLayerKept(FusedLayer):
             dt.itemsize * 8, hidden, n_in, m, _ptr(h), _ptr(g), _ptr(be), int(residual), _ptr(saved), _ptr(y),
             _ptr(dgelu), torch.get_num_threads(),
         )  # fmt: skip
+        _check(err, "fused layer", hidden, dt)
         _keep_for_backward(
-            ctx, err, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel is not None
+            ctx, (h, w_rel, w_root, gamma, beta, saved, rstd, dgelu), nb, residual, b_rel is not None
         )
         return y
 
 
-def _keep_for_backward(ctx, err: int, tensors, nb, residual: bool, has_bias: bool) -> None:
-    """What FusedLayer's and FusedLayerKept's forward leave their (shared) backward."""
+def _check(err: int, what: str, hidden: int, dtype) -> None:
     if err:
-        raise RuntimeError(f"fused layer: no kernel for hidden {tensors[0].shape[1]} in {tensors[0].dtype}")
+        raise RuntimeError(f"{what}: no kernel for hidden {hidden} in {dtype}")
+
+
+def _keep_for_backward(ctx, tensors, nb, residual: bool, has_bias: bool) -> None:
+    """What FusedLayer's and FusedLayerKept's forward leave their (shared) backward."""
     ctx.save_for_backward(*tensors)
     ctx.nb, ctx.residual, ctx.has_bias = nb, residual, has_bias
 
@@ -474,11 +488,10 @@ def _layer_backward(ctx, gy):
     """The gradients of h, w_rel, b_rel, w_root, gamma and beta (None where not wanted) of
     FusedLayer or FusedLayerKept, from what their forward saved."""
     h, w_rel, w_root, gamma, beta, saved, rstd, dgelu = ctx.saved_tensors
-    nb = ctx.nb
     need = ctx.needs_input_grad
     dt = h.dtype
     gy = gy.contiguous().to(dt)
-    m, (n_in, hidden) = len(nb), h.shape
+    m, (n_in, hidden) = len(ctx.nb), h.shape
     gh = h.new_empty((n_in, hidden)) if need[0] else None
     gz = h.new_empty((m, hidden))  # the kernel's scratch: the gradient of each row's z
     gw_rel = h.new_zeros((hidden, hidden)) if need[1] else None
@@ -486,18 +499,213 @@ def _layer_backward(ctx, gy):
     gw_root = h.new_zeros((hidden, hidden)) if need[3] else None
     ggamma = h.new_zeros(hidden) if need[4] and gamma is not None else None
     gbeta = h.new_zeros(hidden) if need[5] and beta is not None else None
-    # Named, not inline: a temporary's memory would be freed before the call reads it.
-    g, wr, wo = (None if t is None else t.detach().to(dt).contiguous() for t in (gamma, w_rel, w_root))
-    weight_t = nb.weight_t.to(dt).contiguous()
-    err = library().zs_layer_backward(
-        dt.itemsize * 8, hidden, n_in, m, nb.index_t.shape[1], _ptr(nb.index_t), _ptr(weight_t),
-        _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), int(ctx.residual), _ptr(saved), _ptr(rstd), _ptr(dgelu),
-        _ptr(gy), _ptr(gh), _ptr(gz), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
-        torch.get_num_threads(),
-    )  # fmt: skip
-    if err:
-        raise RuntimeError(f"fused layer: no kernel for hidden {hidden} in {dt}")
+    grads = (gw_rel, gb_rel, gw_root, ggamma, gbeta)
+    layer_backward(h, w_rel, w_root, gamma, ctx.nb, ctx.residual, (saved, rstd, dgelu), gy, gh, gz, grads)
     cast = [
         None if t is None else t.to(p.dtype) for t, p in ((gw_rel, w_rel), (gb_rel, w_rel), (gw_root, w_root))
     ]
     return gh, cast[0], cast[1], cast[2], ggamma, gbeta
+
+
+def layer_forward(h, w_rel, b_rel, w_root, gamma, beta, nb, eps, residual, y, saved, rstd, dgelu) -> None:
+    """The layer kernel over nb's rows of h [n_in, H] (contiguous): y [m, H] written, with saved
+    (xhat, or z without a norm) [m, H], rstd [m] and, where given, dgelu [m, H] for the backward."""
+    (n_in, hidden), dt = h.shape, h.dtype
+    wt_rel = w_rel.detach().t().to(dt).contiguous()
+    wt_root = w_root.detach().t().to(dt).contiguous()
+    b, g, be = (None if t is None else t.detach().to(dt).contiguous() for t in (b_rel, gamma, beta))
+    weight = nb.weight.to(dt).contiguous()
+    err = library().zs_layer_forward(
+        dt.itemsize * 8, hidden, n_in, len(nb), nb.index.shape[1], _ptr(nb.index), _ptr(weight), _ptr(h),
+        _ptr(wt_rel), _ptr(wt_root), _ptr(b), _ptr(g), _ptr(be), eps, int(residual),
+        _ptr(y), _ptr(saved), _ptr(rstd), _ptr(dgelu), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(err, "fused layer", hidden, dt)
+
+
+def layer_backward(h, w_rel, w_root, gamma, nb, residual: bool, kept, gy, gh, gz, grads) -> None:
+    """The layer's backward kernel from gy [m, H] (contiguous) and what layer_forward kept
+    (saved, rstd, dgelu): gh [n_in, H] written where given (gz [m, H] is its scratch), the
+    gradients of w_rel, b_rel, w_root, gamma and beta added into grads' five tensors (None: not
+    wanted; the caller zeroes them)."""
+    (n_in, hidden), dt = h.shape, h.dtype
+    saved, rstd, dgelu = kept
+    gw_rel, gb_rel, gw_root, ggamma, gbeta = grads
+    # Named, not inline: a temporary's memory would be freed before the call reads it.
+    g, wr, wo = (None if t is None else t.detach().to(dt).contiguous() for t in (gamma, w_rel, w_root))
+    weight_t = nb.weight_t.to(dt).contiguous()
+    err = library().zs_layer_backward(
+        dt.itemsize * 8, hidden, n_in, len(nb), nb.index_t.shape[1], _ptr(nb.index_t), _ptr(weight_t),
+        _ptr(h), _ptr(wr), _ptr(wo), _ptr(g), int(residual), _ptr(saved), _ptr(rstd), _ptr(dgelu),
+        _ptr(gy), _ptr(gh), _ptr(gz), _ptr(gw_rel), _ptr(gb_rel), _ptr(gw_root), _ptr(ggamma), _ptr(gbeta),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    _check(err, "fused layer", hidden, dt)
+
+
+class DirectModel:
+    """SpacingGNN's forward and backward in a training step through the kernels alone: the
+    encoder, each layer and the head called in turn, with no autograd node per part, and their
+    activations in a workspace kept from step to step (trainer.model.SpacingGNN.forward takes
+    this path wherever every part runs on a kernel).
+
+    The output is a leaf tensor; when the backward reaches it, its gradient hook runs the kernels'
+    backward in turn and gives each parameter its gradient as autograd's accumulation would
+    (assigned where .grad is None, else added). The kernels and their arguments are those of the
+    per-part Functions above, so outputs and gradients are the same bit for bit
+    (tests/trainer/test_fused.py). What this path does not do: torch.autograd.grad with respect to
+    the parameters (they get .grad, not an edge of the graph) and a second backward through one
+    output (retain_graph: a RuntimeError, the workspace has moved on).
+
+    Why (docs/speed.md item 35): a mini-batch step of the default model on one CPU thread is
+    ~1.2 ms (4%) shorter, in pairs. Most of that is the workspace: the step writes ~35 MB of
+    activations into the same memory every time, not into what the allocator hands out. The same
+    chain of calls into new tensors each step took only ~0.2 ms off.
+    """
+
+    def __init__(self, encoder, layers, residual: bool, head, skip, dropout):
+        """encoder, head, skip: SpacingGNN's Linear modules; layers: (map of the aggregate, map
+        of the own row, norm) of each layer; dropout: its nn.Dropout."""
+        self.encoder, self.layers, self.residual, self.head, self.skip = encoder, layers, residual, head, skip
+        self.dropout = dropout
+        self.params = [*encoder.parameters(), *head.parameters(), *skip.parameters()]
+        for rel, own, norm in layers:
+            self.params += [*rel.parameters(), *own.parameters(), *norm.parameters()]
+        self._spare: dict | None = None  # the workspace, while no step holds it
+
+    def __getstate__(self) -> dict:
+        """A copy (AveragedModel's of the model) makes a workspace of its own if it trains."""
+        return {**self.__dict__, "_spare": None}
+
+    def takes(self, x: torch.Tensor, nb) -> bool:
+        """Whether every part runs on a kernel (the conditions of encoder(), supported() and
+        head()) in x's dtype, with x a constant and some parameter to train."""
+        if not _cpu_kernel_takes(x) or x.requires_grad or library() is None:
+            return False
+        if not all(p.dtype == x.dtype for p in self.params) or not any(p.requires_grad for p in self.params):
+            return False
+        head, skip = self.head, self.skip
+        if (
+            head.bias is None
+            or skip.bias is not None
+            or head.weight.shape[0] != 1
+            or skip.weight.shape[0] != 1
+        ):
+            return False
+        probe = x.new_empty((0, self.encoder.weight.shape[0]))
+        return all(supported(probe, nb.index, norm, self.dropout.p, True) for _, _, norm in self.layers)
+
+    def _take(self, n: int, hidden: int, depth: int, like: torch.Tensor) -> dict:
+        ws, self._spare = self._spare, None
+        if (
+            ws is None
+            or ws["rows"] < n
+            or ws["hidden"] != hidden
+            or ws["depth"] != depth
+            or ws["dtype"] != like.dtype
+        ):
+            rows = lambda count: [like.new_empty((n, hidden)) for _ in range(count)]  # noqa: E731
+            ws = {
+                "rows": n, "hidden": hidden, "depth": depth, "dtype": like.dtype,
+                "h": rows(depth + 1), "dgelu_encoder": like.new_empty((n, hidden)), "saved": rows(depth),
+                "rstd": [like.new_empty(n) for _ in range(depth)], "dgelu": rows(depth), "gz": like.new_empty((n, hidden)),
+                "gh": rows(2),
+            }  # fmt: skip
+        return ws
+
+    def forward(self, x: torch.Tensor, nb) -> torch.Tensor:
+        """The model's output [m] for features x [m, F] over nb (all rows its own), where takes()."""
+        encoder, layers, residual, head, skip = self.encoder, self.layers, self.residual, self.head, self.skip
+        x = x.contiguous()
+        n, hidden, depth = x.shape[0], encoder.weight.shape[0], len(layers)
+        ws = self._take(n, hidden, depth, x)
+        h, saved, rstd, dgelu = ([t[:n] for t in ws[k]] for k in ("h", "saved", "rstd", "dgelu"))
+        dgelu_encoder = ws["dgelu_encoder"][:n]
+        out = x.new_empty(n)
+        with torch.no_grad():
+            encoder_forward(x, encoder.weight, encoder.bias, dgelu_encoder, h[0])
+            for i, (rel, own, norm) in enumerate(layers):
+                gamma, beta, eps = _norm_args(norm)
+                layer_forward(
+                    h[i], rel.weight, rel.bias, own.weight, gamma, beta, nb, eps, residual, h[i + 1], saved[i], rstd[i],
+                    dgelu[i],
+                )  # fmt: skip
+            head_forward(h[depth], x, head.weight, head.bias, skip.weight, out)
+        held = [ws]  # emptied once the backward has run: the workspace is the next step's then
+
+        def backward(g: torch.Tensor) -> None:
+            if not held:
+                raise RuntimeError(
+                    "DirectModel: a second backward through one output (retain_graph) is not supported"
+                )
+            (ws,) = held
+            g = g.contiguous().to(x.dtype)
+            gz = ws["gz"][:n]
+            gh = [t[:n] for t in ws["gh"]]
+            below = _wants_below(encoder, layers)  # below[i]: a parameter under layer i (or the head) trains
+            given = []  # (parameter, its gradient of this backward)
+
+            def wanted(p, make):
+                if not p.requires_grad:
+                    return None
+                given.append((p, (t := make(p))))
+                return t
+
+            zeros, empty = (lambda p: torch.zeros_like(p)), (lambda p: torch.empty_like(p))
+            with torch.no_grad():
+                head_backward(
+                    h[depth], x, g, head.weight, gh[0] if below[depth] else None, wanted(head.weight, empty),
+                    wanted(head.bias, empty), wanted(skip.weight, empty),
+                )  # fmt: skip
+                cur = 0
+                for i in reversed(range(depth)):
+                    if not below[i + 1]:
+                        break
+                    rel, own, norm = layers[i]
+                    gamma, beta, _ = _norm_args(norm)
+                    grads = (
+                        wanted(rel.weight, zeros),
+                        None if rel.bias is None else wanted(rel.bias, zeros),
+                        wanted(own.weight, zeros),
+                        None if gamma is None else wanted(norm.weight, zeros),
+                        None if beta is None else wanted(norm.bias, zeros),
+                    )
+                    gy, gh_in = gh[cur], gh[1 - cur] if below[i] else None
+                    kept = (saved[i], rstd[i], dgelu[i])
+                    layer_backward(
+                        h[i], rel.weight, own.weight, gamma, nb, residual, kept, gy, gh_in, gz, grads
+                    )
+                    cur = 1 - cur
+                if below[0]:
+                    gwt = x.new_zeros((x.shape[1], hidden)) if encoder.weight.requires_grad else None
+                    gb = None if encoder.bias is None else wanted(encoder.bias, zeros)
+                    encoder_backward(x, dgelu_encoder, gh[cur], None, gwt, gb)
+                    if gwt is not None:
+                        given.append((encoder.weight, gwt.t().contiguous()))
+            held.clear()
+            self._spare = ws
+            for p, t in given:
+                if p.grad is None:
+                    p.grad = t
+                else:
+                    p.grad += t
+
+        out.requires_grad_(True)
+        out.register_hook(backward)
+        return out
+
+
+def _norm_args(norm) -> tuple:
+    """(gamma, beta, eps) of a layer's norm for the kernels: LayerNorm's, or (None, None, 0.0)."""
+    if isinstance(norm, torch.nn.LayerNorm):
+        return norm.weight, norm.bias, norm.eps
+    return None, None, 0.0
+
+
+def _wants_below(encoder, layers) -> list[bool]:
+    """[i]: whether a parameter of the encoder or of layers [0, i) trains (i = 0 ... depth): where
+    the backward needs the gradient of layer i's input."""
+    out = [encoder.weight.requires_grad or (encoder.bias is not None and encoder.bias.requires_grad)]
+    for rel, own, norm in layers:
+        out.append(out[-1] or any(p.requires_grad for m in (rel, own, norm) for p in m.parameters()))
+    return out
