@@ -8,6 +8,10 @@ bound by memory traffic, not by its FLOPs: eager torch writes and reads back a [
 tensor at every step (docs/speed.md). The kernel runs every step on six rows at a time while
 they sit in registers and L1, forward and backward (the weight gradients on panels of 48); the
 backward gathers the gradient over the transposed table instead of recomputing the gather-sum.
+In a training step the whole model runs through the kernels in turn (DirectModel: no autograd
+node per part, its activations in a workspace kept from step to step); elsewhere (evaluation,
+the chunked full-batch path, a layer a kernel does not cover) each part is its own autograd
+Function.
 
 The sources are compiled once per machine with the host's g++ (-O3 -march=native, ~5 s) into one
 library in $XDG_CACHE_HOME/zeta-swarm (~/.cache/zeta-swarm), keyed by the sources, the flags, the

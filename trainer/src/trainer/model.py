@@ -25,7 +25,10 @@ import beyond the torch._dynamo that torch.optim loads anyway; docs/speed.md).
 
 On the CPU, a GraphConv/SAGEConv layer with LayerNorm or no norm and no dropout to draw runs as
 one fused kernel (trainer.fused): the same function up to float rounding, forward and backward, in
-one pass over the rows, on torch's threads (a trial's cpu_threads), each a fixed range of rows.
+one pass over the rows, on torch's threads (a trial's cpu_threads), each a fixed range of rows. In
+a training step where every part runs on a kernel, forward takes trainer.fused.DirectModel: the
+same kernels in turn, without an autograd node per part (the parameters get .grad as autograd
+would give it; torch.autograd.grad with respect to them is not supported on that path).
 
 Large graphs (more than CHUNKED_ABOVE nodes, or recompute_activations) run in row chunks with
 recomputation (`_RowChunks`): each layer's output for CHUNK_ROWS rows needs only the rows
