@@ -562,7 +562,7 @@ class DirectModel:
     output (retain_graph: a RuntimeError, the workspace has moved on).
 
     Why (docs/speed.md item 35): a mini-batch step of the default model on one CPU thread is
-    ~1.2 ms (4%) shorter, in pairs. Most of that is the workspace: the step writes ~35 MB of
+    0.7-1.2 ms (3-4%) shorter, in pairs. Most of that is the workspace: the step writes ~35 MB of
     activations into the same memory every time, not into what the allocator hands out. The same
     chain of calls into new tensors each step took only ~0.2 ms off.
     """
