@@ -270,16 +270,20 @@ def head(h: torch.Tensor, x: torch.Tensor, linear: torch.nn.Linear, skip: torch.
     w, b, ws = linear.weight, linear.bias, skip.weight
     if (
         not _cpu_kernel_takes(h)
-        or b is None
-        or skip.bias is not None
-        or w.shape[0] != 1
-        or ws.shape[0] != 1
+        or not _head_shape_takes(linear, skip)
         or any(t.dtype != h.dtype for t in (x, w, b, ws))
         or h.shape[1] not in WIDTHS
         or library() is None
     ):
         return (linear(h) + skip(x)).squeeze(-1)
     return _Head.apply(h, x, w, b, ws)
+
+
+def _head_shape_takes(linear: torch.nn.Linear, skip: torch.nn.Linear) -> bool:
+    """What the head kernel computes: one output, the head with a bias and the skip without."""
+    return (
+        linear.bias is not None and skip.bias is None and linear.weight.shape[0] == 1 == skip.weight.shape[0]
+    )
 
 
 class _Head(torch.autograd.Function):
@@ -588,13 +592,7 @@ class DirectModel:
             return False
         if not all(p.dtype == x.dtype for p in self.params) or not any(p.requires_grad for p in self.params):
             return False
-        head, skip = self.head, self.skip
-        if (
-            head.bias is None
-            or skip.bias is not None
-            or head.weight.shape[0] != 1
-            or skip.weight.shape[0] != 1
-        ):
+        if not _head_shape_takes(self.head, self.skip):
             return False
         probe = x.new_empty((0, self.encoder.weight.shape[0]))
         return all(supported(probe, nb.index, norm, self.dropout.p, True) for _, _, norm in self.layers)
