@@ -8,7 +8,9 @@
 // T[g, K_max - k, a, b] (trainer.losses._fgt_constants); only boxes within K_max of each other
 // and holding values are visited (the others add exact zeros). The estimate and each x value's
 // gradient then follow as in _fgt_mmd. One thread, sums in a fixed order: the same on every run.
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "vector_width.h"
@@ -26,6 +28,11 @@ constexpr int kVecs = kTerms / kLanes;
 static_assert(kTerms % kLanes == 0, "the terms must fill whole vectors");
 inline vd load(const double* p) { return *reinterpret_cast<const vd*>(p); }
 inline void store(double* p, vd v) { *reinterpret_cast<vd*>(p) = v; }
+// A vector of p[0 .. kLanes) put together in registers. Not load(p) after p[] was written as
+// scalars: a vector load of what scalar stores just wrote waits for them to reach the cache (no
+// store-to-load forwarding); the power sums of a mini-batch step's MMD spent most of their time so.
+template <std::size_t... I> inline vd lanes_of(const double* p, std::index_sequence<I...>) { return vd{p[I]...}; }
+inline vd lanes(const double* p) { return lanes_of(p, std::make_index_sequence<kLanes>{}); }
 
 }  // namespace
 
@@ -56,11 +63,13 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
         const int64_t b = box_of(v[at]);
         const double u = offset(v[at], b);
         double* row = &sums[((side * S + k) * boxes + b) * kTerms];
-        alignas(64) double power[kTerms];
+        double power[kTerms];
         power[0] = 1.0;
+#pragma GCC unroll 16
         for (int a = 1; a < kTerms; a++) power[a] = power[a - 1] * u;
+#pragma GCC unroll 16
         for (int j = 0; j < kVecs; j++)  // in registers, not 16 scalar read-modify-writes
-          store(row + j * kLanes, load(row + j * kLanes) + load(power + j * kLanes));
+          store(row + j * kLanes, load(row + j * kLanes) + lanes(power + j * kLanes));
         count[(side * S + k) * boxes + b]++;
       }
     }
