@@ -127,6 +127,7 @@ def library() -> ctypes.CDLL | None:
     lib.zs_gelu_forward.argtypes = [i32, i64, p, p]
     lib.zs_gelu_backward.argtypes = [i32, i64, p, p, p]
     lib.zs_fgt_mmd.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, f64, i64, p, p]
+    lib.zs_fgt_mmd_float.argtypes = [i32, p, p, p, p, i32, i32, i32, p, p, p, f64, i64, p, p, p]
     lib.zs_encoder_forward.argtypes = [i32, i32, i64, i32, *[p] * 5, i32]
     lib.zs_encoder_backward.argtypes = [i32, i32, i64, i32, *[p] * 6, i32]
     lib.zs_head_forward.argtypes = [i32, i32, i64, i32, *[p] * 6]
@@ -142,6 +143,7 @@ def library() -> ctypes.CDLL | None:
         lib.zs_gelu_forward,
         lib.zs_gelu_backward,
         lib.zs_fgt_mmd,
+        lib.zs_fgt_mmd_float,
         lib.zs_encoder_forward,
         lib.zs_encoder_backward,
         lib.zs_head_forward,
@@ -376,6 +378,28 @@ def fgt_mmd(x, y, x_sizes, y_sizes, constants, width: float, lo: float, boxes: i
     err = lib.zs_fgt_mmd(
         len(x_sizes), _ptr(x), _ptr(xs), _ptr(y), _ptr(ys), scale.shape[0], scale.shape[1], k_max,
         _ptr(scale), _ptr(inv_fact), _ptr(T), width, lo, boxes, _ptr(value), _ptr(g),
+    )  # fmt: skip
+    return None if err else (value, g)
+
+
+def fgt_mmd_float(x, y, x_sizes, y_sizes, constants, width: float, max_boxes: int, weights, grad: bool):
+    """fgt_mmd from float32 values, the boxes found by the kernel (fgt.cpp: zs_fgt_mmd_float): (the
+    S estimates, each x value's gradient times its segment's weight, or None), float32, as
+    trainer.losses' float32 ops on fgt_mmd's results would make them. None where the kernel does
+    not run, and where a value is not finite or they span more than max_boxes boxes (the caller
+    takes another path)."""
+    lib = _native()
+    if lib is None or x.device.type != "cpu" or x.dtype != torch.float32 or y.dtype != torch.float32:
+        return None
+    scale, inv_fact, T, k_max = (c.contiguous() if isinstance(c, torch.Tensor) else c for c in constants)
+    x, y, weights = x.contiguous(), y.contiguous(), weights.contiguous()
+    count = len(x_sizes)
+    xs, ys = (ctypes.c_int64 * count)(*x_sizes), (ctypes.c_int64 * count)(*y_sizes)
+    value = x.new_empty(count)
+    g = torch.empty_like(x) if grad else None
+    err = lib.zs_fgt_mmd_float(
+        count, _ptr(x), xs, _ptr(y), ys, scale.shape[0], scale.shape[1], k_max, _ptr(scale), _ptr(inv_fact),
+        _ptr(T), width, max_boxes, _ptr(weights), _ptr(value), _ptr(g),
     )  # fmt: skip
     return None if err else (value, g)
 

@@ -51,14 +51,20 @@ def gue_nll(pred: torch.Tensor) -> torch.Tensor:
     return -torch.mean(wigner_logpdf(pred))
 
 
-def _subsample(x: torch.Tensor, max_samples: int, generator: torch.Generator | None) -> torch.Tensor:
-    if x.shape[0] <= max_samples:
-        return x
+def _draw(n: int, max_samples: int, generator: torch.Generator | None) -> torch.Tensor | None:
+    """The indices of a subsample of max_samples of n values without replacement (on the
+    generator's device), or None when n <= max_samples (all of them, no draw)."""
+    if n <= max_samples:
+        return None
     # Without replacement: a repeated draw would put a kernel value of exactly 1 into the
     # "i != i'" sums and bias the unbiased estimator upwards.
     gen_device = generator.device if generator is not None else torch.device("cpu")
-    idx = torch.randperm(x.shape[0], generator=generator, device=gen_device)[:max_samples]
-    return x[idx.to(x.device)]
+    return torch.randperm(n, generator=generator, device=gen_device)[:max_samples]
+
+
+def _subsample(x: torch.Tensor, max_samples: int, generator: torch.Generator | None) -> torch.Tensor:
+    idx = _draw(x.shape[0], max_samples, generator)
+    return x if idx is None else x[idx.to(x.device)]
 
 
 def gue_mmd(
@@ -97,31 +103,47 @@ def gue_mmd(
     Returns:
         Scalar tensor, dtype of ``pred`` (float32 when ``pred`` is half precision).
     """
-    return _weighted_mmd([pred], [1.0], reference, bandwidths, max_samples, generator, exact)
+    return _weighted_mmd(pred, [1.0], reference, bandwidths, max_samples, generator, exact)
 
 
-def _weighted_mmd(runs, weights, reference, bandwidths, max_samples, generator, exact=False) -> torch.Tensor:
-    """sum_s weights[s] gue_mmd(runs[s], reference): each run and its own reference subsample
-    drawn in turn (the RNG draws of one gue_mmd call per run), then one _GaussianMMD for all."""
-    if reference.dim() != 1 or any(run.dim() != 1 for run in runs):
+def _weighted_mmd(
+    values, weights, reference, bandwidths, max_samples, generator, exact=False, sizes=None
+) -> torch.Tensor:
+    """sum_s weights[s] gue_mmd(run s, reference) over the runs values.split(sizes) (default: one
+    run, all of values): each run and its own reference subsample drawn in turn (the RNG draws of
+    one gue_mmd call per run), then one _GaussianMMD for all.
+
+    Where no run is subsampled (a mini-batch step's runs are shorter than max_samples), the runs
+    go in as values itself, not as slices joined again; the reference's subsamples are one index
+    of it. The same values, draws and gradients as a slice, a subsample and a join per run."""
+    if reference.dim() != 1 or values.dim() != 1:
         raise ValueError("gue_mmd: pred and reference must be 1-D")
-    for run in runs:
-        if run.shape[0] < 2 or reference.shape[0] < 2:
+    sizes = [values.shape[0]] if sizes is None else sizes
+    for size in sizes:
+        if size < 2 or reference.shape[0] < 2:
             raise ValueError(
-                f"gue_mmd: need at least 2 values per side, got {run.shape[0]} predicted and {reference.shape[0]} reference"
+                f"gue_mmd: need at least 2 values per side, got {size} predicted and {reference.shape[0]} reference"
             )
     if not bandwidths:
         raise ValueError("gue_mmd: no bandwidths given")
     # Half precision (bf16 autocast) resolves spacings only to ~1%, too coarse for kernel
     # differences of MMD^2 ~ 1e-4, so those are computed in float32.
-    dtype = torch.promote_types(runs[0].dtype, torch.float32)
-    ref = reference.to(device=runs[0].device, dtype=dtype)
-    xs, ys = [], []
+    dtype = torch.promote_types(values.dtype, torch.float32)
+    ref = reference.to(device=values.device, dtype=dtype)
+    runs = values.split(sizes)
+    xs, picks = [], []
     for run in runs:
         xs.append(_subsample(run, max_samples, generator).to(dtype))
-        ys.append(_subsample(ref, max_samples, generator))
-    x, y = (xs[0], ys[0]) if len(runs) == 1 else (torch.cat(xs), torch.cat(ys))
-    sizes_x, sizes_y = [len(v) for v in xs], [len(v) for v in ys]
+        picks.append(_draw(ref.shape[0], max_samples, generator))
+    if all(a.shape == b.shape for a, b in zip(xs, runs, strict=True)):
+        x = values.to(dtype)
+    else:
+        x = xs[0] if len(xs) == 1 else torch.cat(xs)
+    if picks[0] is None:
+        y = ref if len(runs) == 1 else ref.repeat(len(runs))
+    else:
+        y = ref[torch.cat(picks).to(ref.device)]
+    sizes_x, sizes_y = [len(v) for v in xs], [len(ref) if p is None else len(p) for p in picks]
     return _GaussianMMD.apply(
         x, y, sizes_x, sizes_y, tuple(weights), tuple(float(b) for b in bandwidths), exact
     )
@@ -254,8 +276,10 @@ def _fgt_mmd(
     n = torch.tensor(y_sizes, dtype=f64, device=dev)[:, None]
     x64, y64 = x.detach().to(f64), y.detach().to(f64)
     width = min(bandwidths)
-    lo = float(torch.minimum(x64.min(), y64.min()))
-    boxes = int((float(torch.maximum(x64.max(), y64.max())) - lo) // width) + 1
+    lo, hi = float(torch.minimum(x64.min(), y64.min())), float(torch.maximum(x64.max(), y64.max()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None  # a diverged model's values: the exact sums give the non-finite estimate
+    boxes = int((hi - lo) // width) + 1
     if boxes > _FGT_MAX_BOXES:
         return None
     constants = _fgt_constants(bandwidths, dev)
@@ -316,21 +340,29 @@ class _GaussianMMD(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, x_sizes, y_sizes, weights, bandwidths, exact):
         need = ctx.needs_input_grad[0]
+        w = torch.tensor(weights, dtype=x.dtype, device=x.device)
+        fast = not exact and all(a * b >= _FGT_MIN_PAIRS for a, b in zip(x_sizes, y_sizes, strict=True))
         out = None
-        if not exact and all(a * b >= _FGT_MIN_PAIRS for a, b in zip(x_sizes, y_sizes, strict=True)):
-            out = _fgt_mmd(x, y, x_sizes, y_sizes, bandwidths, need)
-        if out is None:
-            parts = [
-                _direct_mmd(xs, ys, bandwidths, need)
-                for xs, ys in zip(x.split(x_sizes), y.split(y_sizes), strict=True)
-            ]
-            values = torch.stack([v for v, _ in parts])
-            g = torch.cat([g for _, g in parts]) if need else None
-        else:
+        if fast:  # float32 on the CPU: the whole transform, its boxes and the weights in one call
+            constants = _fgt_constants(bandwidths, x.device)
+            out = fused.fgt_mmd_float(
+                x, y, x_sizes, y_sizes, constants, min(bandwidths), _FGT_MAX_BOXES, w, need
+            )
+        if out is not None:
             values, g = out
-        w = torch.tensor(weights, dtype=values.dtype, device=values.device)
-        if g is not None:
-            g = g * torch.repeat_interleave(w, torch.tensor(x_sizes, device=w.device))
+        else:
+            out = _fgt_mmd(x, y, x_sizes, y_sizes, bandwidths, need) if fast else None
+            if out is None:
+                parts = [
+                    _direct_mmd(xs, ys, bandwidths, need)
+                    for xs, ys in zip(x.split(x_sizes), y.split(y_sizes), strict=True)
+                ]
+                values = torch.stack([v for v, _ in parts])
+                g = torch.cat([g for _, g in parts]) if need else None
+            else:
+                values, g = out
+            if g is not None:
+                g = g * torch.repeat_interleave(w, torch.tensor(x_sizes, device=w.device))
         ctx.save_for_backward(g)
         return (w * values).sum()
 
@@ -457,14 +489,20 @@ def compute_losses(
     if weights.gue_mmd > 0:
         if mmd_reference is None:
             raise ValueError("compute_losses: gue_mmd weight > 0 needs mmd_reference")
-        total_len = sum(stop - start for start, stop in segments)
+        sizes = [stop - start for start, stop in segments]
+        total_len = sum(sizes)
+        starts = [0] + [stop for _, stop in segments[:-1]]  # where each segment starts if they tile pred
+        tiled = segments[-1][1] == len(pred) and all(
+            a == b for (a, _), b in zip(segments, starts, strict=True)
+        )
         parts["gue_mmd"] = _weighted_mmd(  # the length-weighted mean over segments, in one transform
-            [pred[start:stop] for start, stop in segments],
-            [(stop - start) / total_len for start, stop in segments],
+            pred if tiled else torch.cat([pred[start:stop] for start, stop in segments]),
+            [size / total_len for size in sizes],
             mmd_reference,
             mmd_bandwidths,
             mmd_max_samples,
             generator,
+            sizes=sizes,
         )
 
     if weights.rg_penalty > 0:

@@ -8,6 +8,7 @@
 // T[g, K_max - k, a, b] (trainer.losses._fgt_constants); only boxes within K_max of each other
 // and holding values are visited (the others add exact zeros). The estimate and each x value's
 // gradient then follow as in _fgt_mmd. One thread, sums in a fixed order: the same on every run.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -34,17 +35,12 @@ inline void store(double* p, vd v) { *reinterpret_cast<vd*>(p) = v; }
 template <std::size_t... I> inline vd lanes_of(const double* p, std::index_sequence<I...>) { return vd{p[I]...}; }
 inline vd lanes(const double* p) { return lanes_of(p, std::make_index_sequence<kLanes>{}); }
 
-}  // namespace
-
-extern "C" {
-
-// x, y: the segments' values one after another (xs[k], ys[k] values each); scale [G, p] (delta_g^-a),
-// inv_fact [p], T [G, 2 K_max + 1, p, p]. Writes value[S] (mean over the G bandwidths) and, when
-// gx is not null, gx[sum xs]. Returns 0, or 1 when p is not kTerms.
-int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const int64_t* ys, int G, int p,
-               int K_max, const double* scale, const double* inv_fact, const double* T, double width, double lo,
-               int64_t boxes, double* value, double* gx) {
-  if (p != kTerms) return 1;  // the one expansion length compiled
+// x, y: the segments' values one after another (xs[k], ys[k] values each); scale [G, kTerms]
+// (delta_g^-a), inv_fact [kTerms], T [G, 2 K_max + 1, kTerms, kTerms]. Writes value[S] (mean over
+// the G bandwidths) and, when gx is not null, gx[sum xs].
+void fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const int64_t* ys, int G, int K_max,
+             const double* scale, const double* inv_fact, const double* T, double width, double lo, int64_t boxes,
+             double* value, double* gx) {
   const int64_t J = 2 * K_max + 1;
   // Power sums sum (v - c)^a per side, segment and box: [2][S][boxes][kTerms].
   std::vector<double> sums(2 * S * boxes * kTerms, 0.0);
@@ -141,6 +137,82 @@ int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const
       gx[at] = acc;
     }
   }
+}
+
+// Python's float floor division a // b for a >= 0 and b > 0 (CPython's float_floor_div), so that
+// the boxes below are counted exactly as trainer.losses._fgt_mmd counts them.
+double floor_div(double a, double b) {
+  const double mod = std::fmod(a, b);
+  const double div = (a - mod) / b;
+  if (div == 0.0) return 0.0;
+  double floordiv = std::floor(div);
+  if (div - floordiv > 0.5) floordiv += 1.0;
+  return floordiv;
+}
+
+}  // namespace
+
+extern "C" {
+
+// fgt_mmd in double from double values at the boxes given (trainer.fused.fgt_mmd). Returns 0, or
+// 1 when p is not kTerms.
+int zs_fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const int64_t* ys, int G, int p,
+               int K_max, const double* scale, const double* inv_fact, const double* T, double width, double lo,
+               int64_t boxes, double* value, double* gx) {
+  if (p != kTerms) return 1;  // the one expansion length compiled
+  fgt_mmd(S, x, xs, y, ys, G, K_max, scale, inv_fact, T, width, lo, boxes, value, gx);
+  return 0;
+}
+
+// The same from float values (trainer.fused.fgt_mmd_float, a mini-batch step's case): the values
+// in double, their boxes from their least and greatest value as trainer.losses._fgt_mmd finds
+// them, then fgt_mmd; value[S] and, when gx is not null, gx[i] = float(dS/dx_i) * w[segment of i]
+// written as floats (the casts and the product torch's float32 ops would make). Returns 0; 1 when
+// p is not kTerms; 2, with nothing written, when a value is not finite or they span more than
+// max_boxes boxes (the caller takes the exact sums).
+int zs_fgt_mmd_float(int S, const float* x, const int64_t* xs, const float* y, const int64_t* ys, int G, int p,
+                     int K_max, const double* scale, const double* inv_fact, const double* T, double width,
+                     int64_t max_boxes, const float* w, float* value, float* gx) {
+  if (p != kTerms) return 1;
+  int64_t nx = 0, ny = 0;
+  for (int k = 0; k < S; k++) nx += xs[k], ny += ys[k];
+  std::vector<double> v(nx + ny);
+  for (int64_t i = 0; i < nx; i++) v[i] = x[i];
+  for (int64_t i = 0; i < ny; i++) v[nx + i] = y[i];
+  // The least and greatest value, kLanes at a time (a NaN seen by its own test: it fails both
+  // comparisons and is never taken).
+  vd vlo = vd{} + INFINITY, vhi = vd{} - INFINITY, nan = vd{};
+  int64_t i = 0;
+  for (; i + kLanes <= nx + ny; i += kLanes) {
+    const vd d = load(&v[i]);
+    vlo = d < vlo ? d : vlo;
+    vhi = d > vhi ? d : vhi;
+    nan = d != d ? d : nan;
+  }
+  double lo = INFINITY, hi = -INFINITY;
+  bool finite = true;
+  for (int l = 0; l < kLanes; l++) {
+    lo = vlo[l] < lo ? vlo[l] : lo;
+    hi = vhi[l] > hi ? vhi[l] : hi;
+    finite = finite && nan[l] == 0.0;
+  }
+  for (; i < nx + ny; i++) {
+    finite = finite && v[i] == v[i];
+    lo = v[i] < lo ? v[i] : lo;
+    hi = v[i] > hi ? v[i] : hi;
+  }
+  if (!finite || !std::isfinite(lo) || !std::isfinite(hi)) return 2;
+  const double span = floor_div(hi - lo, width);
+  if (span + 1 > static_cast<double>(max_boxes)) return 2;
+  std::vector<double> value64(S), g64(gx ? nx : 0);
+  fgt_mmd(S, v.data(), xs, v.data() + nx, ys, G, K_max, scale, inv_fact, T, width, lo,
+          static_cast<int64_t>(span) + 1, value64.data(), gx ? g64.data() : nullptr);
+  for (int k = 0; k < S; k++) value[k] = static_cast<float>(value64[k]);
+  if (gx)
+    for (int64_t i = 0, k = 0, end = xs[0]; i < nx; i++) {
+      while (i == end) end += xs[++k];
+      gx[i] = static_cast<float>(g64[i]) * w[k];
+    }
   return 0;
 }
 }
