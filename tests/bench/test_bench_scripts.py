@@ -332,20 +332,21 @@ def test_kernel_ab_runs_the_step_on_two_builds_in_turn(odlyzko_small, tmp_path):
     assert re.findall(r"block (\d)/2: A \d+\.\d\d, B \d+\.\d\d CPU ms a step", out) == ["1", "2"], out
     assert "A = HEAD's kernels, B = the working tree's" in out, out
     # Both builds ran the step's kernels: each named kernel has a time on both sides.
-    for name in ("step", "layer_forward", "layer_backward", "encoder_forward", "fgt_mmd"):
+    for name in ("step", "layer_forward", "layer_backward", "encoder_forward", "fgt_mmd_float"):
         assert re.search(
             rf"^{name} +A +\d+\.\d\d  B +\d+\.\d\d  A - B paired median +-?\d+\.\d\d  B faster in [0-2]/2$",
             out,
             re.M,
         ), (name, out)
-    # A revision without a kernel of the working tree's (e517358 had no head kernel) still runs:
-    # that kernel is the working tree's on both sides, and the output says so. (A shallow clone
-    # has no e517358: then only the runs above.)
+    # A revision without a kernel of the working tree's (e517358 had neither the head kernels nor
+    # the MMD's float entry) still runs: that kernel is the working tree's on both sides, and the
+    # output says so. (A shallow clone has no e517358: then only the runs above.)
     older = "e517358"
     known = subprocess.run(["git", "cat-file", "-e", f"{older}^{{commit}}"], cwd=REPO, capture_output=True)
     if known.returncode == 0:
         out = _run([*args[:1], older, *args[2:], "--data", str(odlyzko_small)])
-        lacks = f"({older} has no zs_head_backward, zs_head_forward: the working tree's runs on both sides)"
+        kernels = "zs_fgt_mmd_float, zs_head_backward, zs_head_forward"
+        lacks = f"({older} has no {kernels}: the working tree's runs on both sides)"
         assert lacks in out, out
     assert "not a revision" in _refused(["bench/kernel_ab.py", "no-such-rev", "--data", str(odlyzko_small)])
     assert "none" in _refused(["bench/kernel_ab.py", "HEAD", "--data", str(tmp_path / "none")])
