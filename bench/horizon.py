@@ -50,8 +50,8 @@ def main() -> None:
     optimizer = torch.optim.AdamW(trial.model.parameters(), lr=cfg.optim.lr)
 
     def epoch(k: int) -> None:
+        trial.model.train()  # once an epoch, as trainer.training._loop
         for step in trial.epoch_plan(rng):
-            trial.model.train()
             total, _ = trial.loss(trial.model, trial.batch(step), gen, k)
             optimizer.zero_grad(set_to_none=True)
             total.backward()

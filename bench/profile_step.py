@@ -150,13 +150,13 @@ class Stepper:
             clock[0] = now
             return spent
 
+        model.train()  # as the loop does once an epoch (trainer.training._loop)
         for _ in range(count):
             if not self.plan:
                 self.plan = self.trial.epoch_plan(self.rng)
             clock[0] = time.process_time()
             batch = self.trial.batch(self.plan.pop(0))
             tick("batch")
-            model.train()
             pred = self.trial.forward(model, batch)  # trial.loss at max_horizon 1, in its two parts
             tick("forward")
             total, _ = self.trial.train_losses(pred, batch, self.gen)

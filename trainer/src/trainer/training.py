@@ -812,9 +812,9 @@ def _loop(
             horizon = horizon_at(epoch, cfg.train.epochs, cfg.train.max_horizon)
             if horizon > 1 and cfg.train.freeze_bottom_layers_on_expand:
                 model.freeze_bottom_layers()  # from the first expansion on (again after a resume)
+            model.train()  # once an epoch: only evaluate() switches a model to eval, and it gets the EMA's
             while step_in_epoch < len(plan):
                 wall, cpu = time.monotonic(), time.process_time()
-                model.train()
                 total, parts = trial.loss(model, trial.batch(plan[step_in_epoch]), loss_gen, horizon)
                 if not torch.isfinite(total):
                     values = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in parts.items())
