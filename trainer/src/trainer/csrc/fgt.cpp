@@ -181,25 +181,25 @@ int zs_fgt_mmd_float(int S, const float* x, const int64_t* xs, const float* y, c
   for (int64_t i = 0; i < ny; i++) v[nx + i] = y[i];
   // The least and greatest value, kLanes at a time (a NaN seen by its own test: it fails both
   // comparisons and is never taken).
-  vd vlo = vd{} + INFINITY, vhi = vd{} - INFINITY, nan = vd{};
-  int64_t i = 0;
-  for (; i + kLanes <= nx + ny; i += kLanes) {
-    const vd d = load(&v[i]);
+  vd vlo = vd{} + INFINITY, vhi = vd{} - INFINITY, nans = vd{};
+  int64_t at = 0;
+  for (; at + kLanes <= nx + ny; at += kLanes) {
+    const vd d = load(&v[at]);
     vlo = d < vlo ? d : vlo;
     vhi = d > vhi ? d : vhi;
-    nan = d != d ? d : nan;
+    nans = d != d ? d : nans;
   }
   double lo = INFINITY, hi = -INFINITY;
   bool finite = true;
   for (int l = 0; l < kLanes; l++) {
     lo = vlo[l] < lo ? vlo[l] : lo;
     hi = vhi[l] > hi ? vhi[l] : hi;
-    finite = finite && nan[l] == 0.0;
+    finite = finite && nans[l] == 0.0;
   }
-  for (; i < nx + ny; i++) {
-    finite = finite && v[i] == v[i];
-    lo = v[i] < lo ? v[i] : lo;
-    hi = v[i] > hi ? v[i] : hi;
+  for (; at < nx + ny; at++) {
+    finite = finite && v[at] == v[at];
+    lo = v[at] < lo ? v[at] : lo;
+    hi = v[at] > hi ? v[at] : hi;
   }
   if (!finite || !std::isfinite(lo) || !std::isfinite(hi)) return 2;
   const double span = floor_div(hi - lo, width);
