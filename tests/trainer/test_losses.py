@@ -422,6 +422,25 @@ def test_outliers_beyond_the_box_limit_take_the_exact_sums():
     assert fast == exact and torch.equal(g_fast, g_exact)
 
 
+def _segments_mmd_and_one_call_each(pred, reference, segments, seed):
+    """compute_losses' gue_mmd over segments of pred and the length-weighted mean of one gue_mmd
+    per segment with the same RNG draws: (value, gradient) of each."""
+    _, parts = compute_losses(
+        pred,
+        pred.detach(),
+        LossWeights(gue_mmd=1.0),
+        segments=segments,
+        mmd_reference=reference,
+        generator=_gen(seed),
+    )
+    (got,) = torch.autograd.grad(parts["gue_mmd"], pred)
+    replay = _gen(seed)
+    total = sum(b - a for a, b in segments)
+    want = sum((b - a) * gue_mmd(pred[a:b], reference, generator=replay) for a, b in segments) / total
+    (want_grad,) = torch.autograd.grad(want, pred)
+    return (float(parts["gue_mmd"]), got), (float(want), want_grad)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("sizes", [[2000, 2100, 1900, 2500, 2200], [2000, 100, 2500]])
 def test_the_segments_mmd_in_one_transform_equals_one_call_per_segment(sizes, dtype):
@@ -434,22 +453,13 @@ def test_the_segments_mmd_in_one_transform_equals_one_call_per_segment(sizes, dt
     reference = sample_wigner(8192, gen, torch.float64).to(dtype)
     bounds = np.cumsum([0, *sizes])
     segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
-    _, parts = compute_losses(
-        pred,
-        pred.detach(),
-        LossWeights(gue_mmd=1.0),
-        segments=segments,
-        mmd_reference=reference,
-        generator=_gen(6),
-    )
-    (got,) = torch.autograd.grad(parts["gue_mmd"], pred)
-    replay = _gen(6)
-    want = sum((b - a) * gue_mmd(pred[a:b], reference, generator=replay) for a, b in segments) / sum(sizes)
-    (want_grad,) = torch.autograd.grad(want, pred)
+    (got, got_grad), (want, want_grad) = _segments_mmd_and_one_call_each(pred, reference, segments, 6)
     tol = 1e-9 if dtype == torch.float64 else 1e-5
-    assert float(parts["gue_mmd"]) == pytest.approx(float(want), rel=tol, abs=1e-13)
-    torch.testing.assert_close(got, want_grad, rtol=tol * 10, atol=tol * 1e-4 * float(want_grad.abs().max()))
-    assert float(want) > 1e-4  # the shift by 0.2 makes every segment differ from the reference
+    assert got == pytest.approx(want, rel=tol, abs=1e-13)
+    torch.testing.assert_close(
+        got_grad, want_grad, rtol=tol * 10, atol=tol * 1e-4 * float(want_grad.abs().max())
+    )
+    assert want > 1e-4  # the shift by 0.2 makes every segment differ from the reference
 
 
 def test_segments_with_gaps_between_them_take_only_their_own_predictions():
@@ -457,23 +467,13 @@ def test_segments_with_gaps_between_them_take_only_their_own_predictions():
     # sees the segments' values alone, as one gue_mmd per segment does.
     gen = _gen(11)
     pred = (0.2 + sample_wigner(5000, gen)).requires_grad_()
-    reference = sample_wigner(8192, gen)
     segments = [(0, 1500), (1700, 3000), (3000, 4990)]
-    _, parts = compute_losses(
-        pred,
-        pred.detach(),
-        LossWeights(gue_mmd=1.0),
-        segments=segments,
-        mmd_reference=reference,
-        generator=_gen(12),
+    (got, got_grad), (want, want_grad) = _segments_mmd_and_one_call_each(
+        pred, sample_wigner(8192, gen), segments, 12
     )
-    (got,) = torch.autograd.grad(parts["gue_mmd"], pred)
-    replay = _gen(12)
-    want = sum((b - a) * gue_mmd(pred[a:b], reference, generator=replay) for a, b in segments) / 4790
-    (want_grad,) = torch.autograd.grad(want, pred)
-    assert float(parts["gue_mmd"]) == pytest.approx(float(want), rel=1e-5)
-    torch.testing.assert_close(got, want_grad, rtol=1e-4, atol=1e-9 * float(want_grad.abs().max()))
-    assert not got[1500:1700].any() and not got[4990:].any()
+    assert got == pytest.approx(want, rel=1e-5)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-4, atol=1e-9 * float(want_grad.abs().max()))
+    assert not got_grad[1500:1700].any() and not got_grad[4990:].any()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
