@@ -343,13 +343,13 @@ class _GaussianMMD(torch.autograd.Function):
         w = torch.tensor(weights, dtype=x.dtype, device=x.device)
         fast = not exact and all(a * b >= _FGT_MIN_PAIRS for a, b in zip(x_sizes, y_sizes, strict=True))
         out = None
-        if fast:  # float32 on the CPU: the whole transform, its boxes and the weights in one call
+        if fast:  # float32 on the CPU: the transform, its boxes, the casts and the weights in one call
             constants = _fgt_constants(bandwidths, x.device)
             out = fused.fgt_mmd_float(
                 x, y, x_sizes, y_sizes, constants, min(bandwidths), _FGT_MAX_BOXES, w, need
             )
         if out is not None:
-            values, g = out
+            values, g = out  # g already weighted
         else:
             out = _fgt_mmd(x, y, x_sizes, y_sizes, bandwidths, need) if fast else None
             if out is None:
@@ -357,10 +357,8 @@ class _GaussianMMD(torch.autograd.Function):
                     _direct_mmd(xs, ys, bandwidths, need)
                     for xs, ys in zip(x.split(x_sizes), y.split(y_sizes), strict=True)
                 ]
-                values = torch.stack([v for v, _ in parts])
-                g = torch.cat([g for _, g in parts]) if need else None
-            else:
-                values, g = out
+                out = torch.stack([v for v, _ in parts]), (torch.cat([g for _, g in parts]) if need else None)
+            values, g = out
             if g is not None:
                 g = g * torch.repeat_interleave(w, torch.tensor(x_sizes, device=w.device))
         ctx.save_for_backward(g)
