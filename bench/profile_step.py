@@ -106,22 +106,28 @@ class Stepper:
         self.trial = trial
         from trainer import training
 
-        # The revision's own optimizer where it has one (--compare runs older trainers too).
-        make = getattr(training, "make_optimizer", None)
-        self.opt = (
-            make(trial.model, trial.cfg) if make else torch.optim.AdamW(trial.model.parameters(), lr=1e-3)
-        )
-        self.ema = AveragedModel(trial.model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
-        # The revision's own end of a step where it has one (trainer.training.StepEnd), else
-        # the three calls it replaced (update below).
         end = getattr(training, "StepEnd", None)
-        self.step_end = end(trial.model, self.opt, self.ema, 1.0) if end else None
+        if end is not None and hasattr(end, "zero_grad"):  # the optimizer's side as the loop has it
+            self.step_end = end(trial.model, trial.cfg, flat=True)
+            self.opt, self.ema = self.step_end.optimizer, self.step_end.ema
+        else:  # --compare runs older trainers too: their own optimizer and end of a step, or the calls these replaced
+            make = getattr(training, "make_optimizer", None)
+            self.opt = (
+                make(trial.model, trial.cfg) if make else torch.optim.AdamW(trial.model.parameters(), lr=1e-3)
+            )
+            self.ema = AveragedModel(trial.model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+            self.step_end = end(trial.model, self.opt, self.ema, 1.0) if end else None
         self.rng = np.random.default_rng(0)
         self.gen = torch.Generator(getattr(trial, "device", "cpu")).manual_seed(1)
         self.plan: list[tuple[int, ...]] = []
 
     def steps_per_epoch(self) -> int:
         return len(self.trial.epoch_plan(np.random.default_rng(0)))
+
+    def zero_grad(self) -> None:
+        if self.step_end is not None and hasattr(self.step_end, "zero_grad"):
+            return self.step_end.zero_grad()
+        self.opt.zero_grad(set_to_none=True)
 
     def update(self) -> None:
         """The end of a step: clipping, AdamW, EMA."""
@@ -161,7 +167,7 @@ class Stepper:
             tick("forward")
             total, _ = self.trial.train_losses(pred, batch, self.gen)
             tick("losses")
-            self.opt.zero_grad(set_to_none=True)
+            self.zero_grad()
             total.backward()
             tick("backward")
             self.update()

@@ -87,50 +87,138 @@ def test_minibatch_with_all_clusters_per_step_equals_fullbatch_loss(tiny_config_
     assert q2.batch((1, 2)).segments == [(0, 400)]
 
 
+def _reference_side(model, cfg):
+    """The calls StepEnd stands for: an AdamW over the model's parameters and AveragedModel's update."""
+    opt = make_optimizer(model.parameters(), cfg)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
+    return opt, ema
+
+
+def _reference_step_end(model, opt, ema, grad_clip) -> float | None:
+    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)) if grad_clip > 0 else None
+    opt.step()
+    ema.update_parameters(model)
+    return norm
+
+
 @pytest.mark.parametrize("grad_clip", [0.05, 0.0])
 def test_the_step_end_is_clip_adamw_and_ema_bit_for_bit(tiny_config_file, grad_clip):
-    # StepEnd against the calls it stands for, on two copies of one trial's model stepped on the
-    # same batches: the first step (the EMA copies), clipped steps, steps with the bottom half
-    # frozen (no gradients there), and AveragedModel's own update where the tensors are not one
-    # group (a float64 buffer).
+    # StepEnd per parameter (flat=False) against the calls it stands for, on two copies of one
+    # trial's model stepped on the same batches: the first step (the EMA copies), clipped steps,
+    # steps with the bottom half frozen (no gradients there), and AveragedModel's own update where
+    # the tensors are not one group (a float64 buffer).
     cfg = load_config(tiny_config_file, [f"optim.grad_clip={grad_clip}"])
     trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
     batch = trial.batch((0,))
 
-    def side(mixed: bool):
-        model = copy.deepcopy(trial.model)
-        if mixed:
-            model.register_buffer("extra", torch.zeros(3, dtype=torch.float64))
-        opt = make_optimizer(model, cfg)
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
-        return model, opt, ema
-
     for mixed in (False, True):
-        (ma, oa, ea), (mb, ob, eb) = side(mixed), side(mixed)
-        end = StepEnd(mb, ob, eb, grad_clip)
+        ma, mb = copy.deepcopy(trial.model), copy.deepcopy(trial.model)
+        if mixed:
+            for m in (ma, mb):
+                m.register_buffer("extra", torch.zeros(3, dtype=torch.float64))
+        oa, ea = _reference_side(ma, cfg)
+        end = StepEnd(mb, cfg, flat=mixed)  # flat asked for where a float64 buffer keeps it per parameter
+        assert not end.flat
         assert (end._lists is None) == mixed
         norms = []
         for step in range(5):
             if step == 3:
                 ma.freeze_bottom_layers()
                 mb.freeze_bottom_layers()
-            for model, opt in ((ma, oa), (mb, ob)):
-                opt.zero_grad(set_to_none=True)
+            oa.zero_grad(set_to_none=True)
+            end.zero_grad()
+            for model in (ma, mb):
                 total, _ = trial.loss(model, batch, torch.Generator().manual_seed(step))
                 total.backward()
-            if grad_clip > 0:
-                norms.append(float(torch.nn.utils.clip_grad_norm_(ma.parameters(), grad_clip)))
-            oa.step()
-            ea.update_parameters(ma)
+            norms.append(_reference_step_end(ma, oa, ea, grad_clip))
             end()
-            for (name, a), b in zip(ea.state_dict().items(), eb.state_dict().values(), strict=True):
+            for (name, a), b in zip(ea.state_dict().items(), end.ema.state_dict().values(), strict=True):
                 assert torch.equal(a, b), (mixed, step, name)
             for (name, a), b in zip(ma.state_dict().items(), mb.state_dict().values(), strict=True):
                 assert torch.equal(a, b), (mixed, step, name)
-        assert int(eb.n_averaged) == 5
+        assert int(end.ema.n_averaged) == 5
         if grad_clip > 0:
             assert max(norms) > grad_clip  # the clip did clip
-        assert not torch.equal(eb.module.state_dict()["head.weight"], mb.state_dict()["head.weight"])
+        assert not torch.equal(end.ema.module.state_dict()["head.weight"], mb.state_dict()["head.weight"])
+
+
+@pytest.mark.parametrize("grad_clip", [0.05, 0.0])
+def test_the_flat_step_end_is_the_same_update_up_to_rounding(tiny_config_file, grad_clip):
+    # flat=True: the parameters, gradients and EMA as views into flat buffers. Against the
+    # per-parameter calls on the same batches: the same weights and EMA up to float rounding (the
+    # global norm in one pass, and fused AdamW's scalar path for what was a tensor's tail), and
+    # bit for bit without the clip in the tensors that have no tail.
+    cfg = load_config(tiny_config_file, [f"optim.grad_clip={grad_clip}"])
+    trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
+    batch = trial.batch((0,))
+    ma, mb = copy.deepcopy(trial.model), copy.deepcopy(trial.model)
+    oa, ea = _reference_side(ma, cfg)
+    end = StepEnd(mb, cfg, flat=True)
+    assert end.flat
+    params = list(mb.parameters())
+    flat = end.optimizer.param_groups[0]["params"][0]
+    assert len(end.optimizer.param_groups[0]["params"]) == 1
+    for p in params:  # views of the flat parameter and gradient, each from a 64-byte boundary
+        assert p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr()
+        assert p.grad.untyped_storage().data_ptr() == flat.grad.untyped_storage().data_ptr()
+        assert (p.data_ptr() - flat.data_ptr()) % 64 == 0
+    for step in range(6):
+        oa.zero_grad(set_to_none=True)
+        if step == 2:
+            mb.zero_grad(set_to_none=True)  # something else dropped the views: zero_grad binds them again
+        end.zero_grad()
+        for model in (ma, mb):
+            total, _ = trial.loss(model, batch, torch.Generator().manual_seed(step))
+            total.backward()
+        for a, b in zip(ma.parameters(), mb.parameters(), strict=True):
+            assert torch.equal(a.grad, b.grad)  # accumulated into the views, as assigned
+        _reference_step_end(ma, oa, ea, grad_clip)
+        end()
+        assert all(p.grad is g for p, g in zip(params, end._grads, strict=True))
+        for (name, a), b in zip(ma.state_dict().items(), mb.state_dict().values(), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=f"{step} {name}")
+            if grad_clip == 0 and a.numel() % 16 == 0:
+                assert torch.equal(a, b), (step, name)
+        for (name, a), b in zip(ea.state_dict().items(), end.ema.state_dict().values(), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=f"{step} {name}")
+    assert not torch.equal(ma.state_dict()["head.weight"], trial.model.state_dict()["head.weight"])
+    # The gaps between the parameters stay zero.
+    inside = torch.zeros_like(flat, dtype=torch.bool)
+    for p in params:
+        off = (p.data_ptr() - flat.data_ptr()) // 4
+        inside[off : off + p.numel()] = True
+    assert torch.count_nonzero(flat.detach()[~inside]) == 0
+
+    # The checkpoint's optimizer state is per parameter, as the reference's, and loads back.
+    sd, ref = end.optimizer_state_dict(), oa.state_dict()
+    assert sd["param_groups"][0]["params"] == ref["param_groups"][0]["params"]
+    assert sd["state"].keys() == ref["state"].keys()
+    for i, state in ref["state"].items():
+        for key, v in state.items():
+            torch.testing.assert_close(sd["state"][i][key], v, rtol=1e-4, atol=1e-9)
+    again = StepEnd(copy.deepcopy(trial.model), cfg, flat=True)
+    again.load_optimizer_state_dict(ref)  # a per-parameter optimizer's, from an older trainer
+    for key, v in again.optimizer.state_dict()["state"][0].items():
+        expect = end.optimizer.state_dict()["state"][0][key]
+        assert v.shape == expect.shape and (key == "step" or torch.count_nonzero(v) > 0)
+    for i, state in again.optimizer_state_dict()["state"].items():
+        for key, v in state.items():
+            assert torch.equal(v, ref["state"][i][key]), (i, key)
+
+
+def test_a_flat_step_end_refuses_a_state_with_frozen_parameters(tiny_config_file):
+    cfg = load_config(tiny_config_file, [])
+    trial = Trial(cfg, open_dataset(cfg.data.path), torch.device("cpu"))
+    model = copy.deepcopy(trial.model)
+    model.freeze_bottom_layers()
+    assert not StepEnd(copy.deepcopy(model), cfg, flat=True).flat  # a frozen parameter: per parameter
+    opt, _ = _reference_side(model, cfg)
+    total, _ = trial.loss(model, trial.batch((0,)), torch.Generator().manual_seed(0))
+    total.backward()
+    opt.step()  # state for the parameters that train only
+    end = StepEnd(copy.deepcopy(trial.model), cfg, flat=True)
+    with pytest.raises(ValueError, match="frozen"):
+        end.load_optimizer_state_dict(opt.state_dict())
 
 
 def test_warmup_then_cosine_learning_rate():

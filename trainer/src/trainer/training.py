@@ -475,44 +475,103 @@ class Trial:
         return metrics, per_window, predictions
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrialConfig) -> torch.optim.AdamW:
-    """The trial's AdamW, as torch's fused kernel: one pass over all parameters instead of a
-    dozen ops per parameter (0.71 -> 0.14 ms a step for the default model on one CPU thread);
-    the same update up to float rounding, deterministic on the CPU."""
-    return torch.optim.AdamW(
-        model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True
-    )
+def make_optimizer(params, cfg: TrialConfig) -> torch.optim.AdamW:
+    """The trial's AdamW over params (a model's parameters, or StepEnd's flat one), as torch's
+    fused kernel: one pass over all parameters instead of a dozen ops per parameter (0.71 -> 0.14
+    ms a step for the default model on one CPU thread); the same update up to float rounding,
+    deterministic on the CPU."""
+    return torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, fused=True)
 
 
 class StepEnd:
-    """The end of a training step, after its backward: the gradients clipped to a global norm
-    of grad_clip (0: not clipped), the optimizer's step, and the EMA of the weights.
+    """The optimizer's side of a training step: zero_grad() before the backward; after it,
+    calling the object clips the gradients to a global norm of optim.grad_clip (0: not clipped),
+    takes AdamW's step and updates the EMA of the weights. It holds the trial's optimizer and
+    its AveragedModel (ema).
 
-    The same torch calls as ``clip_grad_norm_(model.parameters(), grad_clip)`` and
-    ``ema.update_parameters(model)`` on the same tensors, so the same results bit for bit
-    (tests/trainer/test_training.py), but over lists of the model's and the EMA's tensors made
-    once: those two walk both models' modules at every call (this part of a mini-batch step on
-    one CPU thread 1.2 -> 0.9 ms, the step 0.21 ms shorter; docs/speed.md item 31).
-    AveragedModel's own update where its tensors are not one float dtype on one device (it
-    groups them then)."""
+    flat=True (a run in which every parameter trains at every step: no layer is ever frozen),
+    with every parameter float32 on one device: the model's parameters, their gradients and the
+    EMA's copies are views into three flat buffers, made once here. zero_grad is then one fill,
+    and the clip, AdamW and the EMA each run over one tensor: that end of a mini-batch step of
+    the default model on one CPU thread 0.45 -> 0.1 ms alone, the step ~0.3 ms shorter in pairs
+    (docs/speed.md item 38). The same update as the per-parameter calls up to float rounding:
+    the global norm is taken over all gradients at once, not as the norm of each tensor's norm,
+    and torch's fused AdamW takes a tensor's last elements (fewer than a vector) on a scalar path
+    that rounds differently from its vector path (tests/trainer/test_training.py). Checkpoints
+    hold the optimizer's state per parameter either way (optimizer_state_dict), so a run resumes
+    across the two.
 
-    def __init__(self, model: torch.nn.Module, optimizer, ema: AveragedModel, grad_clip: float):
-        self.model, self.optimizer, self.ema, self.grad_clip = model, optimizer, ema, grad_clip
+    Otherwise (flat=False, or parameters of several dtypes) the same calls as
+    ``clip_grad_norm_(model.parameters(), grad_clip)``, ``optimizer.step()`` and
+    ``ema.update_parameters(model)``, bit for bit, over lists of the model's and the EMA's tensors
+    made once: those two walk both models' modules at every call (docs/speed.md item 31).
+    AveragedModel's own update where the tensors are not one float dtype on one device.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: TrialConfig, *, flat: bool):
+        self.model, self.grad_clip = model, cfg.optim.grad_clip
+        self.ema = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True
+        )
         self.params = list(model.parameters())
-        averaged = [t.detach() for t in itertools.chain(ema.module.parameters(), ema.module.buffers())]
+        averaged = [
+            t.detach() for t in itertools.chain(self.ema.module.parameters(), self.ema.module.buffers())
+        ]
         current = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+        kinds = {(t.device, t.dtype) for t in averaged + current}
+        self.flat = (
+            flat
+            and bool(self.params)
+            and all(p.requires_grad for p in self.params)
+            and kinds == {(current[0].device, torch.float32)}
+        )
+        self._grads: list[torch.Tensor] | None = None  # the flat gradient's views, one per parameter
+        if self.flat:
+            # Each parameter from a multiple of 16 elements (64 bytes): the kernels' rows of weights
+            # stay aligned. The gaps are zeros with zero gradients, and stay zero.
+            self._offsets = [0]
+            for p in self.params:
+                self._offsets.append(self._offsets[-1] + (p.numel() + 15) // 16 * 16)
+            flat_param = torch.nn.Parameter(torch.zeros(self._offsets[-1], device=current[0].device))
+            flat_param.grad = torch.zeros_like(flat_param)
+            flat_ema = torch.zeros_like(flat_param.detach())
+            self._grads = []
+            for p, a, off in zip(self.params, self.ema.module.parameters(), self._offsets, strict=False):
+                k = p.numel()
+                with torch.no_grad():
+                    flat_param[off : off + k].copy_(p.reshape(-1))
+                    flat_ema[off : off + k].copy_(a.reshape(-1))
+                p.data = flat_param.detach()[off : off + k].view_as(p)
+                a.data = flat_ema[off : off + k].view_as(a)
+                p.grad = flat_param.grad[off : off + k].view_as(p)
+                self._grads.append(p.grad)
+            buffers = lambda m: [b.detach() for b in m.buffers()]  # noqa: E731
+            averaged = [flat_ema, *buffers(self.ema.module)]
+            current = [flat_param.detach(), *buffers(model)]
+            self._flat_param = flat_param
+        self.optimizer = make_optimizer([self._flat_param] if self.flat else self.params, cfg)
         one_group = (
-            ema.use_buffers
-            and ema.multi_avg_fn is not None
+            self.ema.multi_avg_fn is not None
             and len(averaged) == len(current) > 0
-            and len({(t.device, t.dtype) for t in averaged + current}) == 1
+            and len(kinds) == 1
             and averaged[0].is_floating_point()
         )
         self._lists = (averaged, current) if one_group else None
 
+    def zero_grad(self) -> None:
+        """Before the backward: gradients set to None, or (flat) the flat one zeroed, with each
+        parameter's .grad its view again where something else had set it."""
+        if self._grads is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        self._flat_param.grad.zero_()
+        for p, g in zip(self.params, self._grads, strict=True):
+            if p.grad is not g:
+                p.grad = g
+
     def __call__(self) -> None:
         if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.grad_clip)
         self.optimizer.step()
         if self._lists is None:
             self.ema.update_parameters(self.model)
@@ -526,6 +585,54 @@ class StepEnd:
             else:
                 ema.multi_avg_fn(averaged, current, ema.n_averaged)
             ema.n_averaged += 1
+
+    def optimizer_state_dict(self) -> dict:
+        """The optimizer's state_dict, per parameter of the model (flat or not)."""
+        sd = self.optimizer.state_dict()
+        if not self.flat:
+            return sd
+        state = {}
+        if 0 in sd["state"]:
+            for i, (p, off) in enumerate(zip(self.params, self._offsets, strict=False)):
+                state[i] = {
+                    key: v[off : off + p.numel()].view_as(p).clone() if v.dim() else v.clone()
+                    for key, v in sd["state"][0].items()
+                }
+        groups = [{**sd["param_groups"][0], "params": list(range(len(self.params)))}]
+        return {"state": state, "param_groups": groups}
+
+    def load_optimizer_state_dict(self, sd: dict) -> None:
+        """optimizer_state_dict's (or a per-parameter optimizer's) state back into the optimizer.
+
+        Raises:
+            ValueError: if the state is not one of this model's parameters.
+        """
+        if not self.flat:
+            self.optimizer.load_state_dict(sd)
+            return
+        (group,) = sd["param_groups"]
+        if len(group["params"]) != len(self.params):
+            raise ValueError(
+                f"optimizer state of {len(group['params'])} parameters, the model has {len(self.params)}"
+            )
+        states = [sd["state"].get(i) for i in group["params"]]
+        flat_state = {}
+        if any(s is not None for s in states):
+            if any(s is None or s.keys() != states[0].keys() for s in states):
+                raise ValueError(
+                    "optimizer state: some parameters have none (a frozen layer), the flat update needs all"
+                )
+            for key, v in states[0].items():
+                if not v.dim():  # the step count, one for all
+                    flat_state[key] = v.clone()
+                    continue
+                flat = self._flat_param.new_zeros(self._offsets[-1])
+                for s, p, off in zip(states, self.params, self._offsets, strict=False):
+                    flat[off : off + p.numel()] = s[key].reshape(-1)
+                flat_state[key] = flat
+        self.optimizer.load_state_dict(
+            {"state": {0: flat_state} if flat_state else {}, "param_groups": [{**group, "params": [0]}]}
+        )
 
 
 def _schedulers(optimizer, cfg: TrialConfig, total_steps: int):
@@ -734,12 +841,12 @@ def _loop(
         + f"; smoothed X = {sm.X}, a0 = {sm.a0:.4f}, a1 = {sm.a1:.4f}; baselines on the tune windows: {baselines}"
     )
     model = trial.model
-    optimizer = make_optimizer(model, cfg)
+    freezes = cfg.train.freeze_bottom_layers_on_expand and cfg.train.max_horizon > 1
+    step_end = StepEnd(model, cfg, flat=not freezes)
+    optimizer, ema = step_end.optimizer, step_end.ema
     steps_per_epoch = math.ceil(cfg.train.num_clusters / cfg.train.clusters_per_step)
     total_steps = cfg.train.epochs * steps_per_epoch
     per_step, plateau = _schedulers(optimizer, cfg, total_steps)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay), use_buffers=True)
-    step_end = StepEnd(model, optimizer, ema, cfg.optim.grad_clip)
     rng = np.random.default_rng(cfg.seed)
     loss_gen = torch.Generator(device).manual_seed(cfg.seed + LOSS_SEED_OFFSET)
     epoch, step, plan, step_in_epoch, sums, spent = 0, 0, None, 0, {}, 0.0
@@ -747,7 +854,7 @@ def _loop(
 
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        step_end.load_optimizer_state_dict(state["optimizer"])
         per_step.load_state_dict(state["scheduler"])
         if plateau is not None:
             plateau.load_state_dict(state["plateau"])
@@ -776,7 +883,7 @@ def _loop(
         outputs.save_checkpoint(
             {
                 "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                "optimizer": step_end.optimizer_state_dict(),
                 "scheduler": per_step.state_dict(),
                 "plateau": plateau.state_dict() if plateau is not None else None,
                 "ema": ema.state_dict(),
@@ -819,7 +926,7 @@ def _loop(
                 if not torch.isfinite(total):
                     values = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in parts.items())
                     return diverged(f"non-finite loss at epoch {epoch + 1}, step {step + 1} ({values})")
-                optimizer.zero_grad(set_to_none=True)
+                step_end.zero_grad()
                 total.backward()
                 step_end()
                 per_step.step()
