@@ -182,6 +182,13 @@ def test_the_flat_step_end_is_the_same_update_up_to_rounding(tiny_config_file, g
         for (name, a), b in zip(ea.state_dict().items(), end.ema.state_dict().values(), strict=True):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=f"{step} {name}")
     assert not torch.equal(ma.state_dict()["head.weight"], trial.model.state_dict()["head.weight"])
+    # The flat clip is clip_grad_norm_ on the flat parameter, bit for bit.
+    for scale in (10.0, 1e-3):
+        flat.grad.copy_(torch.randn(flat.shape, generator=torch.Generator().manual_seed(7)) * scale)
+        twin = torch.nn.Parameter(flat.detach().clone())
+        twin.grad = flat.grad.clone()
+        want = torch.nn.utils.clip_grad_norm_([twin], 0.05)
+        assert torch.equal(end.clip_flat(0.05), want) and torch.equal(flat.grad, twin.grad)
     # The gaps between the parameters stay zero.
     inside = torch.zeros_like(flat, dtype=torch.bool)
     for p in params:

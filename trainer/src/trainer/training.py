@@ -492,8 +492,8 @@ class StepEnd:
     flat=True (a run in which every parameter trains at every step: no layer is ever frozen),
     with every parameter float32 on one device: the model's parameters, their gradients and the
     EMA's copies are views into three flat buffers, made once here. zero_grad is then one fill,
-    and the clip, AdamW and the EMA each run over one tensor: that end of a mini-batch step of
-    the default model on one CPU thread 0.45 -> 0.1 ms alone, the step ~0.3 ms shorter in pairs
+    and the clip, AdamW and the EMA each run over one tensor: this end of a step of the default
+    model on one CPU thread takes 0.45 -> 0.20 ms alone, a mini-batch step ~0.3 ms less in pairs
     (docs/speed.md item 38). The same update as the per-parameter calls up to float rounding:
     the global norm is taken over all gradients at once, not as the norm of each tensor's norm,
     and torch's fused AdamW takes a tensor's last elements (fewer than a vector) on a scalar path
@@ -570,8 +570,10 @@ class StepEnd:
                 p.grad = g
 
     def __call__(self) -> None:
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.grad_clip)
+        if self.grad_clip > 0 and self.flat:
+            self.clip_flat(self.grad_clip)
+        elif self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()
         if self._lists is None:
             self.ema.update_parameters(self.model)
@@ -585,6 +587,14 @@ class StepEnd:
             else:
                 ema.multi_avg_fn(averaged, current, ema.n_averaged)
             ema.n_averaged += 1
+
+    def clip_flat(self, max_norm: float) -> torch.Tensor:
+        """clip_grad_norm_([flat parameter], max_norm): its arithmetic on the one tensor, without
+        its grouping of tensors by device and dtype (92 -> 32 us a step); returns the norm."""
+        g = self._flat_param.grad
+        norm = torch.linalg.vector_norm(g, 2.0)
+        g.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        return norm
 
     def optimizer_state_dict(self) -> dict:
         """The optimizer's state_dict, per parameter of the model (flat or not)."""
