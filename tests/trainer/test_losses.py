@@ -530,13 +530,17 @@ def test_the_float_entry_is_the_double_transform_cast(case):
 
 
 @pytest.mark.skipif(fused.library() is None, reason="needs g++ to build trainer/csrc/fgt.cpp")
-@pytest.mark.parametrize("case", ["segments", "one_box", "spread"])
+@pytest.mark.parametrize("case", ["segments", "one_box", "spread", "odd_sizes"])
 def test_the_compiled_transform_equals_the_torch_one(case):
     # csrc/fgt.cpp against _fgt_mmd's torch expansions (fused.eager() turns the kernel off), in
     # float64: the same estimates and gradients up to summation order. Cases: five segments of a
-    # step; every value in one box; a spread wider than the translation's reach (K_max boxes).
+    # step; every value in one box; a spread wider than the translation's reach (K_max boxes);
+    # segments whose sizes are not multiples of a vector's lanes (the power sums' tail, one
+    # value at a time, after the values taken a vector's lanes at a time).
     gen = _gen(8)
     sizes, y_sizes = [2000, 2100, 1900, 2500, 2200], [2048] * 5
+    if case == "odd_sizes":
+        sizes, y_sizes = [2001, 2103, 1898, 2502, 7], [2047, 2049, 2050, 5, 2051]
     x = torch.cat([sample_wigner(s, gen, torch.float64) * 1.1 for s in sizes])
     y = sample_wigner(sum(y_sizes), gen, torch.float64)
     if case == "one_box":

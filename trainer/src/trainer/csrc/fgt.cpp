@@ -34,6 +34,9 @@ inline void store(double* p, vd v) { *reinterpret_cast<vd*>(p) = v; }
 // store-to-load forwarding); the power sums of a mini-batch step's MMD spent most of their time so.
 template <std::size_t... I> inline vd lanes_of(const double* p, std::index_sequence<I...>) { return vd{p[I]...}; }
 inline vd lanes(const double* p) { return lanes_of(p, std::make_index_sequence<kLanes>{}); }
+// Lane l of the kLanes vectors P[0 .. kLanes), as one vector (a column of the square they make).
+template <std::size_t... I> inline vd column_of(const vd* P, int l, std::index_sequence<I...>) { return vd{P[I][l]...}; }
+inline vd column(const vd* P, int l) { return column_of(P, l, std::make_index_sequence<kLanes>{}); }
 
 // x, y: the segments' values one after another (xs[k], ys[k] values each); scale [G, kTerms]
 // (delta_g^-a), inv_fact [kTerms], T [G, 2 K_max + 1, kTerms, kTerms]. Writes value[S] (mean over
@@ -55,10 +58,34 @@ void fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const i
     const int64_t* sizes = side ? ys : xs;
     int64_t at = 0;
     for (int k = 0; k < S; k++) {
-      for (int64_t i = 0; i < sizes[k]; i++, at++) {
+      double* seg = &sums[(side * S + k) * boxes * kTerms];
+      int64_t* seg_count = &count[(side * S + k) * boxes];
+      int64_t i = 0;
+      // kLanes values at a time, one to a lane: each lane's powers are the same products as one
+      // value's alone, but the 15 dependent multiplications run once for kLanes values; then
+      // each value's 16 powers (a column of P) go into its box's row, the values in order.
+      for (; i + kLanes <= sizes[k]; i += kLanes, at += kLanes) {
+        int64_t b[kLanes];
+        double u[kLanes];
+#pragma GCC unroll 16
+        for (int l = 0; l < kLanes; l++) u[l] = offset(v[at + l], b[l] = box_of(v[at + l]));
+        vd P[kTerms];
+        P[0] = vd{} + 1.0;
+        P[1] = P[0] * lanes(u);
+#pragma GCC unroll 16
+        for (int a = 2; a < kTerms; a++) P[a] = P[a - 1] * P[1];
+#pragma GCC unroll 16
+        for (int l = 0; l < kLanes; l++) {
+          double* row = seg + b[l] * kTerms;
+#pragma GCC unroll 16
+          for (int j = 0; j < kVecs; j++) store(row + j * kLanes, load(row + j * kLanes) + column(P + j * kLanes, l));
+          seg_count[b[l]]++;
+        }
+      }
+      for (; i < sizes[k]; i++, at++) {
         const int64_t b = box_of(v[at]);
         const double u = offset(v[at], b);
-        double* row = &sums[((side * S + k) * boxes + b) * kTerms];
+        double* row = seg + b * kTerms;
         double power[kTerms];
         power[0] = 1.0;
 #pragma GCC unroll 16
@@ -66,7 +93,7 @@ void fgt_mmd(int S, const double* x, const int64_t* xs, const double* y, const i
 #pragma GCC unroll 16
         for (int j = 0; j < kVecs; j++)  // in registers, not 16 scalar read-modify-writes
           store(row + j * kLanes, load(row + j * kLanes) + lanes(power + j * kLanes));
-        count[(side * S + k) * boxes + b]++;
+        seg_count[b]++;
       }
     }
   }
