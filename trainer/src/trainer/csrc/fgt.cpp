@@ -35,7 +35,9 @@ inline void store(double* p, vd v) { *reinterpret_cast<vd*>(p) = v; }
 template <std::size_t... I> inline vd lanes_of(const double* p, std::index_sequence<I...>) { return vd{p[I]...}; }
 inline vd lanes(const double* p) { return lanes_of(p, std::make_index_sequence<kLanes>{}); }
 // Lane l of the kLanes vectors P[0 .. kLanes), as one vector (a column of the square they make).
-template <std::size_t... I> inline vd column_of(const vd* P, int l, std::index_sequence<I...>) { return vd{P[I][l]...}; }
+template <std::size_t... I> inline vd column_of(const vd* P, int l, std::index_sequence<I...>) {
+  return vd{P[I][l]...};
+}
 inline vd column(const vd* P, int l) { return column_of(P, l, std::make_index_sequence<kLanes>{}); }
 
 // x, y: the segments' values one after another (xs[k], ys[k] values each); scale [G, kTerms]
