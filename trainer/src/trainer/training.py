@@ -491,8 +491,8 @@ class StepEnd:
 
     flat=True (a run in which every parameter trains at every step: no layer is ever frozen),
     with every parameter and buffer float32 on one device (not BatchNorm's, whose step count is
-    an integer): the model's parameters, their gradients and the
-    EMA's copies are views into three flat buffers, made once here. zero_grad is then one fill,
+    an integer): the model's parameters, their gradients and the EMA's copies are views into
+    three flat buffers, made once here (_flatten). zero_grad is then one fill,
     and the clip, AdamW and the EMA each run over one tensor: this end of a step of the default
     model on one CPU thread takes 0.45 -> 0.20 ms alone, a mini-batch step ~0.3 ms less in pairs
     (docs/speed.md item 38). The same update as the per-parameter calls up to float rounding:
@@ -526,30 +526,11 @@ class StepEnd:
             and all(p.requires_grad for p in self.params)
             and kinds == {(current[0].device, torch.float32)}
         )
-        self._grads: list[torch.Tensor] | None = None  # the flat gradient's views, one per parameter
         if self.flat:
-            # Each parameter from a multiple of 16 elements (64 bytes): the kernels' rows of weights
-            # stay aligned. The gaps are zeros with zero gradients, and stay zero.
-            self._offsets = [0]
-            for p in self.params:
-                self._offsets.append(self._offsets[-1] + (p.numel() + 15) // 16 * 16)
-            flat_param = torch.nn.Parameter(torch.zeros(self._offsets[-1], device=current[0].device))
-            flat_param.grad = torch.zeros_like(flat_param)
-            flat_ema = torch.zeros_like(flat_param.detach())
-            self._grads = []
-            for p, a, off in zip(self.params, self.ema.module.parameters(), self._offsets, strict=False):
-                k = p.numel()
-                with torch.no_grad():
-                    flat_param[off : off + k].copy_(p.reshape(-1))
-                    flat_ema[off : off + k].copy_(a.reshape(-1))
-                p.data = flat_param.detach()[off : off + k].view_as(p)
-                a.data = flat_ema[off : off + k].view_as(a)
-                p.grad = flat_param.grad[off : off + k].view_as(p)
-                self._grads.append(p.grad)
+            flat_ema = self._flatten(current[0].device)
             buffers = lambda m: [b.detach() for b in m.buffers()]  # noqa: E731
             averaged = [flat_ema, *buffers(self.ema.module)]
-            current = [flat_param.detach(), *buffers(model)]
-            self._flat_param = flat_param
+            current = [self._flat_param.detach(), *buffers(model)]
         self.optimizer = make_optimizer([self._flat_param] if self.flat else self.params, cfg)
         one_group = (
             self.ema.multi_avg_fn is not None
@@ -559,10 +540,33 @@ class StepEnd:
         )
         self._lists = (averaged, current) if one_group else None
 
+    def _flatten(self, device: torch.device) -> torch.Tensor:
+        """The model's parameters and gradients made views of self._flat_param and its .grad (the
+        views of the gradient kept in self._grads), the EMA's parameters views of the returned
+        buffer. Each parameter starts at a multiple of 16 elements (64 bytes), so the kernels'
+        rows of weights stay aligned; the gaps are zeros with zero gradients and stay zero."""
+        self._offsets = [0]
+        for p in self.params:
+            self._offsets.append(self._offsets[-1] + (p.numel() + 15) // 16 * 16)
+        self._flat_param = torch.nn.Parameter(torch.zeros(self._offsets[-1], device=device))
+        self._flat_param.grad = torch.zeros_like(self._flat_param)
+        flat_ema = torch.zeros_like(self._flat_param.detach())
+        self._grads = []
+        for p, a, off in zip(self.params, self.ema.module.parameters(), self._offsets, strict=False):
+            k = p.numel()
+            with torch.no_grad():
+                self._flat_param[off : off + k].copy_(p.reshape(-1))
+                flat_ema[off : off + k].copy_(a.reshape(-1))
+            p.data = self._flat_param.detach()[off : off + k].view_as(p)
+            a.data = flat_ema[off : off + k].view_as(a)
+            p.grad = self._flat_param.grad[off : off + k].view_as(p)
+            self._grads.append(p.grad)
+        return flat_ema
+
     def zero_grad(self) -> None:
         """Before the backward: gradients set to None, or (flat) the flat one zeroed, with each
         parameter's .grad its view again where something else had set it."""
-        if self._grads is None:
+        if not self.flat:
             self.optimizer.zero_grad(set_to_none=True)
             return
         self._flat_param.grad.zero_()
@@ -571,10 +575,11 @@ class StepEnd:
                 p.grad = g
 
     def __call__(self) -> None:
-        if self.grad_clip > 0 and self.flat:
-            self.clip_flat(self.grad_clip)
-        elif self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        if self.grad_clip > 0:
+            if self.flat:
+                self.clip_flat(self.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()
         if self._lists is None:
             self.ema.update_parameters(self.model)
