@@ -162,6 +162,7 @@ def test_the_flat_step_end_is_the_same_update_up_to_rounding(tiny_config_file, g
         assert p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr()
         assert p.grad.untyped_storage().data_ptr() == flat.grad.untyped_storage().data_ptr()
         assert (p.data_ptr() - flat.data_ptr()) % 64 == 0
+    same_weights = 0
     for step in range(6):
         oa.zero_grad(set_to_none=True)
         if step == 2:
@@ -170,17 +171,29 @@ def test_the_flat_step_end_is_the_same_update_up_to_rounding(tiny_config_file, g
         for model in (ma, mb):
             total, _ = trial.loss(model, batch, torch.Generator().manual_seed(step))
             total.backward()
-        for a, b in zip(ma.parameters(), mb.parameters(), strict=True):
-            assert torch.equal(a.grad, b.grad)  # accumulated into the views, as assigned
+        # The gradients, accumulated into the views as assigned: bit for bit the reference's while
+        # the weights are (step 0 at least); once an update has rounded a weight differently, up to
+        # the rounding that the weights' difference carries. Which step that is depends on the CPU:
+        # none of these six on session 18's AVX2 core; on an Intel AVX-512 one the fourth with the
+        # clip and the sixth without.
+        same = all(torch.equal(a, b) for a, b in zip(ma.parameters(), mb.parameters(), strict=True))
+        if same:
+            same_weights += 1
+            for a, b in zip(ma.parameters(), mb.parameters(), strict=True):
+                assert torch.equal(a.grad, b.grad), step
+        else:
+            for a, b in zip(ma.parameters(), mb.parameters(), strict=True):
+                torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-8, msg=str(step))
         _reference_step_end(ma, oa, ea, grad_clip)
         end()
         assert all(p.grad is g for p, g in zip(params, end._grads, strict=True))
         for (name, a), b in zip(ma.state_dict().items(), mb.state_dict().values(), strict=True):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=f"{step} {name}")
-            if grad_clip == 0 and a.numel() % 16 == 0:
+            if grad_clip == 0 and same and a.numel() % 16 == 0:  # from the same weights and gradients
                 assert torch.equal(a, b), (step, name)
         for (name, a), b in zip(ea.state_dict().items(), end.ema.state_dict().values(), strict=True):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=f"{step} {name}")
+    assert same_weights >= 1
     assert not torch.equal(ma.state_dict()["head.weight"], trial.model.state_dict()["head.weight"])
     # The flat clip is clip_grad_norm_ on the flat parameter, bit for bit.
     for scale in (10.0, 1e-3):
