@@ -85,6 +85,40 @@ template <typename T> void add_into(T* dst, const T* src, int64_t n) {
     for (int64_t k = 0; k < n; k++) dst[k] += src[k];
 }
 
+// Cache lines to be read soon, fetched a few at a time between the products' tiles (`outer`):
+// what the one-thread backward reads next from memory (the next panel's xhat, GELU' and gy rows,
+// streamed past the caches by the forward or written long before, and its input rows), so that
+// their ~100 ns from DRAM overlap the products instead of stalling the gz pass that reads them.
+// A burst of them at once fills the core's line-fill buffers and stalls as the reads would
+// (docs/speed.md item 40). Only fetches: no result depends on it.
+struct Ahead {
+  static constexpr int kRanges = 4;
+  const char* at[kRanges] = {};  // each range's next line
+  const char* end[kRanges] = {};
+  int ranges = 0, next = 0;      // ranges queued; the one being fetched
+  int per_tile = 0;              // lines fetched at each tile
+
+  void clear() { ranges = next = 0; }
+  // The rows [from, to) of a [rows, row_bytes] array p (none where p is null or the range empty).
+  void add(const void* p, int64_t row_bytes, int64_t from, int64_t to) {
+    if (!p || from >= to || ranges == kRanges) return;
+    at[ranges] = static_cast<const char*>(p) + from * row_bytes;
+    end[ranges++] = static_cast<const char*>(p) + to * row_bytes;
+  }
+  // Spread what is queued over `tiles` calls of tile().
+  void spread(int tiles) {
+    int64_t lines = 0;
+    for (int k = next; k < ranges; k++) lines += (end[k] - at[k] + 63) / 64;
+    per_tile = static_cast<int>((lines + tiles - 1) / tiles);
+  }
+  void tile() {
+    for (int q = 0; q < per_tile && next < ranges; q++) {
+      __builtin_prefetch(at[next]);
+      if ((at[next] += 64) >= end[next]) next++;
+    }
+  }
+};
+
 template <typename T> struct Vec;
 // Vector typedefs with the element's alignment: loads and stores of any row are unaligned moves.
 template <> struct Vec<float> { typedef float type __attribute__((vector_size(ZS_VEC_BYTES), aligned(4))); };
@@ -277,9 +311,11 @@ template <typename T, int H> struct Layer : Rows<T, H> {
   // element's sum runs G + row 0, 1, ... in order, as one row at a time would.
   static constexpr int kOuts = 4;
   static_assert(H % kOuts == 0, "hidden must be a multiple of kOuts");
-  static void outer(int n, const T* g, const T* x, T* G) {
+  static constexpr int kTiles = NV / CB * (H / kOuts);  // tiles of one outer()
+  static void outer(int n, const T* g, const T* x, T* G, Ahead* ahead) {
     for (int c0 = 0; c0 < NV; c0 += CB)
       for (int o0 = 0; o0 < H; o0 += kOuts) {
+        if (ahead) ahead->tile();
         V acc[kOuts][CB];
 #pragma GCC unroll 32
         for (int i = 0; i < kOuts; i++)
@@ -467,27 +503,45 @@ template <typename T, int H> struct Layer : Rows<T, H> {
   }
 
   // The backward of input rows [begin, end), with g's weight gradients added to, in panels of up to
-  // kPanel rows (no panel spans the halo rows and the own rows); make(need), when given, first
-  // makes gz of the own rows [0, need). With t_s = sum_j weight_t[s, j] gz[index_t[s, j]] (the
+  // kPanel rows (no panel spans the halo rows and the own rows); make(need) first makes gz of the
+  // own rows [0, need), and ahead (when not null) fetches, over the panel's products, what the next
+  // panel reads: fetch(ahead, need, next need) queues what makes gz of those own rows reads, the
+  // panel the next input rows of h. With t_s = sum_j weight_t[s, j] gz[index_t[s, j]] (the
   // gather-sum's backward: what row s sent, weighted):
   //   gW_rel += t_s^T h_s,   gh_s = t_s W_rel,   and for an own row i = s - halo also
   //   gW_root += gz_i^T h_s, gh_s += gz_i W_root (+ gy_i through the residual).
   // A panel's weight gradients are summed in registers over all its rows (outer); its input
   // gradients in register blocks of kRows rows (matmul).
   static constexpr int kPanel = 8 * kRows;
-  template <typename Make>
+  template <typename Make, typename Fetch>
   static void input_rows(int64_t begin, int64_t end, int64_t n_in, int64_t halo, int K, const int32_t* index_t,
                          const T* weight_t, const T* h, const T* w_rel, const T* w_root, bool residual, const T* gy,
-                         const Grads<T>& g, Make&& make) {
+                         const Grads<T>& g, Make&& make, Ahead* ahead, Fetch&& fetch) {
     alignas(64) T t[kPanel][H];
     const T *tr[kPanel], *gzr[kPanel], *gyr[kPanel];
     T* ghr[kPanel];
-    for (int64_t s0 = begin; s0 < end;) {
+    // The panel from s0: its rows (n) and the own rows whose gz it reads (need: [0, need)).
+    auto panel = [&](int64_t s0, int& n, int64_t& need) {
       const bool own = s0 >= halo;
-      const int n = static_cast<int>(std::min<int64_t>(kPanel, std::min(end, own ? n_in : halo) - s0));
-      int64_t need = own ? s0 + n - halo : 0;
+      n = static_cast<int>(std::min<int64_t>(kPanel, std::min(end, own ? n_in : halo) - s0));
+      need = own ? s0 + n - halo : 0;
       for (int64_t e = s0 * K; e < (s0 + n) * K; e++) need = index_t[e] + 1 > need ? index_t[e] + 1 : need;
+    };
+    int n, next_n = 0;
+    int64_t need, next_need = 0;
+    if (begin < end) panel(begin, n, need);
+    for (int64_t s0 = begin; s0 < end; s0 += n, n = next_n, need = next_need) {
+      const bool own = s0 >= halo;
       make(need);
+      if (s0 + n < end) panel(s0 + n, next_n, next_need);
+      if (ahead) {
+        ahead->clear();
+        if (s0 + n < end) {
+          fetch(*ahead, need, next_need);
+          ahead->add(h, H * sizeof(T), s0 + n, s0 + n + next_n);
+        }
+        ahead->spread((g.gw_rel ? kTiles : 0) + (own && g.gw_root ? kTiles : 0));
+      }
       for (int r = 0; r < n; r++) {
         const int64_t s = s0 + r;
         gather(index_t + s * K, weight_t + s * K, K, g.gz, t[r]);
@@ -496,8 +550,8 @@ template <typename T, int H> struct Layer : Rows<T, H> {
         gyr[r] = own ? gy + (s - halo) * H : nullptr;
         ghr[r] = g.gh ? g.gh + s * H : nullptr;
       }
-      if (g.gw_rel) outer(n, t[0], h + s0 * H, g.gw_rel);
-      if (own && g.gw_root) outer(n, g.gz + (s0 - halo) * H, h + s0 * H, g.gw_root);
+      if (g.gw_rel) outer(n, t[0], h + s0 * H, g.gw_rel, ahead);
+      if (own && g.gw_root) outer(n, g.gz + (s0 - halo) * H, h + s0 * H, g.gw_root, ahead);
       if (g.gh) {
         int r = 0;
         for (; r + kRows <= n; r += kRows)
@@ -505,7 +559,6 @@ template <typename T, int H> struct Layer : Rows<T, H> {
         for (; r < n; r++)
           matmul<1>(tr + r, w_rel, own ? gzr + r : nullptr, w_root, own && residual ? gyr + r : nullptr, ghr + r);
       }
-      s0 += n;
     }
   }
 
@@ -526,7 +579,18 @@ template <typename T, int H> struct Layer : Rows<T, H> {
       auto make_until = [&](int64_t need) {
         for (need = need < m ? need : m; made < need; made++) backward_norm(made, gamma, saved, rstd, dgelu, gy, g);
       };
-      if (inputs) input_rows(0, n_in, n_in, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g, make_until);
+      // What making gz of own rows [from, to) reads from memory: their xhat (or z) and GELU',
+      // streamed there by the forward. (Their gy too, the layer above's gh: fetching it as well
+      // was slower, bench/kernel_ab.py.)
+      auto fetch = [&](Ahead& ahead, int64_t from, int64_t to) {
+        to = to < m ? to : m;
+        ahead.add(saved, H * sizeof(T), from, to);
+        ahead.add(dgelu, H * sizeof(T), from, to);
+      };
+      Ahead ahead;
+      if (inputs)
+        input_rows(0, n_in, n_in, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, g, make_until, &ahead,
+                   fetch);
       make_until(m);  // rows no input row reads still add to the gradients of b_rel, gamma and beta
       return;
     }
@@ -555,7 +619,7 @@ template <typename T, int H> struct Layer : Rows<T, H> {
         int64_t begin, end;
         range_of(n_in, parts, t, kRows, begin, end);
         input_rows(begin, end, n_in, halo, K, index_t, weight_t, h, w_rel, w_root, residual, gy, grads_of(t),
-                   [](int64_t) {});
+                   [](int64_t) {}, nullptr, [](Ahead&, int64_t, int64_t) {});
       });
     for (int t = 1; t < parts; t++) {
       const Grads<T> gt = grads_of(t);
