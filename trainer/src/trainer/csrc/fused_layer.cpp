@@ -169,12 +169,15 @@ inline vf exp_nonpositive(vf x) {
 }
 
 // GELU(u) = u cdf and GELU'(u) = cdf + u phi(u) of N vectors, lane by lane: they share
-// erf(u / sqrt 2) and exp(-u^2 / 2). Each step runs on all N vectors before the next, so that N
+// erf(u / sqrt 2) and exp(-u^2 / 2). GELU' is summed here, in the statement that makes its product
+// u phi(u), so that the two are one FMA wherever this is compiled (where GELU' was summed by the
+// caller, the compiler made them one FMA where this was inlined and two operations where not: an
+// ulp of GELU' that moved with its inlining choices, which a change anywhere in the file can move). Each step runs on all N vectors before the next, so that N
 // independent chains of ~35 dependent operations sit side by side in the instruction stream: one
 // vector at a time is bound by the chain's latency (AVX2, Zen 3: a layer's forward on 10,000 rows
 // 3.30-3.35 -> 3.02-3.10 ms with N = 8, bench/layer_kernel.py; kGeluGroup picks N). The same
 // operations on each lane whatever N.
-template <int N> inline void gelu_parts(const vf* u, vf* cdf, vf* pdf_u) {
+template <int N> inline void gelu_parts(const vf* u, vf* cdf, vf* dgelu) {
   // |x| and the sign of a negative x as bit masks: one logical operation each where a select
   // takes a compare, a negation and a blend (the same values).
   vf x[N], t[N], r[N], e[N];
@@ -195,16 +198,16 @@ template <int N> inline void gelu_parts(const vf* u, vf* cdf, vf* pdf_u) {
   for (int i = 0; i < N; i++) {
     const vf a = 1.0f - r[i] * t[i] * e[i];
     cdf[i] = (vf)((vi)a ^ neg[i]) * 0.5f + 0.5f;  // 0.5 (1 -+ a), exactly: halving is exact
-    pdf_u[i] = u[i] * float(0.5 * M_2_SQRTPI * M_SQRT1_2) * e[i];
+    dgelu[i] = u[i] * float(0.5 * M_2_SQRTPI * M_SQRT1_2) * e[i] + cdf[i];
   }
 }
 
-template <int N, typename V> inline void gelu_parts(const V* u, V* cdf, V* pdf_u) {  // double: libm
+template <int N, typename V> inline void gelu_parts(const V* u, V* cdf, V* dgelu) {  // double: libm
   for (int i = 0; i < N; i++)
     for (int l = 0; l < int(sizeof(V) / sizeof(double)); l++) {
       const double x = u[i][l] * M_SQRT1_2;
       cdf[i][l] = 0.5 * (1.0 + std::erf(x));
-      pdf_u[i][l] = u[i][l] * (0.5 * M_2_SQRTPI * M_SQRT1_2) * std::exp(-x * x);
+      dgelu[i][l] = u[i][l] * (0.5 * M_2_SQRTPI * M_SQRT1_2) * std::exp(-x * x) + cdf[i][l];
     }
 }
 
@@ -421,12 +424,12 @@ template <typename T, int H> struct Layer : Rows<T, H> {
   static void finish_row(const V* u, const T* own, bool residual, T* y, T* dg) {
     constexpr int G = kGeluGroup(NV);
     for (int v0 = 0; v0 < NV; v0 += G) {
-      V cdf[G], pdf_u[G];
-      gelu_parts<G>(u + v0, cdf, pdf_u);
+      V cdf[G], dgelu[G];
+      gelu_parts<G>(u + v0, cdf, dgelu);
       for (int g = 0; g < G; g++) {
         const int v = v0 + g;
         store(y + v * L, residual ? u[v] * cdf[g] + load(own + v * L) : u[v] * cdf[g]);
-        if (dg) stream(dg + v * L, cdf[g] + pdf_u[g]);
+        if (dg) stream(dg + v * L, dgelu[g]);
       }
     }
   }
@@ -434,7 +437,7 @@ template <typename T, int H> struct Layer : Rows<T, H> {
   // The forward's output and GELU' again from what it kept (saved: xhat, or z without a norm), row
   // by row: u = xhat gamma + beta as the forward makes it, then the same finish_row; no gather, no
   // products. The same values as the forward's up to rounding: the compiler may contract a sum
-  // into an FMA in one and not in the other (an ulp of GELU' here and there).
+  // into an FMA in one and not in the other (an ulp here and there).
   static void restore(int64_t n_in, int64_t m, const T* h, const T* gamma, const T* beta, bool residual,
                       const T* saved, T* y, T* dgelu, int threads) {
     const T* own = h + (n_in - m) * H;
@@ -665,11 +668,11 @@ template <typename T, int H> struct Encoder : Rows<T, H> {
       V* u = &acc[0][0];  // the block's NR x CB sums, row after row
       constexpr int G = kGeluGroup(NR * CB);
       for (int k0 = 0; k0 + G <= NR * CB; k0 += G) {
-        V cdf[G], pdf_u[G];
-        gelu_parts<G>(u + k0, cdf, pdf_u);
+        V cdf[G], dg[G];
+        gelu_parts<G>(u + k0, cdf, dg);
         for (int g = 0; g < G; g++) {
           const int r = (k0 + g) / CB, v = (k0 + g) % CB;
-          stream(dgelu + (i0 + r) * H + (c0 + v) * L, cdf[g] + pdf_u[g]);
+          stream(dgelu + (i0 + r) * H + (c0 + v) * L, dg[g]);
           store(h + (i0 + r) * H + (c0 + v) * L, u[k0 + g] * cdf[g]);
         }
       }
@@ -921,9 +924,9 @@ template <typename T, bool Backward> void gelu_t(int64_t n, const T* x, const T*
   using V = typename Vec<T>::type;
   constexpr int L = ZS_VEC_BYTES / sizeof(T);
   auto one = [](V u, V g) {
-    V cdf, pdf_u;
-    gelu_parts<1>(&u, &cdf, &pdf_u);
-    return Backward ? g * (cdf + pdf_u) : u * cdf;
+    V cdf, dgelu;
+    gelu_parts<1>(&u, &cdf, &dgelu);
+    return Backward ? g * dgelu : u * cdf;
   };
   auto load = [](const T* p) { return *reinterpret_cast<const V*>(p); };
   int64_t i = 0;
