@@ -472,12 +472,15 @@ def test_the_gelu_kernel_equals_torchs(dtype):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_the_encoder_kernel_against_finite_differences_and_torch(bias):
+@pytest.mark.parametrize(("rows", "features"), [(23, 19), (101, 6), (50, 5)])
+def test_the_encoder_kernel_against_finite_differences_and_torch(bias, rows, features):
     # GELU(x W^T + b) in one kernel, with x requiring grad as in a rollout's features (its
-    # gradient goes through W in torch); 23 rows: three blocks of six and a tail of five.
+    # gradient goes through W in torch). The forward takes blocks of six rows and a tail; the
+    # backward panels of 48 rows (23: one short panel; 101: two and a tail of five) and the
+    # weight's features in tiles of four (19: four and a tile of three; 6: one and two; 5: one and one).
     torch.manual_seed(4)
-    linear = torch.nn.Linear(19, 32, bias=bias).double()
-    x = torch.randn(23, 19, dtype=torch.float64, requires_grad=True)
+    linear = torch.nn.Linear(features, 32, bias=bias).double()
+    x = torch.randn(rows, features, dtype=torch.float64, requires_grad=True)
     out = fused.encoder(x, linear)
     assert type(out.grad_fn).__name__ == "_EncoderBackward"
     params = tuple(linear.parameters())
