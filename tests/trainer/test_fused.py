@@ -322,6 +322,26 @@ def test_the_direct_path_with_frozen_layers_and_other_sizes(calls):
     )
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_frozen_middle_layer_passes_gradients_to_the_layers_below(threads):
+    """A layer whose weights are frozen still sends its input gradient down: its backward has the
+    input rows' products and no weight-gradient ones (the products the one-thread backward spreads
+    its fetches over; with none it fetches nothing). The direct path equals the per-layer path
+    bit for bit, and the frozen layer gets no gradient."""
+    torch.set_num_threads(threads)
+    net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=1500)
+    ref, _, _ = _net_and_graph("graphconv", "layer", True, 32, torch.float32, nodes=1500)
+    _per_layer(ref)
+    for m in (net, ref):
+        for p in (*m.convs[1].parameters(), *m.norms[1].parameters()):
+            p.requires_grad_(False)
+    want, want_grads = _run(ref, x, g)
+    got, grads = _run(net, x, g)
+    assert "convs.1.lin_rel.weight" not in grads and "convs.0.lin_rel.weight" in grads
+    assert torch.equal(got, want) and grads.keys() == want_grads.keys()
+    assert all(torch.equal(grads[n], want_grads[n]) for n in grads)
+
+
 def test_the_direct_path_refuses_a_second_backward_and_leaves_what_it_does_not_take(calls):
     net, x, g = _net_and_graph("graphconv", "layer", True, 32, torch.float32)
     loss = net(x, g).sum()

@@ -105,11 +105,12 @@ struct Ahead {
     at[ranges] = static_cast<const char*>(p) + from * row_bytes;
     end[ranges++] = static_cast<const char*>(p) + to * row_bytes;
   }
-  // Spread what is queued over `tiles` calls of tile().
+  // Spread what is queued over `tiles` calls of tile() (none: nothing is fetched; a layer whose
+  // weights are frozen has no weight-gradient products to spread the lines over).
   void spread(int tiles) {
     int64_t lines = 0;
     for (int k = next; k < ranges; k++) lines += (end[k] - at[k] + 63) / 64;
-    per_tile = static_cast<int>((lines + tiles - 1) / tiles);
+    per_tile = tiles > 0 ? static_cast<int>((lines + tiles - 1) / tiles) : 0;
   }
   void tile() {
     for (int q = 0; q < per_tile && next < ranges; q++) {
