@@ -86,10 +86,10 @@ template <typename T> void add_into(T* dst, const T* src, int64_t n) {
 }
 
 // Cache lines to be read soon, fetched a few at a time between the products' tiles (`outer`):
-// what the one-thread backward reads next from memory (the next panel's xhat, GELU' and gy rows,
-// streamed past the caches by the forward or written long before, and its input rows), so that
-// their ~100 ns from DRAM overlap the products instead of stalling the gz pass that reads them.
-// A burst of them at once fills the core's line-fill buffers and stalls as the reads would
+// what the one-thread backward reads next from memory (the next panel's rows of xhat and GELU',
+// which the forward streamed past the caches, and its input rows of h, written long before), so
+// that their ~100 ns from DRAM overlap the products instead of stalling the gz pass that reads
+// them. A burst of them at once fills the core's line-fill buffers and stalls as the reads would
 // (docs/speed.md item 40). Only fetches: no result depends on it.
 struct Ahead {
   static constexpr int kRanges = 4;
@@ -171,13 +171,14 @@ inline vf exp_nonpositive(vf x) {
 
 // GELU(u) = u cdf and GELU'(u) = cdf + u phi(u) of N vectors, lane by lane: they share
 // erf(u / sqrt 2) and exp(-u^2 / 2). GELU' is summed here, in the statement that makes its product
-// u phi(u), so that the two are one FMA wherever this is compiled (where GELU' was summed by the
-// caller, the compiler made them one FMA where this was inlined and two operations where not: an
-// ulp of GELU' that moved with its inlining choices, which a change anywhere in the file can move). Each step runs on all N vectors before the next, so that N
-// independent chains of ~35 dependent operations sit side by side in the instruction stream: one
-// vector at a time is bound by the chain's latency (AVX2, Zen 3: a layer's forward on 10,000 rows
-// 3.30-3.35 -> 3.02-3.10 ms with N = 8, bench/layer_kernel.py; kGeluGroup picks N). The same
-// operations on each lane whatever N.
+// u phi(u), so that the two are one FMA wherever this is compiled (summed by the caller, they were
+// one FMA where this was inlined and two operations where not: an ulp of GELU' that moved with the
+// compiler's inlining choices, which a change anywhere in the file can move; docs/speed.md item
+// 42). Each step runs on all N vectors before the next, so that N independent chains of ~35
+// dependent operations sit side by side in the instruction stream: one vector at a time is bound
+// by the chain's latency (AVX2, Zen 3: a layer's forward on 10,000 rows 3.30-3.35 -> 3.02-3.10 ms
+// with N = 8, bench/layer_kernel.py; kGeluGroup picks N). The same operations on each lane
+// whatever N.
 template <int N> inline void gelu_parts(const vf* u, vf* cdf, vf* dgelu) {
   // |x| and the sign of a negative x as bit masks: one logical operation each where a select
   // takes a compare, a negation and a blend (the same values).
@@ -685,8 +686,8 @@ template <typename T, int H> struct Encoder : Rows<T, H> {
   // gu of the panel is made first into L1; the weight gradient then goes as Layer::outer does, in
   // tiles of up to kOuts features x CB vectors of columns held in registers while the panel's rows
   // go by: kOuts x CB independent chains of FMAs. (Six rows at a time, each feature's sum was a
-  // chain of six dependent FMAs, one feature after another: 0.49 ms for 10,000 rows, ~4x its
-  // FMAs' throughput.)
+  // chain of six dependent FMAs: 0.53 -> 0.47 ms a mini-batch step, docs/speed.md item 41; the
+  // rest is mostly its reads of gy and GELU'.)
   static constexpr int kPanel = 48;
   static constexpr int kOuts = 4;
   static void backward_panel(int64_t i0, int n, int F, const T* x, const T* dgelu, const T* gy, T* gu_out, T* gwt,
