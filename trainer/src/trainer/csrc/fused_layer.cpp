@@ -264,6 +264,39 @@ template <typename T, int H> struct Rows {
     for (int l = 0; l < L; l++) s += v[l];
     return s;
   }
+
+  // G[i, c0 block] += sum_r a[r as + i] x[r H + c0 block], i < NO, over n rows in order: one tile of
+  // a weight gradient's products, its NO x CB sums held in registers while the rows go by (NO x CB
+  // independent chains of FMAs; G through the caches once per n rows). G: rows of H, the tile's
+  // first; a: the rows' NO values each, as stride as apart.
+  template <int NO>
+  static void outer_tile(int n, const T* a, int64_t as, const T* x, T* G, int c0) {
+    V acc[NO][CB];
+#pragma GCC unroll 32
+    for (int i = 0; i < NO; i++)
+#pragma GCC unroll 32
+      for (int v = 0; v < CB; v++) acc[i][v] = load(G + i * H + (c0 + v) * L);
+    // Eight rows a trip: the backward ~0.15 ms faster than one (4 and 16 were no better).
+#pragma GCC unroll 8
+    for (int r = 0; r < n; r++) {
+      V xv[CB];
+#pragma GCC unroll 32
+      for (int v = 0; v < CB; v++) {
+        xv[v] = load(x + r * H + (c0 + v) * L);
+        asm("" : "+x"(xv[v]));  // in a register, not loaded again by each of the NO FMAs reading it
+      }
+#pragma GCC unroll 32
+      for (int i = 0; i < NO; i++) {
+        const T s = a[r * as + i];
+#pragma GCC unroll 32
+        for (int v = 0; v < CB; v++) acc[i][v] += s * xv[v];
+      }
+    }
+#pragma GCC unroll 32
+    for (int i = 0; i < NO; i++)
+#pragma GCC unroll 32
+      for (int v = 0; v < CB; v++) store(G + i * H + (c0 + v) * L, acc[i][v]);
+  }
 };
 
 template <typename T, int H> struct Layer : Rows<T, H> {
@@ -310,10 +343,9 @@ template <typename T, int H> struct Layer : Rows<T, H> {
   }
 
   // G[o, :] += sum_r g[r H + o] x[r H : (r + 1) H] over n rows (each of g and x n rows one after
-  // another: no pointer to load per row): a weight gradient ([out, in] row-major), in tiles
-  // of kOuts outputs x CB vectors of columns, each tile's sums held in registers while the n rows
-  // go by (kOuts x CB independent chains of FMAs; G through the caches once per n rows). Each
-  // element's sum runs G + row 0, 1, ... in order, as one row at a time would.
+  // another: no pointer to load per row): a weight gradient ([out, in] row-major), in tiles of
+  // kOuts outputs x CB vectors of columns (outer_tile). Each element's sum runs G + row 0, 1, ...
+  // in order, as one row at a time would.
   static constexpr int kOuts = 4;
   static_assert(H % kOuts == 0, "hidden must be a multiple of kOuts");
   static constexpr int kTiles = NV / CB * (H / kOuts);  // tiles of one outer()
@@ -321,31 +353,7 @@ template <typename T, int H> struct Layer : Rows<T, H> {
     for (int c0 = 0; c0 < NV; c0 += CB)
       for (int o0 = 0; o0 < H; o0 += kOuts) {
         if (ahead) ahead->tile();
-        V acc[kOuts][CB];
-#pragma GCC unroll 32
-        for (int i = 0; i < kOuts; i++)
-#pragma GCC unroll 32
-          for (int v = 0; v < CB; v++) acc[i][v] = load(G + (o0 + i) * H + (c0 + v) * L);
-        // Eight rows a trip: the backward ~0.15 ms faster than one (4 and 16 were no better).
-#pragma GCC unroll 8
-        for (int r = 0; r < n; r++) {
-          V xv[CB];
-#pragma GCC unroll 32
-          for (int v = 0; v < CB; v++) {
-            xv[v] = load(x + r * H + (c0 + v) * L);
-            asm("" : "+x"(xv[v]));  // in a register, not loaded again by each of the kOuts FMAs reading it
-          }
-#pragma GCC unroll 32
-          for (int i = 0; i < kOuts; i++) {
-            const T s = g[r * H + o0 + i];
-#pragma GCC unroll 32
-            for (int v = 0; v < CB; v++) acc[i][v] += s * xv[v];
-          }
-        }
-#pragma GCC unroll 32
-        for (int i = 0; i < kOuts; i++)
-#pragma GCC unroll 32
-          for (int v = 0; v < CB; v++) store(G + (o0 + i) * H + (c0 + v) * L, acc[i][v]);
+        R::template outer_tile<kOuts>(n, g + o0, H, x, G + o0 * H, c0);
       }
   }
 
@@ -718,33 +726,7 @@ template <typename T, int H> struct Encoder : Rows<T, H> {
   // gwt[k0 + i] += sum_r x[i0 + r, k0 + i] gu[r], i < NK, over the panel's n rows in order.
   template <int NK>
   static void features(int k0, int64_t i0, int n, int F, const T* x, const T (*gu)[H], T* gwt) {
-    for (int c0 = 0; c0 < NV; c0 += CB) {
-      V acc[NK][CB];
-#pragma GCC unroll 32
-      for (int i = 0; i < NK; i++)
-#pragma GCC unroll 32
-        for (int v = 0; v < CB; v++) acc[i][v] = load(gwt + (k0 + i) * H + (c0 + v) * L);
-      const T* xr = x + i0 * F + k0;
-#pragma GCC unroll 4
-      for (int r = 0; r < n; r++, xr += F) {
-        V g[CB];
-#pragma GCC unroll 32
-        for (int v = 0; v < CB; v++) {
-          g[v] = load(gu[r] + (c0 + v) * L);
-          asm("" : "+x"(g[v]));  // in a register, not loaded again by each FMA reading it
-        }
-#pragma GCC unroll 32
-        for (int i = 0; i < NK; i++) {
-          const T a = xr[i];
-#pragma GCC unroll 32
-          for (int v = 0; v < CB; v++) acc[i][v] += a * g[v];
-        }
-      }
-#pragma GCC unroll 32
-      for (int i = 0; i < NK; i++)
-#pragma GCC unroll 32
-        for (int v = 0; v < CB; v++) store(gwt + (k0 + i) * H + (c0 + v) * L, acc[i][v]);
-    }
+    for (int c0 = 0; c0 < NV; c0 += CB) R::template outer_tile<NK>(n, x + i0 * F + k0, F, gu[0], gwt + k0 * H, c0);
   }
 
   static void forward(int64_t n, int F, const T* x, const T* wt, const T* b, T* dgelu, T* h, int threads) {
