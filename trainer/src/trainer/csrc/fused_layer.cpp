@@ -92,7 +92,7 @@ template <typename T> void add_into(T* dst, const T* src, int64_t n) {
 // them. A burst of them at once fills the core's line-fill buffers and stalls as the reads would
 // (docs/speed.md item 40). Only fetches: no result depends on it.
 struct Ahead {
-  static constexpr int kRanges = 4;
+  static constexpr int kRanges = 3;  // the backward's: xhat, GELU' and h
   const char* at[kRanges] = {};  // each range's next line
   const char* end[kRanges] = {};
   int ranges = 0, next = 0;      // ranges queued; the one being fetched
@@ -265,6 +265,11 @@ template <typename T, int H> struct Rows {
     return s;
   }
 
+  // Weight gradients' products run over panels of kPanel rows (the layer's backward, the encoder's),
+  // in tiles of up to kOuts outputs.
+  static constexpr int kPanel = 8 * kRows;
+  static constexpr int kOuts = 4;
+
   // G[i, c0 block] += sum_r a[r as + i] x[r H + c0 block], i < NO, over n rows in order: one tile of
   // a weight gradient's products, its NO x CB sums held in registers while the rows go by (NO x CB
   // independent chains of FMAs; G through the caches once per n rows). G: rows of H, the tile's
@@ -302,7 +307,7 @@ template <typename T, int H> struct Rows {
 template <typename T, int H> struct Layer : Rows<T, H> {
   using R = Rows<T, H>;
   using typename R::V;
-  using R::L, R::NV, R::CB, R::load, R::store, R::hsum;
+  using R::L, R::NV, R::CB, R::kPanel, R::kOuts, R::load, R::store, R::hsum;
 
   // out[r] = init[r] + xa[r] Ba (+ xb[r] Bb), for NR rows; B: [H (in), H (out)] row-major. In blocks
   // of CB vectors of columns: each output's sum runs over k in the same order whatever CB.
@@ -346,7 +351,6 @@ template <typename T, int H> struct Layer : Rows<T, H> {
   // another: no pointer to load per row): a weight gradient ([out, in] row-major), in tiles of
   // kOuts outputs x CB vectors of columns (outer_tile). Each element's sum runs G + row 0, 1, ...
   // in order, as one row at a time would.
-  static constexpr int kOuts = 4;
   static_assert(H % kOuts == 0, "hidden must be a multiple of kOuts");
   static constexpr int kTiles = NV / CB * (H / kOuts);  // tiles of one outer()
   static void outer(int n, const T* g, const T* x, T* G, Ahead* ahead) {
@@ -525,7 +529,6 @@ template <typename T, int H> struct Layer : Rows<T, H> {
   //   gW_root += gz_i^T h_s, gh_s += gz_i W_root (+ gy_i through the residual).
   // A panel's weight gradients are summed in registers over all its rows (outer); its input
   // gradients in register blocks of kRows rows (matmul).
-  static constexpr int kPanel = 8 * kRows;
   template <typename Make, typename Fetch>
   static void input_rows(int64_t begin, int64_t end, int64_t n_in, int64_t halo, int K, const int32_t* index_t,
                          const T* weight_t, const T* h, const T* w_rel, const T* w_root, bool residual, const T* gy,
@@ -652,7 +655,7 @@ template <typename T, int H> struct Layer : Rows<T, H> {
 template <typename T, int H> struct Encoder : Rows<T, H> {
   using R = Rows<T, H>;
   using typename R::V;
-  using R::L, R::NV, R::CB, R::load, R::store;
+  using R::L, R::NV, R::CB, R::kPanel, R::kOuts, R::load, R::store;
 
   // Rows [i0, i0 + NR): u = x wt + b (wt: [F, H] row-major), h = GELU(u), dgelu = GELU'(u); in
   // blocks of CB vectors of columns, as Layer::matmul.
@@ -696,8 +699,6 @@ template <typename T, int H> struct Encoder : Rows<T, H> {
   // go by: kOuts x CB independent chains of FMAs. (Six rows at a time, each feature's sum was a
   // chain of six dependent FMAs: 0.53 -> 0.47 ms a mini-batch step, docs/speed.md item 41; the
   // rest is mostly its reads of gy and GELU'.)
-  static constexpr int kPanel = 48;
-  static constexpr int kOuts = 4;
   static void backward_panel(int64_t i0, int n, int F, const T* x, const T* dgelu, const T* gy, T* gu_out, T* gwt,
                              T* gb) {
     alignas(64) T gu[kPanel][H];
